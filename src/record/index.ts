@@ -1,0 +1,5 @@
+export { RecordWriter } from './writer.js'
+export type { RecordResult, RecordWriterOptions, RecordWriterStats } from './writer.js'
+export { readRecords } from './reader.js'
+export type { ReadRecordsOptions, RecordReader, SkippedLine } from './reader.js'
+export { recordFiles } from './files.js'

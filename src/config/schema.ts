@@ -1,0 +1,257 @@
+import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
+import type { Config, Endpoint, HashAlgorithm, ModelConfig, RouteConfig, SplitEntry, UserIdSource } from './types.js'
+import { parseJsonPointer } from '../compare/index.js'
+
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes'] as const
+const ENDPOINT_KEYS = ['host', 'port'] as const
+const MODEL_KEYS = ['url', 'timeout_ms', 'connections'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split'] as const
+const SPLIT_KEYS = ['model', 'weight'] as const
+const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
+const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
+
+/** Paths the router answers itself on the prediction port; routes may not take them. */
+export const RESERVED_PATHS: readonly string[] = []
+
+export const DEFAULTS = {
+  listen: { host: '0.0.0.0', port: 8080 },
+  admin: { host: '127.0.0.1', port: 9464 },
+  max_body_bytes: 1_048_576,
+  shutdown_timeout_ms: 10_000,
+  timeout_ms: 10_000,
+  connections: 128,
+  user_id: 'header:x-user-id',
+} as const
+
+/**
+ * Validates a parsed YAML document as a whole and returns the defaulted config, or every
+ * problem found. Cross-field rules (models referenced, weights, overlapping paths) are here too.
+ */
+export function validateConfig(raw: unknown): { config?: Config; problems: RawProblem[] } {
+  const c = new Checker()
+  const top = c.object(raw ?? undefined, [], TOP_KEYS, ['models', 'routes'])
+  if (top === undefined) return { problems: c.problems }
+
+  const listen = endpoint(c, top.listen, ['listen'], DEFAULTS.listen)
+  const admin = endpoint(c, top.admin, ['admin'], DEFAULTS.admin)
+  const limitsRaw = top.limits === undefined ? {} : c.object(top.limits, ['limits'], ['max_body_bytes'])
+  const maxBody = c.number(limitsRaw?.max_body_bytes, ['limits', 'max_body_bytes'], { min: 1, integer: true, fallback: DEFAULTS.max_body_bytes })
+  const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
+  if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port && listen.host === admin.host) {
+    c.add(['admin', 'port'], `must differ from listen.port (${listen.port}): prediction and admin traffic need separate ports`)
+  }
+
+  const models = readModels(c, top.models)
+  const routes = readRoutes(c, top.routes, models)
+
+  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined) {
+    return { problems: c.problems }
+  }
+  return {
+    problems: [],
+    config: {
+      listen,
+      admin,
+      limits: { max_body_bytes: maxBody ?? DEFAULTS.max_body_bytes },
+      shutdown_timeout_ms: shutdown ?? DEFAULTS.shutdown_timeout_ms,
+      models,
+      routes,
+    },
+  }
+}
+
+function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {
+  if (value === undefined || value === null) return fallback
+  const o = c.object(value, path, ENDPOINT_KEYS)
+  if (o === undefined) return undefined
+  const host = c.string(o.host, [...path, 'host'], fallback.host)
+  const port = c.number(o.port, [...path, 'port'], { min: 0, max: 65535, integer: true, fallback: fallback.port })
+  return host === undefined || port === undefined ? undefined : { host, port }
+}
+
+function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | undefined {
+  if (value === undefined || value === null) return undefined // reported as required
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    c.add(['models'], `must be a mapping of model name to { url, timeout_ms }, got ${describe(value)}`)
+    return undefined
+  }
+  const out: Record<string, ModelConfig> = {}
+  const entries = Object.entries(value as Record<string, unknown>)
+  if (entries.length === 0) c.add(['models'], 'must define at least one model')
+  for (const [name, raw] of entries) {
+    const path = ['models', name]
+    const o = c.object(raw, path, MODEL_KEYS, ['url'])
+    if (o === undefined) continue
+    const url = modelUrl(c, o.url, [...path, 'url'])
+    const timeout = c.number(o.timeout_ms, [...path, 'timeout_ms'], { min: 1, integer: true, fallback: DEFAULTS.timeout_ms })
+    const connections = c.number(o.connections, [...path, 'connections'], { min: 1, max: 65536, integer: true, fallback: DEFAULTS.connections })
+    if (url !== undefined && timeout !== undefined && connections !== undefined) out[name] = { url, timeout_ms: timeout, connections }
+  }
+  return out
+}
+
+function modelUrl(c: Checker, value: unknown, path: KeyPath): string | undefined {
+  const s = c.string(value, path)
+  if (s === undefined) return undefined
+  let url: URL
+  try {
+    url = new URL(s)
+  } catch {
+    c.add(path, `must be an absolute http:// or https:// URL such as "http://127.0.0.1:9001", got ${JSON.stringify(s)}`)
+    return undefined
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    c.add(path, `must use http:// or https://, got ${JSON.stringify(url.protocol)}`)
+    return undefined
+  }
+  if (url.search !== '' || url.hash !== '') {
+    c.add(path, 'must not carry a query or fragment: the request\'s own query is passed through')
+    return undefined
+  }
+  if (url.port === '0') {
+    c.add(path, 'port must be from 1 to 65535, got 0')
+    return undefined
+  }
+  // Keep the base path without a trailing slash so `base + rest of request path` joins cleanly.
+  return url.origin + url.pathname.replace(/\/+$/, '')
+}
+
+function readRoutes(c: Checker, value: unknown, models: Record<string, ModelConfig> | undefined): RouteConfig[] | undefined {
+  if (value === undefined || value === null) return undefined // reported as required
+  const list = c.list(value, ['routes'], 'routes ({ name, path, split })')
+  if (list === undefined) return undefined
+  if (list.length === 0) c.add(['routes'], 'must define at least one route')
+  const routes: RouteConfig[] = []
+  const names = new Map<string, number>()
+  const paths: { path: string; index: number }[] = []
+  list.forEach((raw, i) => {
+    const r = readRoute(c, raw, ['routes', i], models)
+    if (r === undefined) return
+    const seen = names.get(r.name)
+    if (seen !== undefined) c.add(['routes', i, 'name'], `duplicate route name "${r.name}" (also routes[${seen}].name): names label metrics and records, so each must be unique`)
+    else names.set(r.name, i)
+    for (const other of paths) {
+      if (overlaps(other.path, r.path)) {
+        c.add(['routes', i, 'path'], `"${r.path}" overlaps routes[${other.index}].path "${other.path}": a request must match exactly one route, so use paths where neither is a prefix of the other`)
+      }
+    }
+    paths.push({ path: r.path, index: i })
+    routes.push(r)
+  })
+  return routes
+}
+
+function overlaps(a: string, b: string): boolean {
+  if (a === b || a === '/' || b === '/') return true
+  return a.startsWith(b + '/') || b.startsWith(a + '/')
+}
+
+function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<string, ModelConfig> | undefined): RouteConfig | undefined {
+  const o = c.object(raw, path, ROUTE_KEYS, ['name', 'path', 'split'])
+  if (o === undefined) return undefined
+  const name = c.string(o.name, [...path, 'name'])
+  const routePath = readRoutePath(c, o.path, [...path, 'path'])
+  const userId = readUserIdSources(c, o.user_id, [...path, 'user_id'])
+  const hash = c.oneOf(o.hash, [...path, 'hash'], HASHES, 'rendezvous')
+  // nginx's split_clients key is "${user id}SALT": its salt defaults to empty, ours to the name.
+  const salt = typeof o.salt === 'string' ? o.salt : c.string(o.salt, [...path, 'salt'], hash === 'nginx' ? '' : name ?? '')
+  const allowOverride = c.boolean(o.allow_override, [...path, 'allow_override'], false)
+  const split = readSplit(c, o.split, [...path, 'split'], models)
+  const missing = readMissing(c, o.missing_user_id, [...path, 'missing_user_id'], models)
+  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined) return undefined
+  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split }
+}
+
+function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
+  const s = c.string(value, path)
+  if (s === undefined) return undefined
+  if (!s.startsWith('/') || s.includes('?') || s.includes('#') || s.includes('//') || /(^|\/)\.\.?(\/|$)/.test(s)) {
+    c.add(path, `must be a URL path prefix such as "/models/churn" (starts with /, no query, no . or .. segments), got ${JSON.stringify(s)}`)
+    return undefined
+  }
+  const normalised = s.length > 1 ? s.replace(/\/+$/, '') : s
+  if (RESERVED_PATHS.some((r) => overlaps(r, normalised))) {
+    c.add(path, `"${normalised}" overlaps a path the router serves itself (${RESERVED_PATHS.join(', ')})`)
+    return undefined
+  }
+  return normalised
+}
+
+function readUserIdSources(c: Checker, value: unknown, path: KeyPath): UserIdSource[] | undefined {
+  const raw = value === undefined || value === null ? [DEFAULTS.user_id] : typeof value === 'string' ? [value] : c.list(value, path, 'sources such as header:x-user-id')
+  if (raw === undefined) return undefined
+  if (raw.length === 0) c.add(path, 'must list at least one source, e.g. [header:x-user-id]')
+  const out: UserIdSource[] = []
+  raw.forEach((item, i) => {
+    const p = Array.isArray(value) ? [...path, i] : path
+    const spec = typeof item === 'string' ? item : undefined
+    const colon = spec?.indexOf(':') ?? -1
+    const kind = spec?.slice(0, colon)
+    const name = spec?.slice(colon + 1) ?? ''
+    if (spec === undefined || colon <= 0 || name === '' || !(USER_ID_KINDS as readonly string[]).includes(kind ?? '')) {
+      c.add(p, `must be header:NAME, query:NAME, cookie:NAME or body:/json/pointer, got ${describe(item)}`)
+      return
+    }
+    if (kind === 'body') {
+      try {
+        out.push({ kind: 'body', pointer: name, tokens: parseJsonPointer(name), spec })
+      } catch (err) {
+        c.add(p, `body source needs a JSON Pointer such as body:/user_id: ${(err as Error).message}`)
+      }
+      return
+    }
+    // HTTP header names are case-insensitive (RFC 9110 §5.1); Node lowercases incoming ones.
+    out.push({ kind: kind as 'header' | 'query' | 'cookie', name: kind === 'header' ? name.toLowerCase() : name, spec })
+  })
+  return out
+}
+
+function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<string, ModelConfig> | undefined): SplitEntry[] | undefined {
+  if (value === undefined || value === null) return undefined // reported as required
+  const list = c.list(value, path, '{ model, weight } entries')
+  if (list === undefined) return undefined
+  if (list.length === 0) {
+    c.add(path, 'must list at least one { model, weight }')
+    return undefined
+  }
+  const out: SplitEntry[] = []
+  const seen = new Map<string, number>()
+  let ok = true
+  list.forEach((raw, i) => {
+    const p = [...path, i]
+    const o = c.object(raw, p, SPLIT_KEYS, ['model', 'weight'])
+    if (o === undefined) return void (ok = false)
+    const model = c.string(o.model, [...p, 'model'])
+    if (o.weight !== undefined && o.weight !== null && (typeof o.weight !== 'number' || !Number.isFinite(o.weight) || o.weight < 0)) {
+      c.add([...p, 'weight'], `must be a number >= 0, got ${describe(o.weight)}`)
+      ok = false
+    }
+    if (model === undefined || typeof o.weight !== 'number') return void (ok = false)
+    if (models !== undefined && models[model] === undefined) {
+      c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
+      ok = false
+    }
+    const dup = seen.get(model)
+    if (dup !== undefined) {
+      c.add([...p, 'model'], `model "${model}" appears twice in this split (also at [${dup}]): give it one entry with the summed weight`)
+      ok = false
+    }
+    seen.set(model, i)
+    out.push({ model, weight: o.weight })
+  })
+  if (ok && out.every((s) => s.weight === 0)) {
+    c.add(path, 'all weights are 0: at least one model needs a positive weight to receive traffic')
+    return undefined
+  }
+  return ok ? out : undefined
+}
+
+function readMissing(c: Checker, value: unknown, path: KeyPath, models: Record<string, ModelConfig> | undefined): string | undefined {
+  const s = c.string(value, path, 'random')
+  if (s === undefined || s === 'random' || s === 'reject') return s
+  if (models !== undefined && models[s] === undefined) {
+    c.add(path, `must be random, reject or a defined model name; "${s}" is not defined under models`)
+    return undefined
+  }
+  return s
+}

@@ -1,0 +1,59 @@
+import createError from '@fastify/error'
+
+// The error catalogue: every code the router raises lives here, with its HTTP status.
+// Messages are printf-style (%s) so the route and model can be named where they apply.
+
+// --- request errors -------------------------------------------------------------------------
+export const RouteNotFoundError = createError<'MS_ROUTE_NOT_FOUND', 404, [string, string]>(
+  'MS_ROUTE_NOT_FOUND', 'no route matches path %s; configured route paths: %s', 404)
+export const BodyTooLargeError = createError<'MS_BODY_TOO_LARGE', 413, [string, number]>(
+  'MS_BODY_TOO_LARGE', 'request body for route "%s" is over the limit of %s bytes (limits.max_body_bytes)', 413)
+export const UserIdRequiredError = createError<'MS_USER_ID_REQUIRED', 400, [string, string, string]>(
+  'MS_USER_ID_REQUIRED', 'route "%s" needs a user id (%s) and rejects requests without one: %s', 400)
+export const BadRequestPathError = createError<'MS_BAD_PATH', 400, [string, { cause: unknown }?]>(
+  'MS_BAD_PATH', 'request path is not allowed: %s', 400)
+
+// --- upstream errors: one family, so callers can branch on `instanceof UpstreamError` -------
+export const UpstreamError = createError<'MS_UPSTREAM_ERROR', 502, [string, string, string, { cause: unknown }?]>(
+  'MS_UPSTREAM_ERROR', 'model "%s" on route "%s" failed: %s', 502)
+// @fastify/error types its Base parameter as the built-in ErrorConstructor; any constructor works.
+const UpstreamBase = UpstreamError as unknown as ErrorConstructor
+export const UpstreamUnreachableError = createError<'MS_UPSTREAM_UNREACHABLE', 502, [string, string, string, { cause: unknown }?]>(
+  'MS_UPSTREAM_UNREACHABLE', 'model "%s" on route "%s" is unreachable: %s', 502, UpstreamBase)
+export const UpstreamResetError = createError<'MS_UPSTREAM_RESET', 502, [string, string, string, { cause: unknown }?]>(
+  'MS_UPSTREAM_RESET', 'model "%s" on route "%s" closed the connection: %s', 502, UpstreamBase)
+export const UpstreamTimeoutError = createError<'MS_UPSTREAM_TIMEOUT', 504, [string, string, number, { cause: unknown }?]>(
+  'MS_UPSTREAM_TIMEOUT', 'model "%s" on route "%s" did not answer within timeout_ms=%s', 504, UpstreamBase)
+
+// --- lifecycle ---------------------------------------------------------------------------------
+export const ShuttingDownError = createError<'MS_SHUTTING_DOWN', 503, []>(
+  'MS_SHUTTING_DOWN', 'the router is shutting down', 503)
+
+/** One located problem in a config file: where it is and what to write instead. */
+export interface ConfigProblem {
+  readonly file: string
+  /** 1-based line, when the YAML parser could locate the key. */
+  readonly line?: number
+  /** Key path such as `routes[0].split[1].weight`; empty for the whole document. */
+  readonly path: string
+  readonly message: string
+}
+
+/** Formats a problem as `file:line: path: message`, the form editors and CI logs link to. */
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.line === undefined ? p.file : `${p.file}:${p.line}`
+  return p.path === '' ? `${where}: ${p.message}` : `${where}: ${p.path}: ${p.message}`
+}
+
+/** A config that cannot be used; carries every problem found, not just the first. */
+export class ConfigError extends Error {
+  readonly code = 'MS_CONFIG_INVALID'
+  readonly problems: readonly ConfigProblem[]
+
+  constructor(problems: readonly ConfigProblem[], options?: { cause?: unknown }) {
+    const n = problems.length
+    super(`invalid config (${n} problem${n === 1 ? '' : 's'}):\n` + problems.map((p) => '  ' + formatProblem(p)).join('\n'), options)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}

@@ -1,0 +1,6 @@
+export { buildServer } from './server.js'
+export type { Router, ServerOptions } from './server.js'
+export { loadConfig, parseConfig, validateConfig } from './config/index.js'
+export type { Config, LoadedConfig, RouteConfig, ModelConfig } from './config/index.js'
+export { Assigner } from './assign/index.js'
+export { ConfigError } from './errors.js'

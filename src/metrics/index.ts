@@ -1,0 +1,62 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/** Model latency spans 1 ms (a cached lookup) to 10 s (a large batch on a cold GPU). */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+export type AssignmentSource = 'hash' | 'override' | 'missing_user_id'
+export type MissingReason = 'absent' | 'body_not_json' | 'unknown_override'
+
+/**
+ * The router's Prometheus instruments, created once per server on its own registry (so two
+ * routers in one process, as in tests, do not collide). Names are public interface.
+ */
+export class Metrics {
+  readonly registry = new Registry()
+  readonly requests = new Counter({
+    name: 'modelsplit_requests_total', help: 'Prediction requests answered, by route, model and HTTP status code.',
+    labelNames: ['route', 'model', 'code'] as const, registers: [this.registry],
+  })
+  readonly duration = new Histogram({
+    name: 'modelsplit_request_duration_seconds', help: 'Time from request start to response end, by route and model.',
+    labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
+  readonly upstreamErrors = new Counter({
+    name: 'modelsplit_upstream_errors_total', help: 'Failed calls to a model server, by reason (refused, reset, timeout, dns, other).',
+    labelNames: ['route', 'model', 'reason'] as const, registers: [this.registry],
+  })
+  readonly assignments = new Counter({
+    name: 'modelsplit_assignments_total', help: 'Requests assigned to a model, by how: hash of the user id, override header, or the missing_user_id policy.',
+    labelNames: ['route', 'model', 'source'] as const, registers: [this.registry],
+  })
+  readonly userIdMissing = new Counter({
+    name: 'modelsplit_user_id_missing_total', help: 'Requests whose user id could not be used, by reason.',
+    labelNames: ['route', 'reason'] as const, registers: [this.registry],
+  })
+  readonly splitWeight = new Gauge({
+    name: 'modelsplit_split_weight', help: 'Current share of users each model receives on a route, 0..1.',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+  })
+  readonly configReloads = new Counter({
+    name: 'modelsplit_config_reloads_total', help: 'Config reloads, by result (success, failure).',
+    labelNames: ['result'] as const, registers: [this.registry],
+  })
+  readonly configInfo = new Gauge({
+    name: 'modelsplit_config_info', help: 'The config in force, by the sha256 of its file; value is always 1.',
+    labelNames: ['sha256'] as const, registers: [this.registry],
+  })
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
+    this.configReloads.inc({ result: 'success' }, 0)
+    this.configReloads.inc({ result: 'failure' }, 0)
+  }
+
+  /** Publishes the shares and sha of a config that just came into force. */
+  setConfig(sha256: string, routes: readonly { name: string; models: readonly string[]; shares: ArrayLike<number> }[]): void {
+    this.configInfo.reset()
+    this.configInfo.set({ sha256 }, 1)
+    // A model taken out of a split must drop from the rollout overlay, not stay at its old share.
+    this.splitWeight.reset()
+    for (const r of routes) r.models.forEach((model, i) => this.splitWeight.set({ route: r.name, model }, r.shares[i] ?? 0))
+  }
+}

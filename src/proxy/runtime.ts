@@ -1,0 +1,130 @@
+import { Assigner } from '../assign/index.js'
+import type { Config, LoadedConfig, RouteConfig, UserIdSource } from '../config/index.js'
+import type { Metrics, MissingReason } from '../metrics/index.js'
+
+type CounterChild = ReturnType<Metrics['requests']['labels']>
+type HistogramChild = ReturnType<Metrics['duration']['labels']>
+
+/** One model as a route uses it, with its metric children bound once at load time. */
+export interface Arm {
+  readonly route: string
+  readonly model: string
+  /** Model url without a trailing slash; the rest of the request path is appended. */
+  readonly base: string
+  readonly timeoutMs: number
+  readonly assignedByHash: CounterChild
+  readonly assignedByOverride: CounterChild
+  readonly assignedByMissing: CounterChild
+  readonly duration: HistogramChild
+  /** Indexed by HTTP status; filled on first use, since codes are not known in advance. */
+  readonly byCode: (CounterChild | undefined)[]
+  readonly metrics: Metrics
+  /** Options for the forwarding call, built by the proxy on first use and reused after. */
+  fromOptions?: object
+}
+
+export interface RouteRuntime {
+  readonly config: RouteConfig
+  readonly name: string
+  readonly path: string
+  readonly sources: readonly UserIdSource[]
+  /** The user id may be in the body: buffer and parse it. Decided at load, checked per request. */
+  readonly needsBody: boolean
+  readonly assigner: Assigner
+  /** Arms in split order: `assigner.pick()` indexes this. */
+  readonly arms: readonly Arm[]
+  /** allow_override: every defined model by name; otherwise empty. */
+  readonly overrides: ReadonlyMap<string, Arm>
+  readonly missing: 'random' | 'reject' | Arm
+  readonly missingCounters: Readonly<Record<MissingReason, CounterChild>>
+  readonly sourceList: string
+}
+
+/** Everything a request needs, built once per config and swapped as one reference on reload. */
+export interface Runtime {
+  readonly loaded: LoadedConfig
+  readonly config: Config
+  readonly routes: readonly RouteRuntime[]
+  readonly routePaths: string
+  readonly maxBodyBytes: number
+}
+
+/** Builds the request-time state for a validated config; throws only on programmer error. */
+export function buildRuntime(loaded: LoadedConfig, metrics: Metrics): Runtime {
+  const { config } = loaded
+  const routes = config.routes.map((r) => buildRoute(config, r, metrics))
+  // Longest path first: with overlapping paths forbidden this is only a tie-break safety net.
+  const sorted = [...routes].sort((a, b) => b.path.length - a.path.length)
+  return Object.freeze({
+    loaded,
+    config,
+    routes: sorted,
+    routePaths: routes.map((r) => r.path).join(', '),
+    maxBodyBytes: config.limits.max_body_bytes,
+  })
+}
+
+function buildRoute(config: Config, route: RouteConfig, metrics: Metrics): RouteRuntime {
+  const armOf = (model: string): Arm => {
+    const m = config.models[model]
+    if (m === undefined) throw new Error(`model ${model} missing after validation`)
+    const labels = { route: route.name, model }
+    return {
+      route: route.name,
+      model,
+      base: m.url,
+      timeoutMs: m.timeout_ms,
+      assignedByHash: metrics.assignments.labels({ ...labels, source: 'hash' }),
+      assignedByOverride: metrics.assignments.labels({ ...labels, source: 'override' }),
+      assignedByMissing: metrics.assignments.labels({ ...labels, source: 'missing_user_id' }),
+      duration: metrics.duration.labels(labels),
+      byCode: [],
+      metrics,
+    }
+  }
+  const arms = route.split.map((s) => armOf(s.model))
+  const byName = new Map(arms.map((a) => [a.model, a]))
+  const overrides = new Map<string, Arm>()
+  if (route.allow_override) {
+    for (const model of Object.keys(config.models)) overrides.set(model, byName.get(model) ?? armOf(model))
+  }
+  const missing = route.missing_user_id === 'random' || route.missing_user_id === 'reject'
+    ? route.missing_user_id
+    : byName.get(route.missing_user_id) ?? armOf(route.missing_user_id)
+  const reasons: MissingReason[] = ['absent', 'body_not_json', 'unknown_override']
+  return {
+    config: route,
+    name: route.name,
+    path: route.path,
+    sources: route.user_id,
+    needsBody: route.user_id.some((s) => s.kind === 'body'),
+    assigner: new Assigner({ algorithm: route.hash, salt: route.salt, models: route.split.map((s) => s.model), weights: route.split.map((s) => s.weight) }),
+    arms,
+    overrides,
+    missing,
+    missingCounters: Object.fromEntries(reasons.map((r) => [r, metrics.userIdMissing.labels({ route: route.name, reason: r })])) as Record<MissingReason, CounterChild>,
+    sourceList: route.user_id.map((s) => s.spec).join(', '),
+  }
+}
+
+/** The route whose path prefix matches a request path (segment-wise), if any. */
+export function matchRoute(runtime: Runtime, pathname: string): RouteRuntime | undefined {
+  const routes = runtime.routes
+  for (let i = 0; i < routes.length; i++) {
+    const r = routes[i] as RouteRuntime
+    const p = r.path
+    if (pathname.startsWith(p) && (pathname.length === p.length || pathname.charCodeAt(p.length) === 47 /* / */ || p === '/')) return r
+  }
+  return undefined
+}
+
+/** Counts one answered request on an arm; the status child is bound on first sight. */
+export function countResponse(arm: Arm, status: number, seconds: number): void {
+  let child = arm.byCode[status]
+  if (child === undefined) {
+    child = arm.metrics.requests.labels({ route: arm.route, model: arm.model, code: String(status) })
+    arm.byCode[status] = child
+  }
+  child.inc()
+  arm.duration.observe(seconds)
+}

@@ -1,0 +1,87 @@
+import type { FastifyRequest } from 'fastify'
+import { getByPointer } from '../compare/index.js'
+import type { UserIdSource } from '../config/index.js'
+import type { MissingReason } from '../metrics/index.js'
+
+/** Where a request's body stands for user-id lookup: parsed once, lazily. */
+export interface BodyView {
+  raw: Buffer | undefined
+  parsed: unknown
+  state: 'unparsed' | 'json' | 'invalid'
+}
+
+/**
+ * Reads the user id from the first source that has one. Returns the id, or the reason there is
+ * none: `body_not_json` when a body source was needed and the body was not JSON, else `absent`.
+ */
+export function readUserId(sources: readonly UserIdSource[], request: FastifyRequest, body: BodyView): string | MissingReason {
+  let reason: MissingReason = 'absent'
+  for (let i = 0; i < sources.length; i++) {
+    const s = sources[i] as UserIdSource
+    let value: string | undefined
+    switch (s.kind) {
+      case 'header': {
+        const h = request.headers[s.name]
+        value = typeof h === 'string' ? h : h?.[0]
+        break
+      }
+      case 'query': {
+        const q = (request.query as Record<string, unknown> | undefined)?.[s.name]
+        value = typeof q === 'string' ? q : Array.isArray(q) && typeof q[0] === 'string' ? q[0] : undefined
+        break
+      }
+      case 'cookie':
+        value = readCookie(request.headers.cookie, s.name)
+        break
+      case 'body': {
+        if (body.state === 'unparsed') parseBody(body)
+        if (body.state === 'invalid') {
+          reason = 'body_not_json'
+          break
+        }
+        const found = getByPointer(body.parsed, s.tokens)
+        // A numeric id is used as its JSON text (42 → "42"), as str() in the offline snippet does.
+        value = typeof found.value === 'string' ? found.value : typeof found.value === 'number' && Number.isFinite(found.value) ? String(found.value) : undefined
+        break
+      }
+    }
+    if (value !== undefined && value !== '') return value
+  }
+  return reason
+}
+
+function parseBody(body: BodyView): void {
+  if (body.raw === undefined || body.raw.length === 0) {
+    body.state = 'invalid'
+    return
+  }
+  try {
+    body.parsed = JSON.parse(body.raw.toString('utf8'))
+    body.state = 'json'
+  } catch {
+    body.state = 'invalid'
+  }
+}
+
+/** Value of one cookie in a Cookie header (RFC 6265 §5.4: `name=value` pairs split by "; "). */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined
+  let start = 0
+  while (start < header.length) {
+    let end = header.indexOf(';', start)
+    if (end < 0) end = header.length
+    while (header.charCodeAt(start) === 32) start++
+    const eq = header.indexOf('=', start)
+    if (eq > 0 && eq < end && header.slice(start, eq).trim() === name) {
+      let v = header.slice(eq + 1, end).trim()
+      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
+      try {
+        return decodeURIComponent(v)
+      } catch {
+        return v
+      }
+    }
+    start = end + 1
+  }
+  return undefined
+}

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import replyFrom from '@fastify/reply-from'
+import { Agent, Pool } from 'undici'
+import { buildAdmin, type ReloadResult } from './admin/index.js'
+import { loadConfig, watchFile, type LoadedConfig } from './config/index.js'
+import { ConfigError } from './errors.js'
+import { Metrics } from './metrics/index.js'
+import { registerForwarding } from './proxy/forward.js'
+import { buildRuntime, type Runtime } from './proxy/runtime.js'
+
+export interface ServerOptions {
+  /** The config file; reloads read it again. */
+  readonly configFile: string
+  /** A config already loaded from `configFile` (the CLI validates before starting). */
+  readonly loaded?: LoadedConfig
+  /** pino options, or false to log nothing (tests). */
+  readonly logger?: FastifyServerOptions['logger']
+  /** Watch the file and reload on change (default true). */
+  readonly watch?: boolean
+  /** Collect process metrics (default true). */
+  readonly defaultMetrics?: boolean
+}
+
+export interface Router {
+  readonly app: FastifyInstance
+  readonly admin: FastifyInstance
+  readonly metrics: Metrics
+  /** The config in force. */
+  current(): Runtime
+  /** Starts both listeners on the configured (or overridden) addresses; returns their URLs. */
+  listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string }): Promise<{ url: string; adminUrl: string }>
+  /** Re-reads and applies the config file; an invalid file changes nothing. */
+  reload(): Promise<ReloadResult>
+  /** Stops accepting, lets in-flight requests finish up to shutdown_timeout_ms, closes everything. */
+  close(): Promise<void>
+}
+
+/** Builds the router (prediction and admin servers) from a config file, without listening yet. */
+export async function buildServer(opts: ServerOptions): Promise<Router> {
+  const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
+  const loaded = opts.loaded ?? await loadConfig(opts.configFile)
+  let runtime = buildRuntime(loaded, metrics)
+  metrics.setConfig(loaded.sha256, runtime.routes.map((r) => ({ name: r.name, models: r.assigner.models, shares: r.assigner.shares })))
+  let shuttingDown = false
+  let listening = false
+  const logger = opts.logger ?? false
+
+  // One keep-alive pool per model origin, sized by the largest `connections` among the
+  // models that share it; read at pool creation, so models added by a reload get theirs.
+  const connectionsByOrigin = new Map<string, number>()
+  const indexConnections = (r: Runtime): void => {
+    for (const m of Object.values(r.config.models)) {
+      const origin = new URL(m.url).origin
+      connectionsByOrigin.set(origin, Math.max(connectionsByOrigin.get(origin) ?? 0, m.connections))
+    }
+  }
+  indexConnections(runtime)
+  const agent = new Agent({
+    keepAliveTimeout: 30_000,
+    factory: (origin, options) => new Pool(origin, { ...options, connections: connectionsByOrigin.get(String(origin)) ?? 128, pipelining: 1 }),
+  })
+
+  const app = Fastify({
+    logger: logger as boolean,
+    disableRequestLogging: true,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // The route path, not fastify's, decides 404s; keep raw URLs as clients sent them.
+    ignoreTrailingSlash: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  })
+  await app.register(replyFrom, { undici: agent, disableRequestLogging: true, destroyAgent: true })
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
+    const statusCode = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
+    const st = request.ms
+    if (statusCode >= 500 && !(err.code ?? '').startsWith('MS_UPSTREAM')) request.log.error({ err }, 'request failed')
+    reply.code(statusCode).send({
+      statusCode,
+      code: err.code ?? 'MS_INTERNAL',
+      error: httpStatusText(statusCode),
+      message: err.message,
+      ...(st ? { route: st.route.name } : {}),
+      ...(st?.arm ? { model: st.arm.model } : {}),
+    })
+  })
+  registerForwarding(app, { current: () => runtime, isShuttingDown: () => shuttingDown })
+
+  let reloading: Promise<ReloadResult> | undefined
+  const doReload = async (): Promise<ReloadResult> => {
+    let next: LoadedConfig
+    try {
+      next = await loadConfig(opts.configFile)
+    } catch (err) {
+      metrics.configReloads.inc({ result: 'failure' })
+      const problems = err instanceof ConfigError ? err.problems : [{ file: opts.configFile, path: '', message: (err as Error).message }]
+      app.log.error({ problems: problems.length }, `config reload failed, still serving sha256 ${runtime.loaded.sha256}: ${(err as Error).message}`)
+      return { result: 'failure', sha256: runtime.loaded.sha256, problems }
+    }
+    if (next.sha256 === runtime.loaded.sha256) return { result: 'unchanged', sha256: next.sha256 }
+    const notes: string[] = []
+    const old = runtime.config
+    if (old.listen.port !== next.config.listen.port || old.listen.host !== next.config.listen.host ||
+      old.admin.port !== next.config.admin.port || old.admin.host !== next.config.admin.host) {
+      notes.push('listen and admin addresses take effect on restart only')
+    }
+    const built = buildRuntime(next, metrics)
+    indexConnections(built)
+    runtime = built // one reference swap: in-flight requests keep the snapshot they started with
+    metrics.setConfig(next.sha256, built.routes.map((r) => ({ name: r.name, models: r.assigner.models, shares: r.assigner.shares })))
+    metrics.configReloads.inc({ result: 'success' })
+    app.log.info({ sha256: next.sha256 }, 'config reloaded')
+    return { result: 'success', sha256: next.sha256, ...(notes.length ? { notes } : {}) }
+  }
+  // Reloads run one at a time; a reload asked for while one runs waits for it and then reads the file again.
+  const reload = async (): Promise<ReloadResult> => {
+    while (reloading !== undefined) await reloading.catch(() => undefined)
+    reloading = doReload()
+    try {
+      return await reloading
+    } finally {
+      reloading = undefined
+    }
+  }
+
+  const admin = buildAdmin({ metrics, current: () => runtime, isReady: () => listening && !shuttingDown, reload }, logger as boolean)
+  const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
+
+  return {
+    app,
+    admin,
+    metrics,
+    current: () => runtime,
+    reload,
+    async listen(o = {}) {
+      const cfg = runtime.config
+      const url = await app.listen({ host: o.host ?? cfg.listen.host, port: o.port ?? cfg.listen.port })
+      const adminUrl = await admin.listen({ host: o.adminHost ?? cfg.admin.host, port: o.adminPort ?? cfg.admin.port })
+      listening = true
+      return { url, adminUrl }
+    },
+    async close() {
+      shuttingDown = true
+      watcher?.close()
+      const deadline = runtime.config.shutdown_timeout_ms
+      let timer: NodeJS.Timeout | undefined
+      const forced = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          app.log.warn(`in-flight requests still running after shutdown_timeout_ms=${deadline}; closing their connections`)
+          app.server.closeAllConnections()
+          resolve()
+        }, deadline)
+        timer.unref()
+      })
+      await Promise.race([app.close(), forced])
+      clearTimeout(timer)
+      await admin.close()
+    },
+  }
+}
+
+function httpStatusText(code: number): string {
+  switch (code) {
+    case 400: return 'Bad Request'
+    case 404: return 'Not Found'
+    case 413: return 'Payload Too Large'
+    case 502: return 'Bad Gateway'
+    case 503: return 'Service Unavailable'
+    case 504: return 'Gateway Timeout'
+    default: return code >= 500 ? 'Internal Server Error' : 'Error'
+  }
+}

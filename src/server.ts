@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
 import { buildAdmin, type ReloadResult } from './admin/index.js'
@@ -63,11 +63,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   const app = Fastify({
     logger: logger as boolean,
-    disableRequestLogging: true,
+    // One log line per prediction would cost more than forwarding it; metrics count them instead.
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    // The route path, not fastify's, decides 404s; keep raw URLs as clients sent them.
-    ignoreTrailingSlash: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   })

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { formatProblem, type ConfigProblem } from '../errors.js'
 import type { Metrics } from '../metrics/index.js'
 import type { Runtime } from '../proxy/runtime.js'
@@ -19,7 +19,7 @@ export interface AdminDeps {
 
 /** The admin listener: health, readiness, metrics, the effective config, assignment look-ups, reloads. */
 export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyInstance {
-  const admin = Fastify({ logger: logger as boolean, disableRequestLogging: true })
+  const admin = Fastify({ logger: logger as boolean, logController: new LogController({ disableRequestLogging: true }) })
 
   admin.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _request, reply) => {
     const statusCode = err.statusCode ?? 500

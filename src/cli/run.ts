@@ -1,0 +1,94 @@
+import { parseArgs } from 'node:util'
+import { loadConfig, type LoadedConfig } from '../config/index.js'
+import { ConfigError } from '../errors.js'
+import { serve } from './serve.js'
+import { assignCommand } from './assign.js'
+
+export interface Io {
+  readonly out: NodeJS.WritableStream
+  readonly err: NodeJS.WritableStream
+}
+
+export const EXIT_OK = 0
+export const EXIT_FAILURE = 1
+export const EXIT_USAGE = 2
+
+const USAGE = `usage: modelsplit <command> [options]
+
+commands:
+  serve --config FILE [--log-level LEVEL]     run the router
+  validate FILE                               check a config; exit 1 listing every problem
+  assign --config FILE --route NAME ID...     print the model each user id is assigned to
+         [--json]                             (and the numbers that decided it)
+
+options:
+  -h, --help                                  show this help
+`
+
+/** Runs one CLI command and returns its exit code; never calls process.exit itself. */
+export async function runCli(argv: readonly string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    switch (command) {
+      case 'serve': {
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } } })
+        if (values.config === undefined) return usage(io, 'serve needs --config FILE')
+        const loaded = await loadOrReport(values.config, io)
+        if (loaded === undefined) return EXIT_FAILURE
+        return await serve(values.config, loaded, values['log-level'] ?? 'info', io)
+      }
+      case 'validate': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} })
+        if (positionals.length === 0) return usage(io, 'validate needs a FILE')
+        let code = EXIT_OK
+        for (const file of positionals) {
+          const loaded = await loadOrReport(file, io)
+          if (loaded === undefined) code = EXIT_FAILURE
+          else io.out.write(`${file}: ok (${loaded.config.routes.length} route(s), ${Object.keys(loaded.config.models).length} model(s), sha256 ${loaded.sha256})\n`)
+        }
+        return code
+      }
+      case 'assign': {
+        const { values, positionals } = parseArgs({
+          args: rest, allowPositionals: true,
+          options: { config: { type: 'string', short: 'c' }, route: { type: 'string', short: 'r' }, json: { type: 'boolean' } },
+        })
+        if (values.config === undefined || values.route === undefined || positionals.length === 0) {
+          return usage(io, 'assign needs --config FILE --route NAME and at least one USER_ID')
+        }
+        const loaded = await loadOrReport(values.config, io)
+        if (loaded === undefined) return EXIT_FAILURE
+        return assignCommand(loaded, values.route, positionals, values.json === true, io)
+      }
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        io.out.write(USAGE)
+        return command === undefined ? EXIT_USAGE : EXIT_OK
+      default:
+        return usage(io, `unknown command "${command}"`)
+    }
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, (err as Error).message)
+    throw err
+  }
+}
+
+function usage(io: Io, message: string): number {
+  io.err.write(`modelsplit: ${message}\n\n${USAGE}`)
+  return EXIT_USAGE
+}
+
+/** Loads a config, printing every problem (one per line, file:line: path: message) on failure. */
+async function loadOrReport(file: string, io: Io): Promise<LoadedConfig | undefined> {
+  try {
+    return await loadConfig(file)
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err.write(err.message + '\n')
+      return undefined
+    }
+    throw err
+  }
+}

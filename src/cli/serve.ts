@@ -1,0 +1,22 @@
+import type { LoadedConfig } from '../config/index.js'
+import { buildServer } from '../server.js'
+import type { Io } from './run.js'
+
+/** `modelsplit serve`: runs until SIGTERM/SIGINT, reloads on SIGHUP; resolves to the exit code. */
+export async function serve(configFile: string, loaded: LoadedConfig, logLevel: string, io: Io): Promise<number> {
+  const router = await buildServer({ configFile, loaded, logger: { level: logLevel } })
+  const { url, adminUrl } = await router.listen()
+  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${loaded.sha256.slice(0, 12)})\n`)
+
+  const onHup = (): void => { void router.reload() }
+  process.on('SIGHUP', onHup)
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+    process.once('SIGINT', () => resolve('SIGINT'))
+  })
+  process.off('SIGHUP', onHup)
+  router.app.log.info(`${signal}: draining in-flight requests (shutdown_timeout_ms=${router.current().config.shutdown_timeout_ms})`)
+  await router.close()
+  router.app.log.info('stopped')
+  return 0
+}

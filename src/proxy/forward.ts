@@ -31,7 +31,8 @@ export interface ForwardDeps {
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and must not be forwarded.
-// reply-from strips them from requests; these are the ones it passes back in responses.
+// reply-from strips Connection and what it lists from requests; these it leaves in place.
+const HOP_BY_HOP_REQUEST = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade']
 const HOP_BY_HOP_RESPONSE = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate']
 
 /** Registers the catch-all prediction route: assign a model, forward, count. */
@@ -78,6 +79,13 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
       done(null, st.body.raw)
     })
     payload.on('error', (err) => { if (!failed) { failed = true; done(err) } })
+  })
+
+  // While draining, tell keep-alive clients this is the connection's last response, so the
+  // server can close as soon as in-flight requests finish rather than at the deadline.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (deps.isShuttingDown()) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   app.addHook('onResponse', (request, reply, done) => {
@@ -140,6 +148,10 @@ function fromOptions(arm: Arm): object {
   return {
     timeout: arm.timeoutMs,
     rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+      for (let i = 0; i < HOP_BY_HOP_REQUEST.length; i++) {
+        const h = HOP_BY_HOP_REQUEST[i] as string
+        if (headers[h] !== undefined) delete headers[h]
+      }
       headers['x-request-id'] = request.id
       // X-Forwarded-For: append the peer this hop received the request from (the de-facto
       // form of RFC 7239's `for=`), so model servers can log the client chain.
@@ -149,6 +161,11 @@ function fromOptions(arm: Arm): object {
       return headers
     },
     rewriteHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+      // RFC 9110 §7.6.1: headers named in Connection are hop-by-hop too.
+      const listed = headers.connection
+      if (typeof listed === 'string' && listed.includes(',') || (typeof listed === 'string' && !/^(keep-alive|close)$/i.test(listed))) {
+        for (const name of (listed as string).split(',')) delete headers[name.trim().toLowerCase()]
+      }
       for (let i = 0; i < HOP_BY_HOP_RESPONSE.length; i++) {
         const h = HOP_BY_HOP_RESPONSE[i] as string
         if (headers[h] !== undefined) delete headers[h]

@@ -7,7 +7,7 @@ import type { MissingReason } from '../metrics/index.js'
 export interface BodyView {
   raw: Buffer | undefined
   parsed: unknown
-  state: 'unparsed' | 'json' | 'invalid'
+  state: 'unparsed' | 'json' | 'invalid' | 'empty'
 }
 
 /**
@@ -39,6 +39,7 @@ export function readUserId(sources: readonly UserIdSource[], request: FastifyReq
           reason = 'body_not_json'
           break
         }
+        if (body.state === 'empty') break
         const found = getByPointer(body.parsed, s.tokens)
         // A numeric id is used as its JSON text (42 → "42"), as str() in the offline snippet does.
         value = typeof found.value === 'string' ? found.value : typeof found.value === 'number' && Number.isFinite(found.value) ? String(found.value) : undefined
@@ -52,7 +53,7 @@ export function readUserId(sources: readonly UserIdSource[], request: FastifyReq
 
 function parseBody(body: BodyView): void {
   if (body.raw === undefined || body.raw.length === 0) {
-    body.state = 'invalid'
+    body.state = 'empty' // no body is a missing id, not a malformed one
     return
   }
   try {

@@ -1,11 +1,15 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
-import type { Config, Endpoint, HashAlgorithm, ModelConfig, RouteConfig, SplitEntry, UserIdSource } from './types.js'
-import { parseJsonPointer } from '../compare/index.js'
+import type { CompareConfig, Config, Endpoint, HashAlgorithm, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
+import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 
-const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes'] as const
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording'] as const
+const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes'] as const
+const RECORDING_KEYS = ['path', 'max_bytes', 'keep', 'include_inputs'] as const
+const SHADOW_KEYS = ['model', 'percent', 'max_in_flight'] as const
+const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
@@ -17,6 +21,11 @@ export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
   admin: { host: '127.0.0.1', port: 9464 },
   max_body_bytes: 1_048_576,
+  max_mirror_body_bytes: 1_048_576,
+  max_capture_bytes: 4_194_304,
+  recording: { path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true },
+  max_in_flight: 256,
+  compare: { prediction: 'auto', tolerance: 0.001, mode: 'exact' as const },
   shutdown_timeout_ms: 10_000,
   timeout_ms: 10_000,
   connections: 128,
@@ -34,17 +43,24 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
 
   const listen = endpoint(c, top.listen, ['listen'], DEFAULTS.listen)
   const admin = endpoint(c, top.admin, ['admin'], DEFAULTS.admin)
-  const limitsRaw = top.limits === undefined ? {} : c.object(top.limits, ['limits'], ['max_body_bytes'])
+  const limitsRaw = top.limits === undefined || top.limits === null ? {} : c.object(top.limits, ['limits'], LIMIT_KEYS)
   const maxBody = c.number(limitsRaw?.max_body_bytes, ['limits', 'max_body_bytes'], { min: 1, integer: true, fallback: DEFAULTS.max_body_bytes })
+  const maxMirror = c.number(limitsRaw?.max_mirror_body_bytes, ['limits', 'max_mirror_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_mirror_body_bytes })
+  const maxCapture = c.number(limitsRaw?.max_capture_bytes, ['limits', 'max_capture_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_capture_bytes })
+  const recording = readRecording(c, top.recording)
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
-  if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port && listen.host === admin.host) {
+  // Equal ports collide whenever either side binds a wildcard address, which is the default.
+  if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
     c.add(['admin', 'port'], `must differ from listen.port (${listen.port}): prediction and admin traffic need separate ports`)
   }
 
   const models = readModels(c, top.models)
-  const routes = readRoutes(c, top.routes, models)
+  // References are checked against every name written under models, valid or not, so one
+  // mistake in a model is reported once, not again at each route that uses it.
+  const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
+  const routes = readRoutes(c, top.routes, names)
 
-  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined) {
+  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined) {
     return { problems: c.problems }
   }
   return {
@@ -52,10 +68,15 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
     config: {
       listen,
       admin,
-      limits: { max_body_bytes: maxBody ?? DEFAULTS.max_body_bytes },
+      limits: {
+        max_body_bytes: maxBody ?? DEFAULTS.max_body_bytes,
+        max_mirror_body_bytes: maxMirror ?? DEFAULTS.max_mirror_body_bytes,
+        max_capture_bytes: maxCapture ?? DEFAULTS.max_capture_bytes,
+      },
       shutdown_timeout_ms: shutdown ?? DEFAULTS.shutdown_timeout_ms,
       models,
       routes,
+      recording,
     },
   }
 }
@@ -116,7 +137,7 @@ function modelUrl(c: Checker, value: unknown, path: KeyPath): string | undefined
   return url.origin + url.pathname.replace(/\/+$/, '')
 }
 
-function readRoutes(c: Checker, value: unknown, models: Record<string, ModelConfig> | undefined): RouteConfig[] | undefined {
+function readRoutes(c: Checker, value: unknown, models: Record<string, unknown> | undefined): RouteConfig[] | undefined {
   if (value === undefined || value === null) return undefined // reported as required
   const list = c.list(value, ['routes'], 'routes ({ name, path, split })')
   if (list === undefined) return undefined
@@ -126,17 +147,23 @@ function readRoutes(c: Checker, value: unknown, models: Record<string, ModelConf
   const paths: { path: string; index: number }[] = []
   list.forEach((raw, i) => {
     const r = readRoute(c, raw, ['routes', i], models)
-    if (r === undefined) return
-    const seen = names.get(r.name)
-    if (seen !== undefined) c.add(['routes', i, 'name'], `duplicate route name "${r.name}" (also routes[${seen}].name): names label metrics and records, so each must be unique`)
-    else names.set(r.name, i)
-    for (const other of paths) {
-      if (overlaps(other.path, r.path)) {
-        c.add(['routes', i, 'path'], `"${r.path}" overlaps routes[${other.index}].path "${other.path}": a request must match exactly one route, so use paths where neither is a prefix of the other`)
-      }
+    if (r !== undefined) routes.push(r)
+    // Uniqueness is checked on what was written, even when the route has other mistakes.
+    const o = raw !== null && typeof raw === 'object' ? raw as Record<string, unknown> : {}
+    if (typeof o.name === 'string' && o.name !== '') {
+      const seen = names.get(o.name)
+      if (seen !== undefined) c.add(['routes', i, 'name'], `duplicate route name "${o.name}" (also routes[${seen}].name): names label metrics and records, so each must be unique`)
+      else names.set(o.name, i)
     }
-    paths.push({ path: r.path, index: i })
-    routes.push(r)
+    if (typeof o.path === 'string' && o.path.startsWith('/')) {
+      const p = o.path.length > 1 ? o.path.replace(/\/+$/, '') : o.path
+      for (const other of paths) {
+        if (overlaps(other.path, p)) {
+          c.add(['routes', i, 'path'], `"${p}" overlaps routes[${other.index}].path "${other.path}": a request must match exactly one route, so use paths where neither is a prefix of the other`)
+        }
+      }
+      paths.push({ path: p, index: i })
+    }
   })
   return routes
 }
@@ -146,7 +173,7 @@ function overlaps(a: string, b: string): boolean {
   return a.startsWith(b + '/') || b.startsWith(a + '/')
 }
 
-function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<string, ModelConfig> | undefined): RouteConfig | undefined {
+function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<string, unknown> | undefined): RouteConfig | undefined {
   const o = c.object(raw, path, ROUTE_KEYS, ['name', 'path', 'split'])
   if (o === undefined) return undefined
   const name = c.string(o.name, [...path, 'name'])
@@ -158,8 +185,11 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   const allowOverride = c.boolean(o.allow_override, [...path, 'allow_override'], false)
   const split = readSplit(c, o.split, [...path, 'split'], models)
   const missing = readMissing(c, o.missing_user_id, [...path, 'missing_user_id'], models)
-  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined) return undefined
-  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split }
+  const shadow = readShadows(c, o.shadow, [...path, 'shadow'], models)
+  const compare = readCompare(c, o.compare, [...path, 'compare'])
+  const record = c.boolean(o.record, [...path, 'record'], false)
+  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined) return undefined
+  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
@@ -206,7 +236,7 @@ function readUserIdSources(c: Checker, value: unknown, path: KeyPath): UserIdSou
   return out
 }
 
-function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<string, ModelConfig> | undefined): SplitEntry[] | undefined {
+function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined): SplitEntry[] | undefined {
   if (value === undefined || value === null) return undefined // reported as required
   const list = c.list(value, path, '{ model, weight } entries')
   if (list === undefined) return undefined
@@ -246,7 +276,7 @@ function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<str
   return ok ? out : undefined
 }
 
-function readMissing(c: Checker, value: unknown, path: KeyPath, models: Record<string, ModelConfig> | undefined): string | undefined {
+function readMissing(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined): string | undefined {
   const s = c.string(value, path, 'random')
   if (s === undefined || s === 'random' || s === 'reject') return s
   if (models !== undefined && models[s] === undefined) {
@@ -254,4 +284,66 @@ function readMissing(c: Checker, value: unknown, path: KeyPath, models: Record<s
     return undefined
   }
   return s
+}
+
+function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined): ShadowConfig[] | undefined {
+  if (value === undefined || value === null) return []
+  const list = c.list(value, path, '{ model, percent, max_in_flight } entries')
+  if (list === undefined) return undefined
+  const out: ShadowConfig[] = []
+  const seen = new Map<string, number>()
+  let ok = true
+  list.forEach((raw, i) => {
+    const p = [...path, i]
+    const o = c.object(raw, p, SHADOW_KEYS, ['model'])
+    if (o === undefined) return void (ok = false)
+    const model = c.string(o.model, [...p, 'model'])
+    const percent = c.number(o.percent, [...p, 'percent'], { min: 0, max: 100, fallback: 100 })
+    const maxInFlight = c.number(o.max_in_flight, [...p, 'max_in_flight'], { min: 1, integer: true, fallback: DEFAULTS.max_in_flight })
+    if (model === undefined || percent === undefined || maxInFlight === undefined) return void (ok = false)
+    if (models !== undefined && models[model] === undefined) {
+      c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
+      ok = false
+    }
+    const dup = seen.get(model)
+    if (dup !== undefined) {
+      c.add([...p, 'model'], `model "${model}" is shadowed twice on this route (also at [${dup}])`)
+      ok = false
+    }
+    seen.set(model, i)
+    out.push({ model, percent, max_in_flight: maxInFlight })
+  })
+  return ok ? out : undefined
+}
+
+function readCompare(c: Checker, value: unknown, path: KeyPath): CompareConfig | undefined {
+  if (value === undefined || value === null) return DEFAULTS.compare
+  const o = c.object(value, path, COMPARE_KEYS)
+  if (o === undefined) return undefined
+  const prediction = c.string(o.prediction, [...path, 'prediction'], DEFAULTS.compare.prediction)
+  if (prediction !== undefined && prediction !== 'auto') {
+    try {
+      compilePredictionSpec(prediction)
+    } catch (err) {
+      c.add([...path, 'prediction'], `must be auto or a JSON Pointer such as /predictions/0/score: ${(err as Error).message}`)
+      return undefined
+    }
+  }
+  const tolerance = c.number(o.tolerance, [...path, 'tolerance'], { min: 0, fallback: DEFAULTS.compare.tolerance })
+  const mode = c.oneOf(o.mode, [...path, 'mode'], ['exact', 'argmax'] as const, 'exact')
+  if (prediction === undefined || tolerance === undefined) return undefined
+  return { prediction, tolerance, mode }
+}
+
+function readRecording(c: Checker, value: unknown): RecordingConfig | undefined {
+  const d = DEFAULTS.recording
+  if (value === undefined || value === null) return d
+  const o = c.object(value, ['recording'], RECORDING_KEYS)
+  if (o === undefined) return undefined
+  const path = c.string(o.path, ['recording', 'path'], d.path)
+  const maxBytes = c.number(o.max_bytes, ['recording', 'max_bytes'], { min: 1024, integer: true, fallback: d.max_bytes })
+  const keep = c.number(o.keep, ['recording', 'keep'], { min: 0, integer: true, fallback: d.keep })
+  const includeInputs = c.boolean(o.include_inputs, ['recording', 'include_inputs'], d.include_inputs)
+  if (path === undefined || maxBytes === undefined || keep === undefined) return undefined
+  return { path, max_bytes: maxBytes, keep, include_inputs: includeInputs }
 }

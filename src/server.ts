@@ -8,6 +8,9 @@ import { ConfigError } from './errors.js'
 import { Metrics } from './metrics/index.js'
 import { registerForwarding } from './proxy/forward.js'
 import { buildRuntime, type Runtime } from './proxy/runtime.js'
+import { RecordWriter } from './record/index.js'
+import { Observer, ShadowDispatcher } from './shadow/index.js'
+import type { RecordingConfig } from './config/index.js'
 
 export interface ServerOptions {
   /** The config file; reloads read it again. */
@@ -32,6 +35,8 @@ export interface Router {
   listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string }): Promise<{ url: string; adminUrl: string }>
   /** Re-reads and applies the config file; an invalid file changes nothing. */
   reload(): Promise<ReloadResult>
+  /** Waits until every open request's shadows are in and its record is on disk. */
+  flush(): Promise<void>
   /** Stops accepting, lets in-flight requests finish up to shutdown_timeout_ms, closes everything. */
   close(): Promise<void>
 }
@@ -84,9 +89,28 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       ...(st?.arm ? { model: st.arm.model } : {}),
     })
   })
-  registerForwarding(app, { current: () => runtime, isShuttingDown: () => shuttingDown })
+  // Records: one writer for the file in force, opened only when some route records.
+  let writer: RecordWriter | undefined
+  let writerConfig: RecordingConfig | undefined
+  const useRecording = async (r: Runtime): Promise<void> => {
+    const wanted = r.routes.some((route) => route.record) ? r.config.recording : undefined
+    if (wanted !== undefined && writerConfig !== undefined && wanted.path === writerConfig.path && wanted.max_bytes === writerConfig.max_bytes && wanted.keep === writerConfig.keep) return
+    const old = writer
+    writer = wanted === undefined ? undefined : new RecordWriter({
+      path: wanted.path, max_bytes: wanted.max_bytes, keep: wanted.keep,
+      onResult: (result, count) => metrics.records.inc({ result }, count),
+      onError: (err) => app.log.error({ err }, `cannot write records to ${wanted.path}`),
+    })
+    writerConfig = wanted
+    await old?.close()
+  }
+  await useRecording(runtime)
+  const observer = new Observer({ metrics, sink: () => writer, includeInputs: () => runtime.config.recording.include_inputs })
+  const shadows = new ShadowDispatcher({ maxCaptureBytes: () => runtime.maxCaptureBytes, requests: metrics.shadowRequests })
+  registerForwarding(app, { current: () => runtime, isShuttingDown: () => shuttingDown, observer, shadows })
 
   let reloading: Promise<ReloadResult> | undefined
+  let closing: Promise<void> | undefined
   const doReload = async (): Promise<ReloadResult> => {
     let next: LoadedConfig
     try {
@@ -106,6 +130,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     }
     const built = buildRuntime(next, metrics)
     indexConnections(built)
+    // The new file is opened before the swap, so no record of the new config finds no writer.
+    await useRecording(built)
     runtime = built // one reference swap: in-flight requests keep the snapshot they started with
     metrics.setConfig(next.sha256, built.routes.map((r) => ({ name: r.name, models: r.assigner.models, shares: r.assigner.shares })))
     metrics.configReloads.inc({ result: 'success' })
@@ -139,23 +165,39 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       listening = true
       return { url, adminUrl }
     },
-    async close() {
+    async flush() {
+      await observer.idle()
+      await writer?.flush()
+    },
+    close() {
+      closing ??= shutdown()
+      return closing
+    },
+  }
+
+  async function shutdown(): Promise<void> {
       shuttingDown = true
       watcher?.close()
       const deadline = runtime.config.shutdown_timeout_ms
       let timer: NodeJS.Timeout | undefined
       const forced = new Promise<void>((resolve) => {
         timer = setTimeout(() => {
-          app.log.warn(`in-flight requests still running after shutdown_timeout_ms=${deadline}; closing their connections`)
+          app.log.warn(`requests or shadows still running after shutdown_timeout_ms=${deadline}; closing them`)
           app.server.closeAllConnections()
+          shadows.abortAll()
           resolve()
         }, deadline)
         timer.unref()
       })
-      await Promise.race([app.close(), forced])
+      // Stop accepting, let primaries finish, then the shadows paired with them; every
+      // observation then has its record in the writer, which close() flushes to disk.
+      shadows.stop()
+      await Promise.race([app.close().then(() => observer.idle()), forced])
       clearTimeout(timer)
+      await observer.idle()
+      await shadows.close()
+      await writer?.close()
       await admin.close()
-    },
   }
 }
 

@@ -4,6 +4,7 @@ import { buildRendezvous, rendezvousHash, rendezvousPick, rendezvousScore, type 
 export { buildRendezvous, rendezvousPick, rendezvousHash, rendezvousScore, MAX_USER_ID_BYTES } from './rendezvous.js'
 export { buildNginxSplit, nginxHash, nginxPick, nginxSplitClientsBlock } from './nginx.js'
 export type { NginxSplit } from './nginx.js'
+export type { RendezvousTable } from './rendezvous.js'
 
 export type HashAlgorithm = 'rendezvous' | 'nginx'
 

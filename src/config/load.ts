@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { formatPath } from './check.js'
 import { validateConfig } from './schema.js'
@@ -22,7 +23,10 @@ export function parseConfig(text: string, file: string): LoadedConfig {
     const located: ConfigProblem[] = problems.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message }))
     throw new ConfigError(located)
   }
-  return deepFreeze({ config, file, sha256: createHash('sha256').update(text).digest('hex') })
+  // Relative paths in the file are relative to the file, as in Prometheus's config, so the
+  // router behaves the same whatever directory it was started from.
+  const resolved = { ...config, recording: { ...config.recording, path: resolve(dirname(file), config.recording.path) } }
+  return deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') })
 }
 
 /** Reads, parses and validates a config file. */

@@ -24,6 +24,21 @@ export interface SplitEntry {
   readonly weight: number
 }
 
+export interface ShadowConfig {
+  readonly model: string
+  /** Share of users (0..100) whose requests are mirrored, chosen by hash of the user id. */
+  readonly percent: number
+  /** Mirrored requests to this model on this route in flight at once; more are dropped. */
+  readonly max_in_flight: number
+}
+
+export interface CompareConfig {
+  /** `auto` or a JSON Pointer to the prediction in each model's response. */
+  readonly prediction: string
+  readonly tolerance: number
+  readonly mode: 'exact' | 'argmax'
+}
+
 export interface RouteConfig {
   readonly name: string
   readonly path: string
@@ -34,10 +49,25 @@ export interface RouteConfig {
   readonly missing_user_id: string
   readonly allow_override: boolean
   readonly split: readonly SplitEntry[]
+  readonly shadow: readonly ShadowConfig[]
+  readonly compare: CompareConfig
+  /** Write one record per request on this route. */
+  readonly record: boolean
+}
+
+export interface RecordingConfig {
+  readonly path: string
+  readonly max_bytes: number
+  readonly keep: number
+  readonly include_inputs: boolean
 }
 
 export interface Limits {
   readonly max_body_bytes: number
+  /** Bodies up to this size are mirrored to shadows and recorded; larger ones are only forwarded. */
+  readonly max_mirror_body_bytes: number
+  /** Model answers kept for comparison and records up to this size; larger ones are not parsed. */
+  readonly max_capture_bytes: number
 }
 
 export interface Config {
@@ -47,6 +77,7 @@ export interface Config {
   readonly shutdown_timeout_ms: number
   readonly models: Readonly<Record<string, ModelConfig>>
   readonly routes: readonly RouteConfig[]
+  readonly recording: RecordingConfig
 }
 
 /** A loaded config with where it came from: what reloads and `/admin/config` report. */

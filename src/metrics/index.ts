@@ -3,6 +3,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** Model latency spans 1 ms (a cached lookup) to 10 s (a large batch on a cold GPU). */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+/** Absolute differences between primary and shadow predictions: from float noise to whole units. */
+export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 10, 100]
+
+export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down'
 export type AssignmentSource = 'hash' | 'override' | 'missing_user_id'
 export type MissingReason = 'absent' | 'body_not_json' | 'unknown_override'
 
@@ -45,7 +49,34 @@ export class Metrics {
     labelNames: ['sha256'] as const, registers: [this.registry],
   })
 
+  readonly shadowRequests = new Counter({
+    name: 'modelsplit_shadow_requests_total', help: 'Mirrored requests to shadow models, by HTTP status (502/504 when the shadow failed or timed out).',
+    labelNames: ['route', 'model', 'code'] as const, registers: [this.registry],
+  })
+  readonly shadowDuration = new Histogram({
+    name: 'modelsplit_shadow_duration_seconds', help: 'Time for a shadow model to answer a mirrored request.',
+    labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
+  readonly shadowDropped = new Counter({
+    name: 'modelsplit_shadow_dropped_total', help: 'Mirrored requests not sent, by reason (max_in_flight, body_too_large, shutting_down).',
+    labelNames: ['route', 'model', 'reason'] as const, registers: [this.registry],
+  })
+  readonly shadowComparisons = new Counter({
+    name: 'modelsplit_shadow_comparisons_total', help: 'Primary vs shadow prediction comparisons, by result (agree, disagree, error).',
+    labelNames: ['route', 'primary', 'shadow', 'result'] as const, registers: [this.registry],
+  })
+  readonly shadowAbsDiff = new Histogram({
+    name: 'modelsplit_shadow_abs_diff', help: 'Largest absolute difference between the primary and shadow predictions of one request.',
+    labelNames: ['route', 'primary', 'shadow'] as const, buckets: ABS_DIFF_BUCKETS, registers: [this.registry],
+  })
+  readonly records = new Counter({
+    name: 'modelsplit_records_total', help: 'Prediction records, by result (written to the file, or dropped because the disk could not keep up).',
+    labelNames: ['result'] as const, registers: [this.registry],
+  })
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
+    this.records.inc({ result: 'written' }, 0)
+    this.records.inc({ result: 'dropped' }, 0)
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry })
     this.configReloads.inc({ result: 'success' }, 0)
     this.configReloads.inc({ result: 'failure' }, 0)

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
+import { PassThrough, Transform, pipeline, type Readable } from 'node:stream'
 import { BadRequestPathError, BodyTooLargeError, RouteNotFoundError, ShuttingDownError, UserIdRequiredError } from '../errors.js'
-import type { MissingReason } from '../metrics/index.js'
-import { countResponse, matchRoute, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
+import type { AssignmentSource, MissingReason } from '../metrics/index.js'
+import { mirrorHeaders, type Observation, type Observer, type ShadowDispatcher } from '../shadow/index.js'
+import { countResponse, isShadowed, matchRoute, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 import { translateUpstreamError } from './upstream-error.js'
 import { readUserId, type BodyView } from './user-id.js'
 
@@ -16,6 +17,14 @@ export interface RequestState {
   readonly body: BodyView
   arm: Arm | undefined
   upstreamFailed: boolean
+  /** Set on observed routes (shadows or records): what the record and comparisons need. */
+  userId: string | undefined
+  source: AssignmentSource
+  obs: Observation | undefined
+  start: number
+  /** The primary's answer as it streams to the client, up to max_capture_bytes (null past it). */
+  captured: Buffer[] | null
+  upstreamError: string | null
 }
 
 declare module 'fastify' {
@@ -28,6 +37,8 @@ export interface ForwardDeps {
   /** The config in force; read once per request. */
   current(): Runtime
   isShuttingDown(): boolean
+  readonly observer: Observer
+  readonly shadows: ShadowDispatcher
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and must not be forwarded.
@@ -48,7 +59,11 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
     const pathname = q < 0 ? url : url.slice(0, q)
     const route = matchRoute(runtime, pathname)
     if (route === undefined) return done(new RouteNotFoundError(pathname, runtime.routePaths))
-    request.ms = { runtime, route, rest: pathname.slice(route.path === '/' ? 0 : route.path.length), body: { raw: undefined, parsed: undefined, state: 'unparsed' }, arm: undefined, upstreamFailed: false }
+    request.ms = {
+      runtime, route, rest: pathname.slice(route.path === '/' ? 0 : route.path.length),
+      body: { raw: undefined, parsed: undefined, state: 'unparsed', truncated: false },
+      arm: undefined, upstreamFailed: false, userId: undefined, source: 'hash', obs: undefined, start: 0, captured: [], upstreamError: null,
+    }
     done()
   })
 
@@ -56,29 +71,44 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable, done: (err: Error | null, body?: unknown) => void) => {
     const st = request.ms as RequestState
-    const limit = st.runtime.maxBodyBytes
+    const route = st.route
     const declared = request.headers['content-length']
-    if (declared !== undefined && Number(declared) > limit) return done(new BodyTooLargeError(st.route.name, limit))
-    if (!st.route.needsBody) return done(null, payload)
+    if (declared !== undefined && Number(declared) > st.runtime.maxBodyBytes) return done(new BodyTooLargeError(route.name, st.runtime.maxBodyBytes))
+    if (!route.needsBody && !route.mirrorsBody) return done(null, payload)
+    // A user id in the body needs all of it (up to max_body_bytes). Mirroring only needs it
+    // up to max_mirror_body_bytes: past that the request streams on, unmirrored.
+    const limit = route.needsBody ? st.runtime.maxBodyBytes : st.runtime.maxMirrorBytes
     const chunks: Buffer[] = []
     let size = 0
-    let failed = false
-    payload.on('data', (chunk: Buffer) => {
-      if (failed) return
+    let settled = false
+    const onData = (chunk: Buffer): void => {
+      if (settled) return
       size += chunk.length
-      if (size > limit) {
-        failed = true
-        done(new BodyTooLargeError(st.route.name, limit))
+      if (size <= limit) {
+        chunks.push(chunk)
         return
       }
-      chunks.push(chunk)
-    })
+      settled = true
+      if (route.needsBody) {
+        done(new BodyTooLargeError(route.name, st.runtime.maxBodyBytes))
+        return
+      }
+      payload.removeListener('data', onData)
+      st.body.truncated = true
+      const rest = new PassThrough()
+      for (const c of chunks) rest.write(c)
+      rest.write(chunk)
+      payload.pipe(rest)
+      done(null, rest)
+    }
+    payload.on('data', onData)
     payload.on('end', () => {
-      if (failed) return
+      if (settled) return
+      settled = true
       st.body.raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
       done(null, st.body.raw)
     })
-    payload.on('error', (err) => { if (!failed) { failed = true; done(err) } })
+    payload.on('error', (err) => { if (!settled) { settled = true; done(err) } })
   })
 
   // While draining, tell keep-alive clients this is the connection's last response, so the
@@ -100,16 +130,53 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
     st.arm = arm
     reply.header('x-modelsplit-model', arm.model)
     const options = arm.fromOptions ?? (arm.fromOptions = fromOptions(arm))
+    if (st.route.observes) observe(request, reply, st, arm, deps)
     try {
-      if (st.body.raw === undefined) return reply.from(arm.base + st.rest, options)
-      return reply.from(arm.base + st.rest, { ...options, body: st.body.raw, contentType: request.headers['content-type'] ?? 'application/octet-stream' })
+      if (st.body.raw === undefined) reply.from(arm.base + st.rest, options)
+      else reply.from(arm.base + st.rest, { ...options, body: st.body.raw, contentType: request.headers['content-type'] ?? 'application/octet-stream' })
     } catch (err) {
       // reply-from refuses paths that climb out of the model's base path ('..' segments).
       throw new BadRequestPathError((err as Error).message, { cause: err })
     }
+    // Shadows go out after the primary is dispatched, and nothing here waits for them.
+    if (st.route.shadows.length > 0) sendShadows(request, st, arm, deps)
+    return reply
   }
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/*', handler })
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
+}
+
+/** Opens the request's observation and closes its primary side when the response ends. */
+function observe(request: FastifyRequest, reply: FastifyReply, st: RequestState, arm: Arm, deps: ForwardDeps): void {
+  st.start = performance.now()
+  const obs = deps.observer.begin(st.route, request.id, st.userId, st.source, st.body.raw, st.body.truncated)
+  st.obs = obs
+  // 'close' fires once whether the response ended, failed or the client went away.
+  reply.raw.once('close', () => {
+    const captured = st.captured
+    const error = st.upstreamError ?? (reply.raw.writableFinished ? null : 'the client closed the connection before the response ended')
+    obs.primaryDone(arm.model, reply.raw.statusCode, performance.now() - st.start, captured === null ? undefined : Buffer.concat(captured), captured === null && error === null ? `response over limits.max_capture_bytes (${st.runtime.maxCaptureBytes} bytes)` : error)
+  })
+}
+
+function sendShadows(request: FastifyRequest, st: RequestState, arm: Arm, deps: ForwardDeps): void {
+  const obs = st.obs as Observation
+  const shadows = st.route.shadows
+  let mirror: Parameters<ShadowDispatcher['send']>[1] | undefined
+  for (let i = 0; i < shadows.length; i++) {
+    const target = shadows[i] as RouteRuntime['shadows'][number]
+    // Mirroring a request to the model that answers it would only double its load.
+    if (target.model === arm.model || !isShadowed(target, st.userId)) continue
+    if (st.body.truncated) {
+      target.dropped.body_too_large.inc()
+      continue
+    }
+    if (mirror === undefined) {
+      const q = request.url.indexOf('?')
+      mirror = { method: request.method, pathAndQuery: q < 0 ? st.rest : st.rest + request.url.slice(q), headers: mirrorHeaders(request.headers, request.id), body: st.body.raw }
+    }
+    if (deps.shadows.send(target, mirror, obs.shadowDone)) obs.expectShadow()
+  }
 }
 
 /** Chooses the arm: override header, then the user id's hash, then the missing_user_id policy. */
@@ -122,6 +189,7 @@ function assign(request: FastifyRequest, st: RequestState): Arm {
       const arm = route.overrides.get(forced)
       if (arm !== undefined) {
         arm.assignedByOverride.inc()
+        st.source = 'override'
         return arm
       }
       route.missingCounters.unknown_override.inc()
@@ -129,6 +197,7 @@ function assign(request: FastifyRequest, st: RequestState): Arm {
   }
   const id = readUserId(route.sources, request, st.body)
   if (id !== 'absent' && id !== 'body_not_json') {
+    st.userId = id
     const arm = route.arms[route.assigner.pick(id)] as Arm
     arm.assignedByHash.inc()
     return arm
@@ -141,6 +210,7 @@ function assign(request: FastifyRequest, st: RequestState): Arm {
   }
   const arm = policy === 'random' ? route.arms[route.assigner.pickRandom()] as Arm : policy
   arm.assignedByMissing.inc()
+  st.source = 'missing_user_id'
   return arm
 }
 
@@ -172,10 +242,30 @@ function fromOptions(arm: Arm): object {
       }
       return headers
     },
+    onResponse(request: FastifyRequest, reply: FastifyReply, res: { stream: Readable }) {
+      const st = request.ms as RequestState
+      if (st.obs === undefined) return reply.send(res.stream)
+      // Keep a copy of the answer as it streams by, for the comparison and the record.
+      const cap = st.runtime.maxCaptureBytes
+      let size = 0
+      const tee = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          if (st.captured !== null) {
+            size += chunk.length
+            if (size > cap) st.captured = null
+            else st.captured.push(chunk)
+          }
+          cb(null, chunk)
+        },
+      })
+      pipeline(res.stream, tee, () => undefined)
+      return reply.send(tee)
+    },
     onError(reply: FastifyReply, { error }: { error: Error }) {
       const st = reply.request.ms as RequestState
       st.upstreamFailed = true
       const { error: translated, reason } = translateUpstreamError(error, arm.route, arm.model, arm.timeoutMs)
+      st.upstreamError = translated.message
       arm.metrics.upstreamErrors.inc({ route: arm.route, model: arm.model, reason })
       reply.send(translated)
     },

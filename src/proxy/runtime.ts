@@ -1,4 +1,5 @@
-import { Assigner } from '../assign/index.js'
+import { Assigner, buildRendezvous, rendezvousHash, type RendezvousTable } from '../assign/index.js'
+import { compilePredictionSpec, type CompareOptions, type PredictionSpec } from '../compare/index.js'
 import type { Config, LoadedConfig, RouteConfig, UserIdSource } from '../config/index.js'
 import type { Metrics, MissingReason } from '../metrics/index.js'
 
@@ -23,6 +24,25 @@ export interface Arm {
   fromOptions?: object
 }
 
+/** A shadow model as a route mirrors to it, with its selection table and bound metric children. */
+export interface ShadowTarget {
+  readonly route: string
+  readonly model: string
+  readonly base: string
+  readonly timeoutMs: number
+  readonly maxInFlight: number
+  /** Key for the in-flight gate, shared across reloads so a reload cannot double the cap. */
+  readonly gateKey: string
+  /** Users whose hash is below this (of 2^32) are mirrored; raising percent only adds users. */
+  readonly threshold: number
+  readonly table: RendezvousTable
+  readonly duration: HistogramChild
+  readonly dropped: Readonly<Record<'max_in_flight' | 'body_too_large' | 'shutting_down', CounterChild>>
+  readonly byCode: (CounterChild | undefined)[]
+  /** Comparison children by primary model, bound on first use. */
+  readonly comparisons: Map<string, { agree: CounterChild; disagree: CounterChild; error: CounterChild; absDiff: HistogramChild }>
+}
+
 export interface RouteRuntime {
   readonly config: RouteConfig
   readonly name: string
@@ -38,6 +58,14 @@ export interface RouteRuntime {
   readonly missing: 'random' | 'reject' | Arm
   readonly missingCounters: Readonly<Record<MissingReason, CounterChild>>
   readonly sourceList: string
+  readonly shadows: readonly ShadowTarget[]
+  readonly record: boolean
+  /** Shadows or a record need this request's outcome: decided at load, one check per request. */
+  readonly observes: boolean
+  /** Shadows, or records with inputs, need the body: buffer it up to max_mirror_body_bytes. */
+  readonly mirrorsBody: boolean
+  readonly prediction: PredictionSpec
+  readonly compare: CompareOptions
 }
 
 /** Everything a request needs, built once per config and swapped as one reference on reload. */
@@ -47,6 +75,8 @@ export interface Runtime {
   readonly routes: readonly RouteRuntime[]
   readonly routePaths: string
   readonly maxBodyBytes: number
+  readonly maxMirrorBytes: number
+  readonly maxCaptureBytes: number
 }
 
 /** Builds the request-time state for a validated config; throws only on programmer error. */
@@ -61,6 +91,8 @@ export function buildRuntime(loaded: LoadedConfig, metrics: Metrics): Runtime {
     routes: sorted,
     routePaths: routes.map((r) => r.path).join(', '),
     maxBodyBytes: config.limits.max_body_bytes,
+    maxMirrorBytes: Math.min(config.limits.max_mirror_body_bytes, config.limits.max_body_bytes),
+    maxCaptureBytes: config.limits.max_capture_bytes,
   })
 }
 
@@ -92,6 +124,30 @@ function buildRoute(config: Config, route: RouteConfig, metrics: Metrics): Route
     ? route.missing_user_id
     : byName.get(route.missing_user_id) ?? armOf(route.missing_user_id)
   const reasons: MissingReason[] = ['absent', 'body_not_json', 'unknown_override']
+  const shadows = route.shadow.map((sh): ShadowTarget => {
+    const m = config.models[sh.model]
+    if (m === undefined) throw new Error(`model ${sh.model} missing after validation`)
+    const labels = { route: route.name, model: sh.model }
+    return {
+      route: route.name,
+      model: sh.model,
+      base: m.url,
+      timeoutMs: m.timeout_ms,
+      maxInFlight: sh.max_in_flight,
+      gateKey: `${route.name}\u0000${sh.model}`,
+      threshold: sh.percent >= 100 ? 2 ** 32 : Math.floor((sh.percent / 100) * 2 ** 32),
+      table: buildRendezvous(route.salt, [`shadow:${sh.model}`], [1]),
+      duration: metrics.shadowDuration.labels(labels),
+      dropped: {
+        max_in_flight: metrics.shadowDropped.labels({ ...labels, reason: 'max_in_flight' }),
+        body_too_large: metrics.shadowDropped.labels({ ...labels, reason: 'body_too_large' }),
+        shutting_down: metrics.shadowDropped.labels({ ...labels, reason: 'shutting_down' }),
+      },
+      byCode: [],
+      comparisons: new Map(),
+    }
+  })
+  const includeInputs = config.recording.include_inputs
   return {
     config: route,
     name: route.name,
@@ -104,7 +160,20 @@ function buildRoute(config: Config, route: RouteConfig, metrics: Metrics): Route
     missing,
     missingCounters: Object.fromEntries(reasons.map((r) => [r, metrics.userIdMissing.labels({ route: route.name, reason: r })])) as Record<MissingReason, CounterChild>,
     sourceList: route.user_id.map((s) => s.spec).join(', '),
+    shadows,
+    record: route.record,
+    observes: route.record || shadows.length > 0,
+    mirrorsBody: shadows.length > 0 || (route.record && includeInputs),
+    prediction: compilePredictionSpec(route.compare.prediction),
+    compare: { tolerance: route.compare.tolerance, mode: route.compare.mode },
   }
+}
+
+/** Whether this user's requests are mirrored to a shadow: by hash, or at random without a user id. */
+export function isShadowed(target: ShadowTarget, userId: string | undefined): boolean {
+  if (target.threshold >= 2 ** 32) return true
+  const h = userId === undefined ? Math.floor(Math.random() * 2 ** 32) : rendezvousHash(target.table, 0, userId)
+  return h < target.threshold
 }
 
 /** The route whose path prefix matches a request path (segment-wise), if any. */

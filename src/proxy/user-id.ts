@@ -8,6 +8,8 @@ export interface BodyView {
   raw: Buffer | undefined
   parsed: unknown
   state: 'unparsed' | 'json' | 'invalid' | 'empty'
+  /** Over max_mirror_body_bytes: forwarded as a stream, not mirrored or recorded. */
+  truncated: boolean
 }
 
 /**

@@ -12,7 +12,7 @@ export interface Upstream {
   readonly url: string
   readonly port: number
   readonly requests: Received[]
-  /** Resolves with the next request this upstream receives. */
+  /** Resolves with the next request not yet claimed by an earlier call (one request per call). */
   nextRequest(): Promise<Received>
   close(): Promise<void>
 }
@@ -22,16 +22,14 @@ type Handler = (req: Received, res: ServerResponse, raw: IncomingMessage) => voi
 /** A real HTTP server on an ephemeral 127.0.0.1 port that records what it receives. */
 export async function startUpstream(handler: Handler = jsonEcho('model')): Promise<Upstream> {
   const requests: Received[] = []
-  let waiters: ((r: Received) => void)[] = []
+  const waiters: ((r: Received) => void)[] = []
   const server = createServer((raw, res) => {
     const chunks: Buffer[] = []
     raw.on('data', (c: Buffer) => chunks.push(c))
     raw.on('end', () => {
       const r: Received = { method: raw.method ?? '', url: raw.url ?? '', headers: raw.headers, body: Buffer.concat(chunks).toString('utf8') }
       requests.push(r)
-      const w = waiters
-      waiters = []
-      for (const resolve of w) resolve(r)
+      waiters.shift()?.(r)
       handler(r, res, raw)
     })
   })

@@ -1,0 +1,205 @@
+import { comparePredictions, extractPrediction, parseModelJson, type Comparison } from '../compare/index.js'
+import type { AssignmentSource, Metrics } from '../metrics/index.js'
+import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
+import type { ShadowOutcome } from './dispatch.js'
+
+/** One line of the record file for a prediction request: the primary and its shadows side by side. */
+export interface PredictionRecord {
+  readonly type: 'prediction'
+  readonly ts: string
+  readonly request_id: string
+  readonly route: string
+  readonly user_id: string | null
+  readonly assignment: AssignmentSource
+  readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null }
+  readonly shadows: {
+    model: string; status: number; latency_ms: number; prediction: unknown; error: string | null
+    comparison: Omit<Extract<Comparison, { agree: boolean }>, 'compared'> | { error: string }
+  }[]
+  input?: unknown
+  input_omitted?: 'body_too_large'
+}
+
+export interface RecordSink {
+  write(record: object): boolean
+}
+
+interface PrimaryOutcome {
+  readonly model: string
+  readonly status: number
+  readonly latencyMs: number
+  readonly body: Buffer | undefined
+  readonly error: string | null
+}
+
+/**
+ * Pairs what happens to one request: the primary's answer and every selected shadow's. When the
+ * last of them is in (answered, failed or timed out) it compares, counts and writes one record.
+ */
+export class Observation {
+  readonly #observer: Observer
+  readonly route: RouteRuntime
+  readonly ts: number
+  readonly requestId: string
+  readonly userId: string | undefined
+  readonly source: AssignmentSource
+  readonly input: Buffer | undefined
+  readonly inputTruncated: boolean
+  #remaining = 1
+  #primary: PrimaryOutcome | undefined
+  readonly #shadows: ShadowOutcome[] = []
+
+  constructor(observer: Observer, route: RouteRuntime, requestId: string, userId: string | undefined, source: AssignmentSource, input: Buffer | undefined, inputTruncated: boolean) {
+    this.#observer = observer
+    this.route = route
+    this.ts = Date.now()
+    this.requestId = requestId
+    this.userId = userId
+    this.source = source
+    this.input = input
+    this.inputTruncated = inputTruncated
+  }
+
+  /** A shadow was sent; its outcome must arrive (through shadowDone) before the record is written. */
+  expectShadow(): void {
+    this.#remaining++
+  }
+
+  primaryDone(model: string, status: number, latencyMs: number, body: Buffer | undefined, error: string | null): void {
+    if (this.#primary !== undefined) return
+    this.#primary = { model, status, latencyMs, body, error }
+    this.#settle()
+  }
+
+  readonly shadowDone = (outcome: ShadowOutcome): void => {
+    this.#shadows.push(outcome)
+    this.#settle()
+  }
+
+  #settle(): void {
+    if (--this.#remaining === 0) this.#observer.finish(this, this.#primary as PrimaryOutcome, this.#shadows)
+  }
+}
+
+function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefined, error: string | null): { ok: true; value: unknown } | { ok: false; reason: string } {
+  if (error !== null) return { ok: false, reason: error }
+  if (status < 200 || status > 299) return { ok: false, reason: `answered HTTP ${status}` }
+  if (body === undefined) return { ok: false, reason: 'no response body captured' }
+  const parsed = parseModelJson(body.toString('utf8'))
+  if (!parsed.ok) return parsed
+  return extractPrediction(parsed.value, route.prediction)
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+/**
+ * Tracks every open observation so a graceful shutdown can wait for them, and turns each
+ * finished one into comparison metrics and a record.
+ */
+export class Observer {
+  readonly #metrics: Metrics
+  readonly #sink: () => RecordSink | undefined
+  readonly #includeInputs: () => boolean
+  #open = 0
+  #idle: (() => void)[] = []
+
+  constructor(opts: { metrics: Metrics; sink: () => RecordSink | undefined; includeInputs: () => boolean }) {
+    this.#metrics = opts.metrics
+    this.#sink = opts.sink
+    this.#includeInputs = opts.includeInputs
+  }
+
+  /** Observations whose primary or shadows are still running. */
+  get open(): number {
+    return this.#open
+  }
+
+  begin(route: RouteRuntime, requestId: string, userId: string | undefined, source: AssignmentSource, input: Buffer | undefined, inputTruncated: boolean): Observation {
+    this.#open++
+    return new Observation(this, route, requestId, userId, source, input, inputTruncated)
+  }
+
+  /** Resolves when no observation is open. */
+  idle(): Promise<void> {
+    if (this.#open === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
+  }
+
+  /** @internal Called by an Observation once the primary and all its shadows are in. */
+  finish(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[]): void {
+    try {
+      this.#complete(obs, primary, shadows)
+    } finally {
+      if (--this.#open === 0) {
+        const waiters = this.#idle
+        this.#idle = []
+        for (const w of waiters) w()
+      }
+    }
+  }
+
+  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[]): void {
+    const route = obs.route
+    const p = predictionOf(route, primary.status, primary.body, primary.error)
+    const shadowRecords: PredictionRecord['shadows'] = []
+    for (const s of shadows) {
+      const sp = predictionOf(route, s.status, s.body, s.error)
+      let comparison: PredictionRecord['shadows'][number]['comparison']
+      if (!p.ok) comparison = { error: `primary: ${p.reason}` }
+      else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
+      else {
+        const c = comparePredictions(p.value, sp.value, route.compare)
+        comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
+      }
+      this.#count(s.target, primary.model, comparison)
+      shadowRecords.push({
+        model: s.target.model, status: s.status, latency_ms: round(s.latencyMs),
+        prediction: sp.ok ? sp.value : null, error: s.error, comparison,
+      })
+    }
+    if (!route.record) return
+    const sink = this.#sink()
+    if (sink === undefined) return
+    const record: PredictionRecord = {
+      type: 'prediction',
+      ts: new Date(obs.ts).toISOString(),
+      request_id: obs.requestId,
+      route: route.name,
+      user_id: obs.userId ?? null,
+      assignment: obs.source,
+      primary: { model: primary.model, status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: p.ok ? null : p.reason },
+      shadows: shadowRecords,
+    }
+    if (this.#includeInputs()) {
+      if (obs.inputTruncated) record.input_omitted = 'body_too_large'
+      else if (obs.input !== undefined && obs.input.length > 0) {
+        const parsed = parseModelJson(obs.input.toString('utf8'))
+        record.input = parsed.ok ? parsed.value : obs.input.toString('utf8')
+      }
+    }
+    sink.write(record)
+  }
+
+  #count(target: ShadowTarget, primaryModel: string, comparison: PredictionRecord['shadows'][number]['comparison']): void {
+    let c = target.comparisons.get(primaryModel)
+    if (c === undefined) {
+      const labels = { route: target.route, primary: primaryModel, shadow: target.model }
+      const m = this.#metrics
+      c = {
+        agree: m.shadowComparisons.labels({ ...labels, result: 'agree' }),
+        disagree: m.shadowComparisons.labels({ ...labels, result: 'disagree' }),
+        error: m.shadowComparisons.labels({ ...labels, result: 'error' }),
+        absDiff: m.shadowAbsDiff.labels(labels),
+      }
+      target.comparisons.set(primaryModel, c)
+    }
+    if ('error' in comparison) {
+      c.error.inc()
+      return
+    }
+    ;(comparison.agree ? c.agree : c.disagree).inc()
+    if (comparison.abs_diff_max !== null) c.absDiff.observe(comparison.abs_diff_max)
+  }
+}

@@ -16,8 +16,8 @@ if (!existsSync(cli)) {
   process.exit(1)
 }
 
-const models = [await startModelServer('v1', 9001), await startModelServer('v2', 9002)]
-console.log(`example models: churn-v1 on ${models[0].url}, churn-v2 on ${models[1].url}`)
+const models = [await startModelServer('v1', 9001), await startModelServer('v2', 9002), await startModelServer('v3', 9003)]
+console.log(`example models: churn-v1 on ${models[0].url}, churn-v2 on ${models[1].url}, churn-v3 (shadow) on ${models[2].url}`)
 
 const router = spawn(process.execPath, [cli, 'serve', '--config', config, '--log-level', 'warn'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] })
 const exited = new Promise((resolve) => router.once('exit', (code) => resolve(code ?? 1)))
@@ -57,7 +57,8 @@ try it:
        -d '{"dataframe_records":[{"tenure_months":8,"monthly_charges":79.5,"support_calls":3}]}' \\
        -i http://127.0.0.1:8080/models/churn/invocations
   curl -s 'http://127.0.0.1:9464/admin/assign?route=churn&user_id=alice'
-  curl -s http://127.0.0.1:9464/metrics | grep ^modelsplit_
+  curl -s http://127.0.0.1:9464/metrics | grep -E '^modelsplit_(requests|shadow_comparisons)'
+  tail -n 1 data/predictions.jsonl     (the primary's and the shadow's predictions side by side)
   npx modelsplit assign --config ${config} --route churn alice bob
   edit the weights in ${config}: the router reloads it on save
 `)

@@ -72,7 +72,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // Our onRequest hook answers MS_SHUTTING_DOWN in the usual error shape instead.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   })
   await app.register(replyFrom, { undici: agent, disableRequestLogging: true, destroyAgent: true })

@@ -496,7 +496,8 @@ admin: { port: 0 }
     const loaded = await loadConfig(EXAMPLE)
     expect(loaded.sha256).toBe(createHash('sha256').update(await readFile(EXAMPLE)).digest('hex'))
     expect(loaded.config.listen).toEqual({ host: '127.0.0.1', port: 8080 })
-    expect(Object.keys(loaded.config.models)).toEqual(['churn-v1', 'churn-v2'])
+    expect(Object.keys(loaded.config.models)).toEqual(['churn-v1', 'churn-v2', 'churn-v3'])
+    expect(loaded.config.routes[0]).toMatchObject({ record: true, shadow: [{ model: 'churn-v3', percent: 100, max_in_flight: 256 }], compare: { prediction: 'auto', tolerance: 0.05, mode: 'exact' } })
     expect(loaded.config.routes).toHaveLength(1)
     expect(loaded.config.routes[0]).toMatchObject({
       name: 'churn', path: '/models/churn', salt: 'churn-2026-11', hash: 'rendezvous', missing_user_id: 'random', allow_override: true,
@@ -614,7 +615,7 @@ describe('modelsplit CLI', () => {
   it('validate: the example config/router.yaml is ok', async () => {
     const run = await cli(['validate', 'config/router.yaml'])
     expect(run.code).toBe(0)
-    expect(run.stdout).toContain('config/router.yaml: ok (1 route(s), 2 model(s)')
+    expect(run.stdout).toContain('config/router.yaml: ok (1 route(s), 3 model(s)')
   })
 
   it('validate: a bad file exits 1 listing every problem as file:line: path: message', async () => {

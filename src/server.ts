@@ -10,6 +10,7 @@ import { registerForwarding } from './proxy/forward.js'
 import { buildRuntime, type Runtime } from './proxy/runtime.js'
 import { RecordWriter } from './record/index.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
+import { AssignmentMemory, Tally } from './evaluation/index.js'
 import type { RecordingConfig } from './config/index.js'
 
 export interface ServerOptions {
@@ -45,7 +46,9 @@ export interface Router {
 export async function buildServer(opts: ServerOptions): Promise<Router> {
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
   const loaded = opts.loaded ?? await loadConfig(opts.configFile)
-  let runtime = buildRuntime(loaded, metrics)
+  const tally = new Tally(metrics)
+  const memory = new AssignmentMemory(loaded.config.feedback.request_memory, loaded.config.feedback.request_ttl_ms)
+  let runtime = buildRuntime(loaded, metrics, tally)
   metrics.setConfig(loaded.sha256, runtime.routes.map((r) => ({ name: r.name, models: r.assigner.models, shares: r.assigner.shares })))
   let shuttingDown = false
   let listening = false
@@ -94,7 +97,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   let writer: RecordWriter | undefined
   let writerConfig: RecordingConfig | undefined
   const useRecording = async (r: Runtime): Promise<void> => {
-    const wanted = r.routes.some((route) => route.record) ? r.config.recording : undefined
+    const wanted = r.routes.some((route) => route.record || route.remembers) ? r.config.recording : undefined
     if (wanted !== undefined && writerConfig !== undefined && wanted.path === writerConfig.path && wanted.max_bytes === writerConfig.max_bytes && wanted.keep === writerConfig.keep) return
     const old = writer
     writer = wanted === undefined ? undefined : new RecordWriter({
@@ -108,7 +111,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   await useRecording(runtime)
   const observer = new Observer({ metrics, sink: () => writer, includeInputs: () => runtime.config.recording.include_inputs })
   const shadows = new ShadowDispatcher({ maxCaptureBytes: () => runtime.maxCaptureBytes, requests: metrics.shadowRequests })
-  registerForwarding(app, { current: () => runtime, isShuttingDown: () => shuttingDown, observer, shadows })
+  registerForwarding(app, { current: () => runtime, isShuttingDown: () => shuttingDown, observer, shadows, feedback: { memory, tally, sink: () => writer } })
 
   let reloading: Promise<ReloadResult> | undefined
   let closing: Promise<void> | undefined
@@ -129,11 +132,12 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       old.admin.port !== next.config.admin.port || old.admin.host !== next.config.admin.host) {
       notes.push('listen and admin addresses take effect on restart only')
     }
-    const built = buildRuntime(next, metrics)
+    const built = buildRuntime(next, metrics, tally)
     indexConnections(built)
     // The new file is opened before the swap, so no record of the new config finds no writer.
     await useRecording(built)
     runtime = built // one reference swap: in-flight requests keep the snapshot they started with
+    memory.configure(next.config.feedback.request_memory, next.config.feedback.request_ttl_ms)
     metrics.setConfig(next.sha256, built.routes.map((r) => ({ name: r.name, models: r.assigner.models, shares: r.assigner.shares })))
     metrics.configReloads.inc({ result: 'success' })
     app.log.info({ sha256: next.sha256 }, 'config reloaded')
@@ -150,7 +154,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     }
   }
 
-  const admin = buildAdmin({ metrics, current: () => runtime, isReady: () => listening && !shuttingDown, reload }, logger as boolean)
+  const admin = buildAdmin({ metrics, tally, current: () => runtime, isReady: () => listening && !shuttingDown, reload }, logger as boolean)
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 
   return {

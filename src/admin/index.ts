@@ -1,7 +1,8 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { formatProblem, type ConfigProblem } from '../errors.js'
 import type { Metrics } from '../metrics/index.js'
-import type { Runtime } from '../proxy/runtime.js'
+import type { Runtime, RouteRuntime } from '../proxy/runtime.js'
+import { analyseRoute, type RouteExperiment, type Tally } from '../evaluation/index.js'
 
 export interface ReloadResult {
   readonly result: 'success' | 'failure' | 'unchanged'
@@ -12,6 +13,7 @@ export interface ReloadResult {
 
 export interface AdminDeps {
   readonly metrics: Metrics
+  readonly tally: Tally
   current(): Runtime
   isReady(): boolean
   reload(): Promise<ReloadResult>
@@ -56,6 +58,33 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
       return reply.code(404).send({ statusCode: 404, code: 'MS_ROUTE_UNKNOWN', error: 'Not Found', message: `no route named "${routeName}"; routes: ${runtime.routes.map((r) => r.name).join(', ')}` })
     }
     return { route: route.name, user_id: userId, salt: route.assigner.salt, ...route.assigner.explain(userId) }
+  })
+
+  const experiment = (route: RouteRuntime): RouteExperiment & { scope: string } => ({
+    ...analyseRoute({
+      route: route.name,
+      control: route.control,
+      weights: Object.fromEntries(route.assigner.models.map((m, i) => [m, route.assigner.weights[i] ?? 0])),
+      metrics: route.metrics,
+      assignments: (model) => deps.tally.assignments(route.name, model),
+      outcomes: (model, metric) => deps.tally.outcomes(route.name, model, metric),
+    }),
+    scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
+  })
+
+  admin.get('/admin/experiments', async () => {
+    const routes = deps.current().routes.filter((r) => r.metrics.length > 0)
+    return { routes: routes.map(experiment) }
+  })
+
+  admin.get('/admin/experiments/:route', async (request, reply) => {
+    const name = (request.params as { route: string }).route
+    const routes = deps.current().routes
+    const route = routes.find((r) => r.name === name)
+    if (route === undefined) {
+      return reply.code(404).send({ statusCode: 404, code: 'MS_ROUTE_UNKNOWN', error: 'Not Found', message: `no route named "${name}"; routes: ${routes.map((r) => r.name).join(', ')}` })
+    }
+    return experiment(route)
   })
 
   admin.post('/admin/reload', async (_request, reply) => {

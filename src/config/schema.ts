@@ -1,21 +1,23 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
-import type { CompareConfig, Config, Endpoint, HashAlgorithm, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
+import type { CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 
-const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording'] as const
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback'] as const
+const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
+const METRIC_KEYS = ['name', 'type', 'mde', 'higher_is_better'] as const
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes'] as const
 const RECORDING_KEYS = ['path', 'max_bytes', 'keep', 'include_inputs'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'control'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
 
 /** Paths the router answers itself on the prediction port; routes may not take them. */
-export const RESERVED_PATHS: readonly string[] = []
+export const RESERVED_PATHS: readonly string[] = ['/feedback']
 
 export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
@@ -25,6 +27,7 @@ export const DEFAULTS = {
   max_capture_bytes: 4_194_304,
   recording: { path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true },
   max_in_flight: 256,
+  feedback: { request_memory: 100_000, request_ttl_ms: 3_600_000, max_body_bytes: 10_485_760 },
   compare: { prediction: 'auto', tolerance: 0.001, mode: 'exact' as const },
   shutdown_timeout_ms: 10_000,
   timeout_ms: 10_000,
@@ -48,6 +51,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const maxMirror = c.number(limitsRaw?.max_mirror_body_bytes, ['limits', 'max_mirror_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_mirror_body_bytes })
   const maxCapture = c.number(limitsRaw?.max_capture_bytes, ['limits', 'max_capture_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_capture_bytes })
   const recording = readRecording(c, top.recording)
+  const feedback = readFeedback(c, top.feedback)
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
   // Equal ports collide whenever either side binds a wildcard address, which is the default.
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
@@ -60,7 +64,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
   const routes = readRoutes(c, top.routes, names)
 
-  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined) {
+  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined) {
     return { problems: c.problems }
   }
   return {
@@ -77,6 +81,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
       models,
       routes,
       recording,
+      feedback,
     },
   }
 }
@@ -188,8 +193,14 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   const shadow = readShadows(c, o.shadow, [...path, 'shadow'], models)
   const compare = readCompare(c, o.compare, [...path, 'compare'])
   const record = c.boolean(o.record, [...path, 'record'], false)
-  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined) return undefined
-  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record }
+  const metrics = readMetrics(c, o.metrics, [...path, 'metrics'])
+  let control = c.string(o.control, [...path, 'control'], split?.[0]?.model)
+  if (control !== undefined && split !== undefined && !split.some((s) => s.model === control)) {
+    c.add([...path, 'control'], `must be a model in this route's split (${split.map((s) => s.model).join(', ')}), got "${control}"`)
+    control = undefined
+  }
+  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || control === undefined) return undefined
+  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, control }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
@@ -200,7 +211,8 @@ function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | unde
     return undefined
   }
   const normalised = s.length > 1 ? s.replace(/\/+$/, '') : s
-  if (RESERVED_PATHS.some((r) => overlaps(r, normalised))) {
+  // `/` may coexist with /feedback: POST /feedback is answered before routes are matched.
+  if (normalised !== '/' && RESERVED_PATHS.some((r) => overlaps(r, normalised))) {
     c.add(path, `"${normalised}" overlaps a path the router serves itself (${RESERVED_PATHS.join(', ')})`)
     return undefined
   }
@@ -346,4 +358,47 @@ function readRecording(c: Checker, value: unknown): RecordingConfig | undefined 
   const includeInputs = c.boolean(o.include_inputs, ['recording', 'include_inputs'], d.include_inputs)
   if (path === undefined || maxBytes === undefined || keep === undefined) return undefined
   return { path, max_bytes: maxBytes, keep, include_inputs: includeInputs }
+}
+
+function readMetrics(c: Checker, value: unknown, path: KeyPath): MetricConfig[] | undefined {
+  if (value === undefined || value === null) return []
+  const list = c.list(value, path, '{ name, type } entries')
+  if (list === undefined) return undefined
+  const out: MetricConfig[] = []
+  const seen = new Map<string, number>()
+  let ok = true
+  list.forEach((raw, i) => {
+    const p = [...path, i]
+    const o = c.object(raw, p, METRIC_KEYS, ['name', 'type'])
+    if (o === undefined) return void (ok = false)
+    const name = c.string(o.name, [...p, 'name'])
+    if (name !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      c.add([...p, 'name'], `must be letters, digits and _ (a Prometheus label value users type in PromQL), got ${JSON.stringify(name)}`)
+      return void (ok = false)
+    }
+    const type = o.type === undefined ? undefined : c.oneOf(o.type, [...p, 'type'], ['binary', 'continuous'] as const, 'binary')
+    const mde = c.number(o.mde, [...p, 'mde'], { min: Number.MIN_VALUE })
+    const higher = c.boolean(o.higher_is_better, [...p, 'higher_is_better'], true)
+    if (name === undefined || type === undefined || (o.mde !== undefined && o.mde !== null && mde === undefined)) return void (ok = false)
+    const dup = seen.get(name)
+    if (dup !== undefined) {
+      c.add([...p, 'name'], `metric "${name}" is declared twice on this route (also at [${dup}])`)
+      return void (ok = false)
+    }
+    seen.set(name, i)
+    out.push({ name, type, mde: mde ?? null, higher_is_better: higher })
+  })
+  return ok ? out : undefined
+}
+
+function readFeedback(c: Checker, value: unknown): FeedbackConfig | undefined {
+  const d = DEFAULTS.feedback
+  if (value === undefined || value === null) return d
+  const o = c.object(value, ['feedback'], FEEDBACK_KEYS)
+  if (o === undefined) return undefined
+  const memory = c.number(o.request_memory, ['feedback', 'request_memory'], { min: 0, integer: true, fallback: d.request_memory })
+  const ttl = c.number(o.request_ttl_ms, ['feedback', 'request_ttl_ms'], { min: 1, integer: true, fallback: d.request_ttl_ms })
+  const maxBody = c.number(o.max_body_bytes, ['feedback', 'max_body_bytes'], { min: 1, integer: true, fallback: d.max_body_bytes })
+  if (memory === undefined || ttl === undefined || maxBody === undefined) return undefined
+  return { request_memory: memory, request_ttl_ms: ttl, max_body_bytes: maxBody }
 }

@@ -39,6 +39,14 @@ export interface CompareConfig {
   readonly mode: 'exact' | 'argmax'
 }
 
+export interface MetricConfig {
+  readonly name: string
+  readonly type: 'binary' | 'continuous'
+  /** Minimum detectable effect (absolute); null: 0.01 for binary, 5% of the control mean for continuous. */
+  readonly mde: number | null
+  readonly higher_is_better: boolean
+}
+
 export interface RouteConfig {
   readonly name: string
   readonly path: string
@@ -53,6 +61,17 @@ export interface RouteConfig {
   readonly compare: CompareConfig
   /** Write one record per request on this route. */
   readonly record: boolean
+  /** Outcomes fed back for this route (POST /feedback). */
+  readonly metrics: readonly MetricConfig[]
+  /** The model candidates are compared against; defaults to the split's first model. */
+  readonly control: string
+}
+
+export interface FeedbackConfig {
+  /** Recent request ids remembered (with their model) so outcomes can be attributed by request id. */
+  readonly request_memory: number
+  readonly request_ttl_ms: number
+  readonly max_body_bytes: number
 }
 
 export interface RecordingConfig {
@@ -78,6 +97,7 @@ export interface Config {
   readonly models: Readonly<Record<string, ModelConfig>>
   readonly routes: readonly RouteConfig[]
   readonly recording: RecordingConfig
+  readonly feedback: FeedbackConfig
 }
 
 /** A loaded config with where it came from: what reloads and `/admin/config` report. */

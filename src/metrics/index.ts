@@ -74,6 +74,19 @@ export class Metrics {
     labelNames: ['result'] as const, registers: [this.registry],
   })
 
+  readonly outcomes = new Counter({
+    name: 'modelsplit_outcomes_total', help: 'Outcomes fed back through /feedback, by route, model and metric.',
+    labelNames: ['route', 'model', 'metric'] as const, registers: [this.registry],
+  })
+  readonly outcomeSum = new Counter({
+    name: 'modelsplit_outcome_value_sum', help: 'Sum of outcome values: with modelsplit_outcomes_total, the mean (or conversion rate) per arm.',
+    labelNames: ['route', 'model', 'metric'] as const, registers: [this.registry],
+  })
+  readonly outcomeSquares = new Counter({
+    name: 'modelsplit_outcome_value_squares_sum', help: 'Sum of squared outcome values: with the count and sum, the variance per arm (Welch\'s test in PromQL).',
+    labelNames: ['route', 'model', 'metric'] as const, registers: [this.registry],
+  })
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     this.records.inc({ result: 'written' }, 0)
     this.records.inc({ result: 'dropped' }, 0)

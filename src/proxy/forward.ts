@@ -4,6 +4,7 @@ import { PassThrough, Transform, pipeline, type Readable } from 'node:stream'
 import { BadRequestPathError, BodyTooLargeError, RouteNotFoundError, ShuttingDownError, UserIdRequiredError } from '../errors.js'
 import type { AssignmentSource, MissingReason } from '../metrics/index.js'
 import { mirrorHeaders, type Observation, type Observer, type ShadowDispatcher } from '../shadow/index.js'
+import { handleFeedback, type FeedbackDeps } from '../evaluation/index.js'
 import { countResponse, isShadowed, matchRoute, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 import { translateUpstreamError } from './upstream-error.js'
 import { readUserId, type BodyView } from './user-id.js'
@@ -25,6 +26,8 @@ export interface RequestState {
   /** The primary's answer as it streams to the client, up to max_capture_bytes (null past it). */
   captured: Buffer[] | null
   upstreamError: string | null
+  /** POST <route path>/feedback on a route that declares metrics: an outcome, not a prediction. */
+  feedback: boolean
 }
 
 declare module 'fastify' {
@@ -39,6 +42,7 @@ export interface ForwardDeps {
   isShuttingDown(): boolean
   readonly observer: Observer
   readonly shadows: ShadowDispatcher
+  readonly feedback: FeedbackDeps
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and must not be forwarded.
@@ -53,6 +57,7 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     if (deps.isShuttingDown()) return done(new ShuttingDownError())
+    if (request.routeOptions.url === '/feedback') return done()
     const runtime = deps.current()
     const url = request.url
     const q = url.indexOf('?')
@@ -63,14 +68,20 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
       runtime, route, rest: pathname.slice(route.path === '/' ? 0 : route.path.length),
       body: { raw: undefined, parsed: undefined, state: 'unparsed', truncated: false },
       arm: undefined, upstreamFailed: false, userId: undefined, source: 'hash', obs: undefined, start: 0, captured: [], upstreamError: null,
+      feedback: false,
     }
+    if (route.remembers && request.method === 'POST' && request.ms.rest === '/feedback') request.ms.feedback = true
     done()
   })
 
   // Bodies stream straight through unless the route needs to read them.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable, done: (err: Error | null, body?: unknown) => void) => {
-    const st = request.ms as RequestState
+    const st = request.ms
+    if (st === null || st.feedback) {
+      readFeedbackBody(request, payload, deps.current().config.feedback.max_body_bytes, done)
+      return
+    }
     const route = st.route
     const declared = request.headers['content-length']
     if (declared !== undefined && Number(declared) > st.runtime.maxBodyBytes) return done(new BodyTooLargeError(route.name, st.runtime.maxBodyBytes))
@@ -124,10 +135,18 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
     done()
   })
 
+  const feedback = (request: FastifyRequest, reply: FastifyReply, route: RouteRuntime | undefined): FastifyReply => {
+    const answer = handleFeedback(request.body as Buffer | undefined, deps.current(), route, deps.feedback)
+    return reply.code(answer.status).send(answer.body)
+  }
+  app.post('/feedback', (request, reply) => feedback(request, reply, undefined))
+
   const handler = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const st = request.ms as RequestState
+    if (st.feedback) return feedback(request, reply, st.route)
     const arm = assign(request, st)
     st.arm = arm
+    if (st.route.remembers) deps.feedback.memory.remember(request.id, st.route.name, arm.model, st.userId)
     reply.header('x-modelsplit-model', arm.model)
     const options = arm.fromOptions ?? (arm.fromOptions = fromOptions(arm))
     if (st.route.observes) observe(request, reply, st, arm, deps)
@@ -144,6 +163,27 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
   }
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/*', handler })
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
+}
+
+function readFeedbackBody(request: FastifyRequest, payload: Readable, limit: number, done: (err: Error | null, body?: unknown) => void): void {
+  const name = request.ms?.route.name ?? 'feedback'
+  const declared = request.headers['content-length']
+  if (declared !== undefined && Number(declared) > limit) return done(new BodyTooLargeError(name, limit))
+  const chunks: Buffer[] = []
+  let size = 0
+  let settled = false
+  payload.on('data', (chunk: Buffer) => {
+    if (settled) return
+    size += chunk.length
+    if (size > limit) {
+      settled = true
+      done(new BodyTooLargeError(name, limit))
+      return
+    }
+    chunks.push(chunk)
+  })
+  payload.on('end', () => { if (!settled) { settled = true; done(null, Buffer.concat(chunks, size)) } })
+  payload.on('error', (err) => { if (!settled) { settled = true; done(err) } })
 }
 
 /** Opens the request's observation and closes its primary side when the response ends. */
@@ -200,6 +240,7 @@ function assign(request: FastifyRequest, st: RequestState): Arm {
     st.userId = id
     const arm = route.arms[route.assigner.pick(id)] as Arm
     arm.assignedByHash.inc()
+    arm.assigned.count++
     return arm
   }
   const reason: MissingReason = id

@@ -1,6 +1,6 @@
 import { Assigner, buildRendezvous, rendezvousHash, type RendezvousTable } from '../assign/index.js'
 import { compilePredictionSpec, type CompareOptions, type PredictionSpec } from '../compare/index.js'
-import type { Config, LoadedConfig, RouteConfig, UserIdSource } from '../config/index.js'
+import type { Config, LoadedConfig, MetricConfig, RouteConfig, UserIdSource } from '../config/index.js'
 import type { Metrics, MissingReason } from '../metrics/index.js'
 
 type CounterChild = ReturnType<Metrics['requests']['labels']>
@@ -22,6 +22,8 @@ export interface Arm {
   readonly metrics: Metrics
   /** Options for the forwarding call, built by the proxy on first use and reused after. */
   fromOptions?: object
+  /** Requests assigned by hash, for the sample-ratio check; shared across reloads. */
+  readonly assigned: { count: number }
 }
 
 /** A shadow model as a route mirrors to it, with its selection table and bound metric children. */
@@ -66,6 +68,10 @@ export interface RouteRuntime {
   readonly mirrorsBody: boolean
   readonly prediction: PredictionSpec
   readonly compare: CompareOptions
+  readonly metrics: readonly MetricConfig[]
+  readonly control: string
+  /** The route has metrics: remember each request's model so outcomes can name it by request id. */
+  readonly remembers: boolean
 }
 
 /** Everything a request needs, built once per config and swapped as one reference on reload. */
@@ -80,9 +86,14 @@ export interface Runtime {
 }
 
 /** Builds the request-time state for a validated config; throws only on programmer error. */
-export function buildRuntime(loaded: LoadedConfig, metrics: Metrics): Runtime {
+/** Where arms keep counters that must outlive a reload. */
+export interface Counters {
+  assignmentCounter(route: string, model: string): { count: number }
+}
+
+export function buildRuntime(loaded: LoadedConfig, metrics: Metrics, counters: Counters): Runtime {
   const { config } = loaded
-  const routes = config.routes.map((r) => buildRoute(config, r, metrics))
+  const routes = config.routes.map((r) => buildRoute(config, r, metrics, counters))
   // Longest path first: with overlapping paths forbidden this is only a tie-break safety net.
   const sorted = [...routes].sort((a, b) => b.path.length - a.path.length)
   return Object.freeze({
@@ -96,7 +107,7 @@ export function buildRuntime(loaded: LoadedConfig, metrics: Metrics): Runtime {
   })
 }
 
-function buildRoute(config: Config, route: RouteConfig, metrics: Metrics): RouteRuntime {
+function buildRoute(config: Config, route: RouteConfig, metrics: Metrics, counters: Counters): RouteRuntime {
   const armOf = (model: string): Arm => {
     const m = config.models[model]
     if (m === undefined) throw new Error(`model ${model} missing after validation`)
@@ -112,6 +123,7 @@ function buildRoute(config: Config, route: RouteConfig, metrics: Metrics): Route
       duration: metrics.duration.labels(labels),
       byCode: [],
       metrics,
+      assigned: counters.assignmentCounter(route.name, model),
     }
   }
   const arms = route.split.map((s) => armOf(s.model))
@@ -166,6 +178,9 @@ function buildRoute(config: Config, route: RouteConfig, metrics: Metrics): Route
     mirrorsBody: shadows.length > 0 || (route.record && includeInputs),
     prediction: compilePredictionSpec(route.compare.prediction),
     compare: { tolerance: route.compare.tolerance, mode: route.compare.mode },
+    metrics: route.metrics,
+    control: route.control,
+    remembers: route.metrics.length > 0,
   }
 }
 

@@ -1,0 +1,50 @@
+import { analyseExperiment, type ExperimentReport, type ModelTotals } from '../stats/index.js'
+import type { MetricConfig } from '../config/index.js'
+
+/** What one route's experiment needs: its split, control, metrics and the totals per arm. */
+export interface ExperimentData {
+  readonly route: string
+  readonly control: string
+  readonly weights: Readonly<Record<string, number>>
+  readonly metrics: readonly MetricConfig[]
+  assignments(model: string): number
+  outcomes(model: string, metric: string): { n: number; sum: number; sumSquares: number }
+}
+
+export interface RouteExperiment {
+  readonly route: string
+  readonly control: string
+  readonly metrics: Record<string, ExperimentReport>
+}
+
+/** Default minimum detectable effect: 1 point of rate, or 5% of the control's mean. */
+export function defaultMde(metric: MetricConfig, controlMean: number): number {
+  if (metric.mde !== null) return metric.mde
+  if (metric.type === 'binary') return 0.01
+  const m = Math.abs(controlMean)
+  return Number.isFinite(m) && m > 0 ? 0.05 * m : 1
+}
+
+/** Per metric: each arm's rate or mean with its interval, each candidate against the control, SRM, verdict. */
+export function analyseRoute(data: ExperimentData): RouteExperiment {
+  const models = Object.keys(data.weights)
+  const metrics: Record<string, ExperimentReport> = {}
+  for (const metric of data.metrics) {
+    const totals: Record<string, ModelTotals> = {}
+    for (const model of models) {
+      const o = data.outcomes(model, metric.name)
+      totals[model] = { assignments: data.assignments(model), n: o.n, sum: o.sum, sumSquares: o.sumSquares }
+    }
+    const control = totals[data.control]
+    const controlMean = control !== undefined && control.n > 0 ? control.sum / control.n : NaN
+    metrics[metric.name] = analyseExperiment({
+      type: metric.type,
+      control: data.control,
+      models: totals,
+      weights: data.weights,
+      mde: defaultMde(metric, controlMean),
+      higherIsBetter: metric.higher_is_better,
+    })
+  }
+  return { route: data.route, control: data.control, metrics }
+}

@@ -160,7 +160,7 @@ describe('/admin/experiments', () => {
     const c = e.metrics.converted
     expect(e.control).toBe('a')
     expect(c?.srm.mismatch).toBe(false)
-    expect(c?.models.a?.assignments! + c?.models.b?.assignments!).toBe(2000)
+    expect((c?.models.a?.assignments ?? 0) + (c?.models.b?.assignments ?? 0)).toBe(2000)
     expect(c?.models.b?.rate).toBeCloseTo(0.4, 1)
     expect(c?.comparisons.b?.abs_lift).toBeGreaterThan(0.1)
     expect(c?.verdict).toBe('candidate better')

@@ -3,6 +3,7 @@ import { loadConfig, type LoadedConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
 import { serve } from './serve.js'
 import { assignCommand } from './assign.js'
+import { REPORT_USAGE, reportCommand } from './report.js'
 
 export interface Io {
   readonly out: NodeJS.WritableStream
@@ -20,6 +21,8 @@ commands:
   validate FILE                               check a config; exit 1 listing every problem
   assign --config FILE --route NAME ID...     print the model each user id is assigned to
          [--json]                             (and the numbers that decided it)
+  report FILE... [--json] [--progress]        per route: A/B split and shadow agreement, error
+                                              rates and latency from record files (report -h)
 
 options:
   -h, --help                                  show this help
@@ -59,6 +62,18 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         const loaded = await loadOrReport(values.config, io)
         if (loaded === undefined) return EXIT_FAILURE
         return assignCommand(loaded, values.route, positionals, values.json === true, io)
+      }
+      case 'report': {
+        const { values, positionals } = parseArgs({
+          args: rest, allowPositionals: true,
+          options: { json: { type: 'boolean' }, progress: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+        })
+        if (values.help === true) {
+          io.out.write(REPORT_USAGE)
+          return EXIT_OK
+        }
+        if (positionals.length === 0) return usage(io, 'report needs at least one FILE')
+        return await reportCommand(positionals, { json: values.json === true, progress: values.progress === true ? true : undefined }, io)
       }
       case undefined:
       case '-h':

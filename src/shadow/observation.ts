@@ -11,9 +11,9 @@ export interface PredictionRecord {
   readonly route: string
   readonly user_id: string | null
   readonly assignment: AssignmentSource
-  readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null }
+  readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
   readonly shadows: {
-    model: string; status: number; latency_ms: number; prediction: unknown; error: string | null
+    model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string
     comparison: Omit<Extract<Comparison, { agree: boolean }>, 'compared'> | { error: string }
   }[]
   input?: unknown
@@ -81,8 +81,8 @@ export class Observation {
   }
 }
 
-function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefined, error: string | null): { ok: true; value: unknown } | { ok: false; reason: string } {
-  if (error !== null) return { ok: false, reason: error }
+function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefined, error: string | null): { ok: true; value: unknown } | { ok: false; reason: string; transport?: true } {
+  if (error !== null) return { ok: false, reason: error, transport: true }
   if (status < 200 || status > 299) return { ok: false, reason: `answered HTTP ${status}` }
   if (body === undefined) return { ok: false, reason: 'no response body captured' }
   const parsed = parseModelJson(body.toString('utf8'))
@@ -156,7 +156,9 @@ export class Observer {
       this.#count(s.target, primary.model, comparison)
       shadowRecords.push({
         model: s.target.model, status: s.status, latency_ms: round(s.latencyMs),
-        prediction: sp.ok ? sp.value : null, error: s.error, comparison,
+        prediction: sp.ok ? sp.value : null, error: s.error,
+        ...(sp.ok || sp.transport ? {} : { prediction_error: sp.reason }),
+        comparison,
       })
     }
     if (!route.record) return
@@ -169,7 +171,12 @@ export class Observer {
       route: route.name,
       user_id: obs.userId ?? null,
       assignment: obs.source,
-      primary: { model: primary.model, status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: p.ok ? null : p.reason },
+      // `error` is a failure to get an answer (the same for both sides); `prediction_error` says
+      // why an answer that came had no prediction to read (a 4xx, not JSON, no such field).
+      primary: {
+        model: primary.model, status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
+        ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
+      },
       shadows: shadowRecords,
     }
     if (this.#includeInputs()) {

@@ -1,0 +1,131 @@
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { readRecords, recordFiles } from '../record/index.js'
+import type { SkippedLine } from '../record/index.js'
+import { ReportAccumulator, RESERVOIR_SIZE, formatJson, formatText } from '../report/index.js'
+import type { Io } from './run.js'
+
+export const REPORT_USAGE = `usage: modelsplit report FILE... [--json] [--progress]
+
+Summarises prediction record files per route: the A/B split by primary model and every
+(primary, shadow) pair. A FILE that is the base of a rotated set (FILE.1, FILE.2, ...) is read
+with its rotated siblings, oldest first. Unreadable lines (e.g. a truncated last line) are
+skipped and counted on stderr; records of other types are ignored.
+
+  requests        prediction records (for a pair: those where the shadow ran beside the primary)
+  error           a side errs when its status is 0 or >= 500, or its error field is set (no
+                  answer: timeout, refused, reset); error rate = errors / requests
+  compared        comparisons made; comparison errors are those recorded as {"error": ...}
+  agreement       agree / compared, with a 95% Wilson score interval
+  abs_diff_max    mean and p99 of comparison.abs_diff_max over comparisons where it is a number
+  p50/p99         latency_ms quantiles, nearest rank (value at rank ceil(q*n) of the sorted
+                  values); exact up to ${RESERVOIR_SIZE} values per series, beyond that estimated
+                  from a seeded uniform sample (reservoir) of ${RESERVOIR_SIZE}
+  share           the primary's requests / the route's requests
+
+options:
+  --json          print one JSON document (snake_case keys) instead of tables
+  --progress      show progress on stderr even when it is not a terminal
+  -h, --help      show this help
+
+exit codes: 0 ok, 1 a file could not be read, 2 usage
+`
+
+export interface ReportOptions {
+  readonly json: boolean
+  /** Progress line on stderr; default: when stderr is a TTY. */
+  readonly progress?: boolean
+}
+
+/** `modelsplit report`: reads record files (with rotated siblings) and prints per-route tables or JSON. */
+export async function reportCommand(files: readonly string[], opts: ReportOptions, io: Io): Promise<number> {
+  const paths = await resolveFiles(files, io)
+  if (paths === undefined) return 1
+
+  const progress = (opts.progress ?? (io.err as { isTTY?: boolean }).isTTY === true) ? new Progress(io.err) : undefined
+  const skips: SkippedLine[] = []
+  const acc = new ReportAccumulator()
+  const reader = readRecords(paths, {
+    onProgress: progress?.update,
+    onSkip: (info) => { if (skips.length < 3) skips.push(info) },
+  })
+  try {
+    for await (const record of reader) acc.add(record)
+  } catch (err) {
+    progress?.end()
+    io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
+    return 1
+  }
+  progress?.end()
+
+  const doc = { files: paths, skipped_lines: reader.skipped, ...acc.result() }
+  const where = skips.map((s) => `${s.path}:${s.line} ${s.reason}`).join(', ')
+  io.err.write(`modelsplit report: read ${reader.read} record(s) from ${paths.length} file(s); ${reader.skipped} line(s) skipped` +
+    (reader.skipped > 0 ? ` (${where}${reader.skipped > skips.length ? ', ...' : ''})` : '') + '\n')
+  io.out.write(opts.json ? formatJson(doc) : formatText(doc))
+  return 0
+}
+
+/** Every file to read, in order and once each; undefined (after saying why for each) when any FILE has none. */
+async function resolveFiles(files: readonly string[], io: Io): Promise<string[] | undefined> {
+  const seen = new Set<string>()
+  const paths: string[] = []
+  let ok = true
+  for (const file of files) {
+    let found: string[]
+    try {
+      found = await recordFiles(file)
+    } catch (err) {
+      io.err.write(`modelsplit report: cannot read ${file}: ${describe(err)}\n`)
+      ok = false
+      continue
+    }
+    if (found.length === 0) {
+      const isDir = await stat(file).then((s) => s.isDirectory(), () => false)
+      io.err.write(`modelsplit report: cannot read ${file}: ${isDir ? 'is a directory; give the record file' : 'no such file (nor rotated siblings ' + file + '.1, ...)'}\n`)
+      ok = false
+      continue
+    }
+    for (const p of found) {
+      const key = resolve(p)
+      if (seen.has(key)) continue
+      seen.add(key)
+      paths.push(p)
+    }
+  }
+  return ok ? paths : undefined
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const path = (err as { path?: unknown }).path
+    return typeof path === 'string' && !err.message.includes(path) ? `${path}: ${err.message}` : err.message
+  }
+  return String(err)
+}
+
+/** One line on stderr rewritten in place (`\r`) each time the whole percent changes; `end` adds the newline. */
+class Progress {
+  readonly #err: NodeJS.WritableStream
+  #last = -1
+
+  constructor(err: NodeJS.WritableStream) {
+    this.#err = err
+  }
+
+  readonly update = (bytesRead: number, totalBytes: number): void => {
+    const percent = totalBytes > 0 ? Math.floor((bytesRead / totalBytes) * 100) : 100
+    if (percent === this.#last) return
+    this.#last = percent
+    this.#err.write(`\rreading records: ${String(percent).padStart(3)}% of ${mib(totalBytes)}`)
+  }
+
+  end(): void {
+    if (this.#last !== -1) this.#err.write('\n')
+    this.#last = -1
+  }
+}
+
+function mib(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`
+}

@@ -1,0 +1,5 @@
+export { CONFIDENCE, ReportAccumulator, isError } from './aggregate.js'
+export type { LatencySummary, PairSummary, PrimarySummary, Report, RouteSummary, SideSummary } from './aggregate.js'
+export { formatJson, formatText } from './format.js'
+export type { ReportDocument } from './format.js'
+export { RESERVOIR_SIZE, Reservoir, nearestRank } from './quantiles.js'

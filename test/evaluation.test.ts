@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { startUpstream, type Upstream } from './helpers/upstream.js'
 import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
 import { readRecords } from '../src/record/index.js'
+import { runCli } from '../src/cli/run.js'
+import { PassThrough } from 'node:stream'
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
@@ -26,6 +28,7 @@ models:
 routes:
   - name: churn
     path: /models/churn
+    record: true
     split: [{ model: a, weight: ${wa} }, { model: b, weight: ${wb} }]
     metrics:
       - { name: converted, type: binary, mde: 0.05 }
@@ -127,7 +130,8 @@ describe('POST /feedback', () => {
     await r.router.flush()
     const recs: Record<string, unknown>[] = []
     for await (const rec of readRecords(join(dirname(r.configFile), 'records.jsonl'))) recs.push(rec)
-    expect(recs).toEqual([
+    expect(recs.filter((x) => x.type === 'prediction').map((x) => x.request_id)).toEqual([p.requestId])
+    expect(recs.filter((x) => x.type === 'outcome')).toEqual([
       expect.objectContaining({ type: 'outcome', route: 'churn', request_id: p.requestId, user_id: 'bob', model: p.model, metric: 'converted', value: 1, attributed_by: 'request_id' }),
     ])
   })
@@ -178,6 +182,28 @@ describe('/admin/experiments', () => {
     const e = await experiment(r)
     expect(e.metrics.converted?.srm.mismatch).toBe(true)
     expect(e.metrics.converted?.verdict).toBe('sample ratio mismatch: investigate')
+  })
+
+  it('modelsplit report --config gives the same statistics from the record file', async () => {
+    const r = await setup()
+    const outcomes: unknown[] = []
+    for (let i = 0; i < 600; i++) {
+      const { model, requestId } = await predict(r, `user-${i}`)
+      outcomes.push({ route: 'churn', request_id: requestId, metric: 'converted', value: (i * 13) % 100 < (model === 'b' ? 30 : 22) ? 1 : 0 })
+      if (i % 3 === 0) outcomes.push({ route: 'churn', request_id: requestId, metric: 'revenue', value: (i % 7) * 3.5 })
+    }
+    expect((await feedback(r, outcomes)).status).toBe(200)
+    await r.router.flush()
+    const live = await (await fetch(`${r.adminUrl}/admin/experiments/churn`)).json() as Record<string, unknown>
+    const out = new PassThrough()
+    let text = ''
+    out.on('data', (c: Buffer) => { text += c.toString() })
+    const code = await runCli(['report', '--json', '--config', r.configFile, join(dirname(r.configFile), 'records.jsonl')], { out, err: new PassThrough() })
+    expect(code).toBe(0)
+    const offline = JSON.parse(text) as { experiments: Record<string, unknown>[] }
+    expect(offline.experiments).toHaveLength(1)
+    const { scope: _scope, ...liveStats } = live
+    expect(offline.experiments[0]).toEqual(liveStats)
   })
 
   it('keeps collecting data while there is too little of it', async () => {

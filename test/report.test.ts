@@ -307,7 +307,7 @@ describe('report command line', () => {
     expect(err.text()).toContain('report needs at least one FILE')
     expect(await runCli(['report', '--bogus', SMALL], { out, err })).toBe(2)
     expect(await runCli(['report', '-h'], { out, err })).toBe(0)
-    expect(out.text()).toContain('usage: modelsplit report FILE... [--json] [--progress]')
+    expect(out.text()).toContain('usage: modelsplit report FILE... [--config FILE] [--json] [--progress]')
     expect(out.text()).toContain('nearest rank')
   })
 })

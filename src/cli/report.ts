@@ -2,10 +2,11 @@ import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { readRecords, recordFiles } from '../record/index.js'
 import type { SkippedLine } from '../record/index.js'
-import { ReportAccumulator, RESERVOIR_SIZE, formatJson, formatText } from '../report/index.js'
+import { ExperimentAccumulator, ReportAccumulator, RESERVOIR_SIZE, formatJson, formatText } from '../report/index.js'
+import type { Config } from '../config/index.js'
 import type { Io } from './run.js'
 
-export const REPORT_USAGE = `usage: modelsplit report FILE... [--json] [--progress]
+export const REPORT_USAGE = `usage: modelsplit report FILE... [--config FILE] [--json] [--progress]
 
 Summarises prediction record files per route: the A/B split by primary model and every
 (primary, shadow) pair. A FILE that is the base of a rotated set (FILE.1, FILE.2, ...) is read
@@ -24,6 +25,9 @@ skipped and counted on stderr; records of other types are ignored.
   share           the primary's requests / the route's requests
 
 options:
+  --config FILE   the router's config: adds the A/B statistics of every route with metrics
+                  (as /admin/experiments, over all records read: outcome records against
+                  prediction records assigned by hash)
   --json          print one JSON document (snake_case keys) instead of tables
   --progress      show progress on stderr even when it is not a terminal
   -h, --help      show this help
@@ -35,6 +39,8 @@ export interface ReportOptions {
   readonly json: boolean
   /** Progress line on stderr; default: when stderr is a TTY. */
   readonly progress?: boolean
+  /** The router config: its routes' metrics, control and weights turn outcome records into A/B statistics. */
+  readonly config?: Config
 }
 
 /** `modelsplit report`: reads record files (with rotated siblings) and prints per-route tables or JSON. */
@@ -45,12 +51,16 @@ export async function reportCommand(files: readonly string[], opts: ReportOption
   const progress = (opts.progress ?? (io.err as { isTTY?: boolean }).isTTY === true) ? new Progress(io.err) : undefined
   const skips: SkippedLine[] = []
   const acc = new ReportAccumulator()
+  const experiments = opts.config === undefined ? undefined : new ExperimentAccumulator()
   const reader = readRecords(paths, {
     onProgress: progress?.update,
     onSkip: (info) => { if (skips.length < 3) skips.push(info) },
   })
   try {
-    for await (const record of reader) acc.add(record)
+    for await (const record of reader) {
+      acc.add(record)
+      experiments?.add(record)
+    }
   } catch (err) {
     progress?.end()
     io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
@@ -58,7 +68,7 @@ export async function reportCommand(files: readonly string[], opts: ReportOption
   }
   progress?.end()
 
-  const doc = { files: paths, skipped_lines: reader.skipped, ...acc.result() }
+  const doc = { files: paths, skipped_lines: reader.skipped, ...acc.result(), ...(experiments && opts.config ? { experiments: experiments.result(opts.config) } : {}) }
   const where = skips.map((s) => `${s.path}:${s.line} ${s.reason}`).join(', ')
   io.err.write(`modelsplit report: read ${reader.read} record(s) from ${paths.length} file(s); ${reader.skipped} line(s) skipped` +
     (reader.skipped > 0 ? ` (${where}${reader.skipped > skips.length ? ', ...' : ''})` : '') + '\n')

@@ -21,8 +21,9 @@ commands:
   validate FILE                               check a config; exit 1 listing every problem
   assign --config FILE --route NAME ID...     print the model each user id is assigned to
          [--json]                             (and the numbers that decided it)
-  report FILE... [--json] [--progress]        per route: A/B split and shadow agreement, error
-                                              rates and latency from record files (report -h)
+  report FILE... [--config FILE] [--json]     per route: A/B split and shadow agreement, error
+                                              rates, latency and (with --config) A/B statistics
+                                              from record files (report -h)
 
 options:
   -h, --help                                  show this help
@@ -66,14 +67,20 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       case 'report': {
         const { values, positionals } = parseArgs({
           args: rest, allowPositionals: true,
-          options: { json: { type: 'boolean' }, progress: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+          options: { json: { type: 'boolean' }, progress: { type: 'boolean' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
         })
         if (values.help === true) {
           io.out.write(REPORT_USAGE)
           return EXIT_OK
         }
         if (positionals.length === 0) return usage(io, 'report needs at least one FILE')
-        return await reportCommand(positionals, { json: values.json === true, progress: values.progress === true ? true : undefined }, io)
+        let config
+        if (values.config !== undefined) {
+          const loaded = await loadOrReport(values.config, io)
+          if (loaded === undefined) return EXIT_FAILURE
+          config = loaded.config
+        }
+        return await reportCommand(positionals, { json: values.json === true, progress: values.progress === true ? true : undefined, config }, io)
       }
       case undefined:
       case '-h':

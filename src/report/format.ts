@@ -1,4 +1,5 @@
 import type { PairSummary, Report, RouteSummary, SideSummary } from './aggregate.js'
+import type { RouteExperiment } from '../evaluation/index.js'
 
 /** The report as `--json` prints it: what was read, then the accumulator's result. */
 export interface ReportDocument extends Report {
@@ -6,6 +7,8 @@ export interface ReportDocument extends Report {
   readonly files: readonly string[]
   /** Lines that were not records (truncated or invalid JSON). */
   readonly skipped_lines: number
+  /** A/B statistics per route with metrics; present when a config was given (--config). */
+  readonly experiments?: readonly RouteExperiment[]
 }
 
 /** One JSON document, newline-terminated. */
@@ -23,6 +26,7 @@ export function formatText(doc: ReportDocument): string {
     (doc.skipped_lines > 0 ? `; ${doc.skipped_lines} unreadable line(s) skipped` : ''))
   if (doc.routes.length === 0) out.push('', 'no prediction records')
   for (const route of doc.routes) out.push('', ...routeBlock(route))
+  for (const e of doc.experiments ?? []) out.push('', ...experimentBlock(e))
   out.push('',
     'error: status 0 (no answer) or >= 500, or a recorded error. agreement: agree / compared, 95% Wilson interval.',
     `abs_diff_max: comparison.abs_diff_max where numeric. p50/p99: nearest rank, ${doc.quantiles.exact ? 'exact' : `sampled from ${doc.quantiles.reservoir_size} values per series`}.`)
@@ -86,4 +90,26 @@ function table(textColumns: number, header: string[], rows: string[][]): string[
   const all = [header, ...rows]
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
   return all.map((r) => r.map((cell, i) => (i < textColumns ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd())
+}
+
+function experimentBlock(e: RouteExperiment): string[] {
+  const lines: string[] = []
+  for (const [metric, r] of Object.entries(e.metrics)) {
+    lines.push(`experiment ${e.route} / ${metric} (${r.type}, control ${r.control}): ${r.verdict}`, '')
+    lines.push(...indent(table(2,
+      ['model', 'weight', 'assignments', 'outcomes', r.type === 'binary' ? 'rate' : 'mean', '95% CI'],
+      Object.entries(r.models).map(([m, x]) => [m, String(x.weight), String(x.assignments), String(x.outcomes), num(x.rate ?? x.mean ?? null), `[${num(x.ci[0])}, ${num(x.ci[1])}]`]),
+    )))
+    const rows = Object.entries(r.comparisons)
+    if (rows.length > 0) {
+      lines.push('')
+      lines.push(...indent(table(1,
+        ['candidate', 'abs lift', '95% CI', 'rel lift', 'p', 'p (sequential)', 'needed/arm', 'remaining', 'verdict'],
+        rows.map(([m, c]) => [m, num(c.abs_lift), `[${num(c.abs_lift_ci[0])}, ${num(c.abs_lift_ci[1])}]`, pct(c.rel_lift), num(c.p_value), num(c.p_value_sequential),
+          c.required_per_arm === null ? '-' : String(c.required_per_arm), c.remaining === null ? '-' : String(c.remaining), c.verdict]),
+      )))
+    }
+    lines.push('', `  sample ratio: chi2 ${num(r.srm.chi2)}, df ${r.srm.df}, p ${num(r.srm.p_value)}${r.srm.mismatch ? ' — MISMATCH' : ''}`, '')
+  }
+  return lines
 }

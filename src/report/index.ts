@@ -3,3 +3,4 @@ export type { LatencySummary, PairSummary, PrimarySummary, Report, RouteSummary,
 export { formatJson, formatText } from './format.js'
 export type { ReportDocument } from './format.js'
 export { RESERVOIR_SIZE, Reservoir, nearestRank } from './quantiles.js'
+export { ExperimentAccumulator } from './experiments.js'

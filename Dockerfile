@@ -40,6 +40,10 @@ COPY config ./config
 # Placeholder config so the image starts on its own; mount your own over /etc/modelsplit.
 COPY config/router.yaml /etc/modelsplit/router.yaml
 
+# Records (recording.path) belong on a volume; this directory is the one the README's config uses.
+RUN mkdir -p /var/lib/modelsplit && chown node:node /var/lib/modelsplit
+VOLUME ["/var/lib/modelsplit"]
+
 # The application files stay root-owned and read-only to the process; it runs as the
 # official image's unprivileged `node` user (uid/gid 1000).
 USER node

@@ -1,25 +1,12 @@
 import { join, dirname } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
-import { startUpstream, type Upstream } from './helpers/upstream.js'
-import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
+import { describe, expect, it } from 'vitest'
+import { jsonEcho } from './helpers/upstream.js'
+import { parseMetrics, type RunningRouter } from './helpers/router.js'
+import { router, upstream } from './helpers/servers.js'
 import { readRecords } from '../src/record/index.js'
 import { runCli } from '../src/cli/run.js'
 import { PassThrough } from 'node:stream'
 
-const cleanups: (() => Promise<void>)[] = []
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.()
-})
-async function upstream(name: string): Promise<Upstream> {
-  const u = await startUpstream((_req, res) => res.end(JSON.stringify({ predictions: [name] })))
-  cleanups.push(() => u.close())
-  return u
-}
-async function router(yaml: string): Promise<RunningRouter> {
-  const r = await startRouter(yaml)
-  cleanups.push(() => r.close())
-  return r
-}
 
 const config = (a: string, b: string, wa = 50, wb = 50) => `recording: { path: ./records.jsonl }
 models:
@@ -39,8 +26,8 @@ routes:
 `
 
 async function setup(wa = 50, wb = 50): Promise<RunningRouter> {
-  const a = await upstream('a')
-  const b = await upstream('b')
+  const a = await upstream(jsonEcho('a'))
+  const b = await upstream(jsonEcho('b'))
   return router(config(a.url, b.url, wa, wb))
 }
 

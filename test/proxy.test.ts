@@ -1,24 +1,15 @@
 import { request as httpRequest } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
-import { closedPort, jsonEcho, startUpstream, type Upstream } from './helpers/upstream.js'
-import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
+import { closedPort, jsonEcho } from './helpers/upstream.js'
+import { parseMetrics, type RunningRouter } from './helpers/router.js'
+import { router, upstream } from './helpers/servers.js'
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.()
 })
 
-async function upstream(...args: Parameters<typeof startUpstream>): Promise<Upstream> {
-  const u = await startUpstream(...args)
-  cleanups.push(() => u.close())
-  return u
-}
 
-async function router(yaml: string): Promise<RunningRouter> {
-  const r = await startRouter(yaml)
-  cleanups.push(() => r.close())
-  return r
-}
 
 function config(models: Record<string, string>, route: string): string {
   const m = Object.entries(models).map(([name, url]) => `  ${name}: { url: "${url}", timeout_ms: 500 }`).join('\n')

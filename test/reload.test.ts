@@ -4,23 +4,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Agent, request } from 'undici'
-import { jsonEcho, startUpstream, type Upstream } from './helpers/upstream.js'
-import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
+import { jsonEcho } from './helpers/upstream.js'
+import { parseMetrics, type RunningRouter } from './helpers/router.js'
+import { router, upstream } from './helpers/servers.js'
 
 const cleanups: (() => Promise<void>)[] = []
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()?.()
 })
-async function upstream(...args: Parameters<typeof startUpstream>): Promise<Upstream> {
-  const u = await startUpstream(...args)
-  cleanups.push(() => u.close())
-  return u
-}
-async function router(yaml: string, opts?: { watch?: boolean }): Promise<RunningRouter> {
-  const r = await startRouter(yaml, opts)
-  cleanups.push(() => r.close())
-  return r
-}
 
 const yaml = (a: string, b: string, wa: number, wb: number) => `models:
   a: { url: "${a}" }

@@ -1,26 +1,13 @@
 import { readFile } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
-import { closedPort, startUpstream, type Received, type Upstream } from './helpers/upstream.js'
-import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
+import { describe, expect, it } from 'vitest'
+import { closedPort, type Received } from './helpers/upstream.js'
+import { parseMetrics, type RunningRouter } from './helpers/router.js'
+import { router, upstream } from './helpers/servers.js'
 import { readRecords } from '../src/record/index.js'
 import type { PredictionRecord } from '../src/shadow/index.js'
 import type { ServerResponse } from 'node:http'
 
-const cleanups: (() => Promise<void>)[] = []
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.()
-})
-async function upstream(...args: Parameters<typeof startUpstream>): Promise<Upstream> {
-  const u = await startUpstream(...args)
-  cleanups.push(() => u.close())
-  return u
-}
-async function router(yaml: string): Promise<RunningRouter> {
-  const r = await startRouter(yaml)
-  cleanups.push(() => r.close())
-  return r
-}
 
 function answer(res: ServerResponse, body: unknown, status = 200): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body)

@@ -57,11 +57,12 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
     if (deps.isShuttingDown()) return done(new ShuttingDownError())
-    if (request.routeOptions.url === '/feedback') return done()
-    const runtime = deps.current()
     const url = request.url
     const q = url.indexOf('?')
     const pathname = q < 0 ? url : url.slice(0, q)
+    // POST /feedback has a route of its own (registered below), answered before any prediction route.
+    if (pathname === '/feedback' && request.method === 'POST') return done()
+    const runtime = deps.current()
     const route = matchRoute(runtime, pathname)
     if (route === undefined) return done(new RouteNotFoundError(pathname, runtime.routePaths))
     request.ms = {

@@ -120,6 +120,22 @@ describe('shadow traffic', () => {
     expect(m.get('modelsplit_requests_total{route="churn",model="p",code="200"}')).toBe(5)
   })
 
+  it('stops mirroring to a shadow that refuses connections, for a backoff, and counts what it skips', async () => {
+    const primary = await upstream(model((x) => x))
+    const dead = await closedPort()
+    const r = await router(cfg({ p: primary.url, dead: `http://127.0.0.1:${dead}` }, `  - name: churn
+    path: /churn
+    split: [{ model: p, weight: 1 }]
+    shadow: [{ model: dead }]`))
+    for (let i = 0; i < 30; i++) {
+      expect((await post(r, '/churn', { x: i }, `u${i}`)).status).toBe(200)
+      await r.router.flush() // one mirror at a time, so the breaker sees each failure in order
+    }
+    const m = await metricsOf(r)
+    expect(m.get('modelsplit_shadow_requests_total{route="churn",model="dead",code="502"}')).toBe(5)
+    expect(m.get('modelsplit_shadow_dropped_total{route="churn",model="dead",reason="unavailable"}')).toBe(25)
+  })
+
   it('holds max_in_flight: excess mirrors are dropped and counted, primaries all succeed', async () => {
     let release: () => void = () => undefined
     const gate = new Promise<void>((resolve) => { release = resolve })

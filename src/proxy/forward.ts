@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
-import { PassThrough, Transform, pipeline, type Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { BadRequestPathError, BodyTooLargeError, RouteNotFoundError, ShuttingDownError, UserIdRequiredError } from '../errors.js'
 import type { AssignmentSource, MissingReason } from '../metrics/index.js'
 import { mirrorHeaders, type Observation, type Observer, type ShadowDispatcher } from '../shadow/index.js'
@@ -286,22 +286,19 @@ function fromOptions(arm: Arm): object {
     },
     onResponse(request: FastifyRequest, reply: FastifyReply, res: { stream: Readable }) {
       const st = request.ms as RequestState
-      if (st.obs === undefined) return reply.send(res.stream)
-      // Keep a copy of the answer as it streams by, for the comparison and the record.
+      reply.send(res.stream)
+      if (st.obs === undefined) return reply
+      // Keep a copy of the answer as it streams by, for the comparison and the record. A second
+      // 'data' listener sees the same chunks as the pipe to the client, at no extra stream.
       const cap = st.runtime.maxCaptureBytes
       let size = 0
-      const tee = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          if (st.captured !== null) {
-            size += chunk.length
-            if (size > cap) st.captured = null
-            else st.captured.push(chunk)
-          }
-          cb(null, chunk)
-        },
+      res.stream.on('data', (chunk: Buffer) => {
+        if (st.captured === null) return
+        size += chunk.length
+        if (size > cap) st.captured = null
+        else st.captured.push(chunk)
       })
-      pipeline(res.stream, tee, () => undefined)
-      return reply.send(tee)
+      return reply
     },
     onError(reply: FastifyReply, { error }: { error: Error }) {
       const st = reply.request.ms as RequestState

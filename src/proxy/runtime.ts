@@ -1,7 +1,7 @@
 import { Assigner, buildRendezvous, rendezvousHash, type RendezvousTable } from '../assign/index.js'
 import { compilePredictionSpec, type CompareOptions, type PredictionSpec } from '../compare/index.js'
 import type { Config, LoadedConfig, MetricConfig, RouteConfig, UserIdSource } from '../config/index.js'
-import type { Metrics, MissingReason } from '../metrics/index.js'
+import type { Metrics, MissingReason, ShadowDropReason } from '../metrics/index.js'
 
 type CounterChild = ReturnType<Metrics['requests']['labels']>
 type HistogramChild = ReturnType<Metrics['duration']['labels']>
@@ -31,6 +31,9 @@ export interface ShadowTarget {
   readonly route: string
   readonly model: string
   readonly base: string
+  /** The model url split once at load, so mirroring does not parse a URL per request. */
+  readonly origin: string
+  readonly basePath: string
   readonly timeoutMs: number
   readonly maxInFlight: number
   /** Key for the in-flight gate, shared across reloads so a reload cannot double the cap. */
@@ -39,7 +42,7 @@ export interface ShadowTarget {
   readonly threshold: number
   readonly table: RendezvousTable
   readonly duration: HistogramChild
-  readonly dropped: Readonly<Record<'max_in_flight' | 'body_too_large' | 'shutting_down', CounterChild>>
+  readonly dropped: Readonly<Record<ShadowDropReason, CounterChild>>
   readonly byCode: (CounterChild | undefined)[]
   /** Comparison children by primary model, bound on first use. */
   readonly comparisons: Map<string, { agree: CounterChild; disagree: CounterChild; error: CounterChild; absDiff: HistogramChild }>
@@ -144,6 +147,8 @@ function buildRoute(config: Config, route: RouteConfig, metrics: Metrics, counte
       route: route.name,
       model: sh.model,
       base: m.url,
+      origin: new URL(m.url).origin,
+      basePath: new URL(m.url).pathname.replace(/\/$/, ''),
       timeoutMs: m.timeout_ms,
       maxInFlight: sh.max_in_flight,
       gateKey: `${route.name}\u0000${sh.model}`,
@@ -154,6 +159,7 @@ function buildRoute(config: Config, route: RouteConfig, metrics: Metrics, counte
         max_in_flight: metrics.shadowDropped.labels({ ...labels, reason: 'max_in_flight' }),
         body_too_large: metrics.shadowDropped.labels({ ...labels, reason: 'body_too_large' }),
         shutting_down: metrics.shadowDropped.labels({ ...labels, reason: 'shutting_down' }),
+        unavailable: metrics.shadowDropped.labels({ ...labels, reason: 'unavailable' }),
       },
       byCode: [],
       comparisons: new Map(),

@@ -37,6 +37,22 @@ export function mirrorHeaders(headers: IncomingHttpHeaders, requestId: string): 
   return out
 }
 
+/** Per (route, shadow model): what is in flight, and the breaker for a shadow that refuses connections. */
+interface Gate {
+  inFlight: number
+  /** Connection failures (refused, host not found) since the last answer. */
+  failures: number
+  /** Times the breaker opened in a row; each doubles the backoff. */
+  trips: number
+  /** performance.now() until which mirrors are skipped; 0 when closed. */
+  openUntil: number
+}
+
+/** Consecutive connection failures that open the breaker, and its first and longest backoff. */
+const BREAK_AFTER = 5
+const BACKOFF_MS = 1000
+const MAX_BACKOFF_MS = 30_000
+
 /**
  * Sends mirrored requests on pools of their own, never awaited by the user path: at most
  * `max_in_flight` per (route, shadow model), each bounded by the model's timeout_ms and a
@@ -44,7 +60,7 @@ export function mirrorHeaders(headers: IncomingHttpHeaders, requestId: string): 
  */
 export class ShadowDispatcher {
   readonly #agent: Agent
-  readonly #inFlight = new Map<string, number>()
+  readonly #gates = new Map<string, Gate>()
   readonly #active = new Set<AbortController>()
   readonly #maxCaptureBytes: () => number
   readonly #requests: Metrics['shadowRequests']
@@ -70,18 +86,29 @@ export class ShadowDispatcher {
       target.dropped.shutting_down.inc()
       return false
     }
-    const n = this.#inFlight.get(target.gateKey) ?? 0
-    if (n >= target.maxInFlight) {
+    let gate = this.#gates.get(target.gateKey)
+    if (gate === undefined) {
+      gate = { inFlight: 0, failures: 0, trips: 0, openUntil: 0 }
+      this.#gates.set(target.gateKey, gate)
+    }
+    if (gate.inFlight >= target.maxInFlight) {
       target.dropped.max_in_flight.inc()
       return false
     }
-    this.#inFlight.set(target.gateKey, n + 1)
+    // A shadow that refuses connections is not tried on every request: failing fast costs
+    // the primary path as much as succeeding, so it is skipped (and counted) for a backoff.
+    if (gate.openUntil > 0 && performance.now() < gate.openUntil) {
+      target.dropped.unavailable.inc()
+      return false
+    }
+    gate.inFlight++
+    const g = gate
     const controller = new AbortController()
     this.#active.add(controller)
     const start = performance.now()
     const finish = (status: number, body: Buffer | undefined, error: string | null): void => {
       this.#active.delete(controller)
-      this.#inFlight.set(target.gateKey, (this.#inFlight.get(target.gateKey) ?? 1) - 1)
+      g.inFlight--
       const latencyMs = performance.now() - start
       let child = target.byCode[status]
       if (child === undefined) {
@@ -97,9 +124,18 @@ export class ShadowDispatcher {
       }
     }
     this.#run(target, req, controller.signal).then(
-      (r) => finish(r.status, r.body, r.error),
+      (r) => {
+        g.failures = 0
+        g.trips = 0
+        g.openUntil = 0
+        finish(r.status, r.body, r.error)
+      },
       (err: unknown) => {
-        const { error } = translateUpstreamError(err, target.route, target.model, target.timeoutMs)
+        const { error, reason } = translateUpstreamError(err, target.route, target.model, target.timeoutMs)
+        if ((reason === 'refused' || reason === 'dns') && ++g.failures >= BREAK_AFTER) {
+          g.trips++
+          g.openUntil = performance.now() + Math.min(MAX_BACKOFF_MS, BACKOFF_MS * 2 ** (g.trips - 1))
+        }
         finish(error.statusCode, undefined, controller.signal.aborted ? 'aborted at shutdown' : error.message)
       },
     )
@@ -107,10 +143,9 @@ export class ShadowDispatcher {
   }
 
   async #run(target: ShadowTarget, req: MirrorRequest, signal: AbortSignal): Promise<{ status: number; body: Buffer | undefined; error: string | null }> {
-    const url = new URL(target.base + req.pathAndQuery)
     const res = await this.#agent.request({
-      origin: url.origin,
-      path: url.pathname + url.search,
+      origin: target.origin,
+      path: target.basePath === '' && !req.pathAndQuery.startsWith('/') ? '/' + req.pathAndQuery : target.basePath + req.pathAndQuery,
       method: req.method as 'POST',
       headers: req.headers as Record<string, string>,
       body: req.body,

@@ -1,0 +1,67 @@
+// Command-line options of `npm run bench`.
+import { parseArgs } from 'node:util'
+
+export const HELP = `Usage: npm run bench -- [options]
+
+Benchmarks modelsplit against direct calls and against nginx (same split, same mirror) with
+autocannon, plus a memory case, a hot-reload case and CPU profiles. Everything on 127.0.0.1.
+
+  --duration S          seconds per load case run (default 10)
+  --connections N       autocannon connections, the same for every case (default 50)
+  --repeats N           runs per case, interleaved A B C A B C; medians reported (default 3)
+  --rate R              req/s for the fixed-rate latency cases (default 2000)
+  --memory-requests N   requests in the memory case (default 1000000)
+  --workers N           cluster workers for the ms-cluster-* cases (default: CPU count)
+  --cases a,b,c         only these cases (default: all); names below
+  --no-nginx            skip the nginx cases (and do not install nginx)
+  --smoke               a tiny run for CI: direct + ms-split for 1 s, a 3000-request memory case
+  --out DIR             where results go (default bench/results)
+  --help                this text
+
+Cases: direct, ms-split, nginx-split, ms-shadow, nginx-shadow, ms-slow-shadow, nginx-slow-shadow,
+ms-dead-shadow, nginx-dead-shadow, ms-cluster-split, ms-cluster-shadow, direct-rate, ms-rate,
+nginx-rate, memory, reload, profile.
+Exit status: 0, or 1 when the memory case grows or the reload case has failed requests.
+`
+
+/** Parses argv into the bench options; `help: true` when --help was given. */
+export function parseOptions(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string' },
+      connections: { type: 'string' },
+      repeats: { type: 'string' },
+      rate: { type: 'string' },
+      'memory-requests': { type: 'string' },
+      workers: { type: 'string' },
+      cases: { type: 'string' },
+      'no-nginx': { type: 'boolean', default: false },
+      smoke: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  })
+  const smoke = values.smoke
+  const num = (name, fallback) => {
+    const raw = values[name]
+    if (raw === undefined) return fallback
+    const n = Number(raw)
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${raw}`)
+    return n
+  }
+  return {
+    help: values.help,
+    smoke,
+    duration: num('duration', smoke ? 1 : 10),
+    connections: num('connections', smoke ? 10 : 50),
+    repeats: num('repeats', smoke ? 1 : 3),
+    rate: num('rate', 2000),
+    memoryRequests: num('memory-requests', smoke ? 3000 : 1_000_000),
+    workers: values.workers === undefined ? undefined : num('workers', 2),
+    cases: values.cases?.split(',').map((s) => s.trim()).filter(Boolean) ?? (smoke ? ['direct', 'ms-split', 'memory'] : undefined),
+    nginx: !values['no-nginx'] && !smoke,
+    out: values.out,
+  }
+}

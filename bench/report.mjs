@@ -1,0 +1,139 @@
+// Medians, ratios, targets, and the Markdown / JSON report.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+const METRICS = ['rps', 'p50', 'p90', 'p99', 'errors']
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** Median of each metric over a case's runs. */
+export function summarise(runs) {
+  return Object.fromEntries(METRICS.map((k) => [k, median(runs.map((r) => r[k]))]))
+}
+
+/** The nginx (or direct) counterpart of a case, for the ratio columns. */
+function counterpart(name, prefix) {
+  if (name.startsWith('ms-cluster-')) return `${prefix}-${name.slice('ms-cluster-'.length)}`
+  if (name.startsWith('ms-')) return `${prefix}-${name.slice(3)}`
+  return undefined
+}
+
+/** Adds `vsDirect` and `vsNginx` ratios to every case summary. */
+export function addRatios(cases) {
+  for (const [name, c] of Object.entries(cases)) {
+    const direct = cases[name.endsWith('-rate') ? 'direct-rate' : 'direct']
+    if (name !== 'direct' && name !== 'direct-rate' && direct) {
+      c.vsDirect = { rps: c.median.rps / direct.median.rps, addedP50: c.median.p50 - direct.median.p50, addedP99: c.median.p99 - direct.median.p99 }
+    }
+    const ng = cases[counterpart(name, 'nginx')]
+    if (ng) c.vsNginx = { rps: c.median.rps / ng.median.rps, p50: c.median.p50 / ng.median.p50, p99: c.median.p99 / ng.median.p99 }
+  }
+}
+
+/** The issue's targets, each `{ target, measured, met }`; cases not run are left out. */
+export function checkTargets(cases, memory, reload) {
+  const m = (n) => cases[n]?.median
+  const out = []
+  const add = (target, measured, met) => out.push({ target, measured, met })
+  const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x))
+  if (m('ms-rate') && m('direct-rate')) {
+    const d50 = m('ms-rate').p50 - m('direct-rate').p50
+    const d99 = m('ms-rate').p99 - m('direct-rate').p99
+    add('fixed rate: added p50 ≤ 0.5 ms', `${f(d50, 3)} ms`, d50 <= 0.5)
+    add('fixed rate: added p99 ≤ 2 ms', `${f(d99, 3)} ms`, d99 <= 2)
+  }
+  for (const prefix of ['ms', 'ms-cluster']) {
+    const tag = prefix === 'ms' ? '' : ' (cluster)'
+    if (m(`${prefix}-split`) && m('nginx-split')) {
+      const r = m(`${prefix}-split`).rps / m('nginx-split').rps
+      add(`split only${tag}: req/s ≥ 0.8 × nginx`, `${f(r)} ×`, r >= 0.8)
+    }
+    if (m(`${prefix}-shadow`) && m('nginx-shadow')) {
+      const r = m(`${prefix}-shadow`).rps / m('nginx-shadow').rps
+      add(`split + shadow${tag}: req/s ≥ nginx`, `${f(r)} ×`, r >= 1)
+    }
+  }
+  if (m('ms-slow-shadow') && m('ms-shadow')) {
+    const r = m('ms-slow-shadow').p99 / m('ms-shadow').p99
+    add('200 ms shadow: p99 ≤ 1.2 × own fast-shadow p99', `${f(r)} ×`, r <= 1.2)
+  }
+  if (m('ms-slow-shadow') && m('nginx-slow-shadow')) {
+    const r = m('ms-slow-shadow').rps / m('nginx-slow-shadow').rps
+    add('200 ms shadow: req/s ≥ 20 × nginx', `${f(r, 1)} ×`, r >= 20)
+  }
+  if (m('ms-dead-shadow')) {
+    const e = cases['ms-dead-shadow'].runs.reduce((a, r) => a + r.errors, 0)
+    add('dead shadow: no client error', `${e} errors`, e === 0)
+    if (m('ms-split')) {
+      const r = m('ms-dead-shadow').rps / m('ms-split').rps
+      add('dead shadow: req/s ≥ 0.9 × split only', `${f(r)} ×`, r >= 0.9)
+    }
+  }
+  if (memory) add(`memory: RSS after ${memory.requests} ≤ 1.5 × RSS after ${memory.baseAt}`, `${f(memory.ratio)} ×`, memory.pass)
+  if (reload) add('reload under load: 0 failed requests', `${reload.load.errors} failed, ${reload.reloads} reloads`, reload.pass)
+  return out
+}
+
+const mb = (b) => `${(b / 1048576).toFixed(1)} MB`
+const n0 = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–')
+const ms = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–')
+const ratio = (x) => (x === undefined || !Number.isFinite(x) ? '' : `${x.toFixed(2)}`)
+
+/** Renders the whole result as Markdown. */
+export function toMarkdown(r) {
+  const L = []
+  L.push(`# modelsplit benchmark — ${r.meta.date}`, '')
+  L.push(`Machine: ${r.meta.cpus} CPUs (${r.meta.cpuModel}), ${mb(r.meta.memory)} RAM, ${r.meta.os}; Node ${r.meta.node}; nginx ${r.meta.nginx ?? '(not run)'}; autocannon ${r.meta.autocannon}; modelsplit ${r.meta.commit}.`)
+  L.push(`Load: ${r.options.connections} connections, ${r.options.duration} s per run, ${r.options.repeats} runs per case interleaved, medians shown; fixed-rate cases at ${r.options.rate} req/s; POST JSON bodies with \`x-user-id\` cycling over ${r.meta.userIds} ids.`, '')
+  if (Object.keys(r.cases).length > 0) {
+    L.push('| case | req/s | p50 ms | p90 ms | p99 ms | errors | req/s vs direct | added p50 / p99 ms | req/s vs nginx | p99 vs nginx |')
+    L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for (const [name, c] of Object.entries(r.cases)) {
+      const md = c.median
+      const added = c.vsDirect ? `${ms(c.vsDirect.addedP50)} / ${ms(c.vsDirect.addedP99)}` : ''
+      L.push(`| ${name} | ${n0(md.rps)} | ${ms(md.p50)} | ${ms(md.p90)} | ${ms(md.p99)} | ${n0(md.errors)} | ${ratio(c.vsDirect?.rps)} | ${added} | ${ratio(c.vsNginx?.rps)} | ${ratio(c.vsNginx?.p99)} |`)
+    }
+    L.push('')
+  }
+  if (r.targets.length > 0) {
+    L.push('## Targets', '', '| target | measured | met |', '| --- | ---: | :---: |')
+    for (const t of r.targets) L.push(`| ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`)
+    L.push('')
+  }
+  if (r.memory) {
+    const x = r.memory
+    L.push('## Memory', '', `${n0(x.requests)} requests through a fresh router on a route with a 200 ms shadow and a dead shadow (${n0(x.load.rps)} req/s, ${x.load.errors} errors, ${x.load.seconds.toFixed(0)} s).`, '')
+    L.push('| point | requests | RSS | heap used |', '| --- | ---: | ---: | ---: |')
+    L.push(`| start (after ${n0(x.baseAt)}) | ${n0(x.base.requests)} | ${mb(x.base.rss)} | ${mb(x.base.heap)} |`)
+    L.push(`| peak | ${n0(x.peak.requests)} | ${mb(x.peak.rss)} | ${mb(x.peak.heap)} |`)
+    L.push(`| end | ${n0(x.end.requests)} | ${mb(x.end.rss)} | ${mb(x.end.heap)} |`)
+    L.push('', `End / start RSS ${x.ratio.toFixed(2)}; RSS slope over the second half ${mb(x.slopePer100k)} per 100k requests; verdict: ${x.pass ? 'bounded' : '**grows**'}.`, '')
+  }
+  if (r.reload) {
+    const x = r.reload
+    L.push('## Reload under load', '', `The config was rewritten ${x.writes} times in ${x.seconds} s (canary 10 → 50 → 10, one step a second); the router applied ${x.reloads} reloads (${x.failures} failed) while serving ${n0(x.load.rps)} req/s: ${x.load.ok} answered, **${x.load.errors} failed** (${x.load.socketErrors} socket errors, ${x.load.timeouts} timeouts, ${x.load.non2xx} non-2xx). Observed canary share ${(100 * x.canaryShare).toFixed(1)} %.`, '')
+  }
+  for (const [kind, p] of Object.entries(r.profiles ?? {})) {
+    L.push(`## CPU profile: ${kind}`, '', `\`node --cpu-prof\` of the router under the \`ms-${kind}\` load for ${p.seconds} s (${n0(p.rps)} req/s while profiled); busy ${(p.busyMs / 1000).toFixed(1)} s, idle ${(p.idleMs / 1000).toFixed(1)} s. File: \`${p.file}\`.`, '')
+    L.push('| self time by origin | ms | % busy |', '| --- | ---: | ---: |')
+    for (const x of p.packages.slice(0, 10)) L.push(`| ${x.name} | ${n0(x.selfMs)} | ${x.pct.toFixed(1)} |`)
+    L.push('', '| function (self time) | where | ms | % busy |', '| --- | --- | ---: | ---: |')
+    for (const x of p.functions.slice(0, 20)) L.push(`| \`${x.name}\` | ${x.url} | ${n0(x.selfMs)} | ${x.pct.toFixed(1)} |`)
+    L.push('')
+  }
+  if (r.notes?.length) L.push('## Notes', '', ...r.notes.map((n) => `- ${n}`), '')
+  return L.join('\n')
+}
+
+/** Writes `bench.md` and `bench.json` into `dir` (the last run wins); returns the Markdown. */
+export async function writeReport(dir, result) {
+  await mkdir(dir, { recursive: true })
+  const md = toMarkdown(result)
+  await writeFile(join(dir, 'bench.md'), md)
+  await writeFile(join(dir, 'bench.json'), `${JSON.stringify(result, null, 2)}\n`)
+  return md
+}

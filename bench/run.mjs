@@ -1,0 +1,223 @@
+#!/usr/bin/env node
+// `npm run bench`: modelsplit against direct calls and nginx, plus memory, reload and CPU
+// profiles. See `npm run bench -- --help` and README.md ("Benchmarks").
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { USER_IDS, runLoad } from './load.mjs'
+import { runMemoryCase } from './memory.mjs'
+import { closedPort, startModelServers } from './model-servers.mjs'
+import { ensureNginx, nginxVersion, startNginx } from './nginx.mjs'
+import { HELP, parseOptions } from './options.mjs'
+import { summariseProfile } from './profile.mjs'
+import { runReloadCase } from './reload.mjs'
+import { addRatios, checkTargets, summarise, writeReport } from './report.mjs'
+import { startRouter } from './router.mjs'
+import { MODELS, nginxHttpConf, routerConfig, writeConfig } from './topology.mjs'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const BUILT = join(ROOT, 'dist')
+// The run uses a copy of dist/ taken at its start (inside bench/, so node_modules still resolve):
+// a rebuild by someone else mid-run must not change the code under test between cases.
+let DIST = BUILT
+
+/** Load cases: which server (`direct`, `ms`, `cluster`, `nginx`) and path, and whether at a fixed rate. */
+const CASES = {
+  direct: { target: 'direct', path: '/predict' },
+  'ms-split': { target: 'ms', path: '/split/predict' },
+  'nginx-split': { target: 'nginx', path: '/split/predict' },
+  'ms-shadow': { target: 'ms', path: '/shadow/predict' },
+  'nginx-shadow': { target: 'nginx', path: '/shadow/predict' },
+  'ms-slow-shadow': { target: 'ms', path: '/slow/predict' },
+  'nginx-slow-shadow': { target: 'nginx', path: '/slow/predict' },
+  'ms-dead-shadow': { target: 'ms', path: '/dead/predict' },
+  'nginx-dead-shadow': { target: 'nginx', path: '/dead/predict' },
+  'ms-cluster-split': { target: 'cluster', path: '/split/predict' },
+  'ms-cluster-shadow': { target: 'cluster', path: '/shadow/predict' },
+  'direct-rate': { target: 'direct', path: '/predict', rate: true },
+  'ms-rate': { target: 'ms', path: '/split/predict', rate: true },
+  'nginx-rate': { target: 'nginx', path: '/split/predict', rate: true },
+}
+const SPECIAL = ['profile', 'reload', 'memory']
+
+const log = (line) => process.stderr.write(`${line}\n`)
+
+async function main() {
+  let opts
+  try {
+    opts = parseOptions(process.argv.slice(2))
+  } catch (err) {
+    log(`bench: ${err.message}\n\n${HELP}`)
+    return 2
+  }
+  if (opts.help) {
+    process.stdout.write(HELP)
+    return 0
+  }
+  const known = [...Object.keys(CASES), ...SPECIAL]
+  let selected = opts.cases ?? known
+  const unknown = selected.filter((c) => !known.includes(c))
+  if (unknown.length > 0) {
+    log(`bench: unknown case ${unknown.join(', ')}; cases are ${known.join(', ')}`)
+    return 2
+  }
+  if (!opts.nginx) selected = selected.filter((c) => !c.startsWith('nginx-'))
+  const loadCases = Object.keys(CASES).filter((c) => selected.includes(c))
+  const outDir = resolve(opts.out ?? join(ROOT, 'bench/results'))
+  const workers = opts.workers ?? os.availableParallelism()
+
+  if (!existsSync(join(BUILT, 'cli/main.js'))) {
+    log('bench: dist/ missing, building it (npm run build)')
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' })
+  }
+  const wantsNginx = loadCases.some((c) => CASES[c].target === 'nginx')
+  const nginxBin = wantsNginx ? ensureNginx() : null
+
+  const cleanup = []
+  const stopAll = async () => {
+    while (cleanup.length > 0) await cleanup.pop()().catch((err) => log(`bench: cleanup: ${err.message}`))
+  }
+  process.once('SIGINT', () => { void stopAll().then(() => process.exit(130)) })
+
+  DIST = await mkdtemp(join(ROOT, 'bench/.dist-'))
+  cleanup.push(() => rm(DIST, { recursive: true, force: true }))
+  await cp(BUILT, DIST, { recursive: true })
+  const git = (...args) => { try { return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim() } catch { return '' } }
+
+  const result = {
+    meta: {
+      date: new Date().toISOString(),
+      cpus: os.availableParallelism(),
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      memory: os.totalmem(),
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      node: process.version,
+      nginx: nginxBin ? nginxVersion(nginxBin) : null,
+      autocannon: JSON.parse(readFileSync(join(ROOT, 'node_modules/autocannon/package.json'), 'utf8')).version,
+      userIds: USER_IDS.length,
+      commit: `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', 'src') ? ' + uncommitted src changes' : ''}`,
+    },
+    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
+    cases: {},
+    targets: [],
+    memory: undefined,
+    reload: undefined,
+    profiles: {},
+    notes: [],
+  }
+
+  try {
+    const tmp = await mkdtemp(join(os.tmpdir(), 'modelsplit-bench-'))
+    cleanup.push(() => rm(tmp, { recursive: true, force: true }))
+    const servers = await startModelServers(MODELS)
+    cleanup.push(() => servers.close())
+    const urls = { ...servers.urls, shadow_dead: `http://127.0.0.1:${await closedPort()}` }
+    log(`bench: model servers ${JSON.stringify(urls)}`)
+    const mainConfig = join(tmp, 'router.yaml')
+    await writeConfig(mainConfig, routerConfig(urls))
+
+    // --- throughput and latency cases, interleaved ---
+    if (loadCases.length > 0) {
+      const targets = { direct: { url: urls.model_a } }
+      const stops = []
+      const need = (t) => loadCases.some((c) => CASES[c].target === t)
+      if (need('ms')) {
+        const r = await startRouter(DIST, mainConfig)
+        stops.push(() => r.close())
+        targets.ms = r
+      }
+      if (need('cluster')) {
+        const file = join(tmp, 'cluster.yaml')
+        const cfg = routerConfig(urls)
+        await writeConfig(file, { ...cfg, listen: { host: '127.0.0.1', port: await closedPort() }, admin: { host: '127.0.0.1', port: await closedPort() } })
+        const r = await startRouter(DIST, file, { workers })
+        stops.push(() => r.close())
+        targets.cluster = r
+      }
+      if (need('nginx')) {
+        const ng = await startNginx(nginxBin, await nginxHttpConf(urls, DIST))
+        stops.push(() => ng.close())
+        targets.nginx = ng
+      }
+      cleanup.push(async () => { for (const s of stops.splice(0)) await s() })
+
+      const warmup = opts.smoke ? 0 : Math.min(2, opts.duration)
+      if (warmup > 0) {
+        log(`bench: warming up each target for ${warmup} s`)
+        for (const c of loadCases) await runLoad({ url: targets[CASES[c].target].url, path: CASES[c].path, connections: opts.connections, duration: warmup })
+      }
+      const runs = Object.fromEntries(loadCases.map((c) => [c, []]))
+      for (let rep = 1; rep <= opts.repeats; rep++) {
+        for (const c of loadCases) {
+          const def = CASES[c]
+          const r = await runLoad({
+            url: targets[def.target].url, path: def.path, connections: opts.connections, duration: opts.duration,
+            overallRate: def.rate ? opts.rate : undefined,
+          })
+          runs[c].push(r)
+          log(`bench: [${rep}/${opts.repeats}] ${c.padEnd(18)} ${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50.toFixed(2)}  p90 ${r.p90.toFixed(2)}  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`)
+        }
+      }
+      for (const c of loadCases) result.cases[c] = { ...CASES[c], runs: runs[c], median: summarise(runs[c]) }
+      addRatios(result.cases)
+      // Free the CPUs before the cases that run a router of their own.
+      await cleanup.pop()()
+    }
+
+    // --- CPU profiles of the split and shadow cases ---
+    if (selected.includes('profile')) {
+      const profDir = join(outDir, 'profiles')
+      await mkdir(profDir, { recursive: true })
+      for (const kind of ['split', 'shadow']) {
+        const name = `router-${kind}.cpuprofile`
+        const r = await startRouter(DIST, mainConfig, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name] })
+        const load = await runLoad({ url: r.url, path: `/${kind}/predict`, connections: opts.connections, duration: opts.duration })
+        await r.close()
+        const summary = await summariseProfile(join(profDir, name))
+        result.profiles[kind] = { file: `profiles/${name}`, seconds: opts.duration, rps: load.rps, ...summary }
+        log(`bench: profiled ${kind}: ${Math.round(load.rps)} req/s; top: ${summary.functions.slice(0, 5).map((f) => `${f.name} ${f.pct.toFixed(1)}%`).join(', ')}`)
+      }
+    }
+
+    // --- hot reload under load ---
+    if (selected.includes('reload')) {
+      const file = join(tmp, 'reload.yaml')
+      await writeConfig(file, routerConfig(urls, { canary: 10 }))
+      const r = await startRouter(DIST, file)
+      cleanup.push(() => r.close())
+      result.reload = await runReloadCase(r, { configFile: file, urls, connections: opts.connections, duration: opts.duration })
+      await cleanup.pop()()
+      log(`bench: reload: ${result.reload.writes} writes, ${result.reload.reloads} reloads, ${result.reload.load.errors} failed requests`)
+    }
+
+    // --- memory over many requests with a slow and a dead shadow ---
+    if (selected.includes('memory')) {
+      const r = await startRouter(DIST, mainConfig)
+      cleanup.push(() => r.close())
+      log(`bench: memory: ${opts.memoryRequests} requests with a slow and a dead shadow`)
+      result.memory = await runMemoryCase(r, { requests: opts.memoryRequests, connections: opts.connections })
+      await cleanup.pop()()
+      const m = result.memory
+      log(`bench: memory: RSS ${(m.base.rss / 1048576).toFixed(1)} → peak ${(m.peak.rss / 1048576).toFixed(1)} → end ${(m.end.rss / 1048576).toFixed(1)} MB (${m.ratio.toFixed(2)}x)`)
+    }
+  } finally {
+    await stopAll()
+  }
+
+  result.targets = checkTargets(result.cases, result.memory, result.reload)
+  result.notes.push(
+    `All processes share ${result.meta.cpus} CPUs: autocannon (a worker thread of the bench process), the model servers (one Node process), and the proxy under test (modelsplit: one Node process, or ${workers} cluster workers in ms-cluster-*; nginx: one worker). On a machine this small the load generator and the model servers take CPU the proxy would otherwise have, so absolute req/s are low and saturated-throughput ratios are ratios of what is left; the fixed-rate cases measure latency where nothing is saturated.`,
+    'nginx runs with error_log at crit: a dead mirror would otherwise log a connect() failure per request; modelsplit counts those in metrics instead.',
+    'Latency percentiles are recorded in the load worker at 10 µs resolution from autocannon\'s per-response times (2xx only); errors = socket errors + timeouts + non-2xx.',
+  )
+  const md = await writeReport(outDir, result)
+  process.stdout.write(`${md}\n`)
+  log(`bench: wrote ${join(outDir, 'bench.md')} and bench.json`)
+  const failed = (result.memory && !result.memory.pass) || (result.reload && !result.reload.pass)
+  return failed ? 1 : 0
+}
+
+process.exitCode = await main()

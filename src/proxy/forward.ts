@@ -17,7 +17,6 @@ export interface RequestState {
   readonly rest: string
   readonly body: BodyView
   arm: Arm | undefined
-  upstreamFailed: boolean
   /** Set on observed routes (shadows or records): what the record and comparisons need. */
   userId: string | undefined
   source: AssignmentSource
@@ -68,7 +67,7 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
     request.ms = {
       runtime, route, rest: pathname.slice(route.path === '/' ? 0 : route.path.length),
       body: { raw: undefined, parsed: undefined, state: 'unparsed', truncated: false },
-      arm: undefined, upstreamFailed: false, userId: undefined, source: 'hash', obs: undefined, start: 0, captured: [], upstreamError: null,
+      arm: undefined, userId: undefined, source: 'hash', obs: undefined, start: 0, captured: [], upstreamError: null,
       feedback: false,
     }
     if (route.remembers && request.method === 'POST' && request.ms.rest === '/feedback') request.ms.feedback = true
@@ -275,8 +274,9 @@ function fromOptions(arm: Arm): object {
     rewriteHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
       // RFC 9110 §7.6.1: headers named in Connection are hop-by-hop too.
       const listed = headers.connection
-      if (typeof listed === 'string' && listed.includes(',') || (typeof listed === 'string' && !/^(keep-alive|close)$/i.test(listed))) {
-        for (const name of (listed as string).split(',')) delete headers[name.trim().toLowerCase()]
+      // The common `keep-alive` / `close` lists nothing else, so only other values are split.
+      if (typeof listed === 'string' && !/^(keep-alive|close)$/i.test(listed)) {
+        for (const name of listed.split(',')) delete headers[name.trim().toLowerCase()]
       }
       for (let i = 0; i < HOP_BY_HOP_RESPONSE.length; i++) {
         const h = HOP_BY_HOP_RESPONSE[i] as string
@@ -302,7 +302,6 @@ function fromOptions(arm: Arm): object {
     },
     onError(reply: FastifyReply, { error }: { error: Error }) {
       const st = reply.request.ms as RequestState
-      st.upstreamFailed = true
       const { error: translated, reason } = translateUpstreamError(error, arm.route, arm.model, arm.timeoutMs)
       st.upstreamError = translated.message
       arm.metrics.upstreamErrors.inc({ route: arm.route, model: arm.model, reason })

@@ -78,48 +78,30 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (request: FastifyRequest, payload: Readable, done: (err: Error | null, body?: unknown) => void) => {
     const st = request.ms
+    const declared = request.headers['content-length']
     if (st === null || st.feedback) {
-      readFeedbackBody(request, payload, deps.current().config.feedback.max_body_bytes, done)
-      return
+      const limit = deps.current().config.feedback.max_body_bytes
+      if (declared !== undefined && Number(declared) > limit) return done(new BodyTooLargeError(st?.route.name ?? 'feedback', limit))
+      return bufferBody(payload, limit, () => new BodyTooLargeError(st?.route.name ?? 'feedback', limit), done)
     }
     const route = st.route
-    const declared = request.headers['content-length']
     if (declared !== undefined && Number(declared) > st.runtime.maxBodyBytes) return done(new BodyTooLargeError(route.name, st.runtime.maxBodyBytes))
     if (!route.needsBody && !route.mirrorsBody) return done(null, payload)
     // A user id in the body needs all of it (up to max_body_bytes). Mirroring only needs it
     // up to max_mirror_body_bytes: past that the request streams on, unmirrored.
-    const limit = route.needsBody ? st.runtime.maxBodyBytes : st.runtime.maxMirrorBytes
-    const chunks: Buffer[] = []
-    let size = 0
-    let settled = false
-    const onData = (chunk: Buffer): void => {
-      if (settled) return
-      size += chunk.length
-      if (size <= limit) {
-        chunks.push(chunk)
-        return
-      }
-      settled = true
-      if (route.needsBody) {
-        done(new BodyTooLargeError(route.name, st.runtime.maxBodyBytes))
-        return
-      }
-      payload.removeListener('data', onData)
-      st.body.truncated = true
-      const rest = new PassThrough()
-      for (const c of chunks) rest.write(c)
-      rest.write(chunk)
-      payload.pipe(rest)
-      done(null, rest)
+    if (route.needsBody) {
+      return bufferBody(payload, st.runtime.maxBodyBytes, () => new BodyTooLargeError(route.name, st.runtime.maxBodyBytes), (err, body) => {
+        if (Buffer.isBuffer(body)) st.body.raw = body
+        done(err, body)
+      })
     }
-    payload.on('data', onData)
-    payload.on('end', () => {
-      if (settled) return
-      settled = true
-      st.body.raw = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
-      done(null, st.body.raw)
+    bufferBody(payload, st.runtime.maxMirrorBytes, (rest) => {
+      st.body.truncated = true
+      return rest
+    }, (err, body) => {
+      if (Buffer.isBuffer(body)) st.body.raw = body
+      done(err, body)
     })
-    payload.on('error', (err) => { if (!settled) { settled = true; done(err) } })
   })
 
   // While draining, tell keep-alive clients this is the connection's last response, so the
@@ -165,24 +147,37 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardDeps): voi
   app.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/', handler })
 }
 
-function readFeedbackBody(request: FastifyRequest, payload: Readable, limit: number, done: (err: Error | null, body?: unknown) => void): void {
-  const name = request.ms?.route.name ?? 'feedback'
-  const declared = request.headers['content-length']
-  if (declared !== undefined && Number(declared) > limit) return done(new BodyTooLargeError(name, limit))
+/**
+ * Reads a body into one Buffer up to `limit` bytes. Past it, `over` decides: return an error
+ * (413), or take the stream of the whole body (what was read, then the rest) to forward unread.
+ */
+function bufferBody(payload: Readable, limit: number, over: ((rest: Readable) => Error | Readable), done: (err: Error | null, body?: Buffer | Readable) => void): void {
   const chunks: Buffer[] = []
   let size = 0
   let settled = false
-  payload.on('data', (chunk: Buffer) => {
+  const onData = (chunk: Buffer): void => {
     if (settled) return
     size += chunk.length
-    if (size > limit) {
-      settled = true
-      done(new BodyTooLargeError(name, limit))
+    if (size <= limit) {
+      chunks.push(chunk)
       return
     }
-    chunks.push(chunk)
+    settled = true
+    payload.removeListener('data', onData)
+    const rest = new PassThrough()
+    const outcome = over(rest)
+    if (outcome instanceof Error) return done(outcome)
+    for (const c of chunks) rest.write(c)
+    rest.write(chunk)
+    payload.pipe(rest)
+    done(null, outcome)
+  }
+  payload.on('data', onData)
+  payload.on('end', () => {
+    if (settled) return
+    settled = true
+    done(null, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size))
   })
-  payload.on('end', () => { if (!settled) { settled = true; done(null, Buffer.concat(chunks, size)) } })
   payload.on('error', (err) => { if (!settled) { settled = true; done(err) } })
 }
 

@@ -3,25 +3,30 @@ import { parseArgs } from 'node:util'
 
 export const HELP = `Usage: npm run bench -- [options]
 
-Benchmarks modelsplit against direct calls and against nginx (same split, same mirror) with
-autocannon, plus a memory case, a hot-reload case and CPU profiles. Everything on 127.0.0.1.
+Benchmarks modelsplit against direct calls, against a bare Node proxy (node-floor: node:http +
+murmur2 split + undici Pool) and against nginx (same split, same mirror) with autocannon, plus a
+memory case, a hot-reload case and CPU profiles. Everything on 127.0.0.1. Each load case reports
+req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
 
   --duration S          seconds per load case run (default 10)
   --connections N       autocannon connections, the same for every case (default 50)
   --repeats N           runs per case, interleaved A B C A B C; medians reported (default 3)
   --rate R              req/s for the fixed-rate latency cases (default 2000)
   --memory-requests N   requests in the memory case (default 1000000)
-  --workers N           cluster workers for the ms-cluster-* cases (default: CPU count)
+  --workers N           cluster workers for the ms-cluster-* cases (default: CPU count); by
+                        \`serve --workers N\` if the build has it, else bench/cluster-router.mjs
   --cases a,b,c         only these cases (default: all); names below
   --no-nginx            skip the nginx cases (and do not install nginx)
-  --smoke               a tiny run for CI: direct + ms-split for 1 s, a 3000-request memory case
+  --smoke               a tiny run for CI: direct + ms-split for 1 s, a 3000-request memory case,
+                        and the check that node-floor splits users as modelsplit does
   --out DIR             where results go (default bench/results)
   --help                this text
 
-Cases: direct, ms-split, nginx-split, ms-shadow, nginx-shadow, ms-slow-shadow, nginx-slow-shadow,
-ms-dead-shadow, nginx-dead-shadow, ms-cluster-split, ms-cluster-shadow, direct-rate, ms-rate,
-nginx-rate, memory, reload, profile.
-Exit status: 0, or 1 when the memory case grows or the reload case has failed requests.
+Cases: direct, node-floor, ms-split, nginx-split, node-floor-shadow, ms-shadow, nginx-shadow,
+ms-slow-shadow, nginx-slow-shadow, ms-dead-shadow, nginx-dead-shadow, ms-split-w1, ms-split-w2,
+ms-cluster-split, ms-cluster-shadow, direct-rate, ms-rate, nginx-rate, memory, reload, profile.
+Exit status: 0, or 1 when the memory case grows, the reload case has failed requests or
+node-floor and modelsplit send a user to different models.
 `
 
 /** Parses argv into the bench options; `help: true` when --help was given. */

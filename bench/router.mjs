@@ -1,14 +1,23 @@
 // Starts `modelsplit serve` as a child process and reads its Prometheus metrics.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+
+/** Whether this build's `modelsplit serve` takes `--workers N` (its --help mentions it). */
+export function hasWorkersFlag(distDir) {
+  const r = spawnSync(process.execPath, [`${distDir}/cli/main.js`, '--help'], { encoding: 'utf8', timeout: 15_000 })
+  return /--workers\b/.test(`${r.stdout}${r.stderr}`)
+}
 
 /**
- * Spawns `node [nodeArgs] [cluster-router.mjs N] dist/cli/main.js serve --config FILE --log-level warn`; resolves once it
+ * Spawns `node [nodeArgs] dist/cli/main.js serve --config FILE --log-level warn`; resolves once it
  * prints `modelsplit: predictions on URL, admin on URL` to `{ url, adminUrl, pid, close() }`.
+ * With `workers`, that many node:cluster workers share the (fixed) ports of the config: through
+ * `serve --workers N` when `workersFlag` says the build has it, else bench/cluster-router.mjs.
  */
-export function startRouter(distDir, configFile, { nodeArgs = [], workers, env } = {}) {
-  // With `workers`, bench/cluster-router.mjs runs that many copies sharing the (fixed) ports.
-  const launcher = workers === undefined ? [] : [new URL('./cluster-router.mjs', import.meta.url).pathname, String(workers)]
-  const child = spawn(process.execPath, [...nodeArgs, ...launcher, `${distDir}/cli/main.js`, 'serve', '--config', configFile, '--log-level', 'warn'], {
+export function startRouter(distDir, configFile, { nodeArgs = [], workers, workersFlag = false, env } = {}) {
+  const viaLauncher = workers !== undefined && !workersFlag
+  const launcher = viaLauncher ? [new URL('./cluster-router.mjs', import.meta.url).pathname, String(workers)] : []
+  const flag = workers !== undefined && workersFlag ? ['--workers', String(workers)] : []
+  const child = spawn(process.execPath, [...nodeArgs, ...launcher, `${distDir}/cli/main.js`, 'serve', '--config', configFile, ...flag, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: env ?? process.env,
   })

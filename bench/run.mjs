@@ -7,15 +7,17 @@ import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { clockTicks, startCpu } from './cpu.mjs'
 import { USER_IDS, runLoad } from './load.mjs'
 import { runMemoryCase } from './memory.mjs'
 import { closedPort, startModelServers } from './model-servers.mjs'
 import { ensureNginx, nginxVersion, startNginx } from './nginx.mjs'
+import { compareSplit, startFloor } from './node-floor.mjs'
 import { HELP, parseOptions } from './options.mjs'
 import { summariseProfile } from './profile.mjs'
 import { runReloadCase } from './reload.mjs'
 import { addRatios, checkTargets, summarise, writeReport } from './report.mjs'
-import { startRouter } from './router.mjs'
+import { hasWorkersFlag, startRouter } from './router.mjs'
 import { MODELS, nginxHttpConf, routerConfig, writeConfig } from './topology.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -24,17 +26,25 @@ const BUILT = join(ROOT, 'dist')
 // a rebuild by someone else mid-run must not change the code under test between cases.
 let DIST = BUILT
 
-/** Load cases: which server (`direct`, `ms`, `cluster`, `nginx`) and path, and whether at a fixed rate. */
+/**
+ * Load cases: which server and path, and whether at a fixed rate. Servers: `direct` (model_a
+ * itself), `floor` / `floor-shadow` (bench/node-floor.mjs), `ms` (modelsplit, one process),
+ * `w1`, `w2` (modelsplit in 1 or 2 cluster workers), `cluster` (in --workers workers), `nginx`.
+ */
 const CASES = {
   direct: { target: 'direct', path: '/predict' },
+  'node-floor': { target: 'floor', path: '/split/predict' },
   'ms-split': { target: 'ms', path: '/split/predict' },
   'nginx-split': { target: 'nginx', path: '/split/predict' },
+  'node-floor-shadow': { target: 'floor-shadow', path: '/shadow/predict' },
   'ms-shadow': { target: 'ms', path: '/shadow/predict' },
   'nginx-shadow': { target: 'nginx', path: '/shadow/predict' },
   'ms-slow-shadow': { target: 'ms', path: '/slow/predict' },
   'nginx-slow-shadow': { target: 'nginx', path: '/slow/predict' },
   'ms-dead-shadow': { target: 'ms', path: '/dead/predict' },
   'nginx-dead-shadow': { target: 'nginx', path: '/dead/predict' },
+  'ms-split-w1': { target: 'w1', path: '/split/predict' },
+  'ms-split-w2': { target: 'w2', path: '/split/predict' },
   'ms-cluster-split': { target: 'cluster', path: '/split/predict' },
   'ms-cluster-shadow': { target: 'cluster', path: '/shadow/predict' },
   'direct-rate': { target: 'direct', path: '/predict', rate: true },
@@ -68,6 +78,8 @@ async function main() {
   const loadCases = Object.keys(CASES).filter((c) => selected.includes(c))
   const outDir = resolve(opts.out ?? join(ROOT, 'bench/results'))
   const workers = opts.workers ?? os.availableParallelism()
+  // The cluster cases share a router with ms-split-wN when N = --workers.
+  const serverOf = (c) => (CASES[c].target === 'cluster' ? `w${workers}` : CASES[c].target)
 
   if (!existsSync(join(BUILT, 'cli/main.js'))) {
     log('bench: dist/ missing, building it (npm run build)')
@@ -85,6 +97,7 @@ async function main() {
   DIST = await mkdtemp(join(ROOT, 'bench/.dist-'))
   cleanup.push(() => rm(DIST, { recursive: true, force: true }))
   await cp(BUILT, DIST, { recursive: true })
+  const workersFlag = loadCases.some((c) => /^w\d+$/.test(serverOf(c))) && hasWorkersFlag(DIST)
   const git = (...args) => { try { return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim() } catch { return '' } }
 
   const result = {
@@ -99,9 +112,12 @@ async function main() {
       autocannon: JSON.parse(readFileSync(join(ROOT, 'node_modules/autocannon/package.json'), 'utf8')).version,
       userIds: USER_IDS.length,
       commit: `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', 'src') ? ' + uncommitted src changes' : ''}`,
+      clockTicks: clockTicks(),
+      workersVia: !loadCases.some((c) => /^w\d+$/.test(serverOf(c))) ? null : workersFlag ? 'modelsplit serve --workers N' : 'bench/cluster-router.mjs',
     },
     options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
     cases: {},
+    floorSplit: undefined,
     targets: [],
     memory: undefined,
     reload: undefined,
@@ -121,44 +137,58 @@ async function main() {
 
     // --- throughput and latency cases, interleaved ---
     if (loadCases.length > 0) {
-      const targets = { direct: { url: urls.model_a } }
+      const targets = { direct: { url: urls.model_a, pid: undefined } }
       const stops = []
-      const need = (t) => loadCases.some((c) => CASES[c].target === t)
-      if (need('ms')) {
-        const r = await startRouter(DIST, mainConfig)
-        stops.push(() => r.close())
-        targets.ms = r
-      }
-      if (need('cluster')) {
-        const file = join(tmp, 'cluster.yaml')
-        const cfg = routerConfig(urls)
-        await writeConfig(file, { ...cfg, listen: { host: '127.0.0.1', port: await closedPort() }, admin: { host: '127.0.0.1', port: await closedPort() } })
-        const r = await startRouter(DIST, file, { workers })
-        stops.push(() => r.close())
-        targets.cluster = r
-      }
-      if (need('nginx')) {
-        const ng = await startNginx(nginxBin, await nginxHttpConf(urls, DIST))
-        stops.push(() => ng.close())
-        targets.nginx = ng
+      const proxies = [...new Set(loadCases.map(serverOf))].filter((x) => x !== 'direct')
+      // The floor's split is checked against modelsplit's whenever modelsplit runs (in --smoke too).
+      if (proxies.includes('ms') && !proxies.includes('floor')) proxies.push('floor')
+      for (const server of proxies) {
+        let t
+        const n = /^w(\d+)$/.exec(server)?.[1]
+        if (server === 'ms') t = await startRouter(DIST, mainConfig)
+        else if (server === 'floor') t = await startFloor('/split', urls)
+        else if (server === 'floor-shadow') t = await startFloor('/shadow', urls, urls.shadow_fast)
+        else if (server === 'nginx') t = await startNginx(nginxBin, await nginxHttpConf(urls, DIST))
+        else if (n !== undefined) {
+          const file = join(tmp, `cluster-${n}.yaml`)
+          const cfg = routerConfig(urls)
+          await writeConfig(file, { ...cfg, listen: { host: '127.0.0.1', port: await closedPort() }, admin: { host: '127.0.0.1', port: await closedPort() } })
+          t = await startRouter(DIST, file, { workers: Number(n), workersFlag })
+        }
+        stops.push(() => t.close())
+        targets[server] = t
       }
       cleanup.push(async () => { for (const s of stops.splice(0)) await s() })
+      if (proxies.some((x) => /^w\d+$/.test(x))) log(`bench: cluster workers via ${result.meta.workersVia}`)
+
+      if (targets.ms && targets.floor) {
+        result.floorSplit = await compareSplit(targets.floor.url, targets.ms.url, USER_IDS)
+        const f = result.floorSplit
+        log(`bench: node-floor and modelsplit agree on ${f.same}/${f.ids} user ids (model_a ${f.models.model_a ?? 0}, model_b ${f.models.model_b ?? 0})`)
+      }
 
       const warmup = opts.smoke ? 0 : Math.min(2, opts.duration)
       if (warmup > 0) {
         log(`bench: warming up each target for ${warmup} s`)
-        for (const c of loadCases) await runLoad({ url: targets[CASES[c].target].url, path: CASES[c].path, connections: opts.connections, duration: warmup })
+        for (const c of loadCases) await runLoad({ url: targets[serverOf(c)].url, path: CASES[c].path, connections: opts.connections, duration: warmup })
       }
       const runs = Object.fromEntries(loadCases.map((c) => [c, []]))
       for (let rep = 1; rep <= opts.repeats; rep++) {
         for (const c of loadCases) {
           const def = CASES[c]
+          const target = targets[serverOf(c)]
+          // CPU of the proxy's processes over the run, per request answered (null for direct).
+          const cpu = startCpu(target.pid)
           const r = await runLoad({
-            url: targets[def.target].url, path: def.path, connections: opts.connections, duration: opts.duration,
+            url: target.url, path: def.path, connections: opts.connections, duration: opts.duration,
             overallRate: def.rate ? opts.rate : undefined,
           })
+          const us = cpu.stop()
+          r.cpuSeconds = us === null ? null : us / 1e6
+          r.cpuUs = us === null ? null : us / Math.max(1, r.ok + r.non2xx)
           runs[c].push(r)
-          log(`bench: [${rep}/${opts.repeats}] ${c.padEnd(18)} ${Math.round(r.rps).toString().padStart(7)} req/s  p50 ${r.p50.toFixed(2)}  p90 ${r.p90.toFixed(2)}  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`)
+          const cpuText = r.cpuUs === null ? '    n/a' : r.cpuUs.toFixed(1).padStart(7)
+          log(`bench: [${rep}/${opts.repeats}] ${c.padEnd(18)} ${Math.round(r.rps).toString().padStart(7)} req/s  cpu ${cpuText} µs/req  p50 ${r.p50.toFixed(2)}  p90 ${r.p90.toFixed(2)}  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`)
         }
       }
       for (const c of loadCases) result.cases[c] = { ...CASES[c], runs: runs[c], median: summarise(runs[c]) }
@@ -207,16 +237,17 @@ async function main() {
     await stopAll()
   }
 
-  result.targets = checkTargets(result.cases, result.memory, result.reload)
+  result.targets = checkTargets(result.cases, result.memory)
   result.notes.push(
-    `All processes share ${result.meta.cpus} CPUs: autocannon (a worker thread of the bench process), the model servers (one Node process), and the proxy under test (modelsplit: one Node process, or ${workers} cluster workers in ms-cluster-*; nginx: one worker). On a machine this small the load generator and the model servers take CPU the proxy would otherwise have, so absolute req/s are low and saturated-throughput ratios are ratios of what is left; the fixed-rate cases measure latency where nothing is saturated.`,
+    `All processes share ${result.meta.cpus} CPUs: autocannon (a worker thread of the bench process), the model servers (one Node process), and the proxy under test (modelsplit: one Node process${result.meta.workersVia ? `, or a primary and N node:cluster workers in ms-split-wN (N = 1, 2) and ms-cluster-* (N = ${workers}), started with ${result.meta.workersVia}` : ''}; node-floor: one Node process; nginx: one worker). On a machine this small the load generator and the model servers take CPU the proxy would otherwise have, so absolute req/s are low and saturated-throughput ratios are ratios of what is left; the fixed-rate cases measure latency where nothing is saturated.`,
     'nginx runs with error_log at crit: a dead mirror would otherwise log a connect() failure per request; modelsplit counts those in metrics instead.',
+    `CPU µs/req: utime + stime of the proxy's processes (/proc/<pid>/stat of the process and, for a cluster, its primary and every worker; clock ticks of 1/${result.meta.clockTicks} s) read before and after each run, divided by the responses in that run; the median over runs is shown. It is what the proxy costs per request whatever the load generator and model servers leave it, so it compares across cases better than req/s on a small machine. direct has no proxy (n/a).`,
     'Latency percentiles are recorded in the load worker at 10 µs resolution from autocannon\'s per-response times (2xx only); errors = socket errors + timeouts + non-2xx.',
   )
   const md = await writeReport(outDir, result)
   process.stdout.write(`${md}\n`)
   log(`bench: wrote ${join(outDir, 'bench.md')} and bench.json`)
-  const failed = (result.memory && !result.memory.pass) || (result.reload && !result.reload.pass)
+  const failed = (result.memory && !result.memory.pass) || (result.reload && !result.reload.pass) || (result.floorSplit && result.floorSplit.same !== result.floorSplit.ids)
   return failed ? 1 : 0
 }
 

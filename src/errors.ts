@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import { STATUS_CODES } from 'node:http'
 
 // The error catalogue: every code the router raises lives here, with its HTTP status.
 // Messages are printf-style (%s) so the route and model can be named where they apply.
@@ -12,6 +13,20 @@ export const UserIdRequiredError = createError<'MS_USER_ID_REQUIRED', 400, [stri
   'MS_USER_ID_REQUIRED', 'route "%s" needs a user id (%s) and rejects requests without one: %s', 400)
 export const BadRequestPathError = createError<'MS_BAD_PATH', 400, [string, { cause: unknown }?]>(
   'MS_BAD_PATH', 'request path is not allowed: %s', 400)
+export const BodyTimeoutError = createError<'MS_BODY_TIMEOUT', 408, [string, number]>(
+  'MS_BODY_TIMEOUT', 'request body for route "%s" paused longer than limits.body_timeout_ms=%s; the connection is closed', 408)
+export const FeedbackInvalidError = createError<'MS_FEEDBACK_INVALID', 400, [string]>(
+  'MS_FEEDBACK_INVALID', '%s', 400)
+export const InternalError = createError<'MS_INTERNAL', 500, [string, { cause: unknown }?]>(
+  'MS_INTERNAL', 'the router failed to handle this request: %s', 500)
+
+// --- admin errors ---------------------------------------------------------------------------
+export const BadQueryError = createError<'MS_BAD_QUERY', 400, [string]>(
+  'MS_BAD_QUERY', '%s', 400)
+export const RouteUnknownError = createError<'MS_ROUTE_UNKNOWN', 404, [string, string]>(
+  'MS_ROUTE_UNKNOWN', 'no route named "%s"; routes: %s', 404)
+export const ConfigRejectedError = createError<'MS_CONFIG_INVALID', 422, [string]>(
+  'MS_CONFIG_INVALID', '%s', 422)
 
 // --- upstream errors: one family, so callers can branch on `instanceof UpstreamError` -------
 export const UpstreamError = createError<'MS_UPSTREAM_ERROR', 502, [string, string, string, { cause: unknown }?]>(
@@ -56,4 +71,17 @@ export class ConfigError extends Error {
     this.name = 'ConfigError'
     this.problems = problems
   }
+}
+
+/** The JSON body of an error answer: fastify's shape, plus `route` and `model` where they apply. */
+export function errorBody(err: { statusCode?: number; code?: string; message: string }, route?: string, model?: string): string {
+  const statusCode = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500
+  return JSON.stringify({
+    statusCode,
+    code: err.code ?? 'MS_INTERNAL',
+    error: STATUS_CODES[statusCode] ?? 'Error',
+    message: err.message,
+    ...(route !== undefined ? { route } : {}),
+    ...(model !== undefined ? { model } : {}),
+  })
 }

@@ -82,7 +82,7 @@ describe('forwarding', () => {
     expect(a.requests[0]?.headers['proxy-connection']).toBeUndefined()
   })
 
-  it('streams a request body to the model while the client is still sending it', async () => {
+  it('streams a request body to the model while the client is still sending it, when buffering is off', async () => {
     let sawFirstChunk: () => void = () => undefined
     const firstChunk = new Promise<void>((resolve) => { sawFirstChunk = resolve })
     const { createServer } = await import('node:http')
@@ -94,7 +94,8 @@ describe('forwarding', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     cleanups.push(() => new Promise((resolve) => server.close(() => resolve())))
     const port = (server.address() as { port: number }).port
-    const r = await router(config({ a: `http://127.0.0.1:${port}` }, `  - name: s
+    // Bodies under limits.max_buffered_body_bytes are read whole first (test/hardening covers that).
+    const r = await router('limits: { max_buffered_body_bytes: 0 }\n' + config({ a: `http://127.0.0.1:${port}` }, `  - name: s
     path: /s
     split: [{ model: a, weight: 1 }]`))
     const body = await new Promise<string>((resolve, reject) => {

@@ -5,7 +5,10 @@ import { closedPort, type Received } from './helpers/upstream.js'
 import { parseMetrics, type RunningRouter } from './helpers/router.js'
 import { router, upstream } from './helpers/servers.js'
 import { readRecords } from '../src/record/index.js'
-import type { PredictionRecord } from '../src/shadow/index.js'
+import type { PredictionRecord, ShadowResult } from '../src/shadow/index.js'
+
+/** A record whose shadows were all sent (these tests select no shadow that is dropped). */
+type SentRecord = Omit<PredictionRecord, 'shadows'> & { shadows: ShadowResult[] }
 import type { ServerResponse } from 'node:http'
 
 
@@ -26,9 +29,9 @@ function cfg(models: Record<string, string>, route: string, extra = ''): string 
   return `${extra}models:\n${m}\nroutes:\n${route}\n`
 }
 
-const recordsOf = async (r: RunningRouter): Promise<PredictionRecord[]> => {
-  const out: PredictionRecord[] = []
-  for await (const rec of readRecords(join(dirname(r.configFile), 'predictions.jsonl'))) out.push(rec as unknown as PredictionRecord)
+const recordsOf = async (r: RunningRouter): Promise<SentRecord[]> => {
+  const out: SentRecord[] = []
+  for await (const rec of readRecords(join(dirname(r.configFile), 'predictions.jsonl'))) out.push(rec as unknown as SentRecord)
   return out
 }
 const recording = (opts = '') => `recording: { path: ./predictions.jsonl${opts} }\n`
@@ -249,7 +252,8 @@ describe('shadow traffic', () => {
     expect((await metricsOf(r)).get('modelsplit_shadow_dropped_total{route="churn",model="s",reason="body_too_large"}')).toBe(1)
     expect(shadow.requests).toHaveLength(0)
     const [rec] = await recordsOf(r)
-    expect(rec).toMatchObject({ input_omitted: 'body_too_large', shadows: [] })
+    // The shadow was selected but not sent: the record says so, rather than leaving it out.
+    expect(rec).toMatchObject({ input_omitted: 'body_too_large', shadows: [{ model: 's', dropped: 'body_too_large' }] })
     expect(rec?.input).toBeUndefined()
   })
 })

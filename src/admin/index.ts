@@ -2,14 +2,10 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { formatProblem, type ConfigProblem } from '../errors.js'
 import type { Metrics } from '../metrics/index.js'
 import type { Runtime, RouteRuntime } from '../proxy/runtime.js'
+import type { ReloadResult } from '../config/store.js'
 import { analyseRoute, type RouteExperiment, type Tally } from '../evaluation/index.js'
 
-export interface ReloadResult {
-  readonly result: 'success' | 'failure' | 'unchanged'
-  readonly sha256: string
-  readonly problems?: readonly ConfigProblem[]
-  readonly notes?: readonly string[]
-}
+export type { ReloadResult }
 
 export interface AdminDeps {
   readonly metrics: Metrics

@@ -1,17 +1,16 @@
-import { Assigner } from '../assign/index.js'
-import type { LoadedConfig } from '../config/index.js'
+import type { Plan } from '../plan/index.js'
 import type { Io } from './run.js'
 
 /** `modelsplit assign`: the model per user id and the numbers that decided it, without starting anything. */
-export function assignCommand(loaded: LoadedConfig, routeName: string, userIds: readonly string[], json: boolean, io: Io): number {
-  const route = loaded.config.routes.find((r) => r.name === routeName)
-  if (route === undefined) {
-    io.err.write(`modelsplit: no route named "${routeName}" in ${loaded.file}; routes: ${loaded.config.routes.map((r) => r.name).join(', ')}\n`)
+export function assignCommand(plan: Plan, routeName: string, userIds: readonly string[], json: boolean, io: Io): number {
+  const route = plan.config.routes.find((r) => r.name === routeName)
+  const compiled = plan.routes.find((r) => r.name === routeName)
+  if (route === undefined || compiled === undefined) {
+    io.err.write(`modelsplit: no route named "${routeName}" in ${plan.loaded.file}; routes: ${plan.config.routes.map((r) => r.name).join(', ')}\n`)
     return 1
   }
-  const assigner = new Assigner({ algorithm: route.hash, salt: route.salt, models: route.split.map((s) => s.model), weights: route.split.map((s) => s.weight) })
   for (const id of userIds) {
-    const e = assigner.explain(id)
+    const e = compiled.assigner.explain(id)
     if (json) {
       io.out.write(JSON.stringify({ route: route.name, user_id: id, salt: route.salt, ...e }) + '\n')
       continue

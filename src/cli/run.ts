@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
-import { loadConfig, type LoadedConfig } from '../config/index.js'
 import { ConfigError } from '../errors.js'
+import { compileFile, type Plan } from '../plan/index.js'
 import { serve } from './serve.js'
 import { assignCommand } from './assign.js'
 import { REPORT_USAGE, reportCommand } from './report.js'
@@ -37,18 +37,18 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       case 'serve': {
         const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } } })
         if (values.config === undefined) return usage(io, 'serve needs --config FILE')
-        const loaded = await loadOrReport(values.config, io)
-        if (loaded === undefined) return EXIT_FAILURE
-        return await serve(values.config, loaded, values['log-level'] ?? 'info', io)
+        const plan = await compileOrReport(values.config, io)
+        if (plan === undefined) return EXIT_FAILURE
+        return await serve(values.config, plan, values['log-level'] ?? 'info', io)
       }
       case 'validate': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} })
         if (positionals.length === 0) return usage(io, 'validate needs a FILE')
         let code = EXIT_OK
         for (const file of positionals) {
-          const loaded = await loadOrReport(file, io)
-          if (loaded === undefined) code = EXIT_FAILURE
-          else io.out.write(`${file}: ok (${loaded.config.routes.length} route(s), ${Object.keys(loaded.config.models).length} model(s), sha256 ${loaded.sha256})\n`)
+          const plan = await compileOrReport(file, io)
+          if (plan === undefined) code = EXIT_FAILURE
+          else io.out.write(`${file}: ok (${plan.config.routes.length} route(s), ${Object.keys(plan.config.models).length} model(s), sha256 ${plan.loaded.sha256})\n`)
         }
         return code
       }
@@ -60,9 +60,9 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         if (values.config === undefined || values.route === undefined || positionals.length === 0) {
           return usage(io, 'assign needs --config FILE --route NAME and at least one USER_ID')
         }
-        const loaded = await loadOrReport(values.config, io)
-        if (loaded === undefined) return EXIT_FAILURE
-        return assignCommand(loaded, values.route, positionals, values.json === true, io)
+        const plan = await compileOrReport(values.config, io)
+        if (plan === undefined) return EXIT_FAILURE
+        return assignCommand(plan, values.route, positionals, values.json === true, io)
       }
       case 'report': {
         const { values, positionals } = parseArgs({
@@ -76,9 +76,9 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         if (positionals.length === 0) return usage(io, 'report needs at least one FILE')
         let config
         if (values.config !== undefined) {
-          const loaded = await loadOrReport(values.config, io)
-          if (loaded === undefined) return EXIT_FAILURE
-          config = loaded.config
+          const plan = await compileOrReport(values.config, io)
+          if (plan === undefined) return EXIT_FAILURE
+          config = plan.config
         }
         return await reportCommand(positionals, { json: values.json === true, progress: values.progress === true ? true : undefined, config }, io)
       }
@@ -102,15 +102,10 @@ function usage(io: Io, message: string): number {
   return EXIT_USAGE
 }
 
-/** Loads a config, printing every problem (one per line, file:line: path: message) on failure. */
-async function loadOrReport(file: string, io: Io): Promise<LoadedConfig | undefined> {
-  try {
-    return await loadConfig(file)
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      io.err.write(err.message + '\n')
-      return undefined
-    }
-    throw err
-  }
+/** Compiles a config, printing every problem (one per line, file:line: path: message) on failure. */
+async function compileOrReport(file: string, io: Io): Promise<Plan | undefined> {
+  const compiled = await compileFile(file)
+  if (compiled.ok) return compiled.plan
+  io.err.write(new ConfigError(compiled.problems).message + '\n')
+  return undefined
 }

@@ -1,14 +1,15 @@
-import type { LoadedConfig } from '../config/index.js'
+import type { Plan } from '../plan/index.js'
 import { buildServer } from '../server.js'
 import type { Io } from './run.js'
 
 /** `modelsplit serve`: runs until SIGTERM/SIGINT, reloads on SIGHUP; resolves to the exit code. */
-export async function serve(configFile: string, loaded: LoadedConfig, logLevel: string, io: Io): Promise<number> {
-  const router = await buildServer({ configFile, loaded, logger: { level: logLevel } })
+export async function serve(configFile: string, plan: Plan, logLevel: string, io: Io): Promise<number> {
+  const router = await buildServer({ configFile, plan, logger: { level: logLevel } })
   const { url, adminUrl } = await router.listen()
-  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${loaded.sha256.slice(0, 12)})\n`)
+  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`)
 
-  const onHup = (): void => { void router.reload() }
+  // SIGHUP: reload the config and reopen the record file (the logrotate convention).
+  const onHup = (): void => { void router.reload().then(() => router.reopenRecords()) }
   process.on('SIGHUP', onHup)
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'))

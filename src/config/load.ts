@@ -2,47 +2,62 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
-import { formatPath } from './check.js'
+import { formatPath, type KeyPath } from './check.js'
 import { validateConfig } from './schema.js'
 import type { LoadedConfig } from './types.js'
 import { parseYaml, YamlSyntaxError } from './yaml.js'
 
-/** Parses and validates config text; throws one ConfigError listing every problem with its line. */
-export function parseConfig(text: string, file: string): LoadedConfig {
+/** A validated config with a way back to the lines of its file, or every located problem. */
+export type ReadResult =
+  | { readonly ok: true; readonly loaded: LoadedConfig; lineOf(path: KeyPath): number | undefined }
+  | { readonly ok: false; readonly problems: readonly ConfigProblem[]; readonly cause?: unknown }
+
+/** Parses and validates config text; never throws for anything the text contains. */
+export function readConfig(text: string, file: string): ReadResult {
   let parsed
   try {
     parsed = parseYaml(text, file)
   } catch (err) {
-    if (err instanceof YamlSyntaxError) {
-      throw new ConfigError([{ file, line: err.line, path: '', message: err.message }], { cause: err })
-    }
+    if (err instanceof YamlSyntaxError) return { ok: false, problems: [{ file, line: err.line, path: '', message: err.message }], cause: err }
     throw err
   }
   const { config, problems } = validateConfig(parsed.value)
   if (config === undefined) {
-    const located: ConfigProblem[] = problems.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message }))
-    throw new ConfigError(located)
+    return { ok: false, problems: problems.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message })) }
   }
   // Relative paths in the file are relative to the file, as in Prometheus's config, so the
   // router behaves the same whatever directory it was started from.
   const resolved = { ...config, recording: { ...config.recording, path: resolve(dirname(file), config.recording.path) } }
-  return deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') })
+  return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') }), lineOf: parsed.lineOf }
+}
+
+/** Reads a config file's text; an unreadable file is a located problem. */
+export async function readConfigText(file: string): Promise<{ ok: true; text: string } | { ok: false; problems: readonly ConfigProblem[] }> {
+  try {
+    return { ok: true, text: await readFile(file, 'utf8') }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    return { ok: false, problems: [{ file, path: '', message: `cannot read the file (${code ?? (err as Error).message})` }] }
+  }
+}
+
+/** Parses and validates config text; throws one ConfigError listing every problem with its line. */
+export function parseConfig(text: string, file: string): LoadedConfig {
+  const r = readConfig(text, file)
+  if (!r.ok) throw new ConfigError(r.problems, { cause: r.cause })
+  return r.loaded
 }
 
 /** Reads, parses and validates a config file. */
 export async function loadConfig(file: string): Promise<LoadedConfig> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new ConfigError([{ file, path: '', message: `cannot read the file (${code ?? (err as Error).message})` }], { cause: err })
-  }
-  return parseConfig(text, file)
+  const t = await readConfigText(file)
+  if (!t.ok) throw new ConfigError(t.problems)
+  return parseConfig(t.text, file)
 }
 
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+export function deepFreeze<T>(value: T): T {
+  // Typed arrays cannot be frozen (and Buffers are scratch space by design): leave views alone.
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !ArrayBuffer.isView(value)) {
     Object.freeze(value)
     for (const v of Object.values(value)) deepFreeze(v)
   }

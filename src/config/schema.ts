@@ -1,11 +1,12 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import type { CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
+import { buildNginxSplit } from '../assign/index.js'
 
 const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const METRIC_KEYS = ['name', 'type', 'mde', 'higher_is_better'] as const
-const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes'] as const
+const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
 const RECORDING_KEYS = ['path', 'max_bytes', 'keep', 'include_inputs'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
@@ -25,6 +26,9 @@ export const DEFAULTS = {
   max_body_bytes: 1_048_576,
   max_mirror_body_bytes: 1_048_576,
   max_capture_bytes: 4_194_304,
+  max_capture_total_bytes: 67_108_864,
+  max_buffered_body_bytes: 1_048_576,
+  body_timeout_ms: 10_000,
   recording: { path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true },
   max_in_flight: 256,
   feedback: { request_memory: 100_000, request_ttl_ms: 3_600_000, max_body_bytes: 10_485_760 },
@@ -50,6 +54,9 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const maxBody = c.number(limitsRaw?.max_body_bytes, ['limits', 'max_body_bytes'], { min: 1, integer: true, fallback: DEFAULTS.max_body_bytes })
   const maxMirror = c.number(limitsRaw?.max_mirror_body_bytes, ['limits', 'max_mirror_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_mirror_body_bytes })
   const maxCapture = c.number(limitsRaw?.max_capture_bytes, ['limits', 'max_capture_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_capture_bytes })
+  const maxCaptureTotal = c.number(limitsRaw?.max_capture_total_bytes, ['limits', 'max_capture_total_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_capture_total_bytes })
+  const maxBuffered = c.number(limitsRaw?.max_buffered_body_bytes, ['limits', 'max_buffered_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_buffered_body_bytes })
+  const bodyTimeout = c.number(limitsRaw?.body_timeout_ms, ['limits', 'body_timeout_ms'], { min: 1, max: 3_600_000, integer: true, fallback: DEFAULTS.body_timeout_ms })
   const recording = readRecording(c, top.recording)
   const feedback = readFeedback(c, top.feedback)
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
@@ -76,6 +83,9 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
         max_body_bytes: maxBody ?? DEFAULTS.max_body_bytes,
         max_mirror_body_bytes: maxMirror ?? DEFAULTS.max_mirror_body_bytes,
         max_capture_bytes: maxCapture ?? DEFAULTS.max_capture_bytes,
+        max_capture_total_bytes: maxCaptureTotal ?? DEFAULTS.max_capture_total_bytes,
+        max_buffered_body_bytes: maxBuffered ?? DEFAULTS.max_buffered_body_bytes,
+        body_timeout_ms: bodyTimeout ?? DEFAULTS.body_timeout_ms,
       },
       shutdown_timeout_ms: shutdown ?? DEFAULTS.shutdown_timeout_ms,
       models,
@@ -188,7 +198,7 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   // nginx's split_clients key is "${user id}SALT": its salt defaults to empty, ours to the name.
   const salt = typeof o.salt === 'string' ? o.salt : c.string(o.salt, [...path, 'salt'], hash === 'nginx' ? '' : name ?? '')
   const allowOverride = c.boolean(o.allow_override, [...path, 'allow_override'], false)
-  const split = readSplit(c, o.split, [...path, 'split'], models)
+  const split = readSplit(c, o.split, [...path, 'split'], models, hash)
   const missing = readMissing(c, o.missing_user_id, [...path, 'missing_user_id'], models)
   const shadow = readShadows(c, o.shadow, [...path, 'shadow'], models)
   const compare = readCompare(c, o.compare, [...path, 'compare'])
@@ -248,7 +258,7 @@ function readUserIdSources(c: Checker, value: unknown, path: KeyPath): UserIdSou
   return out
 }
 
-function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined): SplitEntry[] | undefined {
+function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined, hash: HashAlgorithm): SplitEntry[] | undefined {
   if (value === undefined || value === null) return undefined // reported as required
   const list = c.list(value, path, '{ model, weight } entries')
   if (list === undefined) return undefined
@@ -285,7 +295,25 @@ function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<str
     c.add(path, 'all weights are 0: at least one model needs a positive weight to receive traffic')
     return undefined
   }
-  return ok ? out : undefined
+  if (!ok) return undefined
+  // Shares are weight / sum: a sum that overflows to Infinity would give every model share 0.
+  const total = out.reduce((a, s) => a + s.weight, 0)
+  if (!Number.isFinite(total)) {
+    c.add(path, `weights sum to ${total}: they are relative, so write them on a small scale such as percentages (50, 50)`)
+    return undefined
+  }
+  if (hash === 'nginx') {
+    // nginx's split_clients writes shares in 0.01% steps: a positive weight below that has no
+    // percentage nginx could express, so the split is refused here rather than when it is built.
+    try {
+      buildNginxSplit(out.map((s) => s.weight))
+    } catch (err) {
+      const m = /^weight (\d+)/.exec((err as Error).message)
+      c.add(m === null ? path : [...path, Number(m[1]), 'weight'], `hash: nginx: ${(err as Error).message}`)
+      return undefined
+    }
+  }
+  return out
 }
 
 function readMissing(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined): string | undefined {

@@ -87,6 +87,12 @@ export interface Limits {
   readonly max_mirror_body_bytes: number
   /** Model answers kept for comparison and records up to this size; larger ones are not parsed. */
   readonly max_capture_bytes: number
+  /** Bytes of model answers held for comparison across all requests at once; past it, answers stream uncaptured. */
+  readonly max_capture_total_bytes: number
+  /** Request bodies up to this size are read whole before the model sees them (a slow client holds no model connection). */
+  readonly max_buffered_body_bytes: number
+  /** A request body that pauses longer than this gets 408 and its connection is closed. */
+  readonly body_timeout_ms: number
 }
 
 export interface Config {

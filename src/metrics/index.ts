@@ -7,8 +7,7 @@ export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 10, 100]
 
 export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable'
-export type AssignmentSource = 'hash' | 'override' | 'missing_user_id'
-export type MissingReason = 'absent' | 'body_not_json' | 'unknown_override'
+export type { AssignmentSource, MissingReason } from '../plan/index.js'
 
 /**
  * The router's Prometheus instruments, created once per server on its own registry (so two
@@ -23,6 +22,18 @@ export class Metrics {
   readonly duration = new Histogram({
     name: 'modelsplit_request_duration_seconds', help: 'Time from request start to response end, by route and model.',
     labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
+  readonly clientAborts = new Counter({
+    name: 'modelsplit_client_aborts_total', help: 'Requests whose client went away before the answer was sent; never counted against the model.',
+    labelNames: ['route'] as const, registers: [this.registry],
+  })
+  readonly requestErrors = new Counter({
+    name: 'modelsplit_request_errors_total', help: 'Requests the router answered itself with an error before any model saw them, by route ("" when none matched) and code.',
+    labelNames: ['route', 'code'] as const, registers: [this.registry],
+  })
+  readonly captureBudgetExceeded = new Counter({
+    name: 'modelsplit_capture_budget_exceeded_total', help: 'Answers streamed to the client uncaptured because limits.max_capture_total_bytes was in use; their comparison is recorded as an error.',
+    labelNames: ['route'] as const, registers: [this.registry],
   })
   readonly upstreamErrors = new Counter({
     name: 'modelsplit_upstream_errors_total', help: 'Failed calls to a model server, by reason (refused, reset, timeout, dns, other).',

@@ -1,16 +1,9 @@
-import type { IncomingHttpHeaders } from 'node:http'
-import { Agent, Pool } from 'undici'
-import type { Metrics } from '../metrics/index.js'
+import type { Dispatcher } from 'undici'
+import type { Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { ShadowTarget } from '../proxy/runtime.js'
-import { translateUpstreamError } from '../proxy/upstream-error.js'
-
-/** What a mirrored request carries: the primary's method, path remainder + query, headers and body. */
-export interface MirrorRequest {
-  readonly method: string
-  readonly pathAndQuery: string
-  readonly headers: IncomingHttpHeaders
-  readonly body: Buffer | undefined
-}
+import { Capture, type CaptureBudget } from '../upstream/capture.js'
+import { translateUpstreamError } from '../upstream/errors.js'
+import { UpstreamTimeoutError } from '../errors.js'
 
 /** How one shadow call ended; failures are data, never exceptions. */
 export interface ShadowOutcome {
@@ -19,22 +12,14 @@ export interface ShadowOutcome {
   readonly latencyMs: number
   readonly body: Buffer | undefined
   readonly error: string | null
+  /** The captured answer's hold on the capture budget, given back once the record is written. */
+  readonly capture: Capture | null
 }
 
-// Hop-by-hop (RFC 9110 §7.6.1) and per-connection headers never go to the shadow; undici sets
-// content-length from the buffered body and host from the origin.
-const SKIP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length', 'expect'])
-
-/** The headers a shadow receives: the client's, minus hop-by-hop, plus `x-modelsplit-shadow: 1`. */
-export function mirrorHeaders(headers: IncomingHttpHeaders, requestId: string): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = {}
-  const listed = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((s) => s.trim()) : []
-  for (const name in headers) {
-    if (!SKIP.has(name) && !listed.includes(name)) out[name] = headers[name]
-  }
-  out['x-modelsplit-shadow'] = '1'
-  out['x-request-id'] = requestId
-  return out
+/** Where a shadow's outcome goes (the request's observation). */
+export interface ShadowSink {
+  shadowDone(outcome: ShadowOutcome): void
+  expectShadow(): void
 }
 
 /** Per (route, shadow model): what is in flight, and the breaker for a shadow that refuses connections. */
@@ -55,24 +40,22 @@ const MAX_BACKOFF_MS = 30_000
 
 /**
  * Sends mirrored requests on pools of their own, never awaited by the user path: at most
- * `max_in_flight` per (route, shadow model), each bounded by the model's timeout_ms and a
- * response size cap; excess is dropped and counted rather than queued.
+ * `max_in_flight` per (route, shadow model), each bounded by the model's timeout_ms (the router's
+ * own timer) and the capture limits; excess is dropped and counted rather than queued.
  */
 export class ShadowDispatcher {
-  readonly #agent: Agent
   readonly #gates = new Map<string, Gate>()
-  readonly #active = new Set<AbortController>()
-  readonly #maxCaptureBytes: () => number
+  readonly #active = new Set<ShadowCall>()
   readonly #requests: Metrics['shadowRequests']
+  readonly budget: CaptureBudget
+  readonly maxCaptureBytes: () => number
   #closed = false
+  #idle: (() => void)[] = []
 
-  constructor(opts: { maxCaptureBytes: () => number; requests: Metrics['shadowRequests'] }) {
-    this.#maxCaptureBytes = opts.maxCaptureBytes
+  constructor(opts: { budget: CaptureBudget; maxCaptureBytes: () => number; requests: Metrics['shadowRequests'] }) {
+    this.budget = opts.budget
+    this.maxCaptureBytes = opts.maxCaptureBytes
     this.#requests = opts.requests
-    this.#agent = new Agent({
-      keepAliveTimeout: 30_000,
-      factory: (origin, options) => new Pool(origin, { ...options, connections: 256, pipelining: 1 }),
-    })
   }
 
   /** Mirrored requests under way. */
@@ -80,11 +63,14 @@ export class ShadowDispatcher {
     return this.#active.size
   }
 
-  /** Sends one mirrored request unless its gate is full; `done` is called exactly once if it returns true. */
-  send(target: ShadowTarget, req: MirrorRequest, done: (o: ShadowOutcome) => void): boolean {
+  /**
+   * Sends one mirrored request unless its gate is closed. Returns null when sent (the sink then
+   * gets exactly one outcome), or the reason it was dropped (counted here).
+   */
+  send(target: ShadowTarget, method: string, rest: string, query: string, headers: string[], body: Buffer | undefined, sink: ShadowSink): ShadowDropReason | null {
     if (this.#closed) {
       target.dropped.shutting_down.inc()
-      return false
+      return 'shutting_down'
     }
     let gate = this.#gates.get(target.gateKey)
     if (gate === undefined) {
@@ -93,78 +79,57 @@ export class ShadowDispatcher {
     }
     if (gate.inFlight >= target.maxInFlight) {
       target.dropped.max_in_flight.inc()
-      return false
+      return 'max_in_flight'
     }
     // A shadow that refuses connections is not tried on every request: failing fast costs
     // the primary path as much as succeeding, so it is skipped (and counted) for a backoff.
     if (gate.openUntil > 0 && performance.now() < gate.openUntil) {
       target.dropped.unavailable.inc()
-      return false
+      return 'unavailable'
     }
     gate.inFlight++
-    const g = gate
-    const controller = new AbortController()
-    this.#active.add(controller)
-    const start = performance.now()
-    const finish = (status: number, body: Buffer | undefined, error: string | null): void => {
-      this.#active.delete(controller)
-      g.inFlight--
-      const latencyMs = performance.now() - start
-      let child = target.byCode[status]
-      if (child === undefined) {
-        child = this.#requests.labels({ route: target.route, model: target.model, code: String(status) })
-        target.byCode[status] = child
-      }
-      child.inc()
-      target.duration.observe(latencyMs / 1000)
-      try {
-        done({ target, status, latencyMs, body, error })
-      } catch {
-        // The pairing code must never take the shadow path down with it.
-      }
-    }
-    this.#run(target, req, controller.signal).then(
-      (r) => {
-        g.failures = 0
-        g.trips = 0
-        g.openUntil = 0
-        finish(r.status, r.body, r.error)
-      },
-      (err: unknown) => {
-        const { error, reason } = translateUpstreamError(err, target.route, target.model, target.timeoutMs)
-        if ((reason === 'refused' || reason === 'dns') && ++g.failures >= BREAK_AFTER) {
-          g.trips++
-          g.openUntil = performance.now() + Math.min(MAX_BACKOFF_MS, BACKOFF_MS * 2 ** (g.trips - 1))
-        }
-        finish(error.statusCode, undefined, controller.signal.aborted ? 'aborted at shutdown' : error.message)
-      },
-    )
-    return true
+    sink.expectShadow()
+    const call = new ShadowCall(this, target, gate, sink)
+    this.#active.add(call)
+    const path = target.basePath + (rest === '' && target.basePath === '' ? '/' : rest)
+    call.timer = setTimeout(onShadowTimeout, target.timeoutMs, call)
+    target.pool.dispatch({ path: query === '' ? path : `${path}?${query}`, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, call)
+    return null
   }
 
-  async #run(target: ShadowTarget, req: MirrorRequest, signal: AbortSignal): Promise<{ status: number; body: Buffer | undefined; error: string | null }> {
-    const res = await this.#agent.request({
-      origin: target.origin,
-      path: target.basePath === '' && !req.pathAndQuery.startsWith('/') ? '/' + req.pathAndQuery : target.basePath + req.pathAndQuery,
-      method: req.method as 'POST',
-      headers: req.headers as Record<string, string>,
-      body: req.body,
-      headersTimeout: target.timeoutMs,
-      bodyTimeout: target.timeoutMs,
-      signal,
-    })
-    const cap = this.#maxCaptureBytes()
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length
-      if (size > cap) {
-        res.body.destroy()
-        return { status: res.statusCode, body: undefined, error: `response over limits.max_capture_bytes (${cap} bytes)` }
+  /** @internal Called once per call when it ends. */
+  settle(call: ShadowCall, status: number, body: Buffer | undefined, error: string | null, connectFailed: boolean): void {
+    this.#active.delete(call)
+    const { target, gate } = call
+    gate.inFlight--
+    if (connectFailed) {
+      if (++gate.failures >= BREAK_AFTER) {
+        gate.trips++
+        gate.openUntil = performance.now() + Math.min(MAX_BACKOFF_MS, BACKOFF_MS * 2 ** (gate.trips - 1))
       }
-      chunks.push(chunk as Buffer)
+    } else if (error === null) {
+      gate.failures = 0
+      gate.trips = 0
+      gate.openUntil = 0
     }
-    return { status: res.statusCode, body: Buffer.concat(chunks, size), error: null }
+    const latencyMs = performance.now() - call.start
+    let child = target.byCode[status]
+    if (child === undefined) {
+      child = this.#requests.labels({ route: target.route, model: target.model, code: String(status) })
+      target.byCode[status] = child
+    }
+    child.inc()
+    target.duration.observe(latencyMs / 1000)
+    try {
+      call.sink.shadowDone({ target, status, latencyMs, body, error, capture: body === undefined ? null : call.capture })
+    } catch {
+      // The pairing code must never take the shadow path down with it.
+    }
+    if (this.#active.size === 0 && this.#idle.length > 0) {
+      const waiters = this.#idle
+      this.#idle = []
+      for (const w of waiters) w()
+    }
   }
 
   /** Stops new mirrors; in-flight ones go on until they finish or abortAll(). */
@@ -172,14 +137,94 @@ export class ShadowDispatcher {
     this.#closed = true
   }
 
-  /** Aborts every mirrored request still running (at the shutdown deadline); each still reports. */
-  abortAll(): void {
-    for (const c of this.#active) c.abort()
+  /** Resolves when no mirror is in flight. */
+  idle(): Promise<void> {
+    if (this.#active.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
   }
 
-  async close(): Promise<void> {
+  /** Aborts every mirrored request still running (at the shutdown deadline); each still reports. */
+  abortAll(): void {
+    for (const c of [...this.#active]) c.cancel('aborted at shutdown')
+  }
+
+  close(): void {
     this.#closed = true
     this.abortAll()
-    await this.#agent.close()
   }
+}
+
+/** One mirrored request: undici's dispatch handler, its timer and its capture. */
+class ShadowCall implements Dispatcher.DispatchHandler {
+  readonly start = performance.now()
+  readonly capture = new Capture()
+  timer: NodeJS.Timeout | undefined
+  #abort: ((err?: Error) => void) | null = null
+  #status = 0
+  #done = false
+  #why: string | null = null
+
+  constructor(readonly owner: ShadowDispatcher, readonly target: ShadowTarget, readonly gate: Gate, readonly sink: ShadowSink) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.#done) return abort(new Error(this.#why ?? 'cancelled'))
+    this.#abort = abort
+  }
+
+  onHeaders(statusCode: number): boolean {
+    if (statusCode >= 200) this.#status = statusCode
+    this.timer?.refresh()
+    return true
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#done) return false
+    this.timer?.refresh()
+    this.capture.add(chunk, this.owner.maxCaptureBytes(), this.owner.budget)
+    if (this.capture.chunks === null) {
+      // Nothing more of this answer will be read: stop it rather than download what is not kept.
+      const why = this.capture.skipped === 'capture_budget'
+        ? 'response not captured: limits.max_capture_total_bytes in use'
+        : `response over limits.max_capture_bytes (${this.owner.maxCaptureBytes()} bytes)`
+      this.#end(this.#status, undefined, why, false)
+      this.#abort?.(new Error(why))
+      return false
+    }
+    return true
+  }
+
+  onComplete(): void {
+    this.#end(this.#status, this.capture.body(), null, false)
+  }
+
+  onError(err: Error): void {
+    if (this.#done) return
+    if (this.#why !== null) return this.#end(this.#why === 'timeout' ? 504 : 502, undefined, this.#why === 'timeout' ? timeoutMessage(this.target) : this.#why, false)
+    const { error, reason } = translateUpstreamError(err, this.target.route, this.target.model, this.target.timeoutMs)
+    this.#end(error.statusCode, undefined, error.message, reason === 'refused' || reason === 'dns')
+  }
+
+  /** Ends the call now (timeout, shutdown); it reports once as failed. */
+  cancel(why: string): void {
+    if (this.#done) return
+    this.#why = why
+    if (this.#abort !== null) this.#abort(new Error(why))
+    else this.onError(new Error(why))
+  }
+
+  #end(status: number, body: Buffer | undefined, error: string | null, connectFailed: boolean): void {
+    if (this.#done) return
+    this.#done = true
+    clearTimeout(this.timer)
+    if (body === undefined) this.capture.release(this.owner.budget)
+    this.owner.settle(this, status, body, error, connectFailed)
+  }
+}
+
+function timeoutMessage(target: ShadowTarget): string {
+  return new UpstreamTimeoutError(target.model, target.route, target.timeoutMs).message
+}
+
+function onShadowTimeout(call: ShadowCall): void {
+  call.cancel('timeout')
 }

@@ -1,4 +1,4 @@
-export { ShadowDispatcher, mirrorHeaders } from './dispatch.js'
-export type { MirrorRequest, ShadowOutcome } from './dispatch.js'
+export { ShadowDispatcher } from './dispatch.js'
+export type { ShadowOutcome, ShadowSink } from './dispatch.js'
 export { Observation, Observer } from './observation.js'
-export type { PredictionRecord, RecordSink } from './observation.js'
+export type { PredictionRecord, RecordSink, ShadowDrop, ShadowResult } from './observation.js'

@@ -1,7 +1,8 @@
 import { comparePredictions, extractPrediction, parseModelJson, type Comparison } from '../compare/index.js'
-import type { AssignmentSource, Metrics } from '../metrics/index.js'
+import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
-import type { ShadowOutcome } from './dispatch.js'
+import type { Capture, CaptureBudget } from '../upstream/capture.js'
+import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 
 /** One line of the record file for a prediction request: the primary and its shadows side by side. */
 export interface PredictionRecord {
@@ -12,12 +13,22 @@ export interface PredictionRecord {
   readonly user_id: string | null
   readonly assignment: AssignmentSource
   readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
-  readonly shadows: {
-    model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string
-    comparison: Omit<Extract<Comparison, { agree: boolean }>, 'compared'> | { error: string }
-  }[]
+  /** Every shadow selected for this request: answered (or failed), or not sent and why. */
+  readonly shadows: (ShadowResult | ShadowDrop)[]
   input?: unknown
   input_omitted?: 'body_too_large'
+}
+
+/** A shadow that was sent: its answer (or failure) and the comparison with the primary. */
+export interface ShadowResult {
+  model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string
+  comparison: Omit<Extract<Comparison, { agree: boolean }>, 'compared'> | { error: string }
+}
+
+/** A shadow selected for the request but not sent (max_in_flight, unavailable, …). */
+export interface ShadowDrop {
+  model: string
+  dropped: ShadowDropReason
 }
 
 export interface RecordSink {
@@ -30,13 +41,14 @@ interface PrimaryOutcome {
   readonly latencyMs: number
   readonly body: Buffer | undefined
   readonly error: string | null
+  readonly capture: Capture | null
 }
 
 /**
  * Pairs what happens to one request: the primary's answer and every selected shadow's. When the
  * last of them is in (answered, failed or timed out) it compares, counts and writes one record.
  */
-export class Observation {
+export class Observation implements ShadowSink {
   readonly #observer: Observer
   readonly route: RouteRuntime
   readonly ts: number
@@ -48,6 +60,8 @@ export class Observation {
   #remaining = 1
   #primary: PrimaryOutcome | undefined
   readonly #shadows: ShadowOutcome[] = []
+  /** Selected shadows that were not sent, and why: the record names them so none goes missing. */
+  #skipped: { model: string; dropped: ShadowDropReason }[] | undefined
 
   constructor(observer: Observer, route: RouteRuntime, requestId: string, userId: string | undefined, source: AssignmentSource, input: Buffer | undefined, inputTruncated: boolean) {
     this.#observer = observer
@@ -65,9 +79,14 @@ export class Observation {
     this.#remaining++
   }
 
-  primaryDone(model: string, status: number, latencyMs: number, body: Buffer | undefined, error: string | null): void {
+  /** A selected shadow was not sent (counted by the dispatcher); the record says why. */
+  shadowSkipped(target: ShadowTarget, reason: ShadowDropReason): void {
+    (this.#skipped ??= []).push({ model: target.model, dropped: reason })
+  }
+
+  primaryDone(model: string, status: number, latencyMs: number, body: Buffer | undefined, error: string | null, capture: Capture | null): void {
     if (this.#primary !== undefined) return
-    this.#primary = { model, status, latencyMs, body, error }
+    this.#primary = { model, status, latencyMs, body, error, capture }
     this.#settle()
   }
 
@@ -77,7 +96,7 @@ export class Observation {
   }
 
   #settle(): void {
-    if (--this.#remaining === 0) this.#observer.finish(this, this.#primary as PrimaryOutcome, this.#shadows)
+    if (--this.#remaining === 0) this.#observer.finish(this, this.#primary as PrimaryOutcome, this.#shadows, this.#skipped)
   }
 }
 
@@ -87,7 +106,7 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
   if (body === undefined) return { ok: false, reason: 'no response body captured' }
   const parsed = parseModelJson(body.toString('utf8'))
   if (!parsed.ok) return parsed
-  return extractPrediction(parsed.value, route.prediction)
+  return extractPrediction(parsed.value, route.plan.prediction)
 }
 
 function round(ms: number): number {
@@ -102,11 +121,13 @@ export class Observer {
   readonly #metrics: Metrics
   readonly #sink: () => RecordSink | undefined
   readonly #includeInputs: () => boolean
+  readonly #budget: CaptureBudget
   #open = 0
   #idle: (() => void)[] = []
 
-  constructor(opts: { metrics: Metrics; sink: () => RecordSink | undefined; includeInputs: () => boolean }) {
+  constructor(opts: { metrics: Metrics; sink: () => RecordSink | undefined; includeInputs: () => boolean; budget: CaptureBudget }) {
     this.#metrics = opts.metrics
+    this.#budget = opts.budget
     this.#sink = opts.sink
     this.#includeInputs = opts.includeInputs
   }
@@ -128,10 +149,13 @@ export class Observer {
   }
 
   /** @internal Called by an Observation once the primary and all its shadows are in. */
-  finish(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[]): void {
+  finish(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: { model: string; dropped: ShadowDropReason }[] | undefined): void {
     try {
-      this.#complete(obs, primary, shadows)
+      this.#complete(obs, primary, shadows, skipped)
     } finally {
+      // The answers were held for this record only: give their bytes back to the budget.
+      primary.capture?.release(this.#budget)
+      for (const s of shadows) s.capture?.release(this.#budget)
       if (--this.#open === 0) {
         const waiters = this.#idle
         this.#idle = []
@@ -140,17 +164,17 @@ export class Observer {
     }
   }
 
-  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[]): void {
+  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: { model: string; dropped: ShadowDropReason }[] | undefined): void {
     const route = obs.route
     const p = predictionOf(route, primary.status, primary.body, primary.error)
-    const shadowRecords: PredictionRecord['shadows'] = []
+    const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {
       const sp = predictionOf(route, s.status, s.body, s.error)
-      let comparison: PredictionRecord['shadows'][number]['comparison']
+      let comparison: ShadowResult['comparison']
       if (!p.ok) comparison = { error: `primary: ${p.reason}` }
       else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
       else {
-        const c = comparePredictions(p.value, sp.value, route.compare)
+        const c = comparePredictions(p.value, sp.value, route.plan.compare)
         comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
       }
       this.#count(s.target, primary.model, comparison)
@@ -161,7 +185,8 @@ export class Observer {
         comparison,
       })
     }
-    if (!route.record) return
+    if (skipped !== undefined) shadowRecords.push(...skipped)
+    if (!route.plan.record) return
     const sink = this.#sink()
     if (sink === undefined) return
     const record: PredictionRecord = {
@@ -189,7 +214,7 @@ export class Observer {
     sink.write(record)
   }
 
-  #count(target: ShadowTarget, primaryModel: string, comparison: PredictionRecord['shadows'][number]['comparison']): void {
+  #count(target: ShadowTarget, primaryModel: string, comparison: ShadowResult['comparison']): void {
     let c = target.comparisons.get(primaryModel)
     if (c === undefined) {
       const labels = { route: target.route, primary: primaryModel, shadow: target.model }

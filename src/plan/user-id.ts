@@ -1,7 +1,18 @@
-import type { FastifyRequest } from 'fastify'
 import { getByPointer } from '../compare/index.js'
-import type { UserIdSource } from '../config/index.js'
-import type { MissingReason } from '../metrics/index.js'
+import type { UserIdSource } from '../config/types.js'
+
+/** Why a request has no usable user id (the `reason` label of modelsplit_user_id_missing_total). */
+export type MissingReason = 'absent' | 'body_not_json' | 'unknown_override'
+
+/** The parts of a request the decision reads: no transport types, so any listener can build one. */
+export interface RequestView {
+  readonly method: string
+  /** Header names in lower case, as node:http and undici give them. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  /** The raw query string after '?', or ''. */
+  readonly query: string
+  readonly body: BodyView
+}
 
 /** Where a request's body stands for user-id lookup: parsed once, lazily. */
 export interface BodyView {
@@ -16,7 +27,8 @@ export interface BodyView {
  * Reads the user id from the first source that has one. Returns the id, or the reason there is
  * none: `body_not_json` when a body source was needed and the body was not JSON, else `absent`.
  */
-export function readUserId(sources: readonly UserIdSource[], request: FastifyRequest, body: BodyView): string | MissingReason {
+export function readUserId(sources: readonly UserIdSource[], request: RequestView): string | MissingReason {
+  const body = request.body
   let reason: MissingReason = 'absent'
   for (let i = 0; i < sources.length; i++) {
     const s = sources[i] as UserIdSource
@@ -28,12 +40,12 @@ export function readUserId(sources: readonly UserIdSource[], request: FastifyReq
         break
       }
       case 'query': {
-        const q = (request.query as Record<string, unknown> | undefined)?.[s.name]
-        value = typeof q === 'string' ? q : Array.isArray(q) && typeof q[0] === 'string' ? q[0] : undefined
+        value = readQuery(request.query, s.name)
         break
       }
       case 'cookie':
-        value = readCookie(request.headers.cookie, s.name)
+        const cookie = request.headers.cookie
+        value = readCookie(typeof cookie === 'string' ? cookie : undefined, s.name)
         break
       case 'body': {
         if (body.state === 'unparsed') parseBody(body)
@@ -63,6 +75,33 @@ function parseBody(body: BodyView): void {
     body.state = 'json'
   } catch {
     body.state = 'invalid'
+  }
+}
+
+/**
+ * The first value of one parameter in a query string (WHATWG urlencoded: `+` is a space,
+ * percent-escapes decoded; a malformed escape leaves the value as written).
+ */
+export function readQuery(query: string, name: string): string | undefined {
+  let start = 0
+  while (start <= query.length) {
+    let end = query.indexOf('&', start)
+    if (end < 0) end = query.length
+    const eq = query.indexOf('=', start)
+    const keyEnd = eq >= 0 && eq < end ? eq : end
+    if (decodeComponent(query.slice(start, keyEnd)) === name) return eq >= 0 && eq < end ? decodeComponent(query.slice(eq + 1, end)) : ''
+    start = end + 1
+  }
+  return undefined
+}
+
+function decodeComponent(s: string): string {
+  const plain = s.includes('+') ? s.replace(/\+/g, ' ') : s
+  if (!plain.includes('%')) return plain
+  try {
+    return decodeURIComponent(plain)
+  } catch {
+    return plain
   }
 }
 

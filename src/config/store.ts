@@ -1,0 +1,99 @@
+import { EventEmitter } from 'node:events'
+import type { ConfigProblem } from '../errors.js'
+import { compileFile, type Plan } from '../plan/index.js'
+
+export interface ReloadResult {
+  readonly result: 'success' | 'failure' | 'unchanged'
+  readonly sha256: string
+  readonly problems?: readonly ConfigProblem[]
+  readonly notes?: readonly string[]
+}
+
+export interface StoreOptions<R> {
+  readonly file: string
+  /** The state built from the first plan (already compiled by the caller). */
+  readonly initial: R
+  readonly planOf: (state: R) => Plan
+  /**
+   * Builds the state for a new plan (bind metrics, open a record file…) before it is swapped in.
+   * If it throws, the reload fails like an invalid file: the old state keeps serving.
+   */
+  readonly prepare: (plan: Plan, old: R) => Promise<R>
+}
+
+/**
+ * Owns the config in force: the current state, reloads (one at a time, each compiled by the one
+ * compile path), and a 'change' event after each swap. Nothing from read to swap can throw out of
+ * reload(): a failure keeps the old state, and the result says why with located problems.
+ */
+export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [ReloadResult] }> {
+  readonly file: string
+  #current: R
+  readonly #planOf: (state: R) => Plan
+  readonly #prepare: (plan: Plan, old: R) => Promise<R>
+  #reloading: Promise<ReloadResult> | undefined
+
+  constructor(opts: StoreOptions<R>) {
+    super()
+    this.file = opts.file
+    this.#current = opts.initial
+    this.#planOf = opts.planOf
+    this.#prepare = opts.prepare
+  }
+
+  /** The state in force: read once per request and carried to its end. */
+  current(): R {
+    return this.#current
+  }
+
+  /** Re-reads and applies the file; a reload asked for while one runs waits for it, then reads again. */
+  async reload(): Promise<ReloadResult> {
+    while (this.#reloading !== undefined) await this.#reloading
+    this.#reloading = this.#reload()
+    try {
+      return await this.#reloading
+    } finally {
+      this.#reloading = undefined
+    }
+  }
+
+  async #reload(): Promise<ReloadResult> {
+    let result: ReloadResult
+    const old = this.#current
+    const oldSha = this.#planOf(old).loaded.sha256
+    try {
+      const compiled = await compileFile(this.file)
+      if (!compiled.ok) {
+        result = { result: 'failure', sha256: oldSha, problems: compiled.problems }
+      } else if (compiled.plan.loaded.sha256 === oldSha) {
+        result = { result: 'unchanged', sha256: oldSha }
+      } else {
+        const next = await this.#prepare(compiled.plan, old)
+        this.#current = next // one reference swap: in-flight requests keep the state they started with
+        result = { result: 'success', sha256: compiled.plan.loaded.sha256, ...notesOf(this.#planOf(old), compiled.plan) }
+        this.#emitSafely('change', next, old)
+      }
+    } catch (err) {
+      result = { result: 'failure', sha256: oldSha, problems: [{ file: this.file, path: '', message: `cannot apply the config: ${(err as Error)?.message ?? String(err)}` }] }
+    }
+    this.#emitSafely('reload', result)
+    return result
+  }
+
+  #emitSafely<K extends 'change' | 'reload'>(event: K, ...args: K extends 'change' ? [R, R] : [ReloadResult]): void {
+    try {
+      ;(this.emit as (e: string, ...a: unknown[]) => boolean)(event, ...args)
+    } catch {
+      // A listener's failure is its own; the swap has happened and stays.
+    }
+  }
+}
+
+function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
+  const a = old.config
+  const b = next.config
+  if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host || a.admin.port !== b.admin.port || a.admin.host !== b.admin.host) {
+    return { notes: ['listen and admin addresses take effect on restart only'] }
+  }
+  return {}
+}

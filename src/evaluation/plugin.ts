@@ -1,0 +1,56 @@
+import { Transform } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { BodyTooLargeError } from '../errors.js'
+import { matchRoute } from '../plan/index.js'
+import type { Runtime } from '../proxy/runtime.js'
+import { handleFeedback, type FeedbackDeps } from './handler.js'
+
+export interface FeedbackPluginOptions {
+  current(): Runtime
+  readonly deps: FeedbackDeps
+}
+
+/**
+ * POST /feedback and POST <route path>/feedback as a fastify plugin of their own: the prediction
+ * listener hands these requests to fastify and knows nothing else about outcomes.
+ */
+export async function feedbackPlugin(app: FastifyInstance, opts: FeedbackPluginOptions): Promise<void> {
+  app.removeAllContentTypeParsers()
+  // feedback.max_body_bytes can change on reload, so the limit is checked here rather than fixed
+  // in fastify's bodyLimit: a declared length over it is refused before reading, and a body that
+  // grows past it stops being read.
+  app.addHook('preParsing', (_request, _reply, payload, done) => {
+    const limit = opts.current().config.feedback.max_body_bytes
+    const declared = Number(_request.headers['content-length'] ?? 0)
+    if (declared > limit) return done(new BodyTooLargeError('feedback', limit))
+    let seen = 0
+    const counted = new Transform({
+      transform(chunk: Buffer, _enc, next) {
+        seen += chunk.length
+        next(seen > limit ? new BodyTooLargeError('feedback', limit) : null, chunk)
+      },
+    })
+    done(null, payload.pipe(counted))
+  })
+  // Outcomes come as JSON, an array, or NDJSON under any content type: read the bytes, parse later.
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: Number.MAX_SAFE_INTEGER }, (_request, body, done) => {
+    done(null, body)
+  })
+  const answer = async (request: FastifyRequest, reply: FastifyReply, routeName: string | undefined): Promise<FastifyReply> => {
+    const runtime = opts.current()
+    const route = routeName === undefined ? undefined : runtime.routes.find((r) => r.name === routeName)
+    const a = await handleFeedback(request.body as Buffer | undefined, runtime, route, opts.deps)
+    const headers = (a as { headers?: Record<string, string> }).headers
+    if (headers !== undefined) reply.headers(headers)
+    return reply.code(a.status).send(a.body)
+  }
+  app.post('/feedback', (request, reply) => answer(request, reply, undefined))
+  // The listener only hands over POST <route path>/feedback on routes with metrics.
+  app.post('/*', (request, reply) => {
+    const url = request.url
+    const q = url.indexOf('?')
+    const pathname = (q < 0 ? url : url.slice(0, q)).replace(/\/feedback$/, '')
+    const route = matchRoute(opts.current().routes, pathname === '' ? '/' : pathname)
+    return answer(request, reply, route?.name ?? '')
+  })
+}

@@ -1,0 +1,118 @@
+import { Assigner, buildRendezvous } from '../assign/index.js'
+import { compilePredictionSpec } from '../compare/index.js'
+import { formatPath } from '../config/check.js'
+import { deepFreeze, readConfig, readConfigText } from '../config/load.js'
+import type { Config, RouteConfig } from '../config/types.js'
+import type { ConfigProblem } from '../errors.js'
+import type { ModelTarget, Plan, RoutePlan, ShadowPlan } from './plan.js'
+
+/** What every compile returns: a plan, or every problem with its file, line and key path. */
+export type CompileResult =
+  | { readonly ok: true; readonly plan: Plan }
+  | { readonly ok: false; readonly problems: readonly ConfigProblem[] }
+
+/**
+ * The one compile path, from YAML text to an immutable Plan. `validate`, `serve`, `assign` and
+ * every reload call it, so what validate calls ok is exactly what a running router accepts.
+ * It never throws: anything that fails, even a bug of ours, comes back as a located problem.
+ */
+export function compile(text: string, file: string): CompileResult {
+  try {
+    return compileUnchecked(text, file)
+  } catch (err) {
+    return { ok: false, problems: [{ file, path: '', message: `cannot compile the config: ${(err as Error)?.message ?? String(err)}` }] }
+  }
+}
+
+/** Reads and compiles a config file; an unreadable file is a problem like any other. */
+export async function compileFile(file: string): Promise<CompileResult> {
+  const t = await readConfigText(file)
+  return t.ok ? compile(t.text, file) : t
+}
+
+function compileUnchecked(text: string, file: string): CompileResult {
+  const read = readConfig(text, file)
+  if (!read.ok) return read
+  const { loaded } = read
+  const config = loaded.config
+  const located: ConfigProblem[] = []
+  const routes: RoutePlan[] = []
+  config.routes.forEach((route, i) => {
+    try {
+      routes.push(compileRoute(config, route))
+    } catch (err) {
+      // Validation should have caught it; if not, it is still a problem with a place, not a crash.
+      const path = ['routes', i]
+      located.push({ file, line: read.lineOf(path), path: formatPath(path), message: (err as Error).message })
+    }
+  })
+  if (located.length > 0) return { ok: false, problems: located }
+  // Longest path first: with overlapping paths forbidden this is only a tie-break safety net.
+  const sorted = [...routes].sort((a, b) => b.path.length - a.path.length)
+  const limits = config.limits
+  return {
+    ok: true,
+    plan: deepFreeze({
+      loaded,
+      config,
+      routes: sorted,
+      routePaths: config.routes.map((r) => r.path).join(', '),
+      maxBodyBytes: limits.max_body_bytes,
+      maxMirrorBytes: Math.min(limits.max_mirror_body_bytes, limits.max_body_bytes),
+      maxBufferedBytes: Math.min(limits.max_buffered_body_bytes, limits.max_body_bytes),
+      maxCaptureBytes: limits.max_capture_bytes,
+      maxCaptureTotalBytes: limits.max_capture_total_bytes,
+      bodyTimeoutMs: limits.body_timeout_ms,
+      includeInputs: config.recording.include_inputs,
+    }),
+  }
+}
+
+function target(config: Config, model: string): ModelTarget {
+  const m = config.models[model]
+  if (m === undefined) throw new Error(`model "${model}" is not defined under models`)
+  const url = new URL(m.url)
+  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms }
+}
+
+function compileRoute(config: Config, route: RouteConfig): RoutePlan {
+  const models = route.split.map((s) => s.model)
+  const assigner = new Assigner({ algorithm: route.hash, salt: route.salt, models, weights: route.split.map((s) => s.weight) })
+  const shadows = route.shadow.map((sh): ShadowPlan => ({
+    ...target(config, sh.model),
+    maxInFlight: sh.max_in_flight,
+    threshold: sh.percent >= 100 ? 2 ** 32 : Math.floor((sh.percent / 100) * 2 ** 32),
+    table: buildRendezvous(route.salt, [`shadow:${sh.model}`], [1]),
+  }))
+  const targets = models.map((m) => target(config, m))
+  const indexOf = (model: string): number => {
+    const i = targets.findIndex((t) => t.model === model)
+    if (i >= 0) return i
+    targets.push(target(config, model))
+    return targets.length - 1
+  }
+  const overrides = new Map<string, number>()
+  if (route.allow_override) for (const model of Object.keys(config.models)) overrides.set(model, indexOf(model))
+  const missing = route.missing_user_id === 'random' || route.missing_user_id === 'reject' ? route.missing_user_id : indexOf(route.missing_user_id)
+  return {
+    config: route,
+    name: route.name,
+    path: route.path,
+    sources: route.user_id,
+    needsBody: route.user_id.some((s) => s.kind === 'body'),
+    assigner,
+    targets,
+    overrides,
+    missing,
+    sourceList: route.user_id.map((s) => s.spec).join(', '),
+    shadows,
+    record: route.record,
+    observes: route.record || shadows.length > 0,
+    mirrorsBody: shadows.length > 0 || (route.record && config.recording.include_inputs),
+    prediction: compilePredictionSpec(route.compare.prediction),
+    compare: { tolerance: route.compare.tolerance, mode: route.compare.mode },
+    metrics: route.metrics,
+    control: route.control,
+    remembers: route.metrics.length > 0,
+  }
+}

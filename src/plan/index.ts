@@ -1,0 +1,7 @@
+export { compile, compileFile } from './compile.js'
+export type { CompileResult } from './compile.js'
+export { decide, matchRoute, isShadowed, newDecision, routeByName } from './decide.js'
+export type { AssignmentSource, Decision, RequestView } from './decide.js'
+export { readUserId, readCookie, readQuery } from './user-id.js'
+export type { BodyView, MissingReason } from './user-id.js'
+export type { ModelTarget, Plan, RoutePlan, ShadowPlan } from './plan.js'

@@ -1,0 +1,75 @@
+import type { Assigner, RendezvousTable } from '../assign/index.js'
+import type { CompareOptions, PredictionSpec } from '../compare/index.js'
+import type { Config, LoadedConfig, MetricConfig, RouteConfig, UserIdSource } from '../config/types.js'
+
+/** A model as a route reaches it: its URL split once, so no request parses a URL. */
+export interface ModelTarget {
+  readonly model: string
+  /** Model url without a trailing slash; the rest of the request path is appended. */
+  readonly url: string
+  readonly origin: string
+  /** The url's path without a trailing slash ('' for the origin's root). */
+  readonly basePath: string
+  readonly timeoutMs: number
+}
+
+/** A shadow model as a route mirrors to it, with its selection table. */
+export interface ShadowPlan extends ModelTarget {
+  readonly maxInFlight: number
+  /** Users whose hash is below this (of 2^32) are mirrored; raising percent only adds users. */
+  readonly threshold: number
+  readonly table: RendezvousTable
+}
+
+/** Everything a request on one route needs, decided at compile time. */
+export interface RoutePlan {
+  readonly config: RouteConfig
+  readonly name: string
+  readonly path: string
+  readonly sources: readonly UserIdSource[]
+  /** The user id may be in the body: buffer and parse it. */
+  readonly needsBody: boolean
+  readonly assigner: Assigner
+  /**
+   * Every model a request on this route can reach: the split first, in split order (so
+   * `assigner.pick()` indexes it), then models reachable only by override or missing_user_id.
+   */
+  readonly targets: readonly ModelTarget[]
+  /** allow_override: model name → index in targets; otherwise empty. */
+  readonly overrides: ReadonlyMap<string, number>
+  /** Without a user id: a random split draw, a 400, or the index in targets of a fixed model. */
+  readonly missing: 'random' | 'reject' | number
+  readonly sourceList: string
+  readonly shadows: readonly ShadowPlan[]
+  readonly record: boolean
+  /** Shadows or a record need this request's outcome. */
+  readonly observes: boolean
+  /** Shadows, or records with inputs, need the body: buffer it up to max_mirror_body_bytes. */
+  readonly mirrorsBody: boolean
+  readonly prediction: PredictionSpec
+  readonly compare: CompareOptions
+  readonly metrics: readonly MetricConfig[]
+  readonly control: string
+  /** The route has metrics: remember each request's model so outcomes can name it by request id. */
+  readonly remembers: boolean
+}
+
+/**
+ * A compiled config: deep-frozen, read by a request once at its start and carried to its end.
+ * Nobody writes into it after compile; state that changes lives with the module that owns it.
+ */
+export interface Plan {
+  readonly loaded: LoadedConfig
+  readonly config: Config
+  /** Longest path first. */
+  readonly routes: readonly RoutePlan[]
+  readonly routePaths: string
+  readonly maxBodyBytes: number
+  readonly maxMirrorBytes: number
+  /** Bodies up to this size are read whole before the model sees them. */
+  readonly maxBufferedBytes: number
+  readonly maxCaptureBytes: number
+  readonly maxCaptureTotalBytes: number
+  readonly bodyTimeoutMs: number
+  readonly includeInputs: boolean
+}

@@ -1,0 +1,399 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { PassThrough } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import { BodyTimeoutError, BodyTooLargeError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
+import type { AssignmentMemory } from '../evaluation/index.js'
+import type { Metrics } from '../metrics/index.js'
+import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
+import type { Observation, Observer, ShadowDispatcher } from '../shadow/index.js'
+import { Capture, type CaptureBudget } from '../upstream/capture.js'
+import { translateUpstreamError } from '../upstream/errors.js'
+import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
+import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
+
+/** What every exchange shares: built once by the listener. */
+export interface ProxyContext {
+  readonly metrics: Metrics
+  readonly observer: Observer
+  readonly shadows: ShadowDispatcher
+  readonly memory: AssignmentMemory
+  readonly budget: CaptureBudget
+  isShuttingDown(): boolean
+}
+
+const READING = 0
+const DISPATCHED = 1
+const DONE = 2
+
+const kExchange = Symbol('modelsplit.exchange')
+type Tagged = { [kExchange]?: Exchange }
+
+const CLIENT_GONE = 'the client closed the connection before the response ended'
+
+/**
+ * One proxied request from start to end: reads the body if the route needs it, decides, sends
+ * to the model through undici's dispatch (this object is the handler), streams the answer back,
+ * mirrors to shadows and hands the outcome to the observer. It is also the RequestView the
+ * decision reads, so deciding allocates nothing. Listeners are module functions that find the
+ * exchange through a symbol on req/res, so a request builds no closures.
+ */
+export class Exchange implements RequestView, Dispatcher.DispatchHandler {
+  readonly method: string
+  readonly headers: IncomingMessage['headers']
+  readonly body: BodyView = { raw: undefined, parsed: undefined, state: 'unparsed', truncated: false }
+  readonly decision: Decision = newDecision()
+  #state = READING
+  arm: Arm | undefined
+  #start = 0
+  #timer: NodeJS.Timeout | undefined
+  #abort: ((err?: Error) => void) | null = null
+  #resume: (() => void) | null = null
+  #status = 0
+  #capture: Capture | null = null
+  #obs: Observation | undefined
+  #timedOut = false
+  #streamed: PassThrough | undefined
+
+  constructor(
+    readonly ctx: ProxyContext,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly runtime: Runtime,
+    readonly route: RouteRuntime,
+    /** The path after the route prefix ('' or '/...'). */
+    readonly rest: string,
+    /** The raw query string after '?', or ''. */
+    readonly query: string,
+    readonly requestId: string,
+  ) {
+    this.method = req.method ?? 'GET'
+    this.headers = req.headers
+  }
+
+  /** Starts the exchange: reads the body as the route needs, then decides and dispatches. */
+  begin(contentLength: number, hasBody: boolean): void {
+    const res = this.res as ServerResponse & Tagged
+    res[kExchange] = this
+    res.once('close', onResponseClose)
+    if (!hasBody) return this.#dispatch(undefined, -1)
+    const plan = this.runtime.plan
+    const route = this.route.plan
+    const req = this.req as IncomingMessage & Tagged
+    req[kExchange] = this
+    // A body that pauses too long is cut off: the socket's own timer, refreshed by every read.
+    req.setTimeout(plan.bodyTimeoutMs, onBodyTimeout)
+    // Bodies the route must read (a user id in them), or small enough to hold, are read whole
+    // before the model sees them, so a slow client never holds a model connection (as nginx's
+    // proxy_request_buffering). Larger ones stream through as they arrive.
+    const limit = route.needsBody ? plan.maxBodyBytes : Math.max(plan.maxBufferedBytes, route.mirrorsBody ? plan.maxMirrorBytes : 0)
+    if (route.needsBody || contentLength < 0 || contentLength <= limit) {
+      this.#chunks = []
+      this.#limit = limit
+      req.on('data', onBodyData)
+      req.on('end', onBodyEnd)
+      req.on('error', onBodyError)
+      return
+    }
+    this.body.truncated = true
+    req.once('end', onStreamEnd)
+    this.#dispatch(this.#streamFrom(undefined), contentLength)
+  }
+
+  // --- reading the body -----------------------------------------------------------------------
+  #chunks: Buffer[] | null = null
+  #size = 0
+  #limit = 0
+
+  /** @internal */ onBodyData(chunk: Buffer): void {
+    const chunks = this.#chunks
+    if (chunks === null) return
+    this.#size += chunk.length
+    if (this.#size <= this.#limit) {
+      chunks.push(chunk)
+      return
+    }
+    const plan = this.runtime.plan
+    if (this.route.plan.needsBody || this.#size > plan.maxBodyBytes) {
+      this.#stopReading()
+      this.#fail(new BodyTooLargeError(this.route.name, plan.maxBodyBytes), true)
+      return
+    }
+    // Past what is held: stream the rest on, after what was read; not mirrored or recorded.
+    this.#stopReading()
+    this.body.truncated = true
+    chunks.push(chunk)
+    ;(this.req as IncomingMessage & Tagged).once('end', onStreamEnd)
+    this.#dispatch(this.#streamFrom(chunks), -1)
+  }
+
+  /** @internal */ onBodyEnd(): void {
+    const chunks = this.#chunks
+    if (chunks === null) return
+    this.#stopReading()
+    this.req.setTimeout(0)
+    const body = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, this.#size)
+    this.body.raw = body
+    if (body.length > this.runtime.plan.maxMirrorBytes) this.body.truncated = true
+    this.#dispatch(body, body.length)
+  }
+
+  /** @internal */ onBodyError(): void {
+    this.#stopReading()
+    this.#clientGone()
+  }
+
+  /** @internal */ onBodyTimeout(): void {
+    if (this.#state === DONE) return
+    this.#stopReading()
+    this.#fail(new BodyTimeoutError(this.route.name, this.runtime.plan.bodyTimeoutMs), true)
+  }
+
+  #stopReading(): void {
+    const req = this.req
+    req.removeListener('data', onBodyData)
+    req.removeListener('end', onBodyEnd)
+    req.removeListener('error', onBodyError)
+    this.#chunks = null
+  }
+
+  #streamFrom(read: Buffer[] | undefined): PassThrough {
+    const pass = new PassThrough()
+    if (read !== undefined) for (const c of read) pass.write(c)
+    this.req.pipe(pass)
+    this.#streamed = pass
+    return pass
+  }
+
+  // --- deciding and dispatching ---------------------------------------------------------------
+  #dispatch(body: Buffer | PassThrough | undefined, contentLength: number): void {
+    const route = this.route
+    const d = this.decision
+    decide(route.plan, this, d)
+    if (d.unknownOverride) route.missingCounters.unknown_override.inc()
+    if (d.missing !== null) route.missingCounters[d.missing].inc()
+    if (d.target < 0) {
+      const why = d.missing === 'body_not_json' ? 'the body is not JSON' : 'none of the sources had one'
+      this.#fail(new UserIdRequiredError(route.name, route.plan.sourceList, why), false)
+      return
+    }
+    const arm = route.targets[d.target] as Arm
+    this.arm = arm
+    if (d.source === 'hash') {
+      arm.assignedByHash.inc()
+      arm.assigned.count++
+    } else if (d.source === 'override') arm.assignedByOverride.inc()
+    else arm.assignedByMissing.inc()
+    if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId)
+    this.#start = performance.now()
+    if (route.plan.observes) {
+      this.#capture = new Capture()
+      this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
+    }
+    this.#state = DISPATCHED
+    const path = this.rest === '' && arm.basePath === '' ? '/' : arm.basePath + this.rest
+    this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
+    arm.pool.dispatch({
+      path: this.query === '' ? path : `${path}?${this.query}`,
+      method: this.method as Dispatcher.HttpMethod,
+      headers: upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, contentLength),
+      body: body ?? null,
+    }, this)
+    // Shadows go out after the primary is dispatched, and nothing here waits for them.
+    if (route.shadows.length > 0) this.#sendShadows(arm)
+  }
+
+  #sendShadows(arm: Arm): void {
+    const shadows = this.route.shadows
+    const obs = this.#obs as Observation
+    const userId = this.decision.userId
+    let headers: string[] | undefined
+    for (let i = 0; i < shadows.length; i++) {
+      const target = shadows[i] as RouteRuntime['shadows'][number]
+      // Mirroring a request to the model that answers it would only double its load.
+      if (target.model === arm.model || !isShadowed(target, userId)) continue
+      if (this.body.truncated) {
+        target.dropped.body_too_large.inc()
+        obs.shadowSkipped(target, 'body_too_large')
+        continue
+      }
+      headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, this.body.raw === undefined ? -1 : this.body.raw.length, 'x-modelsplit-shadow')
+      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, headers, this.body.raw, obs)
+      if (sent !== null) obs.shadowSkipped(target, sent)
+    }
+  }
+
+  // --- undici's dispatch handler ----------------------------------------------------------------
+  // The core interface undici calls (onConnect/onHeaders/onData/onComplete/onError): the newer
+  // onRequestStart/onResponse* names would wrap this object in an adapter that also parses the
+  // response headers into an object, per request, which the profile showed for nothing.
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.#state === DONE) {
+      // Answered (timed out, client gone) while it waited for a pooled connection: never send it.
+      abort(new Error(CLIENT_GONE))
+      return
+    }
+    this.#abort = abort
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.#state === DONE) return false
+    if (statusCode < 200) return true // 1xx informational: the final answer follows
+    this.#status = statusCode
+    this.#resume = resume
+    this.#timer?.refresh()
+    const arm = this.arm as Arm
+    this.res.writeHead(statusCode, statusText, clientResponseHeaders(rawHeaders, this.requestId, arm.model, this.ctx.isShuttingDown()))
+    return true
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#state === DONE) return false
+    this.#timer?.refresh()
+    const capture = this.#capture
+    if (capture !== null && capture.chunks !== null) {
+      capture.add(chunk, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
+      if (capture.skipped === 'capture_budget') this.route.captureBudgetExceeded.inc()
+    }
+    const ok = this.res.write(chunk)
+    if (!ok) this.res.once('drain', this.#resume as () => void)
+    return ok
+  }
+
+  onComplete(): void {
+    if (this.#state === DONE) return
+    this.#state = DONE
+    clearTimeout(this.#timer)
+    this.res.end()
+    const arm = this.arm as Arm
+    const ms = performance.now() - this.#start
+    countResponse(arm, this.#status, ms / 1000)
+    const obs = this.#obs
+    if (obs !== undefined) {
+      const capture = this.#capture as Capture
+      const skipped = capture.skipped
+      const error = skipped === null ? null
+        : skipped === 'capture_budget' ? `response not captured: limits.max_capture_total_bytes (${this.runtime.plan.maxCaptureTotalBytes} bytes) in use`
+          : `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)`
+      obs.primaryDone(arm.model, this.#status, ms, capture.body(), error, capture)
+    }
+  }
+
+  onError(err: Error): void {
+    if (this.#state === DONE) return
+    const req = this.req
+    if (!this.#timedOut && (this.res.destroyed || (!req.complete && req.destroyed))) {
+      this.#clientGone()
+      return
+    }
+    const arm = this.arm as Arm
+    const { error, reason } = this.#timedOut
+      ? { error: new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs, { cause: err }), reason: 'timeout' as const }
+      : translateUpstreamError(err, arm.route, arm.model, arm.timeoutMs)
+    arm.metrics.upstreamErrors.inc({ route: arm.route, model: arm.model, reason })
+    this.#state = DONE
+    clearTimeout(this.#timer)
+    this.#streamed?.destroy()
+    const res = this.res
+    if (!res.headersSent) {
+      this.#status = error.statusCode
+      this.#send(error, arm.model)
+    } else {
+      // The answer had started: all the client can be told is that it ended early.
+      res.destroy()
+    }
+    const ms = performance.now() - this.#start
+    countResponse(arm, this.#status, ms / 1000)
+    this.#observed(ms, error.message)
+  }
+
+  /** @internal */ onTimeout(): void {
+    if (this.#state !== DISPATCHED) return
+    this.#timedOut = true
+    const arm = this.arm as Arm
+    const err = new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs)
+    if (this.#abort !== null) {
+      this.#abort(err) // undici calls onError with it
+      return
+    }
+    // Still waiting for a pooled connection: answer now; onConnect drops it when its turn comes.
+    this.onError(err)
+  }
+
+  /** @internal */ onClose(): void {
+    if (this.#state === DONE) return
+    this.#clientGone()
+  }
+
+  #clientGone(): void {
+    if (this.#state === DONE) return
+    const wasDispatched = this.#state === DISPATCHED
+    this.#state = DONE
+    this.#stopReading()
+    clearTimeout(this.#timer)
+    this.#abort?.(new Error(CLIENT_GONE))
+    this.#streamed?.destroy()
+    this.route.clientAborts.inc()
+    if (!this.res.destroyed) this.res.destroy()
+    if (wasDispatched) this.#observed(performance.now() - this.#start, CLIENT_GONE)
+  }
+
+  /** Answers with a router error before (or instead of) the model; `close` ends the connection. */
+  #fail(err: Error & { statusCode?: number; code?: string }, close: boolean): void {
+    const wasDispatched = this.#state === DISPATCHED
+    this.#state = DONE
+    clearTimeout(this.#timer)
+    this.#abort?.(err)
+    this.#streamed?.destroy()
+    this.ctx.metrics.requestErrors.inc({ route: this.route.name, code: err.code ?? 'MS_INTERNAL' })
+    if (wasDispatched) this.#observed(performance.now() - this.#start, err.message)
+    if (this.res.headersSent) {
+      this.res.destroy()
+      return
+    }
+    if (close) this.res.shouldKeepAlive = false
+    this.#send(err, this.arm?.model)
+  }
+
+  /** Closes the primary side of the observation after a failure (nothing captured is kept). */
+  #observed(ms: number, error: string): void {
+    this.#capture?.release(this.ctx.budget)
+    this.#obs?.primaryDone((this.arm as Arm).model, this.#status, ms, undefined, error, null)
+  }
+
+  #send(err: Error & { statusCode?: number; code?: string }, model: string | undefined): void {
+    const res = this.res
+    const body = errorBody(err, this.route.name, model)
+    res.writeHead(err.statusCode ?? 500, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': this.requestId,
+      ...(model !== undefined ? { 'x-modelsplit-model': model } : {}),
+      ...(this.ctx.isShuttingDown() || !res.shouldKeepAlive ? { connection: 'close' } : {}),
+    })
+    res.end(body)
+  }
+}
+
+// Module-level listeners: `this` is the req or res, and the exchange hangs off it.
+function onResponseClose(this: ServerResponse & Tagged): void {
+  this[kExchange]?.onClose()
+}
+function onBodyData(this: IncomingMessage & Tagged, chunk: Buffer): void {
+  this[kExchange]?.onBodyData(chunk)
+}
+function onBodyEnd(this: IncomingMessage & Tagged): void {
+  this[kExchange]?.onBodyEnd()
+}
+function onBodyError(this: IncomingMessage & Tagged): void {
+  this[kExchange]?.onBodyError()
+}
+function onBodyTimeout(this: IncomingMessage & Tagged): void {
+  this[kExchange]?.onBodyTimeout()
+}
+function onStreamEnd(this: IncomingMessage): void {
+  this.setTimeout(0)
+}
+function onUpstreamTimeout(ex: Exchange): void {
+  ex.onTimeout()
+}

@@ -64,8 +64,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   let shuttingDown = false
   let listening = false
   const logger = opts.logger ?? false
-  let store: ConfigStore<Runtime> | undefined
-  const current = (): Runtime => (store as ConfigStore<Runtime>).current()
+  const current = (): Runtime => store.current()
   const log = (): FastifyInstance['log'] => app.log
 
   // Records: one writer for the file in force, opened only when some route records.
@@ -84,6 +83,36 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     await old?.close()
   }
   await useRecording(plan)
+  const publish = (r: Runtime): void => {
+    metrics.setConfig(r.loaded.sha256, r.routes.map((route) => ({ name: route.name, models: route.assigner.models, shares: route.assigner.shares })))
+  }
+  const initial = bindPlan(plan, metrics, tally, pools)
+  publish(initial)
+  const store = new ConfigStore<Runtime>({
+    file: opts.configFile,
+    initial,
+    planOf: (r) => r.plan,
+    async prepare(next) {
+      const bound = bindPlan(next, metrics, tally, pools)
+      // The new file is opened before the swap, so no record of the new config finds no writer.
+      await useRecording(next)
+      return bound
+    },
+  })
+  store.on('change', (next, old) => {
+    memory.configure(next.config.feedback.request_memory, next.config.feedback.request_ttl_ms)
+    budget.limit = next.plan.maxCaptureTotalBytes
+    publish(next)
+    const inUse = poolsOf(next) as Set<unknown>
+    for (const p of poolsOf(old)) inUse.add(p) // requests that started on the old plan may still run
+    pools.retain(inUse)
+  })
+  store.on('reload', (r) => {
+    if (r.result === 'unchanged') return
+    metrics.configReloads.inc({ result: r.result })
+    if (r.result === 'success') log().info({ sha256: r.sha256 }, 'config reloaded')
+    else log().error({ problems: r.problems?.length }, `config reload failed, still serving sha256 ${r.sha256}:\n${new ConfigError(r.problems ?? []).message}`)
+  })
   const observer = new Observer({ metrics, sink: () => writer, includeInputs: () => current().plan.includeInputs, budget })
   const shadows = new ShadowDispatcher({ budget, maxCaptureBytes: () => current().plan.maxCaptureBytes, requests: metrics.shadowRequests })
 
@@ -116,37 +145,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     done()
   })
 
-  const publish = (r: Runtime): void => {
-    metrics.setConfig(r.loaded.sha256, r.routes.map((route) => ({ name: route.name, models: route.assigner.models, shares: route.assigner.shares })))
-  }
-  const initial = bindPlan(plan, metrics, tally, pools)
-  publish(initial)
-  store = new ConfigStore<Runtime>({
-    file: opts.configFile,
-    initial,
-    planOf: (r) => r.plan,
-    async prepare(next) {
-      const bound = bindPlan(next, metrics, tally, pools)
-      // The new file is opened before the swap, so no record of the new config finds no writer.
-      await useRecording(next)
-      return bound
-    },
-  })
-  store.on('change', (next, old) => {
-    memory.configure(next.config.feedback.request_memory, next.config.feedback.request_ttl_ms)
-    budget.limit = next.plan.maxCaptureTotalBytes
-    publish(next)
-    const inUse = poolsOf(next) as Set<unknown>
-    for (const p of poolsOf(old)) inUse.add(p) // requests that started on the old plan may still run
-    pools.retain(inUse)
-  })
-  store.on('reload', (r) => {
-    if (r.result === 'unchanged') return
-    metrics.configReloads.inc({ result: r.result })
-    if (r.result === 'success') app.log.info({ sha256: r.sha256 }, 'config reloaded')
-    else app.log.error({ problems: r.problems?.length }, `config reload failed, still serving sha256 ${r.sha256}:\n${new ConfigError(r.problems ?? []).message}`)
-  })
-  const reload = (): Promise<ReloadResult> => (store as ConfigStore<Runtime>).reload()
+  const reload = (): Promise<ReloadResult> => store.reload()
 
   await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer } })
 

@@ -43,10 +43,11 @@ export function readUserId(sources: readonly UserIdSource[], request: RequestVie
         value = readQuery(request.query, s.name)
         break
       }
-      case 'cookie':
+      case 'cookie': {
         const cookie = request.headers.cookie
         value = readCookie(typeof cookie === 'string' ? cookie : undefined, s.name)
         break
+      }
       case 'body': {
         if (body.state === 'unparsed') parseBody(body)
         if (body.state === 'invalid') {

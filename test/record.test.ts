@@ -1,10 +1,10 @@
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { RecordWriter, readRecords, recordFiles } from '../src/record/index.js'
-import type { RecordResult, RecordWriterOptions, SkippedLine } from '../src/record/index.js'
+import { MAX_OUTCOME_VALUE, RecordWriter, SCHEMA_VERSION, asOutcomeRecord, asPredictionRecord, readRecords, recordFiles } from '../src/record/index.js'
+import type { DropWarning, RecordResult, RecordWriterOptions, ReopenReason, SkippedLine } from '../src/record/index.js'
 
 const PARTIAL_FIXTURE = fileURLToPath(new URL('./fixtures/record-partial.jsonl', import.meta.url))
 
@@ -402,5 +402,288 @@ describe('recordFiles', () => {
 
   it('returns nothing for a path that does not exist yet', async () => {
     expect(await recordFiles(join(dir, 'missing', 'predictions.jsonl'))).toEqual([])
+  })
+})
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i)
+
+/** Writes records `from`..`to` as a steady stream, a few per event-loop turn, as request traffic would. */
+async function produce (writer: RecordWriter, from: number, to: number, onEach?: (seq: number) => void): Promise<void> {
+  for (let i = from; i < to; i++) {
+    writer.write(prediction(i))
+    onEach?.(i)
+    if (i % 40 === 39) await tick()
+  }
+}
+
+describe('RecordWriter buffer sized in bytes', () => {
+  it('takes a burst of 15 000 records with the default buffer and drops none', async () => {
+    const { writer, results } = makeWriter({ max_bytes: 64 * 1024 * 1024 })
+    for (let i = 0; i < 15_000; i++) expect(writer.write(prediction(i))).toBe(true)
+    await writer.close()
+    expect(results).toEqual({ written: 15_000, dropped: 0 })
+    expect(await lineCount(base)).toBe(15_000)
+  })
+
+  it('cuts writes at maxWriteBytes and still writes every line whole, in order', async () => {
+    const { writer } = makeWriter({ maxWriteBytes: 300 })
+    for (let i = 0; i < 500; i++) writer.write(prediction(i))
+    await writer.close()
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(0, 500))
+  })
+})
+
+describe('RecordWriter.writeBatch: all records or none', () => {
+  const batchOf = (from: number, count: number) => range(from, from + count).map(prediction)
+
+  it('queues a batch that fits, and writes it contiguously', async () => {
+    const { writer, results } = makeWriter()
+    writer.write(prediction(0))
+    expect(await writer.writeBatch(batchOf(1, 1000))).toBe(true)
+    writer.write(prediction(1001))
+    await writer.close()
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(0, 1002))
+    expect(results).toEqual({ written: 1002, dropped: 0 })
+  })
+
+  it('refuses a batch that does not fit, taking none of it and counting nothing', async () => {
+    const { writer, results } = makeWriter({ maxBufferedBytes: 4096 })
+    for (let i = 0; i < 20; i++) writer.write(prediction(i))
+    const before = writer.stats()
+    expect(await writer.writeBatch(batchOf(100, 30))).toBe(false)
+    expect(writer.stats()).toEqual(before)
+    await writer.close()
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(0, 20))
+    expect(results).toEqual({ written: 20, dropped: 0 })
+  })
+
+  it('waits for room up to its timeout, holding that room against single records meanwhile', async () => {
+    const { writer, results } = makeWriter({ maxBufferedBytes: 4096 })
+    let i = 0
+    while (writer.stats().bufferedBytes < 3500) writer.write(prediction(i++))
+    const filled = i
+    const waiting = writer.writeBatch(batchOf(1000, 15), { timeoutMs: 5000 })
+    // The batch waits for room: a single record may not take it meanwhile.
+    expect(writer.write(prediction(999))).toBe(false)
+    expect(await waiting).toBe(true)
+    await writer.close()
+    expect((await collect(base)).map((r) => r.seq)).toEqual([...range(0, filled), ...range(1000, 1015)])
+    expect(results).toEqual({ written: filled + 15, dropped: 1 })
+  })
+
+  it('takes a batch larger than the whole buffer once the buffer is empty', async () => {
+    const { writer } = makeWriter({ maxBufferedBytes: 1000 })
+    writer.write(prediction(0))
+    expect(await writer.writeBatch(batchOf(1, 50), { timeoutMs: 5000 })).toBe(true)
+    await writer.close()
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(0, 51))
+  })
+
+  it('refuses a batch after its timeout while the file cannot be written, and takes it once it can', async () => {
+    const blocker = join(dir, 'blocked')
+    await writeFile(blocker, 'a file where the directory should be')
+    const { writer, errors } = makeWriter({ path: join(blocker, 'predictions.jsonl') })
+    // A batch is taken while the file is not known to fail; the first write finds out.
+    expect(await writer.writeBatch(batchOf(0, 10))).toBe(true)
+    while (errors.length === 0) await sleep(5)
+    const started = performance.now()
+    expect(await writer.writeBatch(batchOf(10, 10), { timeoutMs: 200 })).toBe(false)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190)
+    expect(writer.stats()).toMatchObject({ written: 0, dropped: 0, buffered: 10 })
+
+    const retried = writer.writeBatch(batchOf(20, 10), { timeoutMs: 5000 })
+    await sleep(100)
+    await unlink(blocker)
+    expect(await retried).toBe(true)
+    await writer.close()
+    expect((await collect(join(blocker, 'predictions.jsonl'))).map((r) => r.seq)).toEqual([...range(0, 10), ...range(20, 30)])
+  })
+
+  it('refuses waiting and later batches once closed', async () => {
+    const { writer } = makeWriter({ maxBufferedBytes: 1000 })
+    for (let i = 0; i < 5; i++) writer.write(prediction(i))
+    const waiting = writer.writeBatch(batchOf(10, 20), { timeoutMs: 5000 })
+    await writer.close()
+    expect(await waiting).toBe(false)
+    expect(await writer.writeBatch(batchOf(40, 1))).toBe(false)
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(0, 5))
+  })
+
+  it('refuses a batch with a record that is not JSON, taking none of it', async () => {
+    const { writer, errors } = makeWriter()
+    expect(await writer.writeBatch([{ seq: 0 }, { big: 1n }])).toBe(false)
+    await writer.close()
+    expect(errors).toHaveLength(1)
+    expect(writer.stats()).toMatchObject({ written: 0, dropped: 0 })
+  })
+})
+
+describe('RecordWriter keeps what the file refuses', () => {
+  it('retries records the file could not take and writes them once it can, dropping none', async () => {
+    const blocker = join(dir, 'blocked')
+    await writeFile(blocker, 'x')
+    const path = join(blocker, 'predictions.jsonl')
+    const { writer, errors, results } = makeWriter({ path })
+    for (let i = 0; i < 10; i++) expect(writer.write(prediction(i))).toBe(true)
+    await sleep(120)
+    expect(errors.length).toBeGreaterThan(0)
+    expect(writer.stats()).toMatchObject({ written: 0, dropped: 0, buffered: 10 })
+    await unlink(blocker)
+    await writer.flush()
+    await writer.close()
+    expect((await collect(path)).map((r) => r.seq)).toEqual(range(0, 10))
+    expect(results).toEqual({ written: 10, dropped: 0 })
+  })
+})
+
+describe('RecordWriter follows a file that moves', () => {
+  function reopening (opts: Partial<RecordWriterOptions> = {}) {
+    const reopens: ReopenReason[] = []
+    // Large enough that the writer's own rotation does not meet the move.
+    return { ...makeWriter({ max_bytes: 64 * 1024 * 1024, onReopen: (reason) => reopens.push(reason), ...opts }), reopens }
+  }
+
+  it('recreates a deleted directory under load: every record accepted after the deletion is in the new file', async () => {
+    const { writer, reopens } = reopening()
+    // Traffic runs until 2000 records after the deletion have been accepted.
+    let firstAfter = Number.POSITIVE_INFINITY
+    let next = 0
+    const producing = (async () => {
+      for (; next < firstAfter + 2000; next++) {
+        writer.write(prediction(next))
+        if (next % 40 === 39) await tick()
+      }
+    })()
+    while (writer.stats().written < 1500) await sleep(1)
+    try {
+      await rm(join(dir, 'nested'), { recursive: true, force: true })
+    } catch (err) {
+      // As with `rm -rf`, the writer may recreate its file between rm's unlink and rmdir.
+      if ((err as { code?: unknown }).code !== 'ENOTEMPTY') throw err
+    }
+    firstAfter = next
+    await producing
+    await writer.close()
+
+    const total = next
+    const seqs = (await collect(base)).map((r) => r.seq as number)
+    expect(seqs.at(-1)).toBe(total - 1)
+    expect(seqs[0]).toBeLessThanOrEqual(firstAfter)
+    // Contiguous: nothing lost after the deletion, nothing written twice.
+    expect(seqs).toEqual(range(seqs[0] ?? 0, total))
+    expect(writer.stats()).toMatchObject({ written: total, dropped: 0 })
+    expect(reopens.length).toBeGreaterThanOrEqual(1)
+    for (const r of reopens) expect(['missing', 'deleted']).toContain(r)
+  })
+
+  it('follows a logrotate rename under load: the old and new files hold every record once', async () => {
+    const { writer, reopens } = reopening()
+    let renamedAt = Number.POSITIVE_INFINITY
+    let next = 0
+    const producing = (async () => {
+      for (; next < renamedAt + 2000; next++) {
+        writer.write(prediction(next))
+        if (next % 40 === 39) await tick()
+      }
+    })()
+    while (writer.stats().written < 1500) await sleep(1)
+    await rename(base, `${base}.rotated`)
+    renamedAt = next
+    await producing
+    await writer.close()
+    const total = next
+
+    const old = (await collect(`${base}.rotated`)).map((r) => r.seq)
+    const now = (await collect(base)).map((r) => r.seq)
+    expect(old.length).toBeGreaterThanOrEqual(1500)
+    expect(now.length).toBeGreaterThan(0)
+    expect([...old, ...now]).toEqual(range(0, total))
+    expect(reopens).toEqual(['missing'])
+  })
+
+  it('writes to the new file when the path is replaced (rename of another file onto it)', async () => {
+    const { writer, reopens } = reopening()
+    await produce(writer, 0, 100)
+    await writer.flush()
+    const other = join(dir, 'nested', 'fresh.jsonl')
+    await writeFile(other, '{"seq":-1}\n')
+    await rename(other, base)
+    await produce(writer, 100, 200)
+    await writer.close()
+    expect((await collect(base)).map((r) => r.seq)).toEqual([-1, ...range(100, 200)])
+    expect(reopens).toEqual(['replaced'])
+  })
+
+  it('reopen() (SIGHUP) closes the file and opens the path again', async () => {
+    const { writer, reopens } = reopening()
+    await writer.reopen() // nothing open yet: nothing to do
+    expect(reopens).toEqual([])
+    await produce(writer, 0, 10)
+    await writer.flush()
+    await rename(base, `${base}.1`)
+    await writer.reopen()
+    expect(reopens).toEqual(['requested'])
+    // The new file exists at once, as logrotate's postrotate expects.
+    expect((await stat(base)).size).toBe(0)
+    await produce(writer, 10, 20)
+    await writer.close()
+    expect((await collect(`${base}.1`)).map((r) => r.seq)).toEqual(range(0, 10))
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(10, 20))
+    expect(reopens).toEqual(['requested'])
+  })
+
+  it('counts from the new size after the file is truncated in place (copytruncate)', async () => {
+    const { writer, reopens } = reopening({ max_bytes: 4000, keep: 2 })
+    await produce(writer, 0, 20)
+    await writer.flush()
+    await writeFile(base, '')
+    await produce(writer, 20, 30)
+    await writer.close()
+    // Without noticing the truncation the writer would have rotated these 10 lines away.
+    expect(await recordFiles(base)).toEqual([base])
+    expect((await collect(base)).map((r) => r.seq)).toEqual(range(20, 30))
+    expect(reopens).toEqual([])
+  })
+})
+
+describe('RecordWriter drop warnings', () => {
+  it('warns at most once per interval, with every drop counted by reason', async () => {
+    const warnings: DropWarning[] = []
+    const { writer } = makeWriter({ maxBufferedRecords: 1, dropWarningIntervalMs: 150, onDropWarning: (w) => warnings.push(w) })
+    writer.write(prediction(0))
+    for (let i = 1; i <= 100; i++) writer.write(prediction(i))
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]).toMatchObject({ dropped: 1, reasons: { buffer_full: 1 } })
+    await sleep(250)
+    expect(warnings).toHaveLength(2)
+    expect(warnings[1]).toMatchObject({ dropped: 99, reasons: { buffer_full: 99, closed: 0 } })
+    expect(warnings[1]?.sinceMs).toBeGreaterThanOrEqual(100)
+    await writer.close()
+    expect(warnings).toHaveLength(2)
+  })
+
+  it('reports drops still pending when closed', async () => {
+    const warnings: DropWarning[] = []
+    const { writer } = makeWriter({ maxBufferedRecords: 1, dropWarningIntervalMs: 60_000, onDropWarning: (w) => warnings.push(w) })
+    for (let i = 0; i < 5; i++) writer.write(prediction(i))
+    await writer.close()
+    expect(warnings.map((w) => w.dropped)).toEqual([1, 3])
+  })
+})
+
+describe('record schema', () => {
+  it('reads outcome records of this schema or older, and nothing else', () => {
+    const outcome = { type: 'outcome', schema: SCHEMA_VERSION, ts: 't', route: 'r', request_id: null, user_id: 'u', model: 'a', metric: 'm', value: 2, attributed_by: 'user_id' }
+    expect(asOutcomeRecord(outcome)).toBe(outcome)
+    const { schema: _schema, ...unversioned } = outcome
+    expect(asOutcomeRecord(unversioned)).toBeDefined()
+    expect(asOutcomeRecord({ ...outcome, schema: SCHEMA_VERSION + 1 })).toBeUndefined()
+    expect(asOutcomeRecord({ ...outcome, value: MAX_OUTCOME_VALUE * 10 })).toBeUndefined()
+    expect(asOutcomeRecord({ ...outcome, value: '2' })).toBeUndefined()
+    expect(asOutcomeRecord({ ...outcome, type: 'prediction' })).toBeUndefined()
+    expect(asPredictionRecord({ type: 'prediction', route: 'r', primary: { model: 'a' } })).toBeDefined()
+    expect(asPredictionRecord({ type: 'prediction', route: 'r', primary: {} })).toBeUndefined()
   })
 })

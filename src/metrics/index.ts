@@ -97,6 +97,10 @@ export class Metrics {
     name: 'modelsplit_outcome_value_squares_sum', help: 'Sum of squared outcome values: with the count and sum, the variance per arm (Welch\'s test in PromQL).',
     labelNames: ['route', 'model', 'metric'] as const, registers: [this.registry],
   })
+  readonly recordFileReopened = new Counter({
+    name: 'modelsplit_record_file_reopened_total', help: 'Times the record file was closed and opened again by name, by reason (missing: deleted or renamed away, replaced: another file at the path, deleted: unlinked during a write, requested: SIGHUP).',
+    labelNames: ['reason'] as const, registers: [this.registry],
+  })
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     this.records.inc({ result: 'written' }, 0)

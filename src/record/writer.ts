@@ -1,32 +1,59 @@
-import { mkdir, open } from 'node:fs/promises'
+import { mkdir, open, stat } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { rotateFiles } from './files.js'
+import type { RecordSink, WriteBatchOptions } from './sink.js'
 
 /** What happened to records, reported through `onResult` (the `result` label of `modelsplit_records_total`). */
 export type RecordResult = 'written' | 'dropped'
 
+/** Why records were dropped: no room, not JSON, the file failed while closing, or written after close(). */
+export type DropReason = 'buffer_full' | 'unserializable' | 'io_error' | 'closed'
+
+/**
+ * Why the file was reopened: nothing at the path any more (deleted, or renamed away by logrotate),
+ * another file at the path (rotated and recreated), our file deleted while a batch was written to
+ * it, or `reopen()` (SIGHUP).
+ */
+export type ReopenReason = 'missing' | 'replaced' | 'deleted' | 'requested'
+
+/** Records dropped since the last warning, handed to `onDropWarning` at most once per interval. */
+export interface DropWarning {
+  readonly dropped: number
+  readonly reasons: Readonly<Record<DropReason, number>>
+  /** Milliseconds these drops span: since the previous warning, or since the writer was created. */
+  readonly sinceMs: number
+}
+
 export interface RecordWriterOptions {
-  /** The JSONL file to append to; parent directories are created. */
+  /** The JSONL file to append to; parent directories are created (again, if deleted). */
   path: string
   /** Rotate before a line would take the file past this many bytes (a single longer line gets a file of its own). */
   max_bytes: number
   /** Rotated files to keep (`path.1` … `path.<keep>`); older ones are deleted. 0 keeps none. */
   keep: number
-  /** Records accepted but not yet on disk, at most. Default 10 000. */
-  maxBufferedRecords?: number
-  /** Bytes of serialized records accepted but not yet on disk, at most. Default 8 MiB. */
+  /** Bytes of serialized records accepted but not yet on disk, at most. Default 64 MiB. */
   maxBufferedBytes?: number
+  /** Records accepted but not yet on disk, at most. Default: no limit but the bytes. */
+  maxBufferedRecords?: number
+  /** Bytes handed to one write call; batches are cut at this size. Default 1 MiB. */
+  maxWriteBytes?: number
+  /** Shortest time between two `onDropWarning` calls. Default 10 000 ms. */
+  dropWarningIntervalMs?: number
   /** Called with every batch written and every record dropped; must not throw (a throw is swallowed). */
   onResult?: (result: RecordResult, count: number) => void
-  /** Called with errors serializing, opening, writing or rotating; the records affected are counted as dropped. */
+  /** Called with errors serializing, opening, writing or rotating. Records that could not be written are kept and retried. */
   onError?: (err: unknown) => void
+  /** Called when the writer closes its file and opens the path again (`modelsplit_record_file_reopened_total`). */
+  onReopen?: (reason: ReopenReason) => void
+  /** Called at most once per `dropWarningIntervalMs` when records were dropped, so a log says so without flooding. */
+  onDropWarning?: (warning: DropWarning) => void
 }
 
 export interface RecordWriterStats {
   /** Records on disk (handed to the OS) since the writer was created. */
   written: number
-  /** Records refused: buffer full, not serializable, I/O error, or written after close(). */
+  /** Records refused: buffer full, not serializable, written after close(), or unwritable at close. */
   dropped: number
   /** Records accepted and not yet written, including the batch being written. */
   buffered: number
@@ -34,8 +61,25 @@ export interface RecordWriterStats {
   bufferedBytes: number
 }
 
-const DEFAULT_MAX_BUFFERED_RECORDS = 10_000
-const DEFAULT_MAX_BUFFERED_BYTES = 8 * 1024 * 1024
+interface Batch {
+  readonly lines: string[]
+  readonly sizes: number[]
+  readonly bytes: number
+}
+
+interface BatchWaiter extends Batch {
+  readonly resolve: (accepted: boolean) => void
+  timer: NodeJS.Timeout | undefined
+}
+
+const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+const DEFAULT_MAX_WRITE_BYTES = 1024 * 1024
+const DEFAULT_DROP_WARNING_INTERVAL_MS = 10_000
+// Retry a file that cannot be written after 50 ms, doubling up to 5 s while it stays broken.
+const RETRY_MIN_MS = 50
+const RETRY_MAX_MS = 5000
+// Serializing a large batch yields to the event loop after this much work, so requests keep flowing.
+const SLICE_MS = 4
 const NEWLINE = 0x0a
 
 function checkCount (name: string, value: unknown, min: number): number {
@@ -45,51 +89,86 @@ function checkCount (name: string, value: unknown, min: number): number {
   return value
 }
 
+function isNotFound (err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT'
+}
+
+function noDrops (): Record<DropReason, number> {
+  return { buffer_full: 0, unserializable: 0, io_error: 0, closed: 0 }
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /**
- * Appends records as JSON lines to a size-rotated file through a bounded buffer.
+ * Appends records as JSON lines to a size-rotated file through a buffer bounded in bytes.
  *
- * `write()` is synchronous and never throws: it serializes the record, and either queues the
- * line or, when the buffer is full or the writer closed, drops and counts it. A flush loop
- * takes everything queued, writes it with one `write` per file it lands in, and repeats while
- * there is data. Buffered counts include the batch in flight, so memory stays within the bounds
- * however slow the disk is.
+ * `write()` is synchronous and never throws: it serializes the record and queues the line, or
+ * drops and counts it when the buffer is full. `writeBatch()` takes many records all or nothing,
+ * waiting for room up to a deadline. A flush loop writes what is queued in writes of up to
+ * `maxWriteBytes`. Before each write it stats the path: if the file was deleted, renamed or
+ * replaced, it opens the path again (creating the directory); after each write it checks the file
+ * still has a name, and writes the batch again to a new file if not. Records the file refuses
+ * (disk full, permissions) are kept and retried with backoff, so the buffer, not the disk, decides
+ * what is dropped; only close() gives up on them.
  *
  * @example
  * const writer = new RecordWriter({ path: 'data/predictions.jsonl', max_bytes: 64 << 20, keep: 5 })
  * writer.write({ request_id, primary, shadow })
  * await writer.close()
  */
-export class RecordWriter {
+export class RecordWriter implements RecordSink {
   readonly #path: string
   readonly #maxBytes: number
   readonly #keep: number
   readonly #maxRecords: number
   readonly #maxBufferedBytes: number
-  readonly #onResult: ((result: RecordResult, count: number) => void) | undefined
-  readonly #onError: ((err: unknown) => void) | undefined
+  readonly #maxWriteBytes: number
+  readonly #warnIntervalMs: number
+  readonly #onResult: RecordWriterOptions['onResult']
+  readonly #onError: RecordWriterOptions['onError']
+  readonly #onReopen: RecordWriterOptions['onReopen']
+  readonly #onDropWarning: RecordWriterOptions['onDropWarning']
 
-  // Lines waiting for the next batch, with their UTF-8 sizes; swapped out whole by the flush loop.
+  // Lines waiting for the next write, with their UTF-8 sizes; swapped out whole by the flush loop.
   #lines: string[] = []
   #sizes: number[] = []
   // Accepted and not yet written: queued plus in flight.
   #pendingRecords = 0
   #pendingBytes = 0
+  // Bytes of batches waiting for room: single records may not take that room meanwhile.
+  #reservedBytes = 0
+  #batchWaiters: BatchWaiter[] = []
 
   #written = 0
   #dropped = 0
   // Records ever queued, and how many of those are settled (written or dropped): flush() waits on these.
   #accepted = 0
   #settled = 0
-  #waiters: Array<{ target: number, resolve: () => void }> = []
+  #flushWaiters: Array<{ target: number, resolve: () => void }> = []
+  #reopenWaiters: Array<() => void> = []
   #isClosed = false
   #closing: Promise<void> | undefined
   #draining: Promise<void> | undefined
 
   #fh: FileHandle | undefined
+  // Identity of the open file, to notice when the path names another file (or none).
+  #ino = 0
+  #dev = 0
   #fileSize = 0
   // The file ends in a partial line (a crash, or a failed write): start the next write with '\n'
   // so the new records are not glued onto it.
   #needsNewline = false
+
+  // The last attempt to open or write failed; batches wait until one succeeds.
+  #isFailing = false
+  #retryDelayMs = RETRY_MIN_MS
+  #retryTimer: NodeJS.Timeout | undefined
+
+  #warnCounts = noDrops()
+  #warnTotal = 0
+  #warnSince = Date.now()
+  #lastWarnAt = Number.NEGATIVE_INFINITY
+  #warnTimer: NodeJS.Timeout | undefined
 
   constructor (opts: RecordWriterOptions) {
     if (typeof opts.path !== 'string' || opts.path === '') {
@@ -98,10 +177,14 @@ export class RecordWriter {
     this.#path = resolve(opts.path)
     this.#maxBytes = checkCount('max_bytes', opts.max_bytes, 1)
     this.#keep = checkCount('keep', opts.keep, 0)
-    this.#maxRecords = checkCount('maxBufferedRecords', opts.maxBufferedRecords ?? DEFAULT_MAX_BUFFERED_RECORDS, 1)
+    this.#maxRecords = checkCount('maxBufferedRecords', opts.maxBufferedRecords ?? Number.MAX_SAFE_INTEGER, 1)
     this.#maxBufferedBytes = checkCount('maxBufferedBytes', opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, 1)
+    this.#maxWriteBytes = checkCount('maxWriteBytes', opts.maxWriteBytes ?? DEFAULT_MAX_WRITE_BYTES, 1)
+    this.#warnIntervalMs = checkCount('dropWarningIntervalMs', opts.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS, 0)
     this.#onResult = opts.onResult
     this.#onError = opts.onError
+    this.#onReopen = opts.onReopen
+    this.#onDropWarning = opts.onDropWarning
   }
 
   /** The absolute path of the current file. */
@@ -111,46 +194,73 @@ export class RecordWriter {
 
   /** Queues one record as a JSON line; never blocks, never throws. Returns whether it was accepted. */
   write (record: object): boolean {
-    if (this.#isClosed) return this.#drop(1)
-    let json: string | undefined
-    try {
-      // Serialize now: the caller may mutate or reuse the object as soon as we return.
-      json = JSON.stringify(record)
-    } catch (err) {
-      this.#reportError(err)
-      return this.#drop(1)
-    }
-    if (json === undefined) {
-      this.#reportError(new TypeError(`RecordWriter: record is not serializable as JSON (${typeof record})`))
-      return this.#drop(1)
-    }
-    const line = json + '\n'
+    if (this.#isClosed) return this.#drop('closed', 1)
+    // Serialize now: the caller may mutate or reuse the object as soon as we return.
+    const line = this.#serialize(record)
+    if (line === undefined) return this.#drop('unserializable', 1)
     const size = Buffer.byteLength(line)
-    if (this.#pendingRecords >= this.#maxRecords || this.#pendingBytes + size > this.#maxBufferedBytes) {
-      return this.#drop(1)
+    if (this.#pendingRecords >= this.#maxRecords || this.#pendingBytes + this.#reservedBytes + size > this.#maxBufferedBytes) {
+      return this.#drop('buffer_full', 1)
     }
-    this.#lines.push(line)
-    this.#sizes.push(size)
-    this.#pendingRecords++
-    this.#pendingBytes += size
-    this.#accepted++
-    if (this.#draining === undefined) this.#draining = this.#startDrain()
+    this.#enqueue(line, size)
+    this.#kick()
     return true
   }
 
-  /** Resolves when every record accepted before the call is written (or dropped on an I/O error). */
+  /**
+   * Queues every record or none. Serializes in slices that yield to the event loop, then takes the
+   * batch if the buffer has room and the file is writable; otherwise waits up to `timeoutMs` for
+   * both (holding the room it needs against single records), and resolves false if they do not come.
+   * A batch larger than the whole buffer is taken once the buffer is empty.
+   */
+  async writeBatch (records: readonly object[], opts: WriteBatchOptions = {}): Promise<boolean> {
+    if (this.#isClosed) return false
+    const lines: string[] = []
+    const sizes: number[] = []
+    let bytes = 0
+    let sliceStart = performance.now()
+    for (let i = 0; i < records.length; i++) {
+      const line = this.#serialize(records[i] as object)
+      if (line === undefined) return false
+      const size = Buffer.byteLength(line)
+      lines.push(line)
+      sizes.push(size)
+      bytes += size
+      if ((i & 255) === 255 && performance.now() - sliceStart > SLICE_MS) {
+        await yieldToEventLoop()
+        if (this.#isClosed) return false
+        sliceStart = performance.now()
+      }
+    }
+    if (lines.length === 0) return true
+    return this.#admit({ lines, sizes, bytes }, opts.timeoutMs ?? 0)
+  }
+
+  /** Resolves when every record accepted before the call is written (or dropped). While the file cannot be written, that waits for it. */
   flush (): Promise<void> {
     // Wait for a count, not for an idle loop: under steady load the loop may never go idle.
     const target = this.#accepted
     if (this.#settled >= target) return Promise.resolve()
-    return new Promise((resolve) => { this.#waiters.push({ target, resolve }) })
+    return new Promise((resolve) => { this.#flushWaiters.push({ target, resolve }) })
   }
 
-  /** Stops accepting records, writes everything buffered and closes the file. Never rejects; safe to call twice. */
+  /**
+   * Stops accepting records, writes everything buffered and closes the file. Waiting batches are
+   * refused; records the file still refuses are dropped and counted. Never rejects; safe to call twice.
+   */
   close (): Promise<void> {
     this.#isClosed = true
     this.#closing ??= this.#finish()
     return this.#closing
+  }
+
+  /** Closes the file and opens the path again, e.g. on SIGHUP after logrotate moved it. Never rejects. */
+  reopen (): Promise<void> {
+    if (this.#isClosed) return Promise.resolve()
+    return new Promise((resolve) => {
+      this.#reopenWaiters.push(resolve)
+      this.#retryNow()
+    })
   }
 
   /** Counters since creation. */
@@ -163,78 +273,259 @@ export class RecordWriter {
     }
   }
 
-  async #finish (): Promise<void> {
-    await this.flush()
-    const fh = this.#fh
-    this.#fh = undefined
-    if (fh === undefined) return
+  #serialize (record: object): string | undefined {
+    let json: string | undefined
     try {
-      // Graceful shutdown: make the tail durable, not just handed to the page cache.
-      await fh.datasync()
+      json = JSON.stringify(record)
     } catch (err) {
       this.#reportError(err)
+      return undefined
     }
-    try {
-      await fh.close()
-    } catch (err) {
-      this.#reportError(err)
+    if (json === undefined) {
+      this.#reportError(new TypeError(`RecordWriter: record is not serializable as JSON (${typeof record})`))
+      return undefined
     }
+    return json + '\n'
   }
 
-  async #startDrain (): Promise<void> {
+  #enqueue (line: string, size: number): void {
+    this.#lines.push(line)
+    this.#sizes.push(size)
+    this.#pendingRecords++
+    this.#pendingBytes += size
+    this.#accepted++
+  }
+
+  #canAdmit (batch: Batch): boolean {
+    if (this.#isFailing) return false
+    if (this.#pendingRecords === 0) return true
+    return this.#pendingRecords + batch.lines.length <= this.#maxRecords && this.#pendingBytes + batch.bytes <= this.#maxBufferedBytes
+  }
+
+  #admit (batch: Batch, timeoutMs: number): Promise<boolean> {
+    if (this.#isClosed) return Promise.resolve(false)
+    // Batches are taken in arrival order: a small one does not overtake a large one that waits.
+    if (this.#batchWaiters.length === 0 && this.#canAdmit(batch)) {
+      this.#enqueueBatch(batch)
+      this.#kick()
+      return Promise.resolve(true)
+    }
+    if (!(timeoutMs > 0)) return Promise.resolve(false)
+    return new Promise((resolve) => {
+      const waiter: BatchWaiter = { ...batch, resolve, timer: undefined }
+      waiter.timer = setTimeout(() => this.#giveUp(waiter), timeoutMs)
+      this.#reservedBytes += batch.bytes
+      this.#batchWaiters.push(waiter)
+      // A file that failed is retried on a backoff timer; a batch waiting on it is worth a try now.
+      if (this.#isFailing) this.#retryNow()
+    })
+  }
+
+  #enqueueBatch (batch: Batch): void {
+    for (let i = 0; i < batch.lines.length; i++) {
+      this.#lines.push(batch.lines[i] as string)
+      this.#sizes.push(batch.sizes[i] as number)
+    }
+    this.#pendingRecords += batch.lines.length
+    this.#pendingBytes += batch.bytes
+    this.#accepted += batch.lines.length
+  }
+
+  #giveUp (waiter: BatchWaiter): void {
+    const i = this.#batchWaiters.indexOf(waiter)
+    if (i < 0) return
+    this.#batchWaiters.splice(i, 1)
+    clearTimeout(waiter.timer)
+    this.#reservedBytes -= waiter.bytes
+    waiter.resolve(false)
+    // The batch behind it may fit where this one did not.
+    this.#admitWaiters()
+  }
+
+  #admitWaiters (): void {
+    let admitted = false
+    for (let w = this.#batchWaiters[0]; w !== undefined && this.#canAdmit(w); w = this.#batchWaiters[0]) {
+      this.#batchWaiters.shift()
+      clearTimeout(w.timer)
+      this.#reservedBytes -= w.bytes
+      this.#enqueueBatch(w)
+      w.resolve(true)
+      admitted = true
+    }
+    if (admitted) this.#kick()
+  }
+
+  #kick (): void {
+    if (this.#draining !== undefined || this.#retryTimer !== undefined || !this.#hasWork()) return
+    this.#draining = this.#drain()
+  }
+
+  #hasWork (): boolean {
+    return this.#lines.length > 0 || this.#reopenWaiters.length > 0 || (this.#isFailing && this.#batchWaiters.length > 0)
+  }
+
+  /** Cancels a pending retry's backoff and runs the loop now. */
+  #retryNow (): void {
+    if (this.#retryTimer !== undefined) {
+      clearTimeout(this.#retryTimer)
+      this.#retryTimer = undefined
+    }
+    this.#kick()
+  }
+
+  #scheduleRetry (): void {
+    if (this.#retryTimer !== undefined || this.#isClosed) return
+    const delay = this.#retryDelayMs
+    this.#retryDelayMs = Math.min(RETRY_MAX_MS, delay * 2)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.#kick()
+    }, delay)
+    this.#retryTimer.unref()
+  }
+
+  async #finish (): Promise<void> {
+    for (const w of this.#batchWaiters.splice(0)) {
+      clearTimeout(w.timer)
+      this.#reservedBytes -= w.bytes
+      w.resolve(false)
+    }
+    // One last attempt now rather than after a backoff; what the file still refuses is dropped.
+    this.#retryNow()
+    await this.flush()
+    await this.#draining
+    for (const w of this.#reopenWaiters.splice(0)) w()
+    const fh = this.#fh
+    this.#fh = undefined
+    if (fh !== undefined) {
+      try {
+        // Graceful shutdown: make the tail durable, not just handed to the page cache.
+        await fh.datasync()
+      } catch (err) {
+        this.#reportError(err)
+      }
+      try {
+        await fh.close()
+      } catch (err) {
+        this.#reportError(err)
+      }
+    }
+    this.#warnNow()
+  }
+
+  async #drain (): Promise<void> {
     // Yield first, so a burst of synchronous writes becomes one batch.
     await Promise.resolve()
     try {
-      while (this.#lines.length > 0) {
+      while (this.#hasWork()) {
+        if (this.#reopenWaiters.length > 0) {
+          await this.#reopenRequested()
+          continue
+        }
+        if (this.#lines.length === 0) {
+          // Failing with nothing queued but a batch waiting: see whether the file works again.
+          if (!await this.#probe()) break
+          continue
+        }
         const lines = this.#lines
         const sizes = this.#sizes
         this.#lines = []
         this.#sizes = []
-        await this.#writeBatch(lines, sizes)
+        const done = await this.#writeLines(lines, sizes)
+        if (done === lines.length) continue
+        // The file refused them: keep the rest, in order, ahead of anything queued since.
+        this.#lines = lines.slice(done).concat(this.#lines)
+        this.#sizes = sizes.slice(done).concat(this.#sizes)
+        if (this.#isClosed) {
+          this.#dropQueued('io_error')
+          continue
+        }
+        this.#scheduleRetry()
+        break
       }
     } catch (err) {
+      // #writeLines accounts for every line and does not throw; this is a last resort.
       this.#reportError(err)
     } finally {
       this.#draining = undefined
     }
   }
 
-  /** Writes one batch, one fs write per file it lands in; accounts for every line in it. */
-  async #writeBatch (lines: string[], sizes: number[]): Promise<void> {
-    let start = 0
+  async #probe (): Promise<boolean> {
     try {
-      if (this.#fh === undefined) await this.#openFile()
-      let chunkBytes = 0
-      let canRotate = true
-      for (let i = 0; i < lines.length; i++) {
-        const size = sizes[i] ?? 0
-        const used = this.#fileSize + chunkBytes
-        // Rotate between lines, never inside one; an empty file takes any line, however long.
-        if (canRotate && used > 0 && used + size > this.#maxBytes) {
-          if (i > start) await this.#writeChunk(lines, sizes, start, i, chunkBytes)
-          start = i
-          chunkBytes = 0
-          // After a failed rotation, don't retry it for every remaining line of the batch.
-          canRotate = await this.#rotate()
-        }
-        chunkBytes += size
-      }
-      if (lines.length > start) await this.#writeChunk(lines, sizes, start, lines.length, chunkBytes)
-      start = lines.length
+      await this.#ensureFile()
     } catch (err) {
-      this.#reportError(err)
-      let bytes = 0
-      for (let i = start; i < lines.length; i++) bytes += sizes[i] ?? 0
-      this.#release(lines.length - start, bytes)
-      this.#drop(lines.length - start)
+      this.#fail(err)
+      this.#scheduleRetry()
+      return false
     }
+    this.#recovered()
+    return true
   }
 
-  async #writeChunk (lines: string[], sizes: number[], from: number, to: number, bytes: number): Promise<void> {
-    const fh = this.#fh
-    if (fh === undefined) throw new Error('RecordWriter: file is not open')
-    const text = (this.#needsNewline ? '\n' : '') + (from === 0 && to === lines.length ? lines.join('') : lines.slice(from, to).join(''))
-    const buf = Buffer.from(text)
+  async #reopenRequested (): Promise<void> {
+    const waiters = this.#reopenWaiters
+    this.#reopenWaiters = []
+    if (this.#fh !== undefined) {
+      this.#closeHandle()
+      this.#emitReopen('requested')
+      try {
+        await this.#openFile()
+      } catch (err) {
+        // The next write opens it again (and retries on failure).
+        this.#fail(err)
+      }
+    }
+    for (const w of waiters) w()
+  }
+
+  /** Writes lines in writes of up to maxWriteBytes, rotating between lines; returns how many are on disk (all, unless the file failed). */
+  async #writeLines (lines: string[], sizes: number[]): Promise<number> {
+    let i = 0
+    let canRotate = true
+    let rewritten = false
+    while (i < lines.length) {
+      try {
+        await this.#ensureFile()
+        // Rotate between lines, never inside one; an empty file takes any line, however long.
+        if (canRotate && this.#fileSize > 0 && this.#fileSize + (sizes[i] ?? 0) > this.#maxBytes) {
+          // After a failed rotation, don't retry it for every remaining line of the batch.
+          canRotate = await this.#rotate()
+          continue
+        }
+      } catch (err) {
+        this.#fail(err)
+        return i
+      }
+      let j = i
+      let bytes = 0
+      while (j < lines.length) {
+        const size = sizes[j] ?? 0
+        if (j > i && (bytes + size > this.#maxWriteBytes || (canRotate && this.#fileSize + bytes + size > this.#maxBytes))) break
+        bytes += size
+        j++
+      }
+      const done = await this.#writeChunk(lines, sizes, i, j, bytes, rewritten)
+      if (done < 0) {
+        // The file lost its name while we wrote: write the same lines again, once, to the new one.
+        rewritten = true
+        continue
+      }
+      rewritten = false
+      i += done
+      if (i < j) return i
+    }
+    return i
+  }
+
+  /**
+   * One write of lines [from, to). Returns how many lines are on disk, or -1 when the file turned
+   * out to be deleted (the caller writes them again to the path's new file).
+   */
+  async #writeChunk (lines: string[], sizes: number[], from: number, to: number, bytes: number, isRewrite: boolean): Promise<number> {
+    const fh = this.#fh as FileHandle
+    const prefix = this.#needsNewline ? '\n' : ''
+    const buf = Buffer.from(prefix + (from === 0 && to === lines.length ? lines.join('') : lines.slice(from, to).join('')))
     let offset = 0
     try {
       // A regular-file write is normally whole; loop in case the OS takes only part of it.
@@ -243,31 +534,82 @@ export class RecordWriter {
         offset += bytesWritten
       }
     } catch (err) {
-      // A partial line may now end the file: terminate it before the next batch, and reopen.
-      if (offset > 0) this.#needsNewline = true
-      this.#fileSize += offset
-      this.#fh = undefined
-      fh.close().catch(() => {})
-      throw err
+      // Lines written whole before the failure are on disk; the one cut short is written again
+      // (the next open sees the partial line and starts on a fresh one).
+      let left = offset - prefix.length
+      let k = from
+      let kb = 0
+      while (k < to && left >= (sizes[k] ?? 0)) {
+        left -= sizes[k] ?? 0
+        kb += sizes[k] ?? 0
+        k++
+      }
+      if (k > from) this.#markWritten(k - from, kb)
+      this.#fail(err)
+      return k - from
+    }
+    if (!isRewrite && await this.#isUnlinked(fh)) {
+      this.#closeHandle()
+      this.#emitReopen('deleted')
+      return -1
     }
     this.#needsNewline = false
     this.#fileSize += buf.length
-    this.#release(to - from, bytes)
-    this.#written += to - from
-    this.#emit('written', to - from)
+    this.#markWritten(to - from, bytes)
+    this.#recovered()
+    return to - from
+  }
+
+  async #isUnlinked (fh: FileHandle): Promise<boolean> {
+    try {
+      return (await fh.stat()).nlink === 0
+    } catch {
+      return false
+    }
+  }
+
+  /** Opens the file if closed; if open, checks (one stat) that the path still names it, and reopens if not. */
+  async #ensureFile (): Promise<void> {
+    if (this.#fh === undefined) {
+      await this.#openFile()
+      return
+    }
+    let s
+    try {
+      s = await stat(this.#path)
+    } catch (err) {
+      if (!isNotFound(err)) throw err
+      await this.#reopenFile('missing')
+      return
+    }
+    if (s.ino !== this.#ino || s.dev !== this.#dev) {
+      await this.#reopenFile('replaced')
+      return
+    }
+    // Truncated in place (logrotate copytruncate): appends still land at the end, but rotation
+    // must count from the new size.
+    if (s.size < this.#fileSize) this.#fileSize = s.size
+  }
+
+  async #reopenFile (reason: ReopenReason): Promise<void> {
+    this.#closeHandle()
+    this.#emitReopen(reason)
+    await this.#openFile()
   }
 
   async #openFile (): Promise<void> {
     await mkdir(dirname(this.#path), { recursive: true })
     const fh = await open(this.#path, 'a+')
     try {
-      const { size } = await fh.stat()
-      this.#fileSize = size
+      const s = await fh.stat()
+      this.#ino = s.ino
+      this.#dev = s.dev
+      this.#fileSize = s.size
       this.#needsNewline = false
-      if (size > 0) {
+      if (s.size > 0) {
         // A crash may have left a partial last line: don't glue our first record onto it.
         const last = Buffer.alloc(1)
-        await fh.read(last, 0, 1, size - 1)
+        await fh.read(last, 0, 1, s.size - 1)
         this.#needsNewline = last[0] !== NEWLINE
       }
     } catch (err) {
@@ -294,21 +636,90 @@ export class RecordWriter {
     return isRotated
   }
 
+  #closeHandle (): void {
+    const fh = this.#fh
+    this.#fh = undefined
+    fh?.close().catch(() => {})
+  }
+
+  #fail (err: unknown): void {
+    this.#reportError(err)
+    this.#isFailing = true
+    this.#closeHandle()
+  }
+
+  #recovered (): void {
+    if (!this.#isFailing) return
+    this.#isFailing = false
+    this.#retryDelayMs = RETRY_MIN_MS
+    this.#admitWaiters()
+  }
+
+  #markWritten (records: number, bytes: number): void {
+    this.#written += records
+    this.#release(records, bytes)
+    this.#emit('written', records)
+  }
+
+  #dropQueued (reason: DropReason): void {
+    const count = this.#lines.length
+    let bytes = 0
+    for (const s of this.#sizes) bytes += s
+    this.#lines = []
+    this.#sizes = []
+    this.#release(count, bytes)
+    this.#drop(reason, count)
+  }
+
   #release (records: number, bytes: number): void {
     this.#pendingRecords -= records
     this.#pendingBytes -= bytes
     this.#settled += records
     // Waiters are queued in target order, so only the front ones can be due.
-    for (let w = this.#waiters[0]; w !== undefined && w.target <= this.#settled; w = this.#waiters[0]) {
-      this.#waiters.shift()
+    for (let w = this.#flushWaiters[0]; w !== undefined && w.target <= this.#settled; w = this.#flushWaiters[0]) {
+      this.#flushWaiters.shift()
       w.resolve()
     }
+    if (this.#batchWaiters.length > 0) this.#admitWaiters()
   }
 
-  #drop (count: number): false {
+  #drop (reason: DropReason, count: number): false {
+    if (count === 0) return false
     this.#dropped += count
     this.#emit('dropped', count)
+    this.#noteDrop(reason, count)
     return false
+  }
+
+  #noteDrop (reason: DropReason, count: number): void {
+    if (this.#onDropWarning === undefined) return
+    this.#warnCounts[reason] += count
+    this.#warnTotal += count
+    if (this.#warnTimer !== undefined || this.#isClosed) return
+    const wait = this.#lastWarnAt + this.#warnIntervalMs - Date.now()
+    if (wait <= 0) {
+      this.#warnNow()
+      return
+    }
+    this.#warnTimer = setTimeout(() => this.#warnNow(), wait)
+    this.#warnTimer.unref()
+  }
+
+  #warnNow (): void {
+    clearTimeout(this.#warnTimer)
+    this.#warnTimer = undefined
+    if (this.#warnTotal === 0 || this.#onDropWarning === undefined) return
+    const now = Date.now()
+    const warning: DropWarning = { dropped: this.#warnTotal, reasons: this.#warnCounts, sinceMs: now - this.#warnSince }
+    this.#warnCounts = noDrops()
+    this.#warnTotal = 0
+    this.#warnSince = now
+    this.#lastWarnAt = now
+    try {
+      this.#onDropWarning(warning)
+    } catch {
+      // A logging callback must not break recording.
+    }
   }
 
   #emit (result: RecordResult, count: number): void {
@@ -317,6 +728,15 @@ export class RecordWriter {
       this.#onResult(result, count)
     } catch {
       // A metrics callback must not break recording.
+    }
+  }
+
+  #emitReopen (reason: ReopenReason): void {
+    if (this.#onReopen === undefined) return
+    try {
+      this.#onReopen(reason)
+    } catch {
+      // Same: a metrics callback must not break recording.
     }
   }
 

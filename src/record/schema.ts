@@ -1,0 +1,112 @@
+/**
+ * The one owner of record shapes: writers build these types, readers (the report) go through the
+ * guards below. `schema` is bumped when a field changes meaning; a reader skips what it cannot read.
+ */
+
+/** The record format this build writes. */
+export const SCHEMA_VERSION = 1
+
+/** How a prediction's model was chosen. */
+export type RecordAssignment = 'hash' | 'override' | 'missing_user_id'
+
+/** Why a selected shadow was not sent. */
+export type RecordShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable'
+
+/** A shadow that was sent: its answer (or failure) and the comparison with the primary. */
+export interface ShadowResult {
+  model: string
+  status: number
+  latency_ms: number
+  prediction: unknown
+  error: string | null
+  prediction_error?: string
+  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number } | { error: string }
+}
+
+/** A shadow selected for the request but not sent, and why. */
+export interface ShadowDrop {
+  model: string
+  dropped: RecordShadowDropReason
+}
+
+/** One line of the record file for a prediction request: the primary and its shadows side by side. */
+export interface PredictionRecord {
+  readonly type: 'prediction'
+  readonly schema: typeof SCHEMA_VERSION
+  readonly ts: string
+  readonly request_id: string
+  readonly route: string
+  readonly user_id: string | null
+  readonly assignment: RecordAssignment
+  readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
+  /** Every shadow selected for this request: answered (or failed), or not sent and why. */
+  readonly shadows: (ShadowResult | ShadowDrop)[]
+  input?: unknown
+  input_omitted?: 'body_too_large'
+}
+
+/** How an outcome was tied to a model. */
+export type Attribution = 'model' | 'request_id' | 'user_id'
+
+/** One outcome accepted through POST /feedback, attributed to a model. */
+export interface OutcomeRecord {
+  readonly type: 'outcome'
+  readonly schema: typeof SCHEMA_VERSION
+  /** When the batch was accepted. */
+  readonly ts: string
+  readonly route: string
+  readonly request_id: string | null
+  readonly user_id: string | null
+  readonly model: string
+  readonly metric: string
+  /** Finite, 0 ≤ value ≤ MAX_OUTCOME_VALUE (0 or 1 for binary metrics). */
+  readonly value: number
+  readonly attributed_by: Attribution
+}
+
+/** A traffic decision (rollout step, bandit weight change): the shape is not settled yet. */
+export interface DecisionRecord {
+  readonly type: 'decision'
+  readonly schema: typeof SCHEMA_VERSION
+  readonly ts: string
+  readonly route: string
+  readonly [field: string]: unknown
+}
+
+/** Any record this build writes. */
+export type AnyRecord = PredictionRecord | OutcomeRecord | DecisionRecord
+
+/**
+ * The largest outcome value accepted. Its square (1e30) and any realistic count of them summed stay
+ * finite, so no counter, sum of squares or variance can overflow to Infinity.
+ */
+export const MAX_OUTCOME_VALUE = 1e15
+
+/**
+ * Whether a parsed line is in a format this build reads: `schema` absent (files written before the
+ * field existed, which have the version 1 shape) or at most SCHEMA_VERSION.
+ */
+export function isReadableSchema(record: Record<string, unknown>): boolean {
+  const v = record.schema
+  return v === undefined || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= SCHEMA_VERSION)
+}
+
+const ATTRIBUTIONS: ReadonlySet<unknown> = new Set(['model', 'request_id', 'user_id'])
+
+/** The outcome in a parsed line, or undefined when the line is not a well-formed outcome record. */
+export function asOutcomeRecord(record: Record<string, unknown>): OutcomeRecord | undefined {
+  if (record.type !== 'outcome' || !isReadableSchema(record)) return undefined
+  const { route, model, metric, value } = record
+  if (typeof route !== 'string' || typeof model !== 'string' || typeof metric !== 'string') return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || Math.abs(value) > MAX_OUTCOME_VALUE) return undefined
+  if (record.attributed_by !== undefined && !ATTRIBUTIONS.has(record.attributed_by)) return undefined
+  return record as unknown as OutcomeRecord
+}
+
+/** The prediction in a parsed line when its route and primary are readable; shadows are checked by the caller. */
+export function asPredictionRecord(record: Record<string, unknown>): PredictionRecord | undefined {
+  if (record.type !== 'prediction' || !isReadableSchema(record)) return undefined
+  const primary = record.primary
+  if (typeof record.route !== 'string' || typeof primary !== 'object' || primary === null || typeof (primary as { model?: unknown }).model !== 'string') return undefined
+  return record as unknown as PredictionRecord
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  Accumulator,
   analyseExperiment,
   combineVerdicts,
   meanInterval,
@@ -18,7 +19,7 @@ import wilsonCases from './fixtures/stats-wilson.json' with { type: 'json' }
 import proportionCases from './fixtures/stats-proportions.json' with { type: 'json' }
 import srmCases from './fixtures/stats-srm.json' with { type: 'json' }
 import sampleSizeCases from './fixtures/stats-sample-size.json' with { type: 'json' }
-import type { ExperimentInput, SampleSizeInput, Summary, VerdictInput } from '../src/stats/index.js'
+import type { ExperimentInput, SampleSizeInput, Summary, Totals, VerdictInput } from '../src/stats/index.js'
 
 /** Builds (n, Σx, Σx²) from raw values. */
 function summarise(values: readonly number[]): Summary {
@@ -396,5 +397,96 @@ describe('analyseExperiment', () => {
 
   it('names the missing control', () => {
     expect(() => analyseExperiment({ ...binary, control: 'v0' })).toThrow(/control "v0"/)
+  })
+})
+
+/** Deterministic normal draws: a 31-bit LCG through Box–Muller. */
+function draws(n: number, mean: number, sd: number, seed: number): number[] {
+  let state = seed
+  const uniform = (): number => {
+    state = (state * 1103515245 + 12345) % 2147483648
+    return (state + 0.5) / 2147483648
+  }
+  return Array.from({ length: n }, () => mean + sd * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()))
+}
+
+/** Σ with Neumaier's compensation: exact to about one rounding. */
+function fsum(values: Iterable<number>): number {
+  let s = 0
+  let c = 0
+  for (const x of values) {
+    const t = s + x
+    c += Math.abs(s) >= Math.abs(x) ? (s - t) + x : (x - t) + s
+    s = t
+  }
+  return s + c
+}
+
+/** The two-pass reference: compensated mean of x − x₀, then compensated Σ(x − mean)². */
+function twoPass(values: readonly number[]): Totals {
+  const n = values.length
+  const shift = values[0] ?? 0
+  const offset = fsum(values.map((x) => x - shift)) / n
+  return { n, sum: fsum(values), shift, offset, m2: fsum(values.map((x) => (x - shift - offset) ** 2)) }
+}
+
+function accumulate(values: readonly number[]): Totals {
+  const acc = new Accumulator()
+  for (const x of values) acc.add(x)
+  return acc.totals()
+}
+
+const relative = (got: number, want: number): number => Math.abs(got / want - 1)
+
+describe('stable totals (Welford on shifted values)', () => {
+  const control = draws(10_000, 1e6, 0.25, 7)
+  const candidate = draws(10_000, 1e6 + 0.01, 0.25, 11)
+
+  it('values near 1e6 with sd 0.25: Welch p and CI half-width equal a two-pass reference to 1e-9', () => {
+    const want = welchTTest(twoPass(control), twoPass(candidate))
+    const got = welchTTest(accumulate(control), accumulate(candidate))
+    expect(want.pValue).toBeGreaterThan(1e-4)
+    expect(want.pValue).toBeLessThan(0.5)
+    expect(relative(got.pValue, want.pValue)).toBeLessThan(1e-9)
+    expect(relative(got.absLiftHigh - got.absLift, want.absLiftHigh - want.absLift)).toBeLessThan(1e-9)
+    const ciWant = meanInterval(twoPass(control))
+    const ciGot = meanInterval(accumulate(control))
+    expect(relative(ciGot.high - ciGot.mean, ciWant.high - ciWant.mean)).toBeLessThan(1e-9)
+    expect(relative(msprtPValue(accumulate(control), accumulate(candidate), { mde: 0.01 }).pValue, msprtPValue(twoPass(control), twoPass(candidate), { mde: 0.01 }).pValue)).toBeLessThan(1e-9)
+  })
+
+  it('the same data as raw sums (what Prometheus keeps) loses the variance to cancellation', () => {
+    const want = welchTTest(twoPass(control), twoPass(candidate))
+    const raw = welchTTest(summarise(control), summarise(candidate))
+    expect(relative(raw.pValue, want.pValue)).toBeGreaterThan(1e-3)
+  })
+
+  it('matches the textbook on small data: R var(sleep$extra[1:10]) = 3.200556', () => {
+    const t = accumulate(SLEEP_1)
+    expect(t.sum).toBeCloseTo(7.5, 12)
+    expect(moments(t).mean).toBeCloseTo(0.75, 12)
+    expect(moments(t).variance).toBeCloseTo(3.2005556, 6)
+    expect(welchTTest(accumulate(SLEEP_1), accumulate(SLEEP_2)).pValue).toBeCloseTo(welchTTest(summarise(SLEEP_1), summarise(SLEEP_2)).pValue, 12)
+  })
+
+  it('keeps 0/1 sums exact and gives NaN moments below one and two values', () => {
+    const acc = new Accumulator()
+    expect(moments(acc.totals()).mean).toBeNaN()
+    for (let i = 0; i < 1000; i++) acc.add(i % 3 === 0 ? 1 : 0)
+    expect(acc.sum).toBe(334)
+    expect(moments(acc.totals()).mean).toBeCloseTo(0.334, 12)
+    const one = new Accumulator()
+    one.add(5)
+    expect(moments(one.totals())).toMatchObject({ n: 1, mean: 5 })
+    expect(moments(one.totals()).variance).toBeNaN()
+  })
+
+  it('analyseExperiment reads stable totals for continuous metrics', () => {
+    const report = analyseExperiment({
+      type: 'continuous', control: 'v1', weights: { v1: 1, v2: 1 }, mde: 0.01,
+      models: { v1: { assignments: 10_000, ...accumulate(control) }, v2: { assignments: 10_000, ...accumulate(candidate) } },
+    })
+    const want = welchTTest(twoPass(control), twoPass(candidate))
+    expect(relative(report.comparisons.v2?.p_value ?? 0, want.pValue)).toBeLessThan(1e-9)
   })
 })

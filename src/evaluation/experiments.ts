@@ -1,4 +1,4 @@
-import { analyseExperiment, type ExperimentReport, type ModelTotals } from '../stats/index.js'
+import { analyseExperiment, moments, type ExperimentReport, type ModelTotals, type Sample } from '../stats/index.js'
 import type { MetricConfig } from '../config/index.js'
 
 /** What one route's experiment needs: its split, control, metrics and the totals per arm. */
@@ -8,7 +8,8 @@ export interface ExperimentData {
   readonly weights: Readonly<Record<string, number>>
   readonly metrics: readonly MetricConfig[]
   assignments(model: string): number
-  outcomes(model: string, metric: string): { n: number; sum: number; sumSquares: number }
+  /** The outcomes' totals: stable `Totals` from the tally or the report (raw sums are accepted too). */
+  outcomes(model: string, metric: string): Sample
 }
 
 export interface RouteExperiment {
@@ -32,11 +33,10 @@ export function analyseRoute(data: ExperimentData): RouteExperiment {
   for (const metric of data.metrics) {
     const totals: Record<string, ModelTotals> = {}
     for (const model of models) {
-      const o = data.outcomes(model, metric.name)
-      totals[model] = { assignments: data.assignments(model), n: o.n, sum: o.sum, sumSquares: o.sumSquares }
+      totals[model] = { ...data.outcomes(model, metric.name), assignments: data.assignments(model) }
     }
     const control = totals[data.control]
-    const controlMean = control !== undefined && control.n > 0 ? control.sum / control.n : NaN
+    const controlMean = control !== undefined ? moments(control).mean : NaN
     metrics[metric.name] = analyseExperiment({
       type: metric.type,
       control: data.control,

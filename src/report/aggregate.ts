@@ -1,3 +1,4 @@
+import { isReadableSchema } from '../record/index.js'
 import { wilsonInterval } from '../stats/index.js'
 import { RESERVOIR_SIZE, Reservoir } from './quantiles.js'
 
@@ -62,7 +63,7 @@ export interface Report {
     readonly predictions: number
     /** Records of other types (e.g. outcomes), ignored here. */
     readonly other: number
-    /** Prediction records without a route, a primary model, or with a malformed shadow list; ignored. */
+    /** Prediction records without a route, a primary model, with a malformed shadow list or a newer `schema`; ignored. */
     readonly invalid: number
   }
   readonly quantiles: {
@@ -162,6 +163,7 @@ interface Side {
   readonly latency_ms?: unknown
   readonly error?: unknown
   readonly comparison?: unknown
+  readonly dropped?: unknown
 }
 
 /**
@@ -224,7 +226,7 @@ export class ReportAccumulator {
     }
     const { route, primary, ts } = record
     const shadows = record.shadows ?? []
-    if (typeof route !== 'string' || !isSide(primary) || !Array.isArray(shadows) || !shadows.every(isSide)) {
+    if (!isReadableSchema(record) || typeof route !== 'string' || !isSide(primary) || !Array.isArray(shadows) || !shadows.every(isSide)) {
       this.#invalid++
       return
     }
@@ -256,6 +258,8 @@ export class ReportAccumulator {
       r.pairs.set(primary.model, pairs)
     }
     for (const s of shadows as Side[]) {
+      // A shadow selected but not sent (`dropped`: max_in_flight, unavailable…) made no request to compare.
+      if (s.dropped !== undefined) continue
       let pair = pairs.get(s.model)
       if (pair === undefined) {
         pair = new PairAcc(primary.model, s.model, this.#capacity)

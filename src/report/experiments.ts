@@ -1,39 +1,39 @@
 import type { Config } from '../config/index.js'
 import { analyseRoute, type RouteExperiment } from '../evaluation/index.js'
+import { asOutcomeRecord, asPredictionRecord } from '../record/index.js'
+import { Accumulator } from '../stats/index.js'
 
-interface Totals { n: number; sum: number; sumSquares: number }
+const NO_OUTCOMES = new Accumulator().totals()
 
 /**
  * Tallies what A/B statistics need from record files: requests assigned by hash per (route,
- * model), from prediction records, and count/sum/sum of squares per (route, model, metric), from
- * outcome records. Memory grows with the number of arms, not records.
+ * model), from prediction records, and stable totals (count, sum, Welford's mean and M2) per
+ * (route, model, metric), from outcome records. Memory grows with the number of arms, not records.
+ * Outcomes are added in file order, the order the router applied them, so the totals match its
+ * own bit for bit.
  */
 export class ExperimentAccumulator {
   readonly #assignments = new Map<string, number>()
-  readonly #outcomes = new Map<string, Totals>()
+  readonly #outcomes = new Map<string, Accumulator>()
 
   add(record: Record<string, unknown>): void {
-    const { type, route } = record
-    if (typeof route !== 'string') return
-    if (type === 'prediction') {
-      const model = (record.primary as { model?: unknown } | undefined)?.model
-      if (record.assignment === 'hash' && typeof model === 'string') {
-        const key = `${route}\u0000${model}`
+    const prediction = asPredictionRecord(record)
+    if (prediction !== undefined) {
+      if (prediction.assignment === 'hash') {
+        const key = `${prediction.route}\u0000${prediction.primary.model}`
         this.#assignments.set(key, (this.#assignments.get(key) ?? 0) + 1)
       }
       return
     }
-    if (type === 'outcome' && typeof record.model === 'string' && typeof record.metric === 'string' && typeof record.value === 'number' && Number.isFinite(record.value)) {
-      const key = `${route}\u0000${record.model}\u0000${record.metric}`
-      let t = this.#outcomes.get(key)
-      if (t === undefined) {
-        t = { n: 0, sum: 0, sumSquares: 0 }
-        this.#outcomes.set(key, t)
-      }
-      t.n++
-      t.sum += record.value
-      t.sumSquares += record.value * record.value
+    const outcome = asOutcomeRecord(record)
+    if (outcome === undefined) return
+    const key = `${outcome.route}\u0000${outcome.model}\u0000${outcome.metric}`
+    let acc = this.#outcomes.get(key)
+    if (acc === undefined) {
+      acc = new Accumulator()
+      this.#outcomes.set(key, acc)
     }
+    acc.add(outcome.value)
   }
 
   /** The statistics of every route of `config` that declares metrics, over the records read. */
@@ -44,7 +44,7 @@ export class ExperimentAccumulator {
       weights: Object.fromEntries(r.split.map((s) => [s.model, s.weight])),
       metrics: r.metrics,
       assignments: (model) => this.#assignments.get(`${r.name}\u0000${model}`) ?? 0,
-      outcomes: (model, metric) => this.#outcomes.get(`${r.name}\u0000${model}\u0000${metric}`) ?? { n: 0, sum: 0, sumSquares: 0 },
+      outcomes: (model, metric) => this.#outcomes.get(`${r.name}\u0000${model}\u0000${metric}`)?.totals() ?? NO_OUTCOMES,
     }))
   }
 }

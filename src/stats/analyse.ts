@@ -6,15 +6,11 @@ import { srmTest } from './srm.js'
 import { moments } from './summary.js'
 import { combineVerdicts, verdict } from './verdict.js'
 import type { Lift } from './comparisons.js'
+import type { Sample } from './summary.js'
 import type { Verdict } from './verdict.js'
 
-/** Per-model totals as the router keeps them: assignments plus (n, Σx, Σx²) of recorded outcomes. */
-export interface ModelTotals {
-  readonly assignments: number
-  readonly n: number
-  readonly sum: number
-  readonly sumSquares: number
-}
+/** Per-model totals: assignments plus the outcomes' stable `Totals` (or raw sums, e.g. from PromQL). */
+export type ModelTotals = Sample & { readonly assignments: number }
 
 /** Metric kind: binary outcomes are 0/1, so sum = successes. */
 export type MetricType = 'binary' | 'continuous'
@@ -105,7 +101,7 @@ export function analyseExperiment(input: ExperimentInput): ExperimentReport {
     throw new RangeError(`analyseExperiment: control "${input.control}" has no totals; add it to models`)
   }
   const names = [...new Set([...Object.keys(input.weights), ...Object.keys(input.models)])]
-  const empty: ModelTotals = { assignments: 0, n: 0, sum: 0, sumSquares: 0 }
+  const empty: ModelTotals = { assignments: 0, n: 0, sum: 0, shift: 0, offset: 0, m2: 0 }
   const totals = (name: string): ModelTotals => input.models[name] ?? empty
 
   const models: Record<string, ModelReport> = {}

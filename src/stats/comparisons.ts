@@ -1,6 +1,6 @@
 import { normalTwoSidedP, studentQuantile, studentTwoSidedP, zCritical } from './distributions.js'
-import { moments } from './summary.js'
-import type { Summary } from './summary.js'
+import { meanDifference, moments } from './summary.js'
+import type { Sample } from './summary.js'
 
 /** One arm of a binary metric. */
 export interface Proportion {
@@ -71,14 +71,15 @@ export function twoProportionZTest(control: Proportion, candidate: Proportion, c
 /**
  * Welch's t-test (Welch 1947) on candidate − control with Welch–Satterthwaite df; the relative lift's
  * CI uses the delta method on the ratio of means (Deng, Knoblich & Lu 2018), with normal quantiles.
+ * Means and variances come from `moments`, so stable `Totals` keep every digit of the difference.
  */
-export function welchTTest(control: Summary, candidate: Summary, confidence = 0.95): WelchResult {
+export function welchTTest(control: Sample, candidate: Sample, confidence = 0.95): WelchResult {
   const a = moments(control)
   const b = moments(candidate)
   const vA = a.variance / a.n
   const vB = b.variance / b.n
   const se = Math.sqrt(vA + vB)
-  const diff = b.mean - a.mean
+  const diff = meanDifference(a, b)
   const t = diff / se
   const df = ((vA + vB) * (vA + vB)) / ((vA * vA) / (a.n - 1) + (vB * vB) / (b.n - 1))
   const tc = studentQuantile(1 - (1 - confidence) / 2, df)

@@ -1,6 +1,6 @@
 import { studentQuantile, zCritical } from './distributions.js'
 import { moments } from './summary.js'
-import type { Summary } from './summary.js'
+import type { Sample } from './summary.js'
 
 /** A point estimate of a rate with its interval. */
 export interface RateInterval {
@@ -34,8 +34,8 @@ export function wilsonInterval(successes: number, n: number, confidence = 0.95):
 }
 
 /** Mean, sample variance (n − 1) and Student-t interval mean ± t(df = n − 1)·s/√n; NaN bounds when n < 2. */
-export function meanInterval(summary: Summary, confidence = 0.95): MeanInterval {
-  const { n, mean, variance } = moments(summary)
+export function meanInterval(sample: Sample, confidence = 0.95): MeanInterval {
+  const { n, mean, variance } = moments(sample)
   const sd = Math.sqrt(variance)
   const se = sd / Math.sqrt(n)
   const df = n - 1

@@ -1,5 +1,5 @@
-import { moments } from './summary.js'
-import type { Summary } from './summary.js'
+import { meanDifference, moments } from './summary.js'
+import type { Sample } from './summary.js'
 
 /** Options for the mixture SPRT. */
 export interface MsprtOptions {
@@ -35,13 +35,13 @@ const DEFAULT_STANDARDISED_TAU = 0.1
  * running minimum of this value over time, which a caller that polls may keep; the snapshot alone
  * is still ≥ the fixed-horizon normal p-value at every n.
  */
-export function msprtPValue(control: Summary, candidate: Summary, options: MsprtOptions = {}): MsprtResult {
+export function msprtPValue(control: Sample, candidate: Sample, options: MsprtOptions = {}): MsprtResult {
   const a = moments(control)
   const b = moments(candidate)
   const v = a.variance + b.variance
   const varTheta = a.variance / a.n + b.variance / b.n
   const n = v / varTheta
-  const thetaHat = b.mean - a.mean
+  const thetaHat = meanDifference(a, b)
   const tau2 = options.tau2 ?? (options.mde === undefined ? DEFAULT_STANDARDISED_TAU ** 2 * (v / 2) : options.mde ** 2)
   const spread = v + n * tau2
   const logLambda = 0.5 * Math.log(v / spread) + (n * n * tau2 * thetaHat * thetaHat) / (2 * v * spread)

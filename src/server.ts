@@ -6,7 +6,7 @@ import { watchFile, type LoadedConfig, type RecordingConfig } from './config/ind
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
 import { AssignmentMemory, Tally } from './evaluation/index.js'
-import { feedbackPlugin } from './evaluation/plugin.js'
+import { feedbackPlugin, type FeedbackPluginOptions, type PeerRecall } from './evaluation/plugin.js'
 import { Metrics } from './metrics/index.js'
 import { compileFile, type Plan } from './plan/index.js'
 import { predictionHandler } from './proxy/listener.js'
@@ -31,6 +31,13 @@ export interface ServerOptions {
   readonly watch?: boolean
   /** Collect process metrics (default true). */
   readonly defaultMetrics?: boolean
+  /**
+   * This process is worker N of `serve --workers`: it serves predictions only (the primary runs
+   * the admin listener) and writes records to a file of its own (`predictions.wN.jsonl`).
+   */
+  readonly worker?: number
+  /** Asks the other workers for request ids this one does not remember (serve --workers). */
+  readonly peers?: FeedbackPluginOptions['peers']
 }
 
 export interface Router {
@@ -38,12 +45,15 @@ export interface Router {
   readonly app: FastifyInstance
   readonly admin: FastifyInstance
   readonly metrics: Metrics
+  readonly tally: Tally
   /** The config in force. */
   current(): Runtime
   /** Starts both listeners on the configured (or overridden) addresses; returns their URLs. */
   listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string }): Promise<{ url: string; adminUrl: string }>
   /** Re-reads and applies the config file; an invalid file changes nothing. */
   reload(): Promise<ReloadResult>
+  /** The request ids of these this process remembers (for another worker's feedback). */
+  recall(requestIds: readonly string[]): PeerRecall[]
   /** Reopens the record file (SIGHUP, after log rotation). */
   reopenRecords(): Promise<void>
   /** Waits until every open request's shadows are in and its record is on disk. */
@@ -75,7 +85,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     if (wanted !== undefined && writerConfig !== undefined && wanted.path === writerConfig.path && wanted.max_bytes === writerConfig.max_bytes && wanted.keep === writerConfig.keep) return
     const old = writer
     writer = wanted === undefined ? undefined : new RecordWriter({
-      path: wanted.path, max_bytes: wanted.max_bytes, keep: wanted.keep,
+      path: opts.worker === undefined ? wanted.path : workerPath(wanted.path, opts.worker), max_bytes: wanted.max_bytes, keep: wanted.keep,
       onResult: (result, count) => metrics.records.inc({ result }, count),
       onError: (err) => log().error({ err }, `cannot write records to ${wanted.path}`),
     })
@@ -147,9 +157,16 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   const reload = (): Promise<ReloadResult> => store.reload()
 
-  await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer } })
+  await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer }, ...(opts.peers !== undefined ? { peers: opts.peers } : {}) })
 
-  const admin = buildAdmin({ metrics, tally, current, isReady: () => listening && !shuttingDown, reload }, logger as boolean)
+  const admin = buildAdmin({
+    metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    tally: async () => tally,
+    scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
+    current: () => current().plan,
+    isReady: () => listening && !shuttingDown,
+    reload,
+  }, logger as boolean)
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 
   let closing: Promise<void> | undefined
@@ -157,15 +174,25 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     app,
     admin,
     metrics,
+    tally,
     current,
     reload,
+    recall(requestIds) {
+      const out: PeerRecall[] = []
+      for (const requestId of requestIds) {
+        const r = memory.recall(requestId)
+        if (r !== undefined) out.push({ requestId, route: r.route, model: r.model, userId: r.userId, at: r.at })
+      }
+      return out
+    },
     async reopenRecords() {
       await (writer as { reopen?: () => Promise<void> } | undefined)?.reopen?.()
     },
     async listen(o = {}) {
       const cfg = current().config
       const url = await app.listen({ host: o.host ?? cfg.listen.host, port: o.port ?? cfg.listen.port })
-      const adminUrl = await admin.listen({ host: o.adminHost ?? cfg.admin.host, port: o.adminPort ?? cfg.admin.port })
+      // A cluster worker leaves the admin port to the primary, which speaks for all workers.
+      const adminUrl = opts.worker !== undefined ? '' : await admin.listen({ host: o.adminHost ?? cfg.admin.host, port: o.adminPort ?? cfg.admin.port })
       listening = true
       return { url, adminUrl }
     },
@@ -205,6 +232,12 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     await writer?.close()
     await admin.close()
   }
+}
+
+/** `data/predictions.jsonl` → `data/predictions.w2.jsonl`: each cluster worker appends to its own file. */
+export function workerPath(path: string, worker: number): string {
+  const m = /^(.*?)(\.[^./]*)?$/.exec(path) as RegExpExecArray
+  return `${m[1]}.w${worker}${m[2] ?? ''}`
 }
 
 async function initialPlan(opts: ServerOptions): Promise<Plan> {

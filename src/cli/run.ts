@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
 import { compileFile, type Plan } from '../plan/index.js'
@@ -18,6 +19,7 @@ const USAGE = `usage: modelsplit <command> [options]
 
 commands:
   serve --config FILE [--log-level LEVEL]     run the router
+        [--workers N|auto]                    in N processes sharing the port (auto: one per CPU)
   validate FILE                               check a config; exit 1 listing every problem
   assign --config FILE --route NAME ID...     print the model each user id is assigned to
          [--json]                             (and the numbers that decided it)
@@ -35,11 +37,13 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
   try {
     switch (command) {
       case 'serve': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } } })
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' }, workers: { type: 'string', short: 'w' } } })
         if (values.config === undefined) return usage(io, 'serve needs --config FILE')
+        const workers = values.workers === undefined ? 1 : values.workers === 'auto' ? availableParallelism() : Number(values.workers)
+        if (!Number.isInteger(workers) || workers < 1 || workers > 256) return usage(io, `--workers takes a whole number from 1 to 256 or auto, got ${JSON.stringify(values.workers)}`)
         const plan = await compileOrReport(values.config, io)
         if (plan === undefined) return EXIT_FAILURE
-        return await serve(values.config, plan, values['log-level'] ?? 'info', io)
+        return await serve(values.config, plan, values['log-level'] ?? 'info', io, workers)
       }
       case 'validate': {
         const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} })

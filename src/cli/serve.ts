@@ -1,9 +1,16 @@
+import cluster from 'node:cluster'
 import type { Plan } from '../plan/index.js'
+import { runPrimary, runWorker } from './cluster.js'
 import { buildServer } from '../server.js'
 import type { Io } from './run.js'
 
-/** `modelsplit serve`: runs until SIGTERM/SIGINT, reloads on SIGHUP; resolves to the exit code. */
-export async function serve(configFile: string, plan: Plan, logLevel: string, io: Io): Promise<number> {
+/**
+ * `modelsplit serve`: runs until SIGTERM/SIGINT, reloads on SIGHUP; resolves to the exit code.
+ * With `workers` > 1, runs them as node:cluster workers behind one primary (cli/cluster.ts).
+ */
+export async function serve(configFile: string, plan: Plan, logLevel: string, io: Io, workers = 1): Promise<number> {
+  if (cluster.isWorker) return runWorker(configFile, plan, logLevel)
+  if (workers > 1) return runPrimary(configFile, plan, workers, logLevel, io)
   const router = await buildServer({ configFile, plan, logger: { level: logLevel } })
   const { url, adminUrl } = await router.listen()
   io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`)

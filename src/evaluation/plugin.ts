@@ -5,10 +5,29 @@ import { matchRoute } from '../plan/index.js'
 import type { Runtime } from '../proxy/runtime.js'
 import { handleFeedback, type FeedbackDeps } from './handler.js'
 
+/** A request another process of this replica remembers (serve --workers). */
+export interface PeerRecall {
+  readonly requestId: string
+  readonly route: string
+  readonly model: string
+  readonly userId: string | undefined
+  readonly at: number
+}
+
 export interface FeedbackPluginOptions {
   current(): Runtime
   readonly deps: FeedbackDeps
+  /**
+   * Under serve --workers a prediction and its outcome may reach different workers: ask the
+   * others for request ids this one does not remember, before the batch is validated.
+   */
+  readonly peers?: (requestIds: string[]) => Promise<readonly PeerRecall[]>
 }
+
+// Request ids named in a body, found without parsing it (the batch is parsed and validated after):
+// only a hint of which ids to ask the other workers for.
+const REQUEST_ID = /"request_id"\s*:\s*"([\x21\x23-\x5b\x5d-\x7e]{1,200})"/g
+const MAX_PEER_LOOKUPS = 10_000
 
 /**
  * POST /feedback and POST <route path>/feedback as a fastify plugin of their own: the prediction
@@ -39,7 +58,9 @@ export async function feedbackPlugin(app: FastifyInstance, opts: FeedbackPluginO
   const answer = async (request: FastifyRequest, reply: FastifyReply, routeName: string | undefined): Promise<FastifyReply> => {
     const runtime = opts.current()
     const route = routeName === undefined ? undefined : runtime.routes.find((r) => r.name === routeName)
-    const a = await handleFeedback(request.body as Buffer | undefined, runtime, route, opts.deps)
+    const body = request.body as Buffer | undefined
+    if (opts.peers !== undefined && body !== undefined) await recallFromPeers(body, opts.deps, opts.peers)
+    const a = await handleFeedback(body, runtime, route, opts.deps)
     const headers = (a as { headers?: Record<string, string> }).headers
     if (headers !== undefined) reply.headers(headers)
     return reply.code(a.status).send(a.body)
@@ -53,4 +74,15 @@ export async function feedbackPlugin(app: FastifyInstance, opts: FeedbackPluginO
     const route = matchRoute(opts.current().routes, pathname === '' ? '/' : pathname)
     return answer(request, reply, route?.name ?? '')
   })
+}
+
+async function recallFromPeers(body: Buffer, deps: FeedbackDeps, peers: NonNullable<FeedbackPluginOptions['peers']>): Promise<void> {
+  const missing: string[] = []
+  for (const m of body.toString('utf8').matchAll(REQUEST_ID)) {
+    const id = m[1] as string
+    if (deps.memory.recall(id) === undefined) missing.push(id)
+    if (missing.length >= MAX_PEER_LOOKUPS) break
+  }
+  if (missing.length === 0) return
+  for (const r of await peers(missing)) deps.memory.remember(r.requestId, r.route, r.model, r.userId, r.at)
 }

@@ -49,15 +49,17 @@ export class Metrics {
   })
   readonly splitWeight = new Gauge({
     name: 'modelsplit_split_weight', help: 'Current share of users each model receives on a route, 0..1.',
-    labelNames: ['route', 'model'] as const, registers: [this.registry],
+    // serve --workers: every worker has the same plan, so the cluster reports one worker's value.
+    labelNames: ['route', 'model'] as const, registers: [this.registry], aggregator: 'first',
   })
   readonly configReloads = new Counter({
     name: 'modelsplit_config_reloads_total', help: 'Config reloads, by result (success, failure).',
-    labelNames: ['result'] as const, registers: [this.registry],
+    // Every worker applies each reload: a cluster counts it once.
+    labelNames: ['result'] as const, registers: [this.registry], aggregator: 'max',
   })
   readonly configInfo = new Gauge({
     name: 'modelsplit_config_info', help: 'The config in force, by the sha256 of its file; value is always 1.',
-    labelNames: ['sha256'] as const, registers: [this.registry],
+    labelNames: ['sha256'] as const, registers: [this.registry], aggregator: 'max',
   })
 
   readonly shadowRequests = new Counter({

@@ -1,0 +1,208 @@
+import cluster, { type Worker } from 'node:cluster'
+import { AggregatorRegistry } from 'prom-client'
+import { buildAdmin } from '../admin/index.js'
+import { ConfigStore, type ReloadResult } from '../config/store.js'
+import { watchFile } from '../config/index.js'
+import { ConfigError } from '../errors.js'
+import { mergeTallies, snapshotTally, type TallySnapshot } from '../evaluation/snapshot.js'
+import type { Plan } from '../plan/index.js'
+import type { PeerRecall } from '../evaluation/plugin.js'
+import { buildServer } from '../server.js'
+import type { Io } from './run.js'
+
+// `serve --workers N`: N node:cluster workers share the prediction port (the primary hands out
+// connections round-robin); the primary runs the admin listener and speaks for all of them:
+// /metrics aggregates every worker's registry, reloads and SIGHUP reach every worker, SIGTERM
+// drains every worker. Each worker compiles the same file with the same compile, so every worker
+// assigns identically (assignment is a pure function of the plan and the user id).
+
+type ToWorker =
+  | { readonly ms: 'reload'; readonly id: number }
+  | { readonly ms: 'recall'; readonly id: number; readonly ids: string[] }
+  | { readonly ms: 'recalled'; readonly id: number; readonly found: PeerRecall[] }
+  | { readonly ms: 'reopen' }
+  | { readonly ms: 'tally'; readonly id: number }
+  | { readonly ms: 'shutdown' }
+
+type FromWorker =
+  | { readonly ms: 'listening'; readonly url: string }
+  | { readonly ms: 'reloaded'; readonly id: number; readonly result: ReloadResult }
+  | { readonly ms: 'tally'; readonly id: number; readonly snapshot: TallySnapshot }
+  | { readonly ms: 'recall'; readonly id: number; readonly ids: string[] }
+  | { readonly ms: 'recalled'; readonly id: number; readonly found: PeerRecall[] }
+
+const isMessage = (m: unknown): m is FromWorker => typeof m === 'object' && m !== null && typeof (m as { ms?: unknown }).ms === 'string'
+
+/** The worker side: serve predictions, answer the primary, drain on its word or on a signal. */
+export async function runWorker(configFile: string, plan: Plan, logLevel: string): Promise<number> {
+  const id = cluster.worker?.id ?? 0
+  // Feedback for a request another worker served: ask the primary, which asks the others.
+  let seq = 0
+  const waiting = new Map<number, (found: PeerRecall[]) => void>()
+  const peers = (ids: string[]): Promise<PeerRecall[]> => new Promise((resolve) => {
+    const n = ++seq
+    const timer = setTimeout(() => { waiting.delete(n); resolve([]) }, 2000)
+    waiting.set(n, (found) => { clearTimeout(timer); resolve(found) })
+    send({ ms: 'recall', id: n, ids })
+  })
+  const router = await buildServer({ configFile, plan, logger: { level: logLevel }, watch: false, worker: id, peers })
+  // prom-client answers the primary's metric requests from these registries.
+  new AggregatorRegistry()
+  AggregatorRegistry.setRegistries([router.metrics.registry])
+  const send = (m: FromWorker): void => { process.send?.(m) }
+  const { url } = await router.listen()
+  let stopped: () => void = () => undefined
+  const asked = new Promise<void>((resolve) => { stopped = resolve })
+  process.on('message', (m: ToWorker) => {
+    if (typeof m !== 'object' || m === null) return
+    switch (m.ms) {
+      case 'reload': void router.reload().then((result) => send({ ms: 'reloaded', id: m.id, result })); break
+      case 'reopen': void router.reopenRecords(); break
+      case 'tally': send({ ms: 'tally', id: m.id, snapshot: snapshotTally(router.tally) }); break
+      case 'recall': send({ ms: 'recalled', id: m.id, found: router.recall(m.ids) }); break
+      case 'recalled': waiting.get(m.id)?.(m.found); waiting.delete(m.id); break
+      case 'shutdown': stopped(); break
+    }
+  })
+  send({ ms: 'listening', url })
+  // The primary tells workers to stop; a signal sent to the whole group (Ctrl-C) does too, and
+  // so does losing the primary.
+  process.once('SIGTERM', stopped)
+  process.once('SIGINT', stopped)
+  process.once('disconnect', stopped)
+  await asked
+  await router.close()
+  // The IPC channel would keep this process alive: let it go, so the worker exits once drained.
+  if (process.connected) process.disconnect()
+  return 0
+}
+
+/** The primary side: fork, aggregate, fan reloads out, drain on SIGTERM. */
+export async function runPrimary(configFile: string, plan: Plan, workers: number, logLevel: string, io: Io): Promise<number> {
+  const log = (line: string): void => { if (logLevel !== 'silent') io.err.write(`modelsplit: ${line}\n`) }
+  const store = new ConfigStore<Plan>({ file: configFile, initial: plan, planOf: (p) => p, prepare: async (p) => p })
+  const aggregator = new AggregatorRegistry()
+  let shuttingDown = false
+  let seq = 0
+  const pending = new Map<number, { want: number; got: unknown[]; done: (got: unknown[]) => void }>()
+  const listening = new Map<number, string>()
+
+  const ask = <T>(make: (id: number) => ToWorker, except?: Worker): Promise<T[]> => {
+    const id = ++seq
+    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== except && w.isConnected())
+    if (live.length === 0) return Promise.resolve([])
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { pending.delete(id); resolve(entry.got as T[]) }, 10_000)
+      const entry = { want: live.length, got: [] as unknown[], done: (got: unknown[]) => { clearTimeout(timer); resolve(got as T[]) } }
+      pending.set(id, entry)
+      for (const w of live) w.send(make(id))
+    })
+  }
+  cluster.on('message', (worker, m: unknown) => {
+    if (!isMessage(m)) return
+    if (m.ms === 'listening') {
+      listening.set(worker.id, m.url)
+      return
+    }
+    if (m.ms === 'recall') {
+      // Ask every other worker; answer the one that asked with what they remember.
+      void ask<PeerRecall[]>((id) => ({ ms: 'recall', id, ids: m.ids }), worker).then((found) => {
+        if (worker.isConnected()) worker.send({ ms: 'recalled', id: m.id, found: found.flat() } satisfies ToWorker)
+      })
+      return
+    }
+    const entry = pending.get(m.id)
+    if (entry === undefined) return
+    entry.got.push(m.ms === 'reloaded' ? m.result : m.ms === 'tally' ? m.snapshot : m.found)
+    if (entry.got.length >= entry.want) {
+      pending.delete(m.id)
+      entry.done(entry.got)
+    }
+  })
+
+  const reload = async (): Promise<ReloadResult> => {
+    // The primary compiles first: an invalid file is refused once, here, with its problems.
+    const own = await store.reload()
+    if (own.result === 'failure') return own
+    const results = await ask<ReloadResult>((id) => ({ ms: 'reload', id }))
+    const failed = results.filter((r) => r.result === 'failure')
+    if (failed.length > 0) return { ...failed[0] as ReloadResult, notes: [`${failed.length} of ${results.length} workers refused the file`] }
+    return { ...own, notes: [...(own.notes ?? []), `applied by ${results.length} workers`] }
+  }
+
+  const fork = (): Worker => cluster.fork()
+  const restarts: number[] = []
+  cluster.on('exit', (worker, code, signal) => {
+    listening.delete(worker.id)
+    if (shuttingDown) return
+    // A worker that died is replaced, unless they keep dying (then the primary stops).
+    const now = Date.now()
+    restarts.push(now)
+    while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift()
+    log(`worker ${worker.id} exited (${signal ?? code}); ${restarts.length > 5 ? 'too many restarts in a minute, stopping' : 'starting another'}`)
+    if (restarts.length > 5) {
+      process.kill(process.pid, 'SIGTERM')
+      return
+    }
+    fork()
+  })
+  for (let i = 0; i < workers; i++) fork()
+  // Every worker listens before the primary says the router is up.
+  await new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      if (listening.size >= workers) {
+        cluster.off('message', check)
+        cluster.off('exit', early)
+        resolve()
+      }
+    }
+    const early = (_w: Worker, code: number): void => reject(new Error(`a worker exited (code ${code}) before listening`))
+    cluster.on('message', check)
+    cluster.on('exit', early)
+  }).catch((err: Error) => {
+    shuttingDown = true
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM')
+    throw err
+  })
+
+  const admin = buildAdmin({
+    metricsText: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+    tally: async () => mergeTallies(await ask<TallySnapshot>((id) => ({ ms: 'tally', id }))),
+    scope: `every worker of this replica (${workers}) since it started; PromQL over modelsplit_outcome_* sums all replicas`,
+    current: () => store.current(),
+    isReady: () => !shuttingDown && listening.size >= workers,
+    reload,
+  }, logLevel === 'silent' ? false : { level: logLevel })
+  const cfg = plan.config
+  const adminUrl = await admin.listen({ host: cfg.admin.host, port: cfg.admin.port })
+  const url = [...listening.values()][0] as string
+  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`)
+
+  const watcher = watchFile(configFile, () => { void reload() })
+  const onHup = (): void => {
+    void reload().then((r) => {
+      if (r.result === 'failure') log(new ConfigError(r.problems ?? []).message)
+      for (const w of Object.values(cluster.workers ?? {})) w?.send({ ms: 'reopen' } satisfies ToWorker)
+    })
+  }
+  process.on('SIGHUP', onHup)
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+    process.once('SIGINT', () => resolve('SIGINT'))
+  })
+  process.off('SIGHUP', onHup)
+  watcher.close()
+  shuttingDown = true
+  log(`${signal}: draining ${Object.keys(cluster.workers ?? {}).length} workers (shutdown_timeout_ms=${store.current().config.shutdown_timeout_ms})`)
+  const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise<void>((resolve) => {
+    if (w === undefined || w.isDead()) return resolve()
+    w.once('exit', () => resolve())
+    w.send({ ms: 'shutdown' } satisfies ToWorker)
+  }))
+  // A worker that outlives its own deadline (plus a margin) is killed.
+  const kill = setTimeout(() => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL') }, store.current().config.shutdown_timeout_ms + 5000)
+  await Promise.all(exits)
+  clearTimeout(kill)
+  await admin.close()
+  return 0
+}

@@ -62,7 +62,7 @@ describe('serve --workers 2', () => {
       })
       void exited.then((code) => reject(new Error(`serve exited ${code}: ${err}`)))
     })
-    const [, url, adminUrl] = /predictions on (\S+), admin on (\S+) /.exec(banner) as RegExpExecArray as [string, string, string]
+    const [, url, adminUrl] = /predictions on (\S+), admin on (\S+) /.exec(banner) as unknown as [string, string, string]
     expect(banner).toContain('2 workers')
 
     const compiled = compile(yaml, file)

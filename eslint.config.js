@@ -17,5 +17,31 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-fallthrough': 'error'
     }
-  }
+  },
+  // Arrows point one way (../shared/ARCHITECTURE.md): pure modules import nothing of ours but each
+  // other's types, the decision core knows no transport, the offline report never touches the
+  // online modules, and nothing but the CLI and the package entry imports the server.
+  ...layer(['src/assign/**', 'src/compare/**', 'src/stats/**'], [ours('config', 'plan', 'proxy', 'shadow', 'upstream', 'record', 'evaluation', 'metrics', 'admin', 'report', 'cli', 'server', 'errors')], []),
+  ...layer(['src/plan/**'], [ours('proxy', 'shadow', 'upstream', 'record', 'evaluation', 'metrics', 'admin', 'report', 'cli', 'server')], ['fastify', 'node:http', 'undici']),
+  ...layer(['src/report/**'], [ours('proxy', 'shadow', 'upstream', 'metrics', 'admin', 'server', 'cli', 'plan')], ['fastify', 'undici', 'node:http']),
+  ...layer(['src/upstream/**', 'src/record/**', 'src/metrics/**'], [ours('proxy', 'shadow', 'evaluation', 'admin', 'report', 'cli', 'server')], ['fastify']),
+  ...layer(['src/shadow/**', 'src/proxy/**', 'src/evaluation/**', 'src/config/**', 'src/admin/**'], [ours('server', 'cli')], []),
 )
+
+/** `../NAME` and `../NAME/*` for each folder or file of src/ named. */
+function ours(...names) {
+  return names.flatMap((n) => [`../${n}`, `../${n}.js`, `../${n}/*`])
+}
+
+/** A no-restricted-imports rule for files under `files`: value imports only (types may cross). */
+function layer(files, groups, packages) {
+  return [{
+    files,
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        patterns: groups.map((group) => ({ group, allowTypeImports: true, message: 'this import points against the layering in ../shared/ARCHITECTURE.md' })),
+        paths: packages.map((name) => ({ name, allowTypeImports: true, message: 'this module stays transport-free' })),
+      }],
+    },
+  }]
+}

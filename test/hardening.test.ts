@@ -322,5 +322,45 @@ routes:
     expect(rec.primary.error).toContain('limits.max_capture_total_bytes')
     expect(rec.shadows[0]?.comparison.error).toContain('max_capture_total_bytes')
   })
-})
 
+  it('does not mirror while the budget is in use, and records the shadow as dropped for capture_budget', async () => {
+    let release: () => void = () => undefined
+    const held = new Promise<void>((resolve) => { release = resolve })
+    const a = await upstream((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      if (req.url === '/hold') {
+        // Exactly the budget's 2 500 bytes of answer, then the rest only when the test says.
+        res.write('{"predictions":[1],"pad":"' + 'p'.repeat(2474))
+        void held.then(() => res.end('"}'))
+        return
+      }
+      res.end('{"predictions":[1]}')
+    })
+    const s = await upstream((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"predictions":[1]}') })
+    const r = await router(`limits: { max_capture_total_bytes: 2500 }
+recording: { path: ./records.jsonl }
+models:
+  a: { url: "${a.url}" }
+  s: { url: "${s.url}" }
+routes:
+  - name: r
+    path: /r
+    record: true
+    split: [{ model: a, weight: 1 }]
+    shadow: [{ model: s }]
+`)
+    const first = await fetch(`${r.url}/r/hold`, { headers: { 'x-user-id': 'u1' } })
+    const reader = (first.body as ReadableStream<Uint8Array>).getReader()
+    let seen = 0
+    while (seen < 2400) seen += ((await reader.read()).value?.length ?? 0)
+    const second = await fetch(`${r.url}/r/quick`, { headers: { 'x-user-id': 'u2', 'x-request-id': 'second' } })
+    expect(await second.json()).toEqual({ predictions: [1] })
+    release()
+    while (!(await reader.read()).done) { /* drain */ }
+    await r.router.flush()
+    const m = await metrics(r)
+    expect(m.get('modelsplit_shadow_dropped_total{route="r",model="s",reason="capture_budget"}')).toBe(1)
+    const records = (await readFile(join(dirname(r.configFile), 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { request_id: string; shadows: unknown[] })
+    expect(records.find((x) => x.request_id === 'second')?.shadows).toEqual([{ model: 's', dropped: 'capture_budget' }])
+  })
+})

@@ -6,7 +6,7 @@ export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 /** Absolute differences between primary and shadow predictions: from float noise to whole units. */
 export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 10, 100]
 
-export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable'
+export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable' | 'capture_budget'
 export type { AssignmentSource, MissingReason } from '../plan/index.js'
 
 /**
@@ -71,7 +71,7 @@ export class Metrics {
     labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
   })
   readonly shadowDropped = new Counter({
-    name: 'modelsplit_shadow_dropped_total', help: 'Mirrored requests not sent, by reason (max_in_flight, body_too_large, shutting_down, unavailable: the shadow refuses connections).',
+    name: 'modelsplit_shadow_dropped_total', help: 'Mirrored requests not sent, by reason (max_in_flight, body_too_large, shutting_down, unavailable: the shadow refuses connections, capture_budget: no room to hold its answer).',
     labelNames: ['route', 'model', 'reason'] as const, registers: [this.registry],
   })
   readonly shadowComparisons = new Counter({

@@ -120,6 +120,7 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
         body_too_large: dropped('body_too_large'),
         shutting_down: dropped('shutting_down'),
         unavailable: dropped('unavailable'),
+        capture_budget: dropped('capture_budget'),
       },
       byCode: [],
       comparisons: new Map(),

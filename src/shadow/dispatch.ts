@@ -87,6 +87,11 @@ export class ShadowDispatcher {
       target.dropped.unavailable.inc()
       return 'unavailable'
     }
+    // With no room left to hold its answer, a mirror could only be compared as an error.
+    if (this.budget.used >= this.budget.limit) {
+      target.dropped.capture_budget.inc()
+      return 'capture_budget'
+    }
     gate.inFlight++
     sink.expectShadow()
     const call = new ShadowCall(this, target, gate, sink)

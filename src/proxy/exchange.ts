@@ -190,6 +190,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     }
     this.#state = DISPATCHED
+    const obs = this.#obs
+    obs?.hold()
     const path = this.rest === '' && arm.basePath === '' ? '/' : arm.basePath + this.rest
     this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
     arm.pool.dispatch({
@@ -200,6 +202,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     }, this)
     // Shadows go out after the primary is dispatched, and nothing here waits for them.
     if (route.shadows.length > 0) this.#sendShadows(arm)
+    obs?.release()
   }
 
   #sendShadows(arm: Arm): void {

@@ -79,6 +79,18 @@ export class Observation implements ShadowSink {
     this.#remaining++
   }
 
+  /**
+   * Holds the record open while the request is being dispatched: a primary that fails at once
+   * (inside dispatch) must not close the observation before its shadows are sent. Pair with release().
+   */
+  hold(): void {
+    this.#remaining++
+  }
+
+  release(): void {
+    this.#settle()
+  }
+
   /** A selected shadow was not sent (counted by the dispatcher); the record says why. */
   shadowSkipped(target: ShadowTarget, reason: ShadowDropReason): void {
     (this.#skipped ??= []).push({ model: target.model, dropped: reason })

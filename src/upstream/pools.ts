@@ -20,19 +20,38 @@ export class Pools {
     return pool
   }
 
-  /** Closes, once their requests finish, the pools no plan in `inUse` reaches any more. */
-  retain(inUse: ReadonlySet<unknown>): void {
+  readonly #retired = new Set<NodeJS.Timeout>()
+
+  /**
+   * Retires the pools no plan in `inUse` reaches any more. A request that started on an older plan
+   * may still be reading its body and dispatch later, so a retired pool is closed only after
+   * `graceMs` (node:http's requestTimeout bounds how long such a request can last), and then
+   * gracefully: what it has queued finishes.
+   */
+  retain(inUse: ReadonlySet<unknown>, graceMs = 310_000): void {
     for (const [key, pool] of this.#pools) {
       if (inUse.has(pool)) continue
       this.#pools.delete(key)
-      pool.close().catch(() => undefined)
+      const timer = setTimeout(() => {
+        this.#retired.delete(timer)
+        pool.close().catch(() => undefined)
+      }, graceMs)
+      timer.unref()
+      this.#retired.add(timer)
+      this.#closing.push(pool)
     }
   }
 
+  /** Pools retired and not yet closed, closed with the rest at shutdown. */
+  #closing: Pool[] = []
+
   /** Closes every pool: waits for requests in flight unless `force`. */
   async close(force = false): Promise<void> {
-    const all = [...this.#pools.values()]
+    for (const t of this.#retired) clearTimeout(t)
+    this.#retired.clear()
+    const all = [...this.#pools.values(), ...this.#closing.filter((p) => !p.closed)]
     this.#pools.clear()
+    this.#closing = []
     await Promise.all(all.map((p) => (force ? p.destroy() : p.close()).catch(() => undefined)))
   }
 }

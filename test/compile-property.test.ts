@@ -88,7 +88,8 @@ describe('compile, validate and reload agree on every config', () => {
       }
     }), { numRuns: 300, seed })
     // The generator must actually reach both sides of the property.
-    expect(valid).toBeGreaterThan(30)
+    // The generator must produce a real mix (tiny weights are invalid since the 1e-9 minimum).
+    expect(valid).toBeGreaterThan(15)
     expect(valid).toBeLessThan(270)
   })
 
@@ -171,3 +172,57 @@ async function expectAnswering(r: RunningRouter): Promise<void> {
   if (res.status === 200) expect(body).toEqual({ predictions: ['up'] })
   else expect(body.code).toMatch(/^MS_/)
 }
+
+// Not committed: these fail against src as it stands (reported with the commit that adds the rest).
+describe('what validate accepts is what the router can do (bugs)', () => {
+  const FILE = '/virtual/router.yaml'
+
+  it.each(['toString', 'valueOf', 'constructor', '__proto__', 'hasOwnProperty'])('says model "%s" is not defined under models, at its key path', (name) => {
+    const cases: [string, string][] = [
+      [`split: [{ model: ${name}, weight: 1 }]`, 'routes[0].split[0].model'],
+      [`missing_user_id: ${name}, split: [{ model: a, weight: 1 }]`, 'routes[0].missing_user_id'],
+      [`split: [{ model: a, weight: 1 }], shadow: [{ model: ${name} }]`, 'routes[0].shadow[0].model'],
+    ]
+    for (const [route, path] of cases) {
+      const r = compile(`models:\n  a: { url: "http://127.0.0.1:9001" }\nroutes:\n  - { name: r, path: /r, ${route} }\n`, FILE)
+      expect(r.ok).toBe(false)
+      if (!r.ok) expect(r.problems, route).toEqual([expect.objectContaining({ path, line: 4, message: expect.stringContaining(`"${name}" is not defined under models`) })])
+    }
+  })
+
+  it('waits timeout_ms: 3000000000 for a model (or refuses a timeout a timer cannot hold)', async () => {
+    const up = await upstream((req, res, raw) => { setTimeout(() => jsonEcho('a')(req, res, raw), 20) })
+    const text = `models:\n  a: { url: "${up.url}", timeout_ms: 3000000000 }\nroutes:\n  - { name: r, path: /r, split: [{ model: a, weight: 1 }] }\n`
+    const compiled = compile(text, FILE)
+    if (!compiled.ok) return void expect(compiled.problems[0]).toMatchObject({ line: 2, path: 'models.a.timeout_ms' })
+    const r = await router(text)
+    const res = await fetch(`${r.url}/r`, { headers: { 'x-user-id': 'u' } })
+    expect(res.status).toBe(200)
+  })
+
+  it('lets a request finish on close with shutdown_timeout_ms: 3000000000 (or refuses it)', async () => {
+    let answer: () => void = () => undefined
+    const up = await upstream((req, res, raw) => { answer = () => jsonEcho('a')(req, res, raw) })
+    const text = `shutdown_timeout_ms: 3000000000\nmodels:\n  a: { url: "${up.url}" }\nroutes:\n  - { name: r, path: /r, split: [{ model: a, weight: 1 }] }\n`
+    const compiled = compile(text, FILE)
+    if (!compiled.ok) return void expect(compiled.problems[0]).toMatchObject({ line: 1, path: 'shutdown_timeout_ms' })
+    const r = await router(text)
+    const arrived = up.nextRequest()
+    const inFlight = fetch(`${r.url}/r`, { headers: { 'x-user-id': 'u' } }).then((res) => res.status, (err: Error) => err.message)
+    await arrived
+    const closed = r.router.close()
+    answer()
+    expect(await inFlight).toBe(200)
+    await closed
+  })
+
+  it('routes a path written with non-ASCII characters (clients send it percent-encoded), or refuses it', async () => {
+    const up = await upstream(jsonEcho('a'))
+    const text = `models:\n  a: { url: "${up.url}" }\nroutes:\n  - { name: r, path: "/modèles/churn", split: [{ model: a, weight: 1 }] }\n`
+    const compiled = compile(text, FILE)
+    if (!compiled.ok) return void expect(compiled.problems[0]).toMatchObject({ line: 4, path: 'routes[0].path' })
+    const r = await router(text)
+    const res = await fetch(`${r.url}/modèles/churn/predict`, { headers: { 'x-user-id': 'u' } })
+    expect(res.status).toBe(200)
+  })
+})

@@ -17,6 +17,15 @@ const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
 
+/** Node's timers take at most 2^31 − 1 ms (about 24.8 days); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647
+
+/**
+ * The smallest positive weight: below it a rendezvous score −ln(u)/weight overflows to Infinity and
+ * the model could win no user, or no model could.
+ */
+const MIN_POSITIVE_WEIGHT = 1e-9
+
 /** Paths the router answers itself on the prediction port; routes may not take them. */
 export const RESERVED_PATHS: readonly string[] = ['/feedback']
 
@@ -59,7 +68,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const bodyTimeout = c.number(limitsRaw?.body_timeout_ms, ['limits', 'body_timeout_ms'], { min: 1, max: 3_600_000, integer: true, fallback: DEFAULTS.body_timeout_ms })
   const recording = readRecording(c, top.recording)
   const feedback = readFeedback(c, top.feedback)
-  const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
+  const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
   // Equal ports collide whenever either side binds a wildcard address, which is the default.
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
     c.add(['admin', 'port'], `must differ from listen.port (${listen.port}): prediction and admin traffic need separate ports`)
@@ -119,7 +128,7 @@ function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | u
     const o = c.object(raw, path, MODEL_KEYS, ['url'])
     if (o === undefined) continue
     const url = modelUrl(c, o.url, [...path, 'url'])
-    const timeout = c.number(o.timeout_ms, [...path, 'timeout_ms'], { min: 1, integer: true, fallback: DEFAULTS.timeout_ms })
+    const timeout = c.number(o.timeout_ms, [...path, 'timeout_ms'], { min: 1, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.timeout_ms })
     const connections = c.number(o.connections, [...path, 'connections'], { min: 1, max: 65536, integer: true, fallback: DEFAULTS.connections })
     if (url !== undefined && timeout !== undefined && connections !== undefined) out[name] = { url, timeout_ms: timeout, connections }
   }
@@ -216,6 +225,10 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
   const s = c.string(value, path)
   if (s === undefined) return undefined
+  if (!/^[\x21-\x7e]*$/.test(s)) {
+    c.add(path, `must be printable ASCII, as clients send it: write other characters percent-encoded (e.g. "/mod%C3%A8les" for "/modèles"), got ${JSON.stringify(s)}`)
+    return undefined
+  }
   if (!s.startsWith('/') || s.includes('?') || s.includes('#') || s.includes('//') || /(^|\/)\.\.?(\/|$)/.test(s)) {
     c.add(path, `must be a URL path prefix such as "/models/churn" (starts with /, no query, no . or .. segments), got ${JSON.stringify(s)}`)
     return undefined
@@ -277,9 +290,12 @@ function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<str
     if (o.weight !== undefined && o.weight !== null && (typeof o.weight !== 'number' || !Number.isFinite(o.weight) || o.weight < 0)) {
       c.add([...p, 'weight'], `must be a number >= 0, got ${describe(o.weight)}`)
       ok = false
+    } else if (typeof o.weight === 'number' && o.weight > 0 && o.weight < MIN_POSITIVE_WEIGHT) {
+      c.add([...p, 'weight'], `must be 0 or at least ${MIN_POSITIVE_WEIGHT}, got ${o.weight}: weights are relative, so write them on a larger scale (such as percentages)`)
+      ok = false
     }
     if (model === undefined || typeof o.weight !== 'number') return void (ok = false)
-    if (models !== undefined && models[model] === undefined) {
+    if (models !== undefined && !Object.hasOwn(models, model)) {
       c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
       ok = false
     }
@@ -319,7 +335,7 @@ function readSplit(c: Checker, value: unknown, path: KeyPath, models: Record<str
 function readMissing(c: Checker, value: unknown, path: KeyPath, models: Record<string, unknown> | undefined): string | undefined {
   const s = c.string(value, path, 'random')
   if (s === undefined || s === 'random' || s === 'reject') return s
-  if (models !== undefined && models[s] === undefined) {
+  if (models !== undefined && !Object.hasOwn(models, s)) {
     c.add(path, `must be random, reject or a defined model name; "${s}" is not defined under models`)
     return undefined
   }
@@ -341,7 +357,7 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
     const percent = c.number(o.percent, [...p, 'percent'], { min: 0, max: 100, fallback: 100 })
     const maxInFlight = c.number(o.max_in_flight, [...p, 'max_in_flight'], { min: 1, integer: true, fallback: DEFAULTS.max_in_flight })
     if (model === undefined || percent === undefined || maxInFlight === undefined) return void (ok = false)
-    if (models !== undefined && models[model] === undefined) {
+    if (models !== undefined && !Object.hasOwn(models, model)) {
       c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
       ok = false
     }

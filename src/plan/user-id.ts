@@ -57,7 +57,15 @@ export function readUserId(sources: readonly UserIdSource[], request: RequestVie
         if (body.state === 'empty') break
         const found = getByPointer(body.parsed, s.tokens)
         // A numeric id is used as its JSON text (42 → "42"), as str() in the offline snippet does.
-        value = typeof found.value === 'string' ? found.value : typeof found.value === 'number' && Number.isFinite(found.value) ? String(found.value) : undefined
+        // An integer past 2^53 has lost digits in JSON.parse (…891 and …892 both read …900), so
+        // its digits are read from the body's text instead.
+        const v = found.value
+        if (typeof v === 'string') value = v
+        else if (typeof v === 'number' && Number.isFinite(v)) {
+          // Only an integer literal: 1e21 is a float in Python too, and str() writes it as JS does.
+          const raw = Number.isInteger(v) && !Number.isSafeInteger(v) ? rawNumberAt((body.raw as Buffer).toString('utf8'), s.tokens) : undefined
+          value = raw !== undefined && /^-?\d+$/.test(raw) ? raw : String(v)
+        }
         break
       }
     }
@@ -127,4 +135,87 @@ export function readCookie(header: string | undefined, name: string): string | u
     start = end + 1
   }
   return undefined
+}
+
+/**
+ * The literal text of the number at a JSON Pointer in a JSON document known to be valid (it was
+ * parsed), for integers JSON.parse cannot hold exactly. Where a key repeats, the last one counts,
+ * as in JSON.parse. Undefined if the pointer does not lead to a number.
+ */
+export function rawNumberAt(text: string, tokens: readonly string[]): string | undefined {
+  let i = 0
+  const ws = (): void => {
+    while (i < text.length) {
+      const c = text.charCodeAt(i)
+      if (c !== 32 && c !== 9 && c !== 10 && c !== 13) return
+      i++
+    }
+  }
+  const skipString = (): void => {
+    i++ // opening quote
+    while (i < text.length) {
+      const c = text[i]
+      if (c === '\\') i += 2
+      else if (c === '"') { i++; return } else i++
+    }
+  }
+  const skipValue = (): void => {
+    ws()
+    const c = text[i]
+    if (c === '"') return skipString()
+    if (c === '{' || c === '[') {
+      let depth = 0
+      while (i < text.length) {
+        const d = text[i]
+        if (d === '"') { skipString(); continue }
+        if (d === '{' || d === '[') depth++
+        else if (d === '}' || d === ']') depth--
+        i++
+        if (depth === 0) return
+      }
+      return
+    }
+    while (i < text.length && !',}] \t\n\r'.includes(text[i] as string)) i++
+  }
+  for (const token of tokens) {
+    ws()
+    const open = text[i]
+    let at = -1
+    if (open === '{') {
+      i++
+      for (;;) {
+        ws()
+        if (text[i] !== '"') break
+        const start = i
+        skipString()
+        const key = JSON.parse(text.slice(start, i)) as string
+        ws()
+        i++ // ':'
+        ws()
+        if (key === token) at = i
+        skipValue()
+        ws()
+        if (text[i] !== ',') break
+        i++
+      }
+    } else if (open === '[') {
+      i++
+      const index = Number(token)
+      for (let n = 0; ; n++) {
+        ws()
+        if (text[i] === ']') break
+        if (n === index) { at = i; break }
+        skipValue()
+        ws()
+        if (text[i] !== ',') break
+        i++
+      }
+    }
+    if (at < 0) return undefined
+    i = at
+  }
+  ws()
+  const start = i
+  while (i < text.length && '-+.eE0123456789'.includes(text[i] as string)) i++
+  return i > start ? text.slice(start, i) : undefined
 }

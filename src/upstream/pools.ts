@@ -34,6 +34,7 @@ export class Pools {
       this.#pools.delete(key)
       const timer = setTimeout(() => {
         this.#retired.delete(timer)
+        this.#closing = this.#closing.filter((p) => p !== pool)
         pool.close().catch(() => undefined)
       }, graceMs)
       timer.unref()

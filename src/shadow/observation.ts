@@ -1,39 +1,13 @@
-import { comparePredictions, extractPrediction, parseModelJson, type Comparison } from '../compare/index.js'
+import { comparePredictions, extractPrediction, parseModelJson } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
+import type { RecordSink as FullSink } from '../record/sink.js'
+import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 
-/** One line of the record file for a prediction request: the primary and its shadows side by side. */
-export interface PredictionRecord {
-  readonly type: 'prediction'
-  readonly ts: string
-  readonly request_id: string
-  readonly route: string
-  readonly user_id: string | null
-  readonly assignment: AssignmentSource
-  readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
-  /** Every shadow selected for this request: answered (or failed), or not sent and why. */
-  readonly shadows: (ShadowResult | ShadowDrop)[]
-  input?: unknown
-  input_omitted?: 'body_too_large'
-}
-
-/** A shadow that was sent: its answer (or failure) and the comparison with the primary. */
-export interface ShadowResult {
-  model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string
-  comparison: Omit<Extract<Comparison, { agree: boolean }>, 'compared'> | { error: string }
-}
-
-/** A shadow selected for the request but not sent (max_in_flight, unavailable, …). */
-export interface ShadowDrop {
-  model: string
-  dropped: ShadowDropReason
-}
-
-export interface RecordSink {
-  write(record: object): boolean
-}
+/** What the observer needs of a record sink: prediction records never wait, so only write(). */
+export type RecordSink = Pick<FullSink, 'write'>
 
 interface PrimaryOutcome {
   readonly model: string
@@ -61,7 +35,7 @@ export class Observation implements ShadowSink {
   #primary: PrimaryOutcome | undefined
   readonly #shadows: ShadowOutcome[] = []
   /** Selected shadows that were not sent, and why: the record names them so none goes missing. */
-  #skipped: { model: string; dropped: ShadowDropReason }[] | undefined
+  #skipped: ShadowDrop[] | undefined
 
   constructor(observer: Observer, route: RouteRuntime, requestId: string, userId: string | undefined, source: AssignmentSource, input: Buffer | undefined, inputTruncated: boolean) {
     this.#observer = observer
@@ -161,7 +135,7 @@ export class Observer {
   }
 
   /** @internal Called by an Observation once the primary and all its shadows are in. */
-  finish(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: { model: string; dropped: ShadowDropReason }[] | undefined): void {
+  finish(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
     try {
       this.#complete(obs, primary, shadows, skipped)
     } finally {
@@ -176,7 +150,7 @@ export class Observer {
     }
   }
 
-  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: { model: string; dropped: ShadowDropReason }[] | undefined): void {
+  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
     const route = obs.route
     const p = predictionOf(route, primary.status, primary.body, primary.error)
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
@@ -203,6 +177,7 @@ export class Observer {
     if (sink === undefined) return
     const record: PredictionRecord = {
       type: 'prediction',
+      schema: SCHEMA_VERSION,
       ts: new Date(obs.ts).toISOString(),
       request_id: obs.requestId,
       route: route.name,

@@ -1,5 +1,6 @@
 export { RecordWriter } from './writer.js'
-export type { DropReason, DropWarning, RecordResult, RecordWriterOptions, RecordWriterStats, ReopenReason } from './writer.js'
+export type { DropReason, DropWarning, RecordResult, RecordWriterOptions, RecordWriterStats } from './writer.js'
+export type { ReopenReason } from './file.js'
 export type { RecordSink, WriteBatchOptions } from './sink.js'
 export { MAX_OUTCOME_VALUE, SCHEMA_VERSION, asOutcomeRecord, asPredictionRecord, isReadableSchema } from './schema.js'
 export type { AnyRecord, Attribution, DecisionRecord, OutcomeRecord, PredictionRecord, RecordAssignment, RecordShadowDropReason, ShadowDrop, ShadowResult } from './schema.js'

@@ -10,7 +10,7 @@ export const SCHEMA_VERSION = 1
 export type RecordAssignment = 'hash' | 'override' | 'missing_user_id'
 
 /** Why a selected shadow was not sent. */
-export type RecordShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable'
+export type RecordShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable' | 'capture_budget'
 
 /** A shadow that was sent: its answer (or failure) and the comparison with the primary. */
 export interface ShadowResult {

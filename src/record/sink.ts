@@ -18,8 +18,9 @@ export interface RecordSink {
    * Accepts every record of `records` or none of them: resolves true once all are queued, false
    * when there was no room (or the sink could not write) within `timeoutMs`, the sink is closed,
    * or a record is not serializable. For outcomes, which must not be acknowledged and then lost.
+   * `records` is iterated once; a generator lets each record be garbage as soon as it is serialized.
    */
-  writeBatch(records: readonly object[], opts?: WriteBatchOptions): Promise<boolean>
+  writeBatch(records: Iterable<object>, opts?: WriteBatchOptions): Promise<boolean>
   /** Resolves when every record accepted before the call is written, or dropped and counted. */
   flush(): Promise<void>
   /** Stops accepting, writes what is queued, releases the file. Never rejects; safe to call twice. */

@@ -1,29 +1,13 @@
-import { mkdir, open, stat } from 'node:fs/promises'
-import type { FileHandle } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
-import { rotateFiles } from './files.js'
+import { resolve } from 'node:path'
+import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
+import { RecordFile, type ReopenReason } from './file.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
+
+export type { DropReason, DropWarning } from './drop-warnings.js'
+export type { ReopenReason } from './file.js'
 
 /** What happened to records, reported through `onResult` (the `result` label of `modelsplit_records_total`). */
 export type RecordResult = 'written' | 'dropped'
-
-/** Why records were dropped: no room, not JSON, the file failed while closing, or written after close(). */
-export type DropReason = 'buffer_full' | 'unserializable' | 'io_error' | 'closed'
-
-/**
- * Why the file was reopened: nothing at the path any more (deleted, or renamed away by logrotate),
- * another file at the path (rotated and recreated), our file deleted while a batch was written to
- * it, or `reopen()` (SIGHUP).
- */
-export type ReopenReason = 'missing' | 'replaced' | 'deleted' | 'requested'
-
-/** Records dropped since the last warning, handed to `onDropWarning` at most once per interval. */
-export interface DropWarning {
-  readonly dropped: number
-  readonly reasons: Readonly<Record<DropReason, number>>
-  /** Milliseconds these drops span: since the previous warning, or since the writer was created. */
-  readonly sinceMs: number
-}
 
 export interface RecordWriterOptions {
   /** The JSONL file to append to; parent directories are created (again, if deleted). */
@@ -36,7 +20,7 @@ export interface RecordWriterOptions {
   maxBufferedBytes?: number
   /** Records accepted but not yet on disk, at most. Default: no limit but the bytes. */
   maxBufferedRecords?: number
-  /** Bytes handed to one write call; batches are cut at this size. Default 1 MiB. */
+  /** Bytes handed to one write call; batches are cut at this size (short enough that building one never stalls requests). Default 256 KiB. */
   maxWriteBytes?: number
   /** Shortest time between two `onDropWarning` calls. Default 10 000 ms. */
   dropWarningIntervalMs?: number
@@ -73,28 +57,19 @@ interface BatchWaiter extends Batch {
 }
 
 const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
-const DEFAULT_MAX_WRITE_BYTES = 1024 * 1024
+const DEFAULT_MAX_WRITE_BYTES = 256 * 1024
 const DEFAULT_DROP_WARNING_INTERVAL_MS = 10_000
 // Retry a file that cannot be written after 50 ms, doubling up to 5 s while it stays broken.
 const RETRY_MIN_MS = 50
 const RETRY_MAX_MS = 5000
 // Serializing a large batch yields to the event loop after this much work, so requests keep flowing.
-const SLICE_MS = 4
-const NEWLINE = 0x0a
+const SLICE_MS = 2
 
 function checkCount (name: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
     throw new RangeError(`RecordWriter: ${name} must be an integer >= ${min}, got ${String(value)}`)
   }
   return value
-}
-
-function isNotFound (err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT'
-}
-
-function noDrops (): Record<DropReason, number> {
-  return { buffer_full: 0, unserializable: 0, io_error: 0, closed: 0 }
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -123,11 +98,9 @@ export class RecordWriter implements RecordSink {
   readonly #maxRecords: number
   readonly #maxBufferedBytes: number
   readonly #maxWriteBytes: number
-  readonly #warnIntervalMs: number
   readonly #onResult: RecordWriterOptions['onResult']
   readonly #onError: RecordWriterOptions['onError']
   readonly #onReopen: RecordWriterOptions['onReopen']
-  readonly #onDropWarning: RecordWriterOptions['onDropWarning']
 
   // Lines waiting for the next write, with their UTF-8 sizes; swapped out whole by the flush loop.
   #lines: string[] = []
@@ -150,25 +123,14 @@ export class RecordWriter implements RecordSink {
   #closing: Promise<void> | undefined
   #draining: Promise<void> | undefined
 
-  #fh: FileHandle | undefined
-  // Identity of the open file, to notice when the path names another file (or none).
-  #ino = 0
-  #dev = 0
-  #fileSize = 0
-  // The file ends in a partial line (a crash, or a failed write): start the next write with '\n'
-  // so the new records are not glued onto it.
-  #needsNewline = false
+  readonly #file: RecordFile
 
   // The last attempt to open or write failed; batches wait until one succeeds.
   #isFailing = false
   #retryDelayMs = RETRY_MIN_MS
   #retryTimer: NodeJS.Timeout | undefined
 
-  #warnCounts = noDrops()
-  #warnTotal = 0
-  #warnSince = Date.now()
-  #lastWarnAt = Number.NEGATIVE_INFINITY
-  #warnTimer: NodeJS.Timeout | undefined
+  readonly #warnings: DropWarnings
 
   constructor (opts: RecordWriterOptions) {
     if (typeof opts.path !== 'string' || opts.path === '') {
@@ -180,11 +142,11 @@ export class RecordWriter implements RecordSink {
     this.#maxRecords = checkCount('maxBufferedRecords', opts.maxBufferedRecords ?? Number.MAX_SAFE_INTEGER, 1)
     this.#maxBufferedBytes = checkCount('maxBufferedBytes', opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, 1)
     this.#maxWriteBytes = checkCount('maxWriteBytes', opts.maxWriteBytes ?? DEFAULT_MAX_WRITE_BYTES, 1)
-    this.#warnIntervalMs = checkCount('dropWarningIntervalMs', opts.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS, 0)
+    this.#warnings = new DropWarnings(checkCount('dropWarningIntervalMs', opts.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS, 0), opts.onDropWarning)
     this.#onResult = opts.onResult
     this.#onError = opts.onError
     this.#onReopen = opts.onReopen
-    this.#onDropWarning = opts.onDropWarning
+    this.#file = new RecordFile(this.#path, this.#maxBytes, this.#keep, (reason) => this.#emitReopen(reason), (err) => this.#reportError(err))
   }
 
   /** The absolute path of the current file. */
@@ -213,20 +175,20 @@ export class RecordWriter implements RecordSink {
    * both (holding the room it needs against single records), and resolves false if they do not come.
    * A batch larger than the whole buffer is taken once the buffer is empty.
    */
-  async writeBatch (records: readonly object[], opts: WriteBatchOptions = {}): Promise<boolean> {
+  async writeBatch (records: Iterable<object>, opts: WriteBatchOptions = {}): Promise<boolean> {
     if (this.#isClosed) return false
     const lines: string[] = []
     const sizes: number[] = []
     let bytes = 0
     let sliceStart = performance.now()
-    for (let i = 0; i < records.length; i++) {
-      const line = this.#serialize(records[i] as object)
+    for (const record of records) {
+      const line = this.#serialize(record)
       if (line === undefined) return false
       const size = Buffer.byteLength(line)
       lines.push(line)
       sizes.push(size)
       bytes += size
-      if ((i & 255) === 255 && performance.now() - sliceStart > SLICE_MS) {
+      if ((lines.length & 255) === 0 && performance.now() - sliceStart > SLICE_MS) {
         await yieldToEventLoop()
         if (this.#isClosed) return false
         sliceStart = performance.now()
@@ -322,9 +284,14 @@ export class RecordWriter implements RecordSink {
   }
 
   #enqueueBatch (batch: Batch): void {
-    for (let i = 0; i < batch.lines.length; i++) {
-      this.#lines.push(batch.lines[i] as string)
-      this.#sizes.push(batch.sizes[i] as number)
+    // One copy of the arrays (none when the queue is empty), not one push per line: a large
+    // batch is taken in a single short step.
+    if (this.#lines.length === 0) {
+      this.#lines = batch.lines
+      this.#sizes = batch.sizes
+    } else {
+      this.#lines = this.#lines.concat(batch.lines)
+      this.#sizes = this.#sizes.concat(batch.sizes)
     }
     this.#pendingRecords += batch.lines.length
     this.#pendingBytes += batch.bytes
@@ -395,22 +362,8 @@ export class RecordWriter implements RecordSink {
     await this.flush()
     await this.#draining
     for (const w of this.#reopenWaiters.splice(0)) w()
-    const fh = this.#fh
-    this.#fh = undefined
-    if (fh !== undefined) {
-      try {
-        // Graceful shutdown: make the tail durable, not just handed to the page cache.
-        await fh.datasync()
-      } catch (err) {
-        this.#reportError(err)
-      }
-      try {
-        await fh.close()
-      } catch (err) {
-        this.#reportError(err)
-      }
-    }
-    this.#warnNow()
+    await this.#file.close()
+    this.#warnings.stop()
   }
 
   async #drain (): Promise<void> {
@@ -453,7 +406,7 @@ export class RecordWriter implements RecordSink {
 
   async #probe (): Promise<boolean> {
     try {
-      await this.#ensureFile()
+      await this.#file.ensure()
     } catch (err) {
       this.#fail(err)
       this.#scheduleRetry()
@@ -466,11 +419,9 @@ export class RecordWriter implements RecordSink {
   async #reopenRequested (): Promise<void> {
     const waiters = this.#reopenWaiters
     this.#reopenWaiters = []
-    if (this.#fh !== undefined) {
-      this.#closeHandle()
-      this.#emitReopen('requested')
+    if (this.#file.isOpen) {
       try {
-        await this.#openFile()
+        await this.#file.reopen('requested')
       } catch (err) {
         // The next write opens it again (and retries on failure).
         this.#fail(err)
@@ -481,171 +432,66 @@ export class RecordWriter implements RecordSink {
 
   /** Writes lines in writes of up to maxWriteBytes, rotating between lines; returns how many are on disk (all, unless the file failed). */
   async #writeLines (lines: string[], sizes: number[]): Promise<number> {
+    const file = this.#file
     let i = 0
     let canRotate = true
-    let rewritten = false
+    let isRewrite = false
     while (i < lines.length) {
       try {
-        await this.#ensureFile()
+        await file.ensure()
         // Rotate between lines, never inside one; an empty file takes any line, however long.
-        if (canRotate && this.#fileSize > 0 && this.#fileSize + (sizes[i] ?? 0) > this.#maxBytes) {
+        if (canRotate && !file.isEmpty && (sizes[i] ?? 0) > file.room()) {
           // After a failed rotation, don't retry it for every remaining line of the batch.
-          canRotate = await this.#rotate()
+          canRotate = await file.rotate()
           continue
         }
       } catch (err) {
         this.#fail(err)
         return i
       }
+      const room = canRotate ? file.room() : Number.POSITIVE_INFINITY
       let j = i
       let bytes = 0
       while (j < lines.length) {
         const size = sizes[j] ?? 0
-        if (j > i && (bytes + size > this.#maxWriteBytes || (canRotate && this.#fileSize + bytes + size > this.#maxBytes))) break
+        if (j > i && (bytes + size > this.#maxWriteBytes || bytes + size > room)) break
         bytes += size
         j++
       }
-      const done = await this.#writeChunk(lines, sizes, i, j, bytes, rewritten)
-      if (done < 0) {
-        // The file lost its name while we wrote: write the same lines again, once, to the new one.
-        rewritten = true
+      const { written, error } = await file.append(i === 0 && j === lines.length ? lines.join('') : lines.slice(i, j).join(''))
+      if (error !== undefined) {
+        // Lines written whole before the failure are on disk; the one cut short is written again.
+        let left = written
+        let k = i
+        let kb = 0
+        while (k < j && left >= (sizes[k] ?? 0)) {
+          left -= sizes[k] ?? 0
+          kb += sizes[k] ?? 0
+          k++
+        }
+        if (k > i) this.#markWritten(k - i, kb)
+        this.#fail(error)
+        return k
+      }
+      if (!isRewrite && await file.isUnlinked()) {
+        // The file lost its name while we wrote (rm -rf): write the same lines again, once, to the path's new file.
+        file.forget()
+        this.#emitReopen('deleted')
+        isRewrite = true
         continue
       }
-      rewritten = false
-      i += done
-      if (i < j) return i
+      isRewrite = false
+      this.#markWritten(j - i, bytes)
+      this.#recovered()
+      i = j
     }
     return i
-  }
-
-  /**
-   * One write of lines [from, to). Returns how many lines are on disk, or -1 when the file turned
-   * out to be deleted (the caller writes them again to the path's new file).
-   */
-  async #writeChunk (lines: string[], sizes: number[], from: number, to: number, bytes: number, isRewrite: boolean): Promise<number> {
-    const fh = this.#fh as FileHandle
-    const prefix = this.#needsNewline ? '\n' : ''
-    const buf = Buffer.from(prefix + (from === 0 && to === lines.length ? lines.join('') : lines.slice(from, to).join('')))
-    let offset = 0
-    try {
-      // A regular-file write is normally whole; loop in case the OS takes only part of it.
-      while (offset < buf.length) {
-        const { bytesWritten } = await fh.write(buf, offset, buf.length - offset)
-        offset += bytesWritten
-      }
-    } catch (err) {
-      // Lines written whole before the failure are on disk; the one cut short is written again
-      // (the next open sees the partial line and starts on a fresh one).
-      let left = offset - prefix.length
-      let k = from
-      let kb = 0
-      while (k < to && left >= (sizes[k] ?? 0)) {
-        left -= sizes[k] ?? 0
-        kb += sizes[k] ?? 0
-        k++
-      }
-      if (k > from) this.#markWritten(k - from, kb)
-      this.#fail(err)
-      return k - from
-    }
-    if (!isRewrite && await this.#isUnlinked(fh)) {
-      this.#closeHandle()
-      this.#emitReopen('deleted')
-      return -1
-    }
-    this.#needsNewline = false
-    this.#fileSize += buf.length
-    this.#markWritten(to - from, bytes)
-    this.#recovered()
-    return to - from
-  }
-
-  async #isUnlinked (fh: FileHandle): Promise<boolean> {
-    try {
-      return (await fh.stat()).nlink === 0
-    } catch {
-      return false
-    }
-  }
-
-  /** Opens the file if closed; if open, checks (one stat) that the path still names it, and reopens if not. */
-  async #ensureFile (): Promise<void> {
-    if (this.#fh === undefined) {
-      await this.#openFile()
-      return
-    }
-    let s
-    try {
-      s = await stat(this.#path)
-    } catch (err) {
-      if (!isNotFound(err)) throw err
-      await this.#reopenFile('missing')
-      return
-    }
-    if (s.ino !== this.#ino || s.dev !== this.#dev) {
-      await this.#reopenFile('replaced')
-      return
-    }
-    // Truncated in place (logrotate copytruncate): appends still land at the end, but rotation
-    // must count from the new size.
-    if (s.size < this.#fileSize) this.#fileSize = s.size
-  }
-
-  async #reopenFile (reason: ReopenReason): Promise<void> {
-    this.#closeHandle()
-    this.#emitReopen(reason)
-    await this.#openFile()
-  }
-
-  async #openFile (): Promise<void> {
-    await mkdir(dirname(this.#path), { recursive: true })
-    const fh = await open(this.#path, 'a+')
-    try {
-      const s = await fh.stat()
-      this.#ino = s.ino
-      this.#dev = s.dev
-      this.#fileSize = s.size
-      this.#needsNewline = false
-      if (s.size > 0) {
-        // A crash may have left a partial last line: don't glue our first record onto it.
-        const last = Buffer.alloc(1)
-        await fh.read(last, 0, 1, s.size - 1)
-        this.#needsNewline = last[0] !== NEWLINE
-      }
-    } catch (err) {
-      await fh.close().catch(() => {})
-      throw err
-    }
-    this.#fh = fh
-  }
-
-  /** Closes, shifts the generations and reopens; false if the shift failed (we then keep appending). */
-  async #rotate (): Promise<boolean> {
-    const fh = this.#fh
-    this.#fh = undefined
-    if (fh !== undefined) await fh.close()
-    let isRotated = true
-    try {
-      await rotateFiles(this.#path, this.#keep)
-    } catch (err) {
-      // An oversized file beats lost records: report, and go on appending to whatever is at `path`.
-      this.#reportError(err)
-      isRotated = false
-    }
-    await this.#openFile()
-    return isRotated
-  }
-
-  #closeHandle (): void {
-    const fh = this.#fh
-    this.#fh = undefined
-    fh?.close().catch(() => {})
   }
 
   #fail (err: unknown): void {
     this.#reportError(err)
     this.#isFailing = true
-    this.#closeHandle()
+    this.#file.forget()
   }
 
   #recovered (): void {
@@ -687,39 +533,8 @@ export class RecordWriter implements RecordSink {
     if (count === 0) return false
     this.#dropped += count
     this.#emit('dropped', count)
-    this.#noteDrop(reason, count)
+    this.#warnings.note(reason, count)
     return false
-  }
-
-  #noteDrop (reason: DropReason, count: number): void {
-    if (this.#onDropWarning === undefined) return
-    this.#warnCounts[reason] += count
-    this.#warnTotal += count
-    if (this.#warnTimer !== undefined || this.#isClosed) return
-    const wait = this.#lastWarnAt + this.#warnIntervalMs - Date.now()
-    if (wait <= 0) {
-      this.#warnNow()
-      return
-    }
-    this.#warnTimer = setTimeout(() => this.#warnNow(), wait)
-    this.#warnTimer.unref()
-  }
-
-  #warnNow (): void {
-    clearTimeout(this.#warnTimer)
-    this.#warnTimer = undefined
-    if (this.#warnTotal === 0 || this.#onDropWarning === undefined) return
-    const now = Date.now()
-    const warning: DropWarning = { dropped: this.#warnTotal, reasons: this.#warnCounts, sinceMs: now - this.#warnSince }
-    this.#warnCounts = noDrops()
-    this.#warnTotal = 0
-    this.#warnSince = now
-    this.#lastWarnAt = now
-    try {
-      this.#onDropWarning(warning)
-    } catch {
-      // A logging callback must not break recording.
-    }
   }
 
   #emit (result: RecordResult, count: number): void {

@@ -1,11 +1,20 @@
+import { writeFile, unlink } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { jsonEcho } from './helpers/upstream.js'
 import { parseMetrics, type RunningRouter } from './helpers/router.js'
 import { router, upstream } from './helpers/servers.js'
-import { readRecords } from '../src/record/index.js'
+import { MAX_OUTCOME_VALUE, readRecords, type RecordSink } from '../src/record/index.js'
 import { runCli } from '../src/cli/run.js'
 import { PassThrough } from 'node:stream'
+import { request } from 'undici'
+import type { Config, MetricConfig } from '../src/config/index.js'
+import { AssignmentMemory, Tally, analyseRoute, handleFeedback, type FeedbackDeps } from '../src/evaluation/index.js'
+import { MAX_NESTING } from '../src/evaluation/feedback.js'
+import { Metrics } from '../src/metrics/index.js'
+import type { RouteRuntime, Runtime } from '../src/proxy/runtime.js'
+import { ExperimentAccumulator } from '../src/report/index.js'
+import { welchTTest } from '../src/stats/index.js'
 
 
 const config = (a: string, b: string, wa = 50, wb = 50) => `recording: { path: ./records.jsonl }
@@ -197,5 +206,255 @@ describe('/admin/experiments', () => {
     const r = await setup()
     for (let i = 0; i < 20; i++) await predict(r, `user-${i}`)
     expect((await experiment(r)).metrics.converted?.verdict).toBe('collecting data')
+  })
+})
+
+async function records(r: RunningRouter): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = []
+  for await (const rec of readRecords(join(dirname(r.configFile), 'records.jsonl'))) out.push(rec)
+  return out
+}
+
+const outcomeKeys = (m: Map<string, number>) => [...m.keys()].filter((k) => k.startsWith('modelsplit_outcome'))
+
+describe('POST /feedback: nothing accepted is lost or half-applied', () => {
+  it('15 000 outcomes in one NDJSON batch (945 kB): every outcome record reaches the file', async () => {
+    const r = await setup()
+    const lines = Array.from({ length: 15_000 }, (_, i) => JSON.stringify({ route: 'churn', user_id: `user-${String(i).padStart(5, '0')}`, metric: 'revenue', value: i % 50 }))
+    const body = lines.join('\n') + '\n'
+    expect(body.length).toBeGreaterThan(900_000)
+    const res = await feedback(r, body, '/feedback', 'application/x-ndjson')
+    expect(res).toMatchObject({ status: 200, body: { accepted: 15_000 } })
+    await r.router.flush()
+    const outcomes = (await records(r)).filter((x) => x.type === 'outcome')
+    expect(outcomes).toHaveLength(15_000)
+    expect(outcomes[0]).toMatchObject({ schema: 1, route: 'churn', metric: 'revenue', value: 0, attributed_by: 'user_id' })
+    expect(new Set(outcomes.map((o) => o.user_id)).size).toBe(15_000)
+    const m = await metrics(r)
+    expect(m.get('modelsplit_records_total{result="dropped"}')).toBe(0)
+  })
+
+  it('a batch with a value whose square overflows answers 422 and applies none of it', async () => {
+    const r = await setup()
+    const res = await feedback(r, [5, 1e200, 7].map((value, i) => ({ route: 'churn', user_id: `u${i}`, metric: 'revenue', value })))
+    expect(res.status).toBe(422)
+    expect(res.body.problems).toEqual([{ at: '[1].value', message: expect.stringContaining(`at most ${MAX_OUTCOME_VALUE}`) }])
+    await r.router.flush()
+    expect(outcomeKeys(await metrics(r))).toEqual([])
+    expect((await records(r).catch(() => [])).filter((x) => x.type === 'outcome')).toEqual([])
+  })
+
+  it('values are bounded, so the sum of squares can never reach +Inf', async () => {
+    const r = await setup()
+    const huge = await feedback(r, [{ route: 'churn', model: 'a', metric: 'revenue', value: 1.2e154 }, { route: 'churn', model: 'a', metric: 'revenue', value: 1.2e154 }])
+    expect(huge.status).toBe(422)
+    expect(huge.body.problems).toHaveLength(2)
+    const largest = await feedback(r, [{ route: 'churn', model: 'a', metric: 'revenue', value: MAX_OUTCOME_VALUE }, { route: 'churn', model: 'a', metric: 'revenue', value: MAX_OUTCOME_VALUE }])
+    expect(largest.status).toBe(200)
+    const squares = (await metrics(r)).get('modelsplit_outcome_value_squares_sum{route="churn",model="a",metric="revenue"}')
+    expect(squares).toBe(2e30)
+    expect(Number.isFinite(squares)).toBe(true)
+  })
+
+  it.each([
+    ['a single object', (deep: string) => `{"route":"churn","user_id":"u","metric":"revenue","value":${deep}}`, 'value'],
+    ['a JSON array', (deep: string) => `[{"route":"churn","user_id":"u","metric":"revenue","value":1},{"route":"churn","value":${deep}}]`, '[1].value'],
+    ['NDJSON', (deep: string) => `{"route":"churn","user_id":"u","metric":"revenue","value":1}\n{"route":"churn","extra":${deep}}\n`, '[1].extra'],
+  ])('a value nested 10 000 levels deep in %s answers 400 naming the field', async (_form, body, at) => {
+    const r = await setup()
+    const res = await feedback(r, body('['.repeat(10_000) + ']'.repeat(10_000)))
+    expect(res.status).toBe(400)
+    expect(res.body).toMatchObject({ code: 'MS_FEEDBACK_INVALID', problems: [{ at, message: expect.stringContaining(`nested more than ${MAX_NESTING} levels`) }] })
+    expect(outcomeKeys(await metrics(r))).toEqual([])
+  })
+
+  it.each([
+    ['an unterminated string', '{"route":"churn","metric":"rev', 'body'],
+    ['an unterminated array', '[{"route":"churn"}', 'body'],
+    ['text after the array', '[{"route":"churn"}] x', 'body'],
+    ['a missing comma', '[{"a":1} {"b":2}]', '[0]'],
+    ['a trailing comma', '[{"a":1},]', '[1]'],
+    ['a stray bracket', '{"value":1}}', 'line 1'],
+    ['an outcome of 70 000 characters', `{"route":"churn","user_id":"${'x'.repeat(70_000)}","metric":"revenue","value":1}`, 'body'],
+    ['a bare number', '42', 'body'],
+    ['an empty array', '[]', 'body'],
+  ])('hostile JSON: %s answers 400, never 500', async (_name, body, at) => {
+    const r = await setup()
+    const res = await feedback(r, body)
+    expect(res.status).toBe(400)
+    expect(res.body).toMatchObject({ statusCode: 400, code: 'MS_FEEDBACK_INVALID', problems: [{ at }] })
+  })
+
+  it('while the record file cannot be written, a batch waits, then answers 503 with Retry-After and applies nothing', async () => {
+    const a = await upstream(jsonEcho('a'))
+    const b = await upstream(jsonEcho('b'))
+    const r = await router(config(a.url, b.url).replace('./records.jsonl', './blocked/records.jsonl'))
+    const blocker = join(dirname(r.configFile), 'blocked')
+    await writeFile(blocker, 'a file where the recording directory should be')
+    // The first record written finds the file unwritable.
+    await predict(r, 'alice')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const started = performance.now()
+    const res = await fetch(`${r.url}/feedback`, { method: 'POST', body: JSON.stringify({ route: 'churn', model: 'a', metric: 'converted', value: 1 }) })
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('2')
+    expect(await res.json()).toMatchObject({ statusCode: 503, code: 'MS_FEEDBACK_UNAVAILABLE', message: expect.stringContaining('no outcome applied') })
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1900)
+    expect(outcomeKeys(await metrics(r))).toEqual([])
+
+    // The directory comes back: the same batch is taken, and its record is written after the prediction's.
+    await unlink(blocker)
+    expect((await feedback(r, { route: 'churn', model: 'a', metric: 'converted', value: 1 })).status).toBe(200)
+    await r.router.flush()
+    const recs: Record<string, unknown>[] = []
+    for await (const rec of readRecords(join(blocker, 'records.jsonl'))) recs.push(rec)
+    expect(recs.map((x) => x.type)).toEqual(['prediction', 'outcome'])
+    expect((await metrics(r)).get('modelsplit_outcomes_total{route="churn",model="a",metric="converted"}')).toBe(1)
+  })
+
+  it('prediction p99 stays under 50 ms while a 10 MB batch is parsed, validated, recorded and applied', async () => {
+    const r = await setup()
+    const items: string[] = []
+    let size = 2
+    for (let i = 0; size < 10_000_000; i++) {
+      const line = JSON.stringify({ route: 'churn', user_id: `u${i}`, metric: 'revenue', value: i % 100 })
+      items.push(line)
+      size += line.length + 1
+    }
+    const count = items.length
+    // Encoded up front: this process is the client too, and should not stall itself while measuring.
+    const body = Buffer.from(`[${items.join(',')}]`)
+    items.length = 0
+    expect(body.length).toBeLessThanOrEqual(10 * 1024 * 1024)
+    for (let i = 0; i < 50; i++) await predict(r, `warm-${i}`)
+
+    let done = false
+    const latencies: number[] = []
+    // undici's request rather than fetch: this process is the client as well, so keep its share small.
+    const client = async (id: number): Promise<void> => {
+      for (let i = 0; !done; i++) {
+        const t = performance.now()
+        const res = await request(`${r.url}/models/churn/predict`, { method: 'POST', headers: { 'x-user-id': `user-${id}-${i}`, 'content-type': 'application/json' }, body: '{}' })
+        await res.body.text()
+        expect(res.statusCode).toBe(200)
+        if (!done) latencies.push(performance.now() - t)
+      }
+    }
+    const clients = [0, 1, 2, 3].map(client)
+    const res = await fetch(`${r.url}/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+    // The answer is in once its headers are: stop measuring before this process parses 15 MB of it.
+    done = true
+    await Promise.all(clients)
+    const answer = await res.json() as { accepted: number }
+    expect(res.status).toBe(200)
+    expect(answer.accepted).toBe(count)
+    latencies.sort((x, y) => x - y)
+    const p99 = latencies[Math.ceil(latencies.length * 0.99) - 1] ?? Infinity
+    expect(latencies.length).toBeGreaterThan(100)
+    expect(p99, `p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms over ${latencies.length} predictions`).toBeLessThan(50)
+    await r.router.flush()
+    const m = await metrics(r)
+    expect((m.get('modelsplit_outcomes_total{route="churn",model="a",metric="revenue"}') ?? 0) + (m.get('modelsplit_outcomes_total{route="churn",model="b",metric="revenue"}') ?? 0)).toBe(count)
+    expect(m.get('modelsplit_records_total{result="dropped"}')).toBe(0)
+  }, 120_000)
+})
+
+describe('handleFeedback', () => {
+  const metricsOf = (...defs: [string, 'binary' | 'continuous'][]): MetricConfig[] => defs.map(([name, type]) => ({ name, type, mde: null, higher_is_better: true }) as MetricConfig)
+  const route = { name: 'churn', metrics: metricsOf(['converted', 'binary'], ['revenue', 'continuous']), arms: [{ model: 'a' }, { model: 'b' }], assigner: { pick: (id: string) => id.length % 2 } } as unknown as RouteRuntime
+  const runtime = { routes: [route] } as unknown as Runtime
+
+  function deps(sink: RecordSink | undefined): FeedbackDeps & { tally: Tally; metrics: Metrics } {
+    const metrics = new Metrics({ defaultMetrics: false })
+    return { memory: new AssignmentMemory(100, 60_000), tally: new Tally(metrics), metrics, sink: () => sink, sinkWaitMs: 50 }
+  }
+
+  it('counts outcomes with no sink configured, and answers JSON', async () => {
+    const d = deps(undefined)
+    const a = await handleFeedback(Buffer.from('{"route":"churn","model":"b","metric":"revenue","value":4}\n{"route":"churn","model":"b","metric":"revenue","value":6}'), runtime, undefined, d)
+    expect(a.status).toBe(200)
+    expect(a.headers['content-type']).toMatch(/^application\/json/)
+    expect(JSON.parse(a.body.toString())).toMatchObject({ accepted: 2, attributed_by: { model: 2 }, outcomes: [{ route: 'churn', model: 'b', metric: 'revenue', attributed_by: 'model' }, { model: 'b' }] })
+    expect(d.tally.outcomes('churn', 'b', 'revenue')).toMatchObject({ n: 2, sum: 10 })
+  })
+
+  it('answers 503 with Retry-After and counts nothing when the sink refuses the batch', async () => {
+    const offered: number[] = []
+    const refusing: RecordSink = {
+      write: () => false,
+      writeBatch: async (records) => { offered.push([...records].length); return false },
+      flush: async () => {},
+      close: async () => {},
+      reopen: async () => {},
+    }
+    const d = deps(refusing)
+    const a = await handleFeedback(Buffer.from('[{"route":"churn","model":"a","metric":"converted","value":1},{"route":"churn","model":"b","metric":"converted","value":0}]'), runtime, undefined, d)
+    expect(a).toMatchObject({ status: 503, headers: { 'retry-after': '2' } })
+    expect(offered).toEqual([2])
+    expect(d.tally.outcomes('churn', 'a', 'converted').n).toBe(0)
+    expect(await d.metrics.registry.getSingleMetricAsString('modelsplit_outcomes_total')).not.toMatch(/churn/)
+  })
+
+  it('hands the sink one versioned outcome record per outcome, all at once', async () => {
+    const batches: object[][] = []
+    const sink: RecordSink = {
+      write: () => true,
+      writeBatch: async (records) => { batches.push([...records]); return true },
+      flush: async () => {},
+      close: async () => {},
+      reopen: async () => {},
+    }
+    const a = await handleFeedback(Buffer.from('[{"route":"churn","user_id":"ab","metric":"converted","value":true},{"route":"churn","user_id":"abc","metric":"converted","value":false}]'), runtime, route, deps(sink))
+    expect(a.status).toBe(200)
+    expect(batches).toEqual([[
+      { type: 'outcome', schema: 1, ts: expect.any(String), route: 'churn', request_id: null, user_id: 'ab', model: 'a', metric: 'converted', value: 1, attributed_by: 'user_id' },
+      expect.objectContaining({ user_id: 'abc', model: 'b', value: 0 }),
+    ]])
+  })
+
+  it('lists at most 100 problems of a bad batch, and counts them all', async () => {
+    const bad = Array.from({ length: 5000 }, (_, i) => ({ route: 'churn', model: 'a', metric: 'revenue', value: -i - 1 }))
+    const a = await handleFeedback(Buffer.from(JSON.stringify(bad)), runtime, undefined, deps(undefined))
+    const body = JSON.parse(a.body.toString()) as { message: string; problems: unknown[] }
+    expect(a.status).toBe(422)
+    expect(body.problems).toHaveLength(100)
+    expect(body.message).toContain('5000 problems')
+  })
+
+  it('the live tally and the report agree bit for bit, and with a two-pass reference to 1e-9, for values near 1e6', async () => {
+    let state = 3
+    const uniform = (): number => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648 + 1e-12
+    const draw = (mean: number): number => mean + 0.25 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform())
+    const values = { a: [] as number[], b: [] as number[] }
+    const d = deps(undefined)
+    const report = new ExperimentAccumulator()
+    for (let batch = 0; batch < 20; batch++) {
+      const outcomes = Array.from({ length: 500 }, (_, i) => ({ model: i % 2 === 0 ? 'a' : 'b', value: draw(i % 2 === 0 ? 1e6 : 1e6 + 0.01) }))
+      const body = outcomes.map((o) => JSON.stringify({ route: 'churn', model: o.model, metric: 'revenue', value: o.value })).join('\n')
+      expect((await handleFeedback(Buffer.from(body), runtime, undefined, d)).status).toBe(200)
+      for (const o of outcomes) {
+        values[o.model as 'a' | 'b'].push(o.value)
+        report.add({ type: 'outcome', schema: 1, route: 'churn', model: o.model, metric: 'revenue', value: o.value })
+      }
+    }
+    const config = { routes: [{ name: 'churn', control: 'a', split: [{ model: 'a', weight: 1 }, { model: 'b', weight: 1 }], metrics: route.metrics }] } as unknown as Config
+    const live = analyseRoute({ route: 'churn', control: 'a', weights: { a: 1, b: 1 }, metrics: route.metrics, assignments: () => 0, outcomes: (model, metric) => d.tally.outcomes('churn', model, metric) })
+    expect(report.result(config)[0]).toEqual(live)
+
+    // Two passes over values shifted by the first: the mean of the small differences, then Σ(x − mean)².
+    const twoPass = (xs: number[]) => {
+      const shift = xs[0] ?? 0
+      let s = 0
+      for (const x of xs) s += x - shift
+      const offset = s / xs.length
+      let m2 = 0
+      for (const x of xs) m2 += (x - shift - offset) ** 2
+      return { n: xs.length, sum: 0, shift, offset, m2 }
+    }
+    const want = welchTTest(twoPass(values.a), twoPass(values.b))
+    const got = live.metrics.revenue?.comparisons.b
+    expect(Math.abs((got?.p_value ?? 0) / want.pValue - 1)).toBeLessThan(1e-9)
+    const half = ((got?.abs_lift_ci[1] ?? 0) - (got?.abs_lift_ci[0] ?? 0)) / 2
+    expect(Math.abs(half / (want.absLiftHigh - want.absLift) - 1)).toBeLessThan(1e-9)
   })
 })

@@ -13,6 +13,8 @@ export const UserIdRequiredError = createError<'MS_USER_ID_REQUIRED', 400, [stri
   'MS_USER_ID_REQUIRED', 'route "%s" needs a user id (%s) and rejects requests without one: %s', 400)
 export const BadRequestPathError = createError<'MS_BAD_PATH', 400, [string, { cause: unknown }?]>(
   'MS_BAD_PATH', 'request path is not allowed: %s', 400)
+export const TransferCodingError = createError<'MS_TRANSFER_CODING_UNSUPPORTED', 501, [string]>(
+  'MS_TRANSFER_CODING_UNSUPPORTED', 'Transfer-Encoding "%s" is not supported; only chunked is (RFC 9112 §6.1)', 501)
 export const BodyTimeoutError = createError<'MS_BODY_TIMEOUT', 408, [string, number]>(
   'MS_BODY_TIMEOUT', 'request body for route "%s" paused longer than limits.body_timeout_ms=%s; the connection is closed', 408)
 export const FeedbackInvalidError = createError<'MS_FEEDBACK_INVALID', 400, [string]>(

@@ -88,6 +88,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       path: opts.worker === undefined ? wanted.path : workerPath(wanted.path, opts.worker), max_bytes: wanted.max_bytes, keep: wanted.keep,
       onResult: (result, count) => metrics.records.inc({ result }, count),
       onError: (err) => log().error({ err }, `cannot write records to ${wanted.path}`),
+      onReopen: (reason) => metrics.recordFileReopened.inc({ reason }),
+      onDropWarning: (w) => log().warn({ dropped: w.dropped, reasons: w.reasons }, `${w.dropped} records dropped in the last ${Math.round(w.sinceMs / 1000)} s (modelsplit_records_total{result="dropped"})`),
     })
     writerConfig = wanted
     await old?.close()
@@ -138,11 +140,14 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     forceCloseConnections: 'idle',
     serverFactory: (handler) => {
       fastifyHandler = handler
-      return createServer({ requireHostHeader: false }, predictionHandler({
+      const handlers = predictionHandler({
         current,
         ctx: { metrics, observer, shadows, memory, budget, isShuttingDown: () => shuttingDown },
         other: (req, res) => (fastifyHandler as typeof handler)(req, res),
-      })) as Server
+      })
+      const server = createServer({ requireHostHeader: false }, handlers.onRequest)
+      server.on('checkContinue', handlers.onCheckContinue)
+      return server as Server
     },
   })
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
@@ -226,7 +231,11 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     app.server.closeIdleConnections()
     await Promise.race([app.close().then(() => observer.idle()), forced])
     clearTimeout(timer)
-    await observer.idle()
+    // After the deadline every request and mirror has been cut, so their records settle at once;
+    // a record that still does not would be a bug of ours, and must not hold the process forever.
+    const last = setTimeout(() => log().error(`${observer.open} records still open after shutdown; closing without them`), 2000)
+    await Promise.race([observer.idle(), new Promise((resolve) => { last.unref(); setTimeout(resolve, 2000).unref() })])
+    clearTimeout(last)
     shadows.close()
     await pools.close()
     await writer?.close()

@@ -61,9 +61,7 @@ export async function feedbackPlugin(app: FastifyInstance, opts: FeedbackPluginO
     const body = request.body as Buffer | undefined
     if (opts.peers !== undefined && body !== undefined) await recallFromPeers(body, opts.deps, opts.peers)
     const a = await handleFeedback(body, runtime, route, opts.deps)
-    const headers = (a as { headers?: Record<string, string> }).headers
-    if (headers !== undefined) reply.headers(headers)
-    return reply.code(a.status).send(a.body)
+    return reply.code(a.status).headers(a.headers).send(a.body)
   }
   app.post('/feedback', (request, reply) => answer(request, reply, undefined))
   // The listener only hands over POST <route path>/feedback on routes with metrics.
@@ -77,11 +75,18 @@ export async function feedbackPlugin(app: FastifyInstance, opts: FeedbackPluginO
 }
 
 async function recallFromPeers(body: Buffer, deps: FeedbackDeps, peers: NonNullable<FeedbackPluginOptions['peers']>): Promise<void> {
+  const text = body.toString('utf8')
+  const re = new RegExp(REQUEST_ID.source, 'g')
   const missing: string[] = []
-  for (const m of body.toString('utf8').matchAll(REQUEST_ID)) {
+  let yielded = 0
+  for (let m = re.exec(text); m !== null && missing.length < MAX_PEER_LOOKUPS; m = re.exec(text)) {
     const id = m[1] as string
     if (deps.memory.recall(id) === undefined) missing.push(id)
-    if (missing.length >= MAX_PEER_LOOKUPS) break
+    // A large batch is scanned in slices, so predictions in flight meanwhile are not held up.
+    if (re.lastIndex - yielded > 262_144) {
+      yielded = re.lastIndex
+      await new Promise((resolve) => setImmediate(resolve))
+    }
   }
   if (missing.length === 0) return
   for (const r of await peers(missing)) deps.memory.remember(r.requestId, r.route, r.model, r.userId, r.at)

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTimeoutError, BodyTooLargeError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
@@ -53,6 +53,10 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #obs: Observation | undefined
   #timedOut = false
   #streamed: PassThrough | undefined
+  /** The body streams to the model as the client sends it: the model's clock waits for its end. */
+  #streaming = false
+  /** The model's answer head, written with the first byte of its body (or at its end). */
+  #head: string[] | null = null
 
   constructor(
     readonly ctx: ProxyContext,
@@ -95,7 +99,6 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       return
     }
     this.body.truncated = true
-    req.once('end', onStreamEnd)
     this.#dispatch(this.#streamFrom(undefined), contentLength)
   }
 
@@ -122,7 +125,6 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#stopReading()
     this.body.truncated = true
     chunks.push(chunk)
-    ;(this.req as IncomingMessage & Tagged).once('end', onStreamEnd)
     this.#dispatch(this.#streamFrom(chunks), -1)
   }
 
@@ -148,6 +150,17 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#fail(new BodyTimeoutError(this.route.name, this.runtime.plan.bodyTimeoutMs), true)
   }
 
+  /** @internal A streamed body's bytes, counted against max_body_bytes as they pass. */
+  onStreamData(chunk: Buffer): void {
+    this.#size += chunk.length
+    const max = this.runtime.plan.maxBodyBytes
+    if (this.#size > max && this.#state !== DONE) this.#fail(new BodyTooLargeError(this.route.name, max), true)
+  }
+
+  /** @internal */ onStreamEnd(): void {
+    this.req.setTimeout(0)
+  }
+
   #stopReading(): void {
     const req = this.req
     req.removeListener('data', onBodyData)
@@ -159,7 +172,10 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #streamFrom(read: Buffer[] | undefined): PassThrough {
     const pass = new PassThrough()
     if (read !== undefined) for (const c of read) pass.write(c)
-    this.req.pipe(pass)
+    const req = this.req
+    req.on('data', onStreamData)
+    req.once('end', onStreamEnd)
+    req.pipe(pass)
     this.#streamed = pass
     return pass
   }
@@ -194,6 +210,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     obs?.hold()
     const path = this.rest === '' && arm.basePath === '' ? '/' : arm.basePath + this.rest
     this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
+    this.#streaming = body !== undefined && !Buffer.isBuffer(body)
     arm.pool.dispatch({
       path: this.query === '' ? path : `${path}?${this.query}`,
       method: this.method as Dispatcher.HttpMethod,
@@ -237,36 +254,79 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       return
     }
     this.#abort = abort
+    // A body that streams in as the client sends it is the client's time, guarded by
+    // body_timeout_ms; the model's timeout_ms starts again once the request is sent.
+    if (this.#streaming) clearTimeout(this.#timer)
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onRequestSent(): void {
+    if (this.#streaming && this.#state === DISPATCHED) this.#timer = setTimeout(onUpstreamTimeout, (this.arm as Arm).timeoutMs, this)
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (this.#state === DONE) return false
     if (statusCode < 200) return true // 1xx informational: the final answer follows
     this.#status = statusCode
     this.#resume = resume
     this.#timer?.refresh()
-    const arm = this.arm as Arm
-    this.res.writeHead(statusCode, statusText, clientResponseHeaders(rawHeaders, this.requestId, arm.model, this.ctx.isShuttingDown()))
+    // An answer that starts before the client's body is all read ends the connection: the rest
+    // of that body would otherwise sit unread in front of the next request.
+    const closing = this.ctx.isShuttingDown() || !this.req.complete
+    if (closing) this.res.shouldKeepAlive = false
+    // Held until the first byte of the body, so a model that fails between its head and its body
+    // still gets the client a clean 502. The model's reason phrase is not passed on: node writes
+    // the standard one (a phrase outside Latin-1 would make writeHead throw).
+    this.#head = clientResponseHeaders(rawHeaders, this.requestId, (this.arm as Arm).model, closing)
     return true
+  }
+
+  /** Writes the held answer head; false if node refused it (the exchange is then failed). */
+  #writeHead(): boolean {
+    const head = this.#head
+    if (head === null) return true
+    this.#head = null
+    try {
+      this.res.writeHead(this.#status, head)
+      return true
+    } catch (err) {
+      // A header node will not write (an invalid value): the model's answer cannot be relayed.
+      this.#abort?.(err as Error)
+      this.onError(err as Error)
+      return false
+    }
   }
 
   onData(chunk: Buffer): boolean {
     if (this.#state === DONE) return false
-    this.#timer?.refresh()
+    if (this.#head !== null && !this.#writeHead()) return false
     const capture = this.#capture
     if (capture !== null && capture.chunks !== null) {
       capture.add(chunk, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
       if (capture.skipped === 'capture_budget') this.route.captureBudgetExceeded.inc()
     }
-    const ok = this.res.write(chunk)
-    if (!ok) this.res.once('drain', this.#resume as () => void)
-    return ok
+    if (this.res.write(chunk)) {
+      this.#timer?.refresh()
+      return true
+    }
+    // The client reads slower than the model sends: the model waits on the client, so its clock
+    // stops until the client drains (a slow reader is not the model's timeout).
+    clearTimeout(this.#timer)
+    this.res.once('drain', onResponseDrain)
+    return false
+  }
+
+  /** @internal */ onDrain(): void {
+    if (this.#state !== DISPATCHED) return
+    this.#timer = setTimeout(onUpstreamTimeout, (this.arm as Arm).timeoutMs, this)
+    this.#resume?.()
   }
 
   onComplete(): void {
     if (this.#state === DONE) return
+    if (this.#head !== null && !this.#writeHead()) return
     this.#state = DONE
     clearTimeout(this.#timer)
+    this.#release()
     this.res.end()
     const arm = this.arm as Arm
     const ms = performance.now() - this.#start
@@ -295,8 +355,10 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       : translateUpstreamError(err, arm.route, arm.model, arm.timeoutMs)
     arm.metrics.upstreamErrors.inc({ route: arm.route, model: arm.model, reason })
     this.#state = DONE
+    this.#head = null
     clearTimeout(this.#timer)
     this.#streamed?.destroy()
+    this.#release()
     const res = this.res
     if (!res.headersSent) {
       this.#status = error.statusCode
@@ -336,6 +398,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     clearTimeout(this.#timer)
     this.#abort?.(new Error(CLIENT_GONE))
     this.#streamed?.destroy()
+    this.#release()
     this.route.clientAborts.inc()
     if (!this.res.destroyed) this.res.destroy()
     if (wasDispatched) this.#observed(performance.now() - this.#start, CLIENT_GONE)
@@ -345,17 +408,31 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #fail(err: Error & { statusCode?: number; code?: string }, close: boolean): void {
     const wasDispatched = this.#state === DISPATCHED
     this.#state = DONE
+    this.#head = null
     clearTimeout(this.#timer)
     this.#abort?.(err)
     this.#streamed?.destroy()
+    this.#release()
     this.ctx.metrics.requestErrors.inc({ route: this.route.name, code: err.code ?? 'MS_INTERNAL' })
     if (wasDispatched) this.#observed(performance.now() - this.#start, err.message)
     if (this.res.headersSent) {
       this.res.destroy()
       return
     }
-    if (close) this.res.shouldKeepAlive = false
+    // A body not read to its end would be parsed as the next request: close instead.
+    if (close || !this.req.complete) this.res.shouldKeepAlive = false
     this.#send(err, this.arm?.model)
+  }
+
+  /**
+   * Lets go of the request once the exchange is decided: the body-timeout listener would
+   * otherwise keep node from closing an idle keep-alive socket (it answers the socket's timeout).
+   */
+  #release(): void {
+    const req = this.req
+    req.removeListener('timeout', onBodyTimeout)
+    req.removeListener('data', onStreamData)
+    if (!req.complete) this.res.shouldKeepAlive = false
   }
 
   /** Closes the primary side of the observation after a failure (nothing captured is kept). */
@@ -367,7 +444,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #send(err: Error & { statusCode?: number; code?: string }, model: string | undefined): void {
     const res = this.res
     const body = errorBody(err, this.route.name, model)
-    res.writeHead(err.statusCode ?? 500, {
+    const status = err.statusCode ?? 500
+    res.writeHead(status, STATUS_CODES[status] ?? 'Error', {
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(body),
       'x-request-id': this.requestId,
@@ -394,8 +472,14 @@ function onBodyError(this: IncomingMessage & Tagged): void {
 function onBodyTimeout(this: IncomingMessage & Tagged): void {
   this[kExchange]?.onBodyTimeout()
 }
-function onStreamEnd(this: IncomingMessage): void {
-  this.setTimeout(0)
+function onStreamData(this: IncomingMessage & Tagged, chunk: Buffer): void {
+  this[kExchange]?.onStreamData(chunk)
+}
+function onStreamEnd(this: IncomingMessage & Tagged): void {
+  this[kExchange]?.onStreamEnd()
+}
+function onResponseDrain(this: ServerResponse & Tagged): void {
+  this[kExchange]?.onDrain()
 }
 function onUpstreamTimeout(ex: Exchange): void {
   ex.onTimeout()

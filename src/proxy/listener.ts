@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { BadRequestPathError, BodyTooLargeError, RouteNotFoundError, ShuttingDownError, errorBody } from '../errors.js'
+import { BadRequestPathError, BodyTooLargeError, RouteNotFoundError, ShuttingDownError, TransferCodingError, errorBody } from '../errors.js'
 import { matchRoute } from '../plan/index.js'
 import { badPath } from '../upstream/path.js'
 import { Exchange, type ProxyContext } from './exchange.js'
@@ -18,9 +18,30 @@ export interface ListenerDeps {
  * The prediction listener for node:http: thin glue from a request to the plan and the upstream.
  * Everything policy-shaped is decided by the plan (plan/decide.ts); this only adapts the transport.
  */
-export function predictionHandler(deps: ListenerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+export function predictionHandler(deps: ListenerDeps): { onRequest(req: IncomingMessage, res: ServerResponse): void; onCheckContinue(req: IncomingMessage, res: ServerResponse): void } {
   const ctx = deps.ctx
-  return function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  return { onRequest, onCheckContinue }
+
+  /**
+   * `Expect: 100-continue` (RFC 9110 §10.1.1): a body the router would refuse by its declared
+   * length is refused before the client sends it; otherwise 100 Continue, then the usual path.
+   */
+  function onCheckContinue(req: IncomingMessage, res: ServerResponse): void {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    const url = req.url ?? '/'
+    const pathname = url.indexOf('?') < 0 ? url : url.slice(0, url.indexOf('?'))
+    const isFeedback = req.method === 'POST' && (pathname === '/feedback' || pathname.endsWith('/feedback'))
+    const plan = deps.current().plan
+    const limit = isFeedback ? Math.max(plan.maxBodyBytes, plan.config.feedback.max_body_bytes) : plan.maxBodyBytes
+    if (declared > limit) {
+      const route = matchRoute(deps.current().routes, pathname)
+      return reject(ctx, req, res, requestIdOf(req.headers['x-request-id']), new BodyTooLargeError(route?.name ?? 'feedback', limit), route?.name ?? '')
+    }
+    res.writeContinue()
+    onRequest(req, res)
+  }
+
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const pathname = q < 0 ? url : url.slice(0, q)
@@ -43,18 +64,24 @@ export function predictionHandler(deps: ListenerDeps): (req: IncomingMessage, re
       length = Number(declared)
       if (length > runtime.plan.maxBodyBytes) return reject(ctx, req, res, requestId, new BodyTooLargeError(route.name, runtime.plan.maxBodyBytes), route.name)
     }
-    const hasBody = length > 0 || (declared === undefined && headers['transfer-encoding'] !== undefined)
+    const coding = headers['transfer-encoding']
+    // Node has undone `chunked`; any other coding would reach the model still encoded, unmarked.
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') return reject(ctx, req, res, requestId, new TransferCodingError(coding), route.name)
+    const hasBody = length > 0 || (declared === undefined && coding !== undefined)
     const ex = new Exchange(ctx, req, res, runtime, route, rest, q < 0 ? '' : url.slice(q + 1), requestId)
     ex.begin(length, hasBody)
   }
 }
 
-/** The client's x-request-id when it is a sane token (printable ASCII, at most 200 bytes), else a new UUID. */
+/**
+ * The client's x-request-id when it is a sane token (printable ASCII but `"` and `\`, at most 200
+ * bytes: safe in JSON, logs and headers as it is), else a new UUID.
+ */
 function requestIdOf(given: string | string[] | undefined): string {
   if (typeof given !== 'string' || given.length === 0 || given.length > 200) return randomUUID()
   for (let i = 0; i < given.length; i++) {
     const c = given.charCodeAt(i)
-    if (c < 0x21 || c > 0x7e) return randomUUID()
+    if (c < 0x21 || c > 0x7e || c === 0x22 || c === 0x5c) return randomUUID()
   }
   return given
 }

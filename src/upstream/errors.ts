@@ -20,6 +20,11 @@ function rootCode(err: unknown): string | undefined {
 export function translateUpstreamError(err: unknown, route: string, model: string, timeoutMs: number): { error: Error & { statusCode: number }; reason: UpstreamReason } {
   const code = rootCode(err)
   const cause = { cause: err }
+  // undici reports an answer it cannot parse (an unsolicited 100 Continue, a stray upgrade) as a
+  // socket error: that is the model speaking badly, not the connection failing.
+  if (code === 'UND_ERR_SOCKET' && /^bad (response|upgrade)$/.test((err as Error).message)) {
+    return { error: new UpstreamError(model, route, `its answer is not valid HTTP for this request (${(err as Error).message})`, cause), reason: 'other' }
+  }
   switch (code) {
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':

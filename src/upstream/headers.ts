@@ -5,6 +5,7 @@
  * hop-by-hop headers (RFC 9110 §7.6.1), Host (the model's origin gives its own), Expect (the
  * router answers 100-continue itself, RFC 9110 §10.1.1), Content-Length (recomputed for the
  * body we send), and the two headers the router sets itself.
+ * and `x-modelsplit-shadow`, which only the router's mirrors carry.
  * Lower-cases only names whose length matches one of those, so most headers cost one switch.
  */
 export function isRouterRequestHeader(name: string): boolean {
@@ -25,7 +26,12 @@ export function isRouterRequestHeader(name: string): boolean {
     case 15: return name.toLowerCase() === 'x-forwarded-for'
     case 16: return name.toLowerCase() === 'proxy-connection'
     case 17: return name.toLowerCase() === 'transfer-encoding'
-    case 19: return name.toLowerCase() === 'proxy-authorization'
+    case 19: {
+      // x-modelsplit-shadow marks the router's mirrors: a client must not be able to set it, or a
+      // model that skips side effects for mirrors would skip them for a real request.
+      const n = name.toLowerCase()
+      return n === 'proxy-authorization' || n === 'x-modelsplit-shadow'
+    }
     default: return false
   }
 }

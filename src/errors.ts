@@ -17,8 +17,11 @@ export const TransferCodingError = createError<'MS_TRANSFER_CODING_UNSUPPORTED',
   'MS_TRANSFER_CODING_UNSUPPORTED', 'Transfer-Encoding "%s" is not supported; only chunked is (RFC 9112 §6.1)', 501)
 export const BodyTimeoutError = createError<'MS_BODY_TIMEOUT', 408, [string, number]>(
   'MS_BODY_TIMEOUT', 'request body for route "%s" paused longer than limits.body_timeout_ms=%s; the connection is closed', 408)
+/** A feedback batch that was not applied: 400, 404 or 422 by its most basic problem (the body lists them all). */
 export const FeedbackInvalidError = createError<'MS_FEEDBACK_INVALID', 400, [string]>(
   'MS_FEEDBACK_INVALID', '%s', 400)
+export const FeedbackUnavailableError = createError<'MS_FEEDBACK_UNAVAILABLE', 503, [string]>(
+  'MS_FEEDBACK_UNAVAILABLE', '%s', 503)
 export const InternalError = createError<'MS_INTERNAL', 500, [string, { cause: unknown }?]>(
   'MS_INTERNAL', 'the router failed to handle this request: %s', 500)
 

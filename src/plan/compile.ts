@@ -83,6 +83,7 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     maxInFlight: sh.max_in_flight,
     threshold: sh.percent >= 100 ? 2 ** 32 : Math.floor((sh.percent / 100) * 2 ** 32),
     table: buildRendezvous(route.salt, [`shadow:${sh.model}`], [1]),
+    maxCaptureBytes: config.limits.max_capture_bytes,
   }))
   const targets = models.map((m) => target(config, m))
   const indexOf = (model: string): number => {
@@ -107,6 +108,7 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     sourceList: route.user_id.map((s) => s.spec).join(', '),
     shadows,
     record: route.record,
+    includeInputs: config.recording.include_inputs,
     observes: route.record || shadows.length > 0,
     mirrorsBody: shadows.length > 0 || (route.record && config.recording.include_inputs),
     prediction: compilePredictionSpec(route.compare.prediction),

@@ -19,6 +19,8 @@ export interface ShadowPlan extends ModelTarget {
   /** Users whose hash is below this (of 2^32) are mirrored; raising percent only adds users. */
   readonly threshold: number
   readonly table: RendezvousTable
+  /** limits.max_capture_bytes: the largest answer of this shadow kept for comparison. */
+  readonly maxCaptureBytes: number
 }
 
 /** Everything a request on one route needs, decided at compile time. */
@@ -42,6 +44,8 @@ export interface RoutePlan {
   readonly sourceList: string
   readonly shadows: readonly ShadowPlan[]
   readonly record: boolean
+  /** recording.include_inputs: records carry the request body. */
+  readonly includeInputs: boolean
   /** Shadows or a record need this request's outcome. */
   readonly observes: boolean
   /** Shadows, or records with inputs, need the body: buffer it up to max_mirror_body_bytes. */

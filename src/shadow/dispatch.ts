@@ -48,13 +48,11 @@ export class ShadowDispatcher {
   readonly #active = new Set<ShadowCall>()
   readonly #requests: Metrics['shadowRequests']
   readonly budget: CaptureBudget
-  readonly maxCaptureBytes: () => number
   #closed = false
   #idle: (() => void)[] = []
 
-  constructor(opts: { budget: CaptureBudget; maxCaptureBytes: () => number; requests: Metrics['shadowRequests'] }) {
+  constructor(opts: { budget: CaptureBudget; requests: Metrics['shadowRequests'] }) {
     this.budget = opts.budget
-    this.maxCaptureBytes = opts.maxCaptureBytes
     this.#requests = opts.requests
   }
 
@@ -185,12 +183,12 @@ class ShadowCall implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     if (this.#done) return false
     this.timer?.refresh()
-    this.capture.add(chunk, this.owner.maxCaptureBytes(), this.owner.budget)
+    this.capture.add(chunk, this.target.maxCaptureBytes, this.owner.budget)
     if (this.capture.chunks === null) {
       // Nothing more of this answer will be read: stop it rather than download what is not kept.
       const why = this.capture.skipped === 'capture_budget'
         ? 'response not captured: limits.max_capture_total_bytes in use'
-        : `response over limits.max_capture_bytes (${this.owner.maxCaptureBytes()} bytes)`
+        : `response over limits.max_capture_bytes (${this.target.maxCaptureBytes} bytes)`
       this.#end(this.#status, undefined, why, false)
       this.#abort?.(new Error(why))
       return false

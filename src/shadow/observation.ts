@@ -106,16 +106,14 @@ function round(ms: number): number {
 export class Observer {
   readonly #metrics: Metrics
   readonly #sink: () => RecordSink | undefined
-  readonly #includeInputs: () => boolean
   readonly #budget: CaptureBudget
   #open = 0
   #idle: (() => void)[] = []
 
-  constructor(opts: { metrics: Metrics; sink: () => RecordSink | undefined; includeInputs: () => boolean; budget: CaptureBudget }) {
+  constructor(opts: { metrics: Metrics; sink: () => RecordSink | undefined; budget: CaptureBudget }) {
     this.#metrics = opts.metrics
     this.#budget = opts.budget
     this.#sink = opts.sink
-    this.#includeInputs = opts.includeInputs
   }
 
   /** Observations whose primary or shadows are still running. */
@@ -191,7 +189,7 @@ export class Observer {
       },
       shadows: shadowRecords,
     }
-    if (this.#includeInputs()) {
+    if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'
       else if (obs.input !== undefined && obs.input.length > 0) {
         const parsed = parseModelJson(obs.input.toString('utf8'))

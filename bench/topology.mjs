@@ -31,6 +31,9 @@ export function routerConfig(urls, { canary } = {}) {
     missing_user_id: 'model_a',
     split: SPLIT,
     shadow: shadows.map((model) => ({ model, percent: 100, max_in_flight: MAX_IN_FLIGHT })),
+    // The example servers answer {"prediction": …}: point the comparison at it, as a user would,
+    // so the bench compares real predictions instead of failing to find them on every request.
+    compare: { prediction: '/prediction' },
   }))
   if (canary !== undefined) {
     routes.push({

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { FastCounter, FastHistogram } from './fast.js'
 
 /** Model latency spans 1 ms (a cached lookup) to 10 s (a large batch on a cold GPU). */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -11,19 +12,20 @@ export type { AssignmentSource, MissingReason } from '../plan/index.js'
 
 /**
  * The router's Prometheus instruments, created once per server on its own registry (so two
- * routers in one process, as in tests, do not collide). Names are public interface.
+ * routers in one process, as in tests, do not collide). Names are public interface. What the
+ * request path counts uses the fast instruments (./fast.ts); the rest stays with prom-client.
  */
 export class Metrics {
   readonly registry = new Registry()
-  readonly requests = new Counter({
+  readonly requests = new FastCounter({
     name: 'modelsplit_requests_total', help: 'Prediction requests answered, by route, model and HTTP status code.',
     labelNames: ['route', 'model', 'code'] as const, registers: [this.registry],
   })
-  readonly duration = new Histogram({
+  readonly duration = new FastHistogram({
     name: 'modelsplit_request_duration_seconds', help: 'Time from request start to response end, by route and model.',
     labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
   })
-  readonly clientAborts = new Counter({
+  readonly clientAborts = new FastCounter({
     name: 'modelsplit_client_aborts_total', help: 'Requests whose client went away before the answer was sent; never counted against the model.',
     labelNames: ['route'] as const, registers: [this.registry],
   })
@@ -31,19 +33,19 @@ export class Metrics {
     name: 'modelsplit_request_errors_total', help: 'Requests the router answered itself with an error before any model saw them, by route ("" when none matched) and code.',
     labelNames: ['route', 'code'] as const, registers: [this.registry],
   })
-  readonly captureBudgetExceeded = new Counter({
+  readonly captureBudgetExceeded = new FastCounter({
     name: 'modelsplit_capture_budget_exceeded_total', help: 'Answers streamed to the client uncaptured because limits.max_capture_total_bytes was in use; their comparison is recorded as an error.',
     labelNames: ['route'] as const, registers: [this.registry],
   })
-  readonly upstreamErrors = new Counter({
+  readonly upstreamErrors = new FastCounter({
     name: 'modelsplit_upstream_errors_total', help: 'Failed calls to a model server, by reason (refused, reset, timeout, dns, other).',
     labelNames: ['route', 'model', 'reason'] as const, registers: [this.registry],
   })
-  readonly assignments = new Counter({
+  readonly assignments = new FastCounter({
     name: 'modelsplit_assignments_total', help: 'Requests assigned to a model, by how: hash of the user id, override header, or the missing_user_id policy.',
     labelNames: ['route', 'model', 'source'] as const, registers: [this.registry],
   })
-  readonly userIdMissing = new Counter({
+  readonly userIdMissing = new FastCounter({
     name: 'modelsplit_user_id_missing_total', help: 'Requests whose user id could not be used, by reason.',
     labelNames: ['route', 'reason'] as const, registers: [this.registry],
   })
@@ -62,23 +64,23 @@ export class Metrics {
     labelNames: ['sha256'] as const, registers: [this.registry], aggregator: 'max',
   })
 
-  readonly shadowRequests = new Counter({
+  readonly shadowRequests = new FastCounter({
     name: 'modelsplit_shadow_requests_total', help: 'Mirrored requests to shadow models, by HTTP status (502/504 when the shadow failed or timed out).',
     labelNames: ['route', 'model', 'code'] as const, registers: [this.registry],
   })
-  readonly shadowDuration = new Histogram({
+  readonly shadowDuration = new FastHistogram({
     name: 'modelsplit_shadow_duration_seconds', help: 'Time for a shadow model to answer a mirrored request.',
     labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
   })
-  readonly shadowDropped = new Counter({
+  readonly shadowDropped = new FastCounter({
     name: 'modelsplit_shadow_dropped_total', help: 'Mirrored requests not sent, by reason (max_in_flight, body_too_large, shutting_down, unavailable: the shadow refuses connections, capture_budget: no room to hold its answer).',
     labelNames: ['route', 'model', 'reason'] as const, registers: [this.registry],
   })
-  readonly shadowComparisons = new Counter({
+  readonly shadowComparisons = new FastCounter({
     name: 'modelsplit_shadow_comparisons_total', help: 'Primary vs shadow prediction comparisons, by result (agree, disagree, error).',
     labelNames: ['route', 'primary', 'shadow', 'result'] as const, registers: [this.registry],
   })
-  readonly shadowAbsDiff = new Histogram({
+  readonly shadowAbsDiff = new FastHistogram({
     name: 'modelsplit_shadow_abs_diff', help: 'Largest absolute difference between the primary and shadow predictions of one request.',
     labelNames: ['route', 'primary', 'shadow'] as const, buckets: ABS_DIFF_BUCKETS, registers: [this.registry],
   })

@@ -1,0 +1,43 @@
+"""Fixtures: the built router command line, model servers, a router factory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+import subprocess
+
+import pytest
+
+from support import CLI, REPO, COEFFICIENTS, ModelServer, Router, start_router
+
+
+@pytest.fixture(scope="session")
+def cli() -> Path:
+    """The router's built command line; built with `npm run build` when dist/ is missing."""
+    if not CLI.exists():
+        subprocess.run(["npm", "run", "build"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    assert CLI.exists(), f"{CLI} missing after npm run build"
+    return CLI
+
+
+@pytest.fixture(scope="session")
+def models() -> Iterator[dict[str, str]]:
+    """Three churn model servers: name → base URL."""
+    servers = {f"churn-{v}": ModelServer(v) for v in COEFFICIENTS}
+    yield {name: s.url for name, s in servers.items()}
+    for s in servers.values():
+        s.close()
+
+
+@pytest.fixture
+def router_factory(cli: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """start_router bound to the built CLI and the test's temporary directory."""
+
+    @contextmanager
+    def factory(config_text: str, directory: Optional[Path] = None) -> Iterator[Router]:
+        with start_router(cli, config_text, directory or tmp_path) as r:
+            yield r
+
+    return factory

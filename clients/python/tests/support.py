@@ -1,0 +1,172 @@
+"""Shared test helpers: the repository's paths, the built router, model servers, and a router
+started from the repository (``node dist/cli/main.js serve``) on ephemeral ports."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = REPO / "test" / "fixtures"
+CLI = REPO / "dist" / "cli" / "main.js"
+BANNER = re.compile(r"^modelsplit: predictions on (\S+), admin on (\S+) ")
+
+
+# ---- model servers -------------------------------------------------------------------------------
+
+# Churn models in MLflow's scoring protocol: {"dataframe_records": [...]} → {"predictions": [...]}.
+COEFFICIENTS = {
+    "v1": (-1.2, -0.04, 0.021, 0.30),
+    "v2": (-1.0, -0.06, 0.020, 0.32),
+    "v3": (-1.4, -0.05, 0.018, 0.55),
+}
+
+
+def churn_probability(version: str, row: dict[str, Any]) -> float:
+    import math
+
+    b0, b1, b2, b3 = COEFFICIENTS[version]
+    z = b0 + b1 * float(row.get("tenure_months", 0)) + b2 * float(row.get("monthly_charges", 0)) + b3 * float(row.get("support_calls", 0))
+    return round(1 / (1 + math.exp(-z)), 6)
+
+
+class _ModelHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    version_name = "v1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        rows = body.get("dataframe_records") or []
+        answer = json.dumps({"predictions": [churn_probability(self.version_name, r) for r in rows]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+class ModelServer:
+    def __init__(self, version: str) -> None:
+        handler = type(f"Handler_{version}", (_ModelHandler,), {"version_name": version})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- the router ----------------------------------------------------------------------------------
+
+
+class Router:
+    """A router process started from the repository's dist/."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str, admin_url: str, config: Path, output: list[str]) -> None:
+        self.proc = proc
+        self.url = url
+        self.admin_url = admin_url
+        self.config = config
+        self.output = output
+
+    def get_json(self, path: str, admin: bool = True) -> Any:
+        base = urllib.parse.urlsplit(self.admin_url if admin else self.url)
+        conn = http.client.HTTPConnection(base.hostname, base.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    def stop(self) -> int:
+        """SIGTERM: the router drains and writes every buffered record, then exits."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def start_router(cli: Path, config_text: str, directory: Path) -> Iterator[Router]:
+    """Writes the config to `directory/router.yaml` and runs `node dist/cli/main.js serve` on it
+    (the config should listen on port 0); waits for the banner line with the two URLs."""
+    config = directory / "router.yaml"
+    config.write_text(config_text, encoding="utf-8")
+    proc = subprocess.Popen(["node", str(cli), "serve", "--config", str(config), "--log-level", "warn"],
+                            cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8")
+    output: list[str] = []
+    found: dict[str, str] = {}
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            m = BANNER.match(line)
+            if m and not ready.is_set():
+                found["url"], found["admin"] = m.group(1), m.group(2)
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not ready.wait(30) or "url" not in found:
+        proc.kill()
+        raise RuntimeError("router did not start:\n" + "".join(output))
+    router = Router(proc, found["url"], found["admin"], config, output)
+    try:
+        yield router
+    finally:
+        router.stop()
+
+
+class Client:
+    """A keep-alive HTTP client for driving traffic (one per thread)."""
+
+    def __init__(self, base_url: str) -> None:
+        u = urllib.parse.urlsplit(base_url)
+        self.host, self.port = u.hostname, u.port
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def request(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict[str, str]] = None) -> tuple[int, dict[str, str], bytes]:
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                r = self.conn.getresponse()
+                data = r.read()
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run_cli(cli: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["node", str(cli), *args], cwd=REPO, capture_output=True, text=True, encoding="utf-8", timeout=120)
+

@@ -1,0 +1,39 @@
+import type { PromoteWhen } from '../config/decisions.js'
+import { wilsonInterval } from '../stats/index.js'
+
+/** A shadow's record against the route's control, as of a boundary. */
+export interface ShadowEvidence {
+  /** Comparisons that could be made (agree + disagree). */
+  readonly compared: number
+  readonly agreed: number
+  /** The shadow's own requests and 5xx (or failed) answers. */
+  readonly requests: number
+  readonly errors: number
+  readonly shadowP99: number | null
+  readonly controlP99: number | null
+}
+
+export interface PromotionCheck {
+  readonly ready: boolean
+  readonly reason: string
+}
+
+/**
+ * Whether a shadow has proven itself on live inputs: enough comparisons, agreement whose 95 %
+ * Wilson lower bound clears min_agreement, and its own latency and error figures within bounds.
+ */
+export function checkPromotion(model: string, pw: PromoteWhen, e: ShadowEvidence): PromotionCheck {
+  if (e.compared < pw.min_compared) return { ready: false, reason: `${model}: ${e.compared} of ${pw.min_compared} comparisons` }
+  const w = wilsonInterval(e.agreed, e.compared)
+  if (w.low < pw.min_agreement) return { ready: false, reason: `${model}: agreement ${(100 * w.rate).toFixed(2)}%, 95% lower bound ${(100 * w.low).toFixed(2)}% < ${(100 * pw.min_agreement).toFixed(2)}%` }
+  if (pw.max_p99_latency_ratio !== null) {
+    if (e.shadowP99 === null || e.controlP99 === null || e.controlP99 <= 0) return { ready: false, reason: `${model}: no p99 latency to compare yet` }
+    const ratio = e.shadowP99 / e.controlP99
+    if (ratio > pw.max_p99_latency_ratio) return { ready: false, reason: `${model}: p99 ×${ratio.toFixed(2)} of the control's > ${pw.max_p99_latency_ratio}` }
+  }
+  if (pw.max_error_rate !== null) {
+    const rate = e.requests > 0 ? e.errors / e.requests : 0
+    if (rate > pw.max_error_rate) return { ready: false, reason: `${model}: error rate ${(100 * rate).toFixed(3)}% > ${(100 * pw.max_error_rate).toFixed(3)}%` }
+  }
+  return { ready: true, reason: `${model}: ${e.compared} comparisons, agreement lower bound ${(100 * w.low).toFixed(2)}% ≥ ${(100 * pw.min_agreement).toFixed(2)}%: promoted to rollout candidate` }
+}

@@ -1,0 +1,135 @@
+import type { RolloutConfig } from '../config/decisions.js'
+
+/** Where a rollout stands (the `state` label of modelsplit_rollout_state). */
+export type RolloutStatus = 'running' | 'paused' | 'holding' | 'rolled_back' | 'promoted'
+
+export const ROLLOUT_STATUSES: readonly RolloutStatus[] = ['running', 'paused', 'holding', 'rolled_back', 'promoted']
+
+/** A rollout's state: plain data, persisted beside the records and identical on every replica. */
+export interface RolloutState {
+  /** Hash of the rollout's definition: a reload that changes it restarts the rollout. */
+  readonly definition: string
+  readonly candidate: string
+  readonly control: string
+  readonly status: RolloutStatus
+  /** Index in steps of the step in force. */
+  readonly step: number
+  /** The boundary the step started at (ms since the epoch). */
+  readonly stepStartedAt: number
+  /** Who paused it: an operator, or a failing gate with on_failure: pause. */
+  readonly pausedBy: 'operator' | 'gate' | null
+}
+
+/** What one arm did during the current step's window. */
+export interface ArmWindow {
+  readonly requests: number
+  /** Answers with a 5xx status (or no answer: 502/504). */
+  readonly errors: number
+  /** p99 latency in seconds from the duration histogram, or null with no data. */
+  readonly p99: number | null
+}
+
+/** A guardrail metric's sequential test, candidate against control. */
+export interface GuardrailResult {
+  readonly metric: string
+  /** Always-valid p-value (mSPRT), or null with too little data. */
+  readonly p: number | null
+  /** The candidate's mean is worse in the metric's direction. */
+  readonly worse: boolean
+}
+
+export interface RolloutInputs {
+  readonly control: ArmWindow
+  readonly candidate: ArmWindow
+  readonly guardrails: readonly GuardrailResult[]
+  /** Why the data cannot be trusted at this boundary (Prometheus down…), or null. */
+  readonly missing: string | null
+}
+
+export type RolloutResult = 'advance' | 'hold' | 'rollback' | 'pause' | 'promote'
+
+export interface RolloutDecision {
+  readonly state: RolloutState
+  readonly result: RolloutResult
+  readonly reason: string
+}
+
+/** The rollout's first state: the first step, starting at `now`. */
+export function startRollout(cfg: RolloutConfig, definition: string, control: string, now: number, candidate = cfg.candidate): RolloutState {
+  return { definition, candidate, control, status: 'running', step: 0, stepStartedAt: now, pausedBy: null }
+}
+
+/** The sequential test's significance level for guardrails. */
+export const GUARDRAIL_ALPHA = 0.05
+
+const pct = (x: number): string => `${(100 * x).toFixed(2)}%`
+
+/**
+ * One decision at a boundary, as a pure function of the config, the state and the data as of the
+ * boundary. Missing data never moves a rollout forward and never rolls it back: it holds.
+ */
+export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: RolloutInputs, now: number): RolloutDecision {
+  const hold = (reason: string, status: RolloutStatus = state.status === 'running' ? 'holding' : state.status): RolloutDecision =>
+    ({ state: { ...state, status }, result: 'hold', reason })
+  if (state.status === 'promoted') return { state, result: 'hold', reason: `promoted: ${state.candidate} is the control` }
+  if (state.status === 'rolled_back') return { state, result: 'hold', reason: `rolled back: ${state.candidate} gets no traffic` }
+  if (state.status === 'paused') return { state, result: 'hold', reason: `paused by ${state.pausedBy ?? 'operator'}; resume to go on` }
+  const percent = cfg.steps[state.step] as number
+  if (data.missing !== null) return hold(`holding at ${percent}%: ${data.missing}`)
+  const { control, candidate } = data
+  if (control.requests < cfg.min_requests || candidate.requests < cfg.min_requests) {
+    return hold(`holding at ${percent}%: collecting data on this step (control ${control.requests}/${cfg.min_requests}, candidate ${candidate.requests}/${cfg.min_requests} requests)`, 'running')
+  }
+  const failures: string[] = []
+  const g = cfg.gates
+  const errControl = control.errors / control.requests
+  const errCandidate = candidate.errors / candidate.requests
+  if (g.max_error_rate_increase !== null && errCandidate - errControl > g.max_error_rate_increase) {
+    failures.push(`error rate ${pct(errCandidate)} vs control ${pct(errControl)}: +${pct(errCandidate - errControl)} > max_error_rate_increase ${pct(g.max_error_rate_increase)}`)
+  }
+  if (g.max_p99_latency_ratio !== null) {
+    if (control.p99 === null || candidate.p99 === null || control.p99 <= 0) return hold(`holding at ${percent}%: no p99 latency to compare yet`)
+    const ratio = candidate.p99 / control.p99
+    if (ratio > g.max_p99_latency_ratio) failures.push(`p99 ${(candidate.p99 * 1000).toFixed(1)} ms vs control ${(control.p99 * 1000).toFixed(1)} ms: ×${ratio.toFixed(2)} > max_p99_latency_ratio ${g.max_p99_latency_ratio}`)
+  }
+  for (const r of data.guardrails) {
+    if (r.worse && r.p !== null && r.p < GUARDRAIL_ALPHA) failures.push(`guardrail ${r.metric} is significantly worse (sequential p = ${r.p.toPrecision(3)} < ${GUARDRAIL_ALPHA})`)
+  }
+  if (failures.length > 0) {
+    const why = `gate failed at ${percent}%: ${failures.join('; ')}`
+    if (cfg.on_failure === 'pause') return { state: { ...state, status: 'paused', pausedBy: 'gate' }, result: 'pause', reason: `${why}; paused (on_failure: pause)` }
+    return { state: { ...state, status: 'rolled_back' }, result: 'rollback', reason: `${why}; rolled back: ${state.candidate} to 0%` }
+  }
+  const elapsed = now - state.stepStartedAt
+  if (elapsed < cfg.step_interval_ms) {
+    return { state: { ...state, status: 'running' }, result: 'hold', reason: `gates hold at ${percent}%; on this step ${Math.round(elapsed / 1000)} s of ${Math.round(cfg.step_interval_ms / 1000)} s` }
+  }
+  if (state.step + 1 < cfg.steps.length) {
+    const next = cfg.steps[state.step + 1] as number
+    return { state: { ...state, status: 'running', step: state.step + 1, stepStartedAt: now }, result: 'advance', reason: `gates held for ${Math.round(elapsed / 1000)} s at ${percent}% (errors ${pct(errCandidate)} vs ${pct(errControl)}): step up to ${next}%` }
+  }
+  if (percent >= 100 && cfg.promote) {
+    return { state: { ...state, status: 'promoted' }, result: 'promote', reason: `gates held at 100% for ${Math.round(elapsed / 1000)} s: ${state.candidate} promoted, it is the control now` }
+  }
+  return { state: { ...state, status: 'running' }, result: 'hold', reason: `gates hold at the last step (${percent}%)${percent >= 100 ? '; promote: false keeps it there' : ''}` }
+}
+
+/**
+ * The weights in force for a rollout: the candidate's percent, the rest shared by the other models
+ * in their configured proportions. Assignment stays the weighted rendezvous formula on these, so a
+ * step up only moves users into the candidate and a rollback only moves them out.
+ */
+export function rolloutWeights(split: readonly { readonly model: string; readonly weight: number }[], cfg: RolloutConfig, state: RolloutState): number[] {
+  const percent = state.status === 'rolled_back' ? 0 : state.status === 'promoted' ? 100 : cfg.steps[state.step] as number
+  const others = split.filter((s) => s.model !== state.candidate)
+  let otherTotal = others.reduce((a, s) => a + s.weight, 0)
+  return split.map((s) => {
+    if (s.model === state.candidate) return percent
+    if (otherTotal <= 0) {
+      // Nothing else has weight: the control takes the rest.
+      otherTotal = 0
+      return s.model === state.control ? 100 - percent : 0
+    }
+    return ((100 - percent) * s.weight) / otherTotal
+  })
+}

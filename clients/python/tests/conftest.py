@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 import subprocess
 
 import pytest
@@ -41,3 +41,13 @@ def router_factory(cli: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
             yield r
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def traffic(cli: Path, models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Records made by a real router: prediction traffic on two routes (a shadow on one), outcomes
+    fed back through modelsplit.Feedback, small rotating record files; the router is stopped
+    (SIGTERM writes every record) and a crash's partial line is appended to the newest file."""
+    from support import run_traffic
+
+    return run_traffic(cli, models, tmp_path_factory.mktemp("traffic"))

@@ -177,3 +177,115 @@ class Client:
 def run_cli(cli: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["node", str(cli), *args], cwd=REPO, capture_output=True, text=True, encoding="utf-8", timeout=120)
 
+
+
+# ---- traffic through a real router, for the record and experiment tests ------------------------
+
+TRAFFIC_CONFIG = """\
+listen: {{ host: 127.0.0.1, port: 0 }}
+admin: {{ host: 127.0.0.1, port: 0 }}
+recording: {{ path: ./records/predictions.jsonl, max_bytes: 262144, keep: 1000, include_inputs: true }}
+models:
+  churn-v1: {{ url: "{v1}" }}
+  churn-v2: {{ url: "{v2}" }}
+  churn-v3: {{ url: "{v3}" }}
+routes:
+  - name: churn
+    path: /models/churn
+    salt: churn-py
+    allow_override: true
+    missing_user_id: random
+    record: true
+    split:
+      - {{ model: churn-v1, weight: 60 }}
+      - {{ model: churn-v2, weight: 40 }}
+    shadow:
+      - {{ model: churn-v3, percent: 100 }}
+    metrics:
+      - {{ name: converted, type: binary, mde: 0.05 }}
+      - {{ name: revenue, type: continuous }}
+      - {{ name: churned, type: binary, higher_is_better: false }}
+  - name: fraud
+    path: /models/fraud
+    hash: nginx
+    record: true
+    split:
+      - {{ model: churn-v2, weight: 50 }}
+      - {{ model: churn-v3, weight: 50 }}
+    metrics:
+      - {{ name: caught, type: binary }}
+"""
+
+
+def run_traffic(cli: Path, models: dict[str, str], directory: Path, churn_requests: int = 2400, fraud_requests: int = 600) -> dict[str, Any]:
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelsplit import Feedback
+
+    config_text = TRAFFIC_CONFIG.format(v1=models["churn-v1"], v2=models["churn-v2"], v3=models["churn-v3"])
+    plan: list[tuple[str, Optional[str], dict[str, str]]] = []
+    for i in range(churn_requests):
+        headers = {"content-type": "application/json"}
+        uid: Optional[str] = f"user-{i // 2}"  # two requests per user
+        if i % 80 == 7:
+            uid = None  # missing_user_id: random
+        elif i % 80 == 11:
+            headers["x-modelsplit-model"] = "churn-v2"  # a QA override
+        if uid is not None:
+            headers["x-user-id"] = uid
+        plan.append(("/models/churn/invocations", uid, headers))
+    for i in range(fraud_requests):
+        uid = f"acct-{i}"
+        plan.append(("/models/fraud/invocations", uid, {"content-type": "application/json", "x-user-id": uid}))
+
+    served: list[dict[str, Any]] = []
+    with start_router(cli, config_text, directory) as router:
+        def drive(part: list[tuple[int, tuple[str, Optional[str], dict[str, str]]]]) -> list[dict[str, Any]]:
+            client = Client(router.url)
+            out = []
+            try:
+                for n, (path, uid, headers) in part:
+                    row = {"tenure_months": n % 60, "monthly_charges": 20 + n % 90, "support_calls": n % 5}
+                    status, h, _ = client.request("POST", path, json.dumps({"dataframe_records": [row]}).encode(), headers)
+                    assert status == 200, status
+                    out.append({"n": n, "route": path.split("/")[2], "user_id": uid, "request_id": h["x-request-id"], "model": h["x-modelsplit-model"]})
+            finally:
+                client.close()
+            return out
+
+        indexed = list(enumerate(plan))
+        with ThreadPoolExecutor(4) as pool:
+            for part in pool.map(drive, [indexed[k::4] for k in range(4)]):
+                served.extend(part)
+        served.sort(key=lambda r: r["n"])
+
+        rng = random.Random(2026)
+        rates = {"churn-v1": 0.30, "churn-v2": 0.42, "churn-v3": 0.35}
+        sent = 0
+        with Feedback(router.url, batch_size=500) as fb:
+            for r in served:
+                if r["route"] == "churn":
+                    fb.send("converted", int(rng.random() < rates[r["model"]]), route="churn", request_id=r["request_id"])
+                    sent += 1
+                    if r["user_id"] is not None and r["n"] % 2 == 0:
+                        # Values near 1e6 with a small spread: the stable totals keep every digit.
+                        lift = 0.05 if r["model"] == "churn-v2" else 0.0
+                        fb.send("revenue", 1e6 + lift + rng.gauss(0, 0.25), route="churn", user_id=r["user_id"])
+                        sent += 1
+                    if r["n"] % 3 == 0:
+                        fb.send("churned", rng.random() < 0.2, route="churn", model=r["model"])
+                        sent += 1
+                else:
+                    fb.send("caught", int(rng.random() < 0.5), route="fraud", user_id=r["user_id"])
+                    sent += 1
+        status, live = router.get_json("/admin/experiments")
+        assert status == 200
+        code = router.stop()
+        assert code == 0, "".join(router.output)
+
+    base = directory / "records" / "predictions.jsonl"
+    with open(base, "ab") as f:
+        f.write(b'{"type":"prediction","schema":1,"ts":"2026-01-01T00:00:00.000Z","route":"churn","primary":{"mod')
+    return {"base": base, "config": directory / "router.yaml", "served": served, "outcomes_sent": sent,
+            "live_experiments": live["routes"], "directory": directory}

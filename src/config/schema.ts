@@ -1,18 +1,19 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
+import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
 import type { CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 
-const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback'] as const
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const METRIC_KEYS = ['name', 'type', 'mde', 'higher_is_better'] as const
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
 const RECORDING_KEYS = ['path', 'max_bytes', 'keep', 'include_inputs'] as const
-const SHADOW_KEYS = ['model', 'percent', 'max_in_flight'] as const
+const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'control'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'control', 'rollout', 'bandit'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
@@ -28,6 +29,9 @@ const MIN_POSITIVE_WEIGHT = 1e-9
 
 /** Paths the router answers itself on the prediction port; routes may not take them. */
 export const RESERVED_PATHS: readonly string[] = ['/feedback']
+
+/** Only read when evaluation had a problem, which the problems list already reports. */
+const EVALUATION_FALLBACK = { interval_ms: 60_000, prometheus: null }
 
 export const DEFAULTS = {
   listen: { host: '0.0.0.0', port: 8080 },
@@ -68,6 +72,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const bodyTimeout = c.number(limitsRaw?.body_timeout_ms, ['limits', 'body_timeout_ms'], { min: 1, max: 3_600_000, integer: true, fallback: DEFAULTS.body_timeout_ms })
   const recording = readRecording(c, top.recording)
   const feedback = readFeedback(c, top.feedback)
+  const evaluation = readEvaluation(c, top.evaluation)
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
   // Equal ports collide whenever either side binds a wildcard address, which is the default.
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
@@ -101,6 +106,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
       routes,
       recording,
       feedback,
+      evaluation: evaluation ?? EVALUATION_FALLBACK,
     },
   }
 }
@@ -213,13 +219,16 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   const compare = readCompare(c, o.compare, [...path, 'compare'])
   const record = c.boolean(o.record, [...path, 'record'], false)
   const metrics = readMetrics(c, o.metrics, [...path, 'metrics'])
+  const rollout = readRollout(c, o.rollout, [...path, 'rollout'])
+  const bandit = readBandit(c, o.bandit, [...path, 'bandit'])
   let control = c.string(o.control, [...path, 'control'], split?.[0]?.model)
   if (control !== undefined && split !== undefined && !split.some((s) => s.model === control)) {
     c.add([...path, 'control'], `must be a model in this route's split (${split.map((s) => s.model).join(', ')}), got "${control}"`)
     control = undefined
   }
-  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || control === undefined) return undefined
-  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, control }
+  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
+  if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
+  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, control, rollout, bandit }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
@@ -356,7 +365,8 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
     const model = c.string(o.model, [...p, 'model'])
     const percent = c.number(o.percent, [...p, 'percent'], { min: 0, max: 100, fallback: 100 })
     const maxInFlight = c.number(o.max_in_flight, [...p, 'max_in_flight'], { min: 1, integer: true, fallback: DEFAULTS.max_in_flight })
-    if (model === undefined || percent === undefined || maxInFlight === undefined) return void (ok = false)
+    const promoteWhen = readPromoteWhen(c, o.promote_when, [...p, 'promote_when'])
+    if (model === undefined || percent === undefined || maxInFlight === undefined || promoteWhen === undefined) return void (ok = false)
     if (models !== undefined && !Object.hasOwn(models, model)) {
       c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
       ok = false
@@ -367,7 +377,7 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
       ok = false
     }
     seen.set(model, i)
-    out.push({ model, percent, max_in_flight: maxInFlight })
+    out.push({ model, percent, max_in_flight: maxInFlight, promote_when: promoteWhen })
   })
   return ok ? out : undefined
 }

@@ -1,3 +1,4 @@
+import type { BanditConfig, EvaluationConfig, PromoteWhen, RolloutConfig } from './decisions.js'
 // The validated, defaulted config: the same keys users write in YAML (snake_case), so
 // `GET /admin/config` shows them exactly what they configured plus the defaults.
 
@@ -30,6 +31,8 @@ export interface ShadowConfig {
   readonly percent: number
   /** Mirrored requests to this model on this route in flight at once; more are dropped. */
   readonly max_in_flight: number
+  /** When this shadow becomes the route's rollout candidate; null: never. */
+  readonly promote_when: PromoteWhen | null
 }
 
 export interface CompareConfig {
@@ -65,6 +68,10 @@ export interface RouteConfig {
   readonly metrics: readonly MetricConfig[]
   /** The model candidates are compared against; defaults to the split's first model. */
   readonly control: string
+  /** A progressive canary of one candidate against the control, or null. */
+  readonly rollout: RolloutConfig | null
+  /** A Thompson-sampling bandit over the split, or null (never with a rollout). */
+  readonly bandit: BanditConfig | null
 }
 
 export interface FeedbackConfig {
@@ -104,6 +111,7 @@ export interface Config {
   readonly routes: readonly RouteConfig[]
   readonly recording: RecordingConfig
   readonly feedback: FeedbackConfig
+  readonly evaluation: EvaluationConfig
 }
 
 /** A loaded config with where it came from: what reloads and `/admin/config` report. */

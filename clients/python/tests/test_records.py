@@ -220,4 +220,5 @@ def test_records_a_real_router_wrote(cli, traffic) -> None:
     assert doc["skipped_lines"] == 1 and doc["records"]["other"] == len(recs.outcomes)
     assert summarise_like_report(p) == report_counts(doc)
     with_inputs = read_records(traffic["base"], include_input=True).predictions
-    assert with_inputs["input"].iloc[0] == {"dataframe_records": [{"tenure_months": 0, "monthly_charges": 20, "support_calls": 0}]}
+    first = with_inputs.set_index("request_id").loc[served[0]["request_id"]]
+    assert first["input"] == {"dataframe_records": [{"tenure_months": 0, "monthly_charges": 20, "support_calls": 0}]}

@@ -66,7 +66,7 @@ def _murmur3_32_py(data: bytes, seed: int = 0) -> int:
 
 
 try:  # pragma: no cover - depends on the environment
-    import mmh3 as _mmh3
+    import mmh3 as _mmh3  # type: ignore[import-not-found,unused-ignore]
 
     def murmur3_32(data: bytes, seed: int = 0) -> int:
         """MurmurHash3_x86_32 of ``data`` with ``seed``, unsigned (0 .. 2**32 - 1)."""

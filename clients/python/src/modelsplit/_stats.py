@@ -57,7 +57,7 @@ def student_quantile(p: Any, df: Any) -> np.float64:
     if p == 0.5:
         return F(0)
     if p < 0.5:
-        return -student_quantile(1 - p, df)
+        return F(-student_quantile(1 - p, df))
     lo = F(0)
     hi = np.maximum(F(1), phi_inverse(p))
     while student_cdf(hi, df) < p:
@@ -73,7 +73,7 @@ def student_quantile(p: Any, df: Any) -> np.float64:
         else:
             hi = mid
         i += 1
-    return (lo + hi) / 2
+    return F((lo + hi) / 2)
 
 
 def chi_square_upper(x: Any, k: int) -> np.float64:

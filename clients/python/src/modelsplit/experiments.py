@@ -205,7 +205,9 @@ def experiment_summary(records: Union[Records, PathsOrGlob], config: ConfigLike)
         p = records.predictions
         if len(p) > 0:
             hashed = p[p["assignment"] == "hash"]
-            for (route, model), count in hashed.groupby(["route", "model"], sort=False).size().items():
+            sizes = hashed.groupby(["route", "model"], sort=False).size()
+            for key, count in zip(sizes.index, sizes.to_numpy()):
+                route, model = key
                 tally.assigned(str(route), str(model), int(count))
         o = records.outcomes
         for route, model, metric, value in zip(o["route"], o["model"], o["metric"], o["value"]):

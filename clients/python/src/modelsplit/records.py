@@ -152,10 +152,6 @@ def _is_readable_schema(record: dict[str, Any]) -> bool:
     return float(v).is_integer() and 1 <= v <= SCHEMA_VERSION
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def as_prediction_record(record: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The record if it is a prediction this package reads (route and primary model present, a
     readable ``schema``), else None."""
@@ -175,7 +171,7 @@ def as_outcome_record(record: dict[str, Any]) -> Optional[dict[str, Any]]:
     if not all(isinstance(record.get(k), str) for k in ("route", "model", "metric")):
         return None
     v = record.get("value")
-    if not _is_number(v) or not math.isfinite(v) or abs(v) > MAX_OUTCOME_VALUE:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or abs(v) > MAX_OUTCOME_VALUE:
         return None
     if "attributed_by" in record and record["attributed_by"] not in _ATTRIBUTIONS:
         return None
@@ -316,9 +312,9 @@ class _Builder:
         return Records(preds, outcomes, decisions, files=files, skipped_lines=skipped, invalid=self.invalid, other=self.other)
 
 
-def _nullable(series: "pd.Series", dtype: str) -> "pd.Series":
+def _nullable(series: "pd.Series[Any]", dtype: str) -> "pd.Series[Any]":
     try:
-        return series.astype(dtype)
+        return series.astype(dtype)  # type: ignore[call-overload, no-any-return]
     except (TypeError, ValueError):
         return series  # unexpected values: leave the column as read
 

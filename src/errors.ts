@@ -30,6 +30,9 @@ export const BadQueryError = createError<'MS_BAD_QUERY', 400, [string]>(
   'MS_BAD_QUERY', '%s', 400)
 export const RouteUnknownError = createError<'MS_ROUTE_UNKNOWN', 404, [string, string]>(
   'MS_ROUTE_UNKNOWN', 'no route named "%s"; routes: %s', 404)
+/** A rollout action that does not fit its state (pausing a finished rollout), or a route without one. */
+export const RolloutConflictError = createError<'MS_ROLLOUT_CONFLICT', 409, [string]>(
+  'MS_ROLLOUT_CONFLICT', '%s', 409)
 export const ConfigRejectedError = createError<'MS_CONFIG_INVALID', 422, [string]>(
   'MS_CONFIG_INVALID', '%s', 422)
 

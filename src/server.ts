@@ -8,7 +8,8 @@ import { ConfigError, errorBody } from './errors.js'
 import { AssignmentMemory, Tally } from './evaluation/index.js'
 import { feedbackPlugin, type FeedbackPluginOptions, type PeerRecall } from './evaluation/plugin.js'
 import { Metrics } from './metrics/index.js'
-import { compileFile, type Plan } from './plan/index.js'
+import { compileFile, withWeights, type Plan } from './plan/index.js'
+import { DecisionEngine } from './decisions/engine.js'
 import { predictionHandler } from './proxy/listener.js'
 import { bindPlan, poolsOf, type Runtime } from './proxy/runtime.js'
 import { RecordWriter } from './record/index.js'
@@ -52,6 +53,8 @@ export interface Router {
   listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string }): Promise<{ url: string; adminUrl: string }>
   /** Re-reads and applies the config file; an invalid file changes nothing. */
   reload(): Promise<ReloadResult>
+  /** Rollouts and bandits: status, operator actions, and tick() for tests that drive the clock. */
+  readonly decisions: DecisionEngine
   /** The request ids of these this process remembers (for another worker's feedback). */
   recall(requestIds: readonly string[]): PeerRecall[]
   /** Reopens the record file (SIGHUP, after log rotation). */
@@ -98,14 +101,33 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const publish = (r: Runtime): void => {
     metrics.setConfig(r.loaded.sha256, r.routes.map((route) => ({ name: route.name, models: route.assigner.models, shares: route.assigner.shares })))
   }
-  const initial = bindPlan(plan, metrics, tally, pools)
+  // Decisions (rollouts, bandits) lay their weights over the compiled plan. Every worker of a
+  // cluster would decide from its own share of the traffic, so under --workers they stay off.
+  const engine = new DecisionEngine({
+    runtime: () => current(),
+    outcomes: (route, model, metric) => tally.outcomes(route, model, metric),
+    refresh: () => store.refresh(),
+    record: (r) => { writer?.write(r) },
+    // The first decisions are taken while the router is built, before its logger exists.
+    log: (level, message) => queueMicrotask(() => log()[level](message)),
+    metrics,
+    now: () => Date.now(),
+  }, DecisionEngine.stateFileFor(plan))
+  const decided = (next: Plan): Plan => {
+    if (opts.worker !== undefined) return next
+    const r = withWeights(next, engine.weightsFor(next))
+    if (!r.ok) throw new ConfigError(r.problems)
+    return r.plan
+  }
+  const initial = bindPlan(decided(plan), metrics, tally, pools)
   publish(initial)
   const store = new ConfigStore<Runtime>({
     file: opts.configFile,
     initial,
+    base: plan,
     planOf: (r) => r.plan,
     async prepare(next) {
-      const bound = bindPlan(next, metrics, tally, pools)
+      const bound = bindPlan(decided(next), metrics, tally, pools)
       // The new file is opened before the swap, so no record of the new config finds no writer.
       await useRecording(next)
       return bound
@@ -171,7 +193,14 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     current: () => current().plan,
     isReady: () => listening && !shuttingDown,
     reload,
+    rollouts: {
+      list: () => engine.list(),
+      get: (route) => engine.status(route),
+      act: (route, action) => engine.act(route, action),
+    },
   }, logger as boolean)
+  if (opts.worker === undefined) engine.start()
+  else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits do not run under --workers yet (each worker would decide from its own traffic): run one worker for them')
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 
   let closing: Promise<void> | undefined
@@ -182,6 +211,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     tally,
     current,
     reload,
+    decisions: engine,
     recall(requestIds) {
       const out: PeerRecall[] = []
       for (const requestId of requestIds) {
@@ -213,6 +243,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   async function shutdown(): Promise<void> {
     shuttingDown = true
+    engine.stop()
+    await engine.idle()
     watcher?.close()
     const deadline = current().config.shutdown_timeout_ms
     let timer: NodeJS.Timeout | undefined

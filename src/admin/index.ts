@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { ReloadResult } from '../config/store.js'
-import { BadQueryError, ConfigRejectedError, RouteUnknownError, errorBody, formatProblem } from '../errors.js'
+import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, errorBody, formatProblem } from '../errors.js'
 import { analyseRoute, type OutcomeTotals, type RouteExperiment } from '../evaluation/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 
@@ -22,6 +22,12 @@ export interface AdminDeps {
   current(): Plan
   isReady(): boolean
   reload(): Promise<ReloadResult>
+  /** Rollouts and bandits, where this listener can act on them. */
+  readonly rollouts?: {
+    list(): Record<string, unknown>[]
+    get(route: string): Record<string, unknown> | undefined
+    act(route: string, action: 'pause' | 'resume' | 'abort' | 'promote'): Promise<{ ok: true; status: unknown } | { ok: false; status: number; message: string }>
+  }
 }
 
 /** The admin listener: health, readiness, metrics, the effective config, assignment look-ups, reloads. */
@@ -89,6 +95,30 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
     const route = routeNamed((request.params as { route: string }).route)
     return experiment(route, await deps.tally())
   })
+
+  const rollouts = deps.rollouts
+  if (rollouts !== undefined) {
+    admin.get('/admin/rollouts', async () => ({ routes: rollouts.list() }))
+    admin.get('/admin/rollouts/:route', async (request) => {
+      const name = (request.params as { route: string }).route
+      const status = rollouts.get(name)
+      if (status === undefined) {
+        routeNamed(name) // a 404 naming the routes when there is no such route at all
+        throw new RolloutConflictError(`route "${name}" has no rollout or bandit; routes with one: ${rollouts.list().map((r) => r.route).join(', ') || 'none'}`)
+      }
+      return status
+    })
+    admin.post('/admin/rollouts/:route/:action', async (request, reply) => {
+      const { route, action } = request.params as { route: string; action: string }
+      if (action !== 'pause' && action !== 'resume' && action !== 'abort' && action !== 'promote') {
+        throw new BadQueryError(`unknown action "${action}": use pause, resume, abort or promote`)
+      }
+      const r = await rollouts.act(route, action)
+      if (r.ok) return r.status
+      const err = r.status === 404 ? new RouteUnknownError(route, deps.current().routes.map((x) => x.name).join(', ')) : new RolloutConflictError(r.message)
+      return reply.code(r.status).type('application/json; charset=utf-8').send(errorBody({ statusCode: r.status, code: err.code, message: err.message }))
+    })
+  }
 
   admin.post('/admin/reload', async (_request, reply) => {
     const r = await deps.reload()

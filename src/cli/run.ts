@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError } from '../errors.js'
 import { compileFile, type Plan } from '../plan/index.js'
 import { serve } from './serve.js'
+import { ROLLOUT_ACTIONS, rolloutCommand, type RolloutAction } from './rollout.js'
 import { assignCommand } from './assign.js'
 import { REPORT_USAGE, reportCommand } from './report.js'
 
@@ -23,6 +24,8 @@ commands:
   validate FILE                               check a config; exit 1 listing every problem
   assign --config FILE --route NAME ID...     print the model each user id is assigned to
          [--json]                             (and the numbers that decided it)
+  rollout status|pause|resume|abort|promote   a route's rollout (status: every route's) through
+          [ROUTE] [--admin URL] [--json]      the admin API (default http://127.0.0.1:9464)
   report FILE... [--config FILE] [--json]     per route: A/B split and shadow agreement, error
                                               rates, latency and (with --config) A/B statistics
                                               from record files (report -h)
@@ -67,6 +70,13 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         const plan = await compileOrReport(values.config, io)
         if (plan === undefined) return EXIT_FAILURE
         return assignCommand(plan, values.route, positionals, values.json === true, io)
+      }
+      case 'rollout': {
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { admin: { type: 'string', short: 'a' }, json: { type: 'boolean' } } })
+        const [action, route] = positionals
+        if (action === undefined || !(ROLLOUT_ACTIONS as readonly string[]).includes(action)) return usage(io, `rollout needs an action: ${ROLLOUT_ACTIONS.join(', ')}`)
+        if (action !== 'status' && route === undefined) return usage(io, `rollout ${action} needs a ROUTE`)
+        return await rolloutCommand(action as RolloutAction, route, values.admin ?? 'http://127.0.0.1:9464', values.json === true, io)
       }
       case 'report': {
         const { values, positionals } = parseArgs({

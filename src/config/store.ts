@@ -13,6 +13,8 @@ export interface StoreOptions<R> {
   readonly file: string
   /** The state built from the first plan (already compiled by the caller). */
   readonly initial: R
+  /** The compiled plan `initial` was built from, if `planOf(initial)` has decided weights on it. */
+  readonly base?: Plan
   readonly planOf: (state: R) => Plan
   /**
    * Builds the state for a new plan (bind metrics, open a record file…) before it is swapped in.
@@ -32,6 +34,8 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
   readonly #planOf: (state: R) => Plan
   readonly #prepare: (plan: Plan, old: R) => Promise<R>
   #reloading: Promise<ReloadResult> | undefined
+  /** The plan as compiled from the file, before decided weights are laid over it. */
+  #base: Plan
 
   constructor(opts: StoreOptions<R>) {
     super()
@@ -39,6 +43,35 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
     this.#current = opts.initial
     this.#planOf = opts.planOf
     this.#prepare = opts.prepare
+    this.#base = opts.base ?? opts.planOf(opts.initial)
+  }
+
+  /** The plan compiled from the file in force (the intent, without decided weights). */
+  base(): Plan {
+    return this.#base
+  }
+
+  /**
+   * Builds the state again from the plan in force (decided weights changed): one at a time with
+   * reloads. A failure keeps the state in force and is returned, never thrown.
+   */
+  async refresh(): Promise<{ ok: true } | { ok: false; error: string }> {
+    while (this.#reloading !== undefined) await this.#reloading
+    let done: (r: ReloadResult) => void = () => undefined
+    this.#reloading = new Promise((resolve) => { done = resolve })
+    const old = this.#current
+    try {
+      const next = await this.#prepare(this.#base, old)
+      this.#current = next
+      this.#emitSafely('change', next, old)
+      return { ok: true }
+    } catch (err) {
+      return { ok: false, error: (err as Error)?.message ?? String(err) }
+    } finally {
+      const sha = this.#planOf(this.#current).loaded.sha256
+      this.#reloading = undefined
+      done({ result: 'unchanged', sha256: sha })
+    }
   }
 
   /** The state in force: read once per request and carried to its end. */
@@ -69,6 +102,7 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
         result = { result: 'unchanged', sha256: oldSha }
       } else {
         const next = await this.#prepare(compiled.plan, old)
+        this.#base = compiled.plan
         this.#current = next // one reference swap: in-flight requests keep the state they started with
         result = { result: 'success', sha256: compiled.plan.loaded.sha256, ...notesOf(this.#planOf(old), compiled.plan) }
         this.#emitSafely('change', next, old)

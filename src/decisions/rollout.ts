@@ -18,6 +18,11 @@ export interface RolloutState {
   readonly stepStartedAt: number
   /** Who paused it: an operator, or a failing gate with on_failure: pause. */
   readonly pausedBy: 'operator' | 'gate' | null
+  /**
+   * The control's figures on the last step it had traffic: at 100 % the control serves nobody,
+   * so the candidate is judged against these.
+   */
+  readonly baseline?: ArmWindow | null
 }
 
 /** What one arm did during the current step's window. */
@@ -76,7 +81,8 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   if (state.status === 'paused') return { state, result: 'hold', reason: `paused by ${state.pausedBy ?? 'operator'}; resume to go on` }
   const percent = cfg.steps[state.step] as number
   if (data.missing !== null) return hold(`holding at ${percent}%: ${data.missing}`)
-  const { control, candidate } = data
+  const candidate = data.candidate
+  const control = percent >= 100 && state.baseline != null ? state.baseline : data.control
   if (control.requests < cfg.min_requests || candidate.requests < cfg.min_requests) {
     return hold(`holding at ${percent}%: collecting data on this step (control ${control.requests}/${cfg.min_requests}, candidate ${candidate.requests}/${cfg.min_requests} requests)`, 'running')
   }
@@ -106,7 +112,7 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   }
   if (state.step + 1 < cfg.steps.length) {
     const next = cfg.steps[state.step + 1] as number
-    return { state: { ...state, status: 'running', step: state.step + 1, stepStartedAt: now }, result: 'advance', reason: `gates held for ${Math.round(elapsed / 1000)} s at ${percent}% (errors ${pct(errCandidate)} vs ${pct(errControl)}): step up to ${next}%` }
+    return { state: { ...state, status: 'running', step: state.step + 1, stepStartedAt: now, baseline: control }, result: 'advance', reason: `gates held for ${Math.round(elapsed / 1000)} s at ${percent}% (errors ${pct(errCandidate)} vs ${pct(errControl)}): step up to ${next}%` }
   }
   if (percent >= 100 && cfg.promote) {
     return { state: { ...state, status: 'promoted' }, result: 'promote', reason: `gates held at 100% for ${Math.round(elapsed / 1000)} s: ${state.candidate} promoted, it is the control now` }
@@ -122,14 +128,12 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
 export function rolloutWeights(split: readonly { readonly model: string; readonly weight: number }[], cfg: RolloutConfig, state: RolloutState): number[] {
   const percent = state.status === 'rolled_back' ? 0 : state.status === 'promoted' ? 100 : cfg.steps[state.step] as number
   const others = split.filter((s) => s.model !== state.candidate)
-  let otherTotal = others.reduce((a, s) => a + s.weight, 0)
+  const otherTotal = others.reduce((a, s) => a + s.weight, 0)
+  // A control with no weight of its own came from an earlier promotion: it takes the rest alone.
+  const controlOwnsRest = otherTotal <= 0 || (split.find((s) => s.model === state.control)?.weight ?? 0) <= 0
   return split.map((s) => {
     if (s.model === state.candidate) return percent
-    if (otherTotal <= 0) {
-      // Nothing else has weight: the control takes the rest.
-      otherTotal = 0
-      return s.model === state.control ? 100 - percent : 0
-    }
+    if (controlOwnsRest) return s.model === state.control ? 100 - percent : 0
     return ((100 - percent) * s.weight) / otherTotal
   })
 }

@@ -64,6 +64,23 @@ export class Metrics {
     labelNames: ['sha256'] as const, registers: [this.registry], aggregator: 'max',
   })
 
+  readonly rolloutStep = new Gauge({
+    name: 'modelsplit_rollout_step', help: 'The rollout candidate\'s percent of users in force on a route.',
+    labelNames: ['route'] as const, registers: [this.registry], aggregator: 'max',
+  })
+  readonly rolloutState = new Gauge({
+    name: 'modelsplit_rollout_state', help: 'A route\'s rollout state: 1 for the current of running, paused, rolled_back, promoted, holding.',
+    labelNames: ['route', 'state'] as const, registers: [this.registry], aggregator: 'max',
+  })
+  readonly decisions = new Counter({
+    name: 'modelsplit_decisions_total', help: 'Decisions taken, by route, kind (rollout, bandit, promotion, operator) and result.',
+    labelNames: ['route', 'kind', 'result'] as const, registers: [this.registry], aggregator: 'max',
+  })
+  readonly banditProbabilityBest = new Gauge({
+    name: 'modelsplit_bandit_probability_best', help: 'A bandit arm\'s posterior probability of being the best, at the last decision.',
+    labelNames: ['route', 'model'] as const, registers: [this.registry], aggregator: 'max',
+  })
+
   readonly shadowRequests = new FastCounter({
     name: 'modelsplit_shadow_requests_total', help: 'Mirrored requests to shadow models, by HTTP status (502/504 when the shadow failed or timed out).',
     labelNames: ['route', 'model', 'code'] as const, registers: [this.registry],

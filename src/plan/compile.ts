@@ -118,3 +118,26 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     remembers: route.metrics.length > 0,
   }
 }
+
+/**
+ * The plan with decided weights in force on some routes (a rollout's step, a bandit's shares): the
+ * YAML stays the intent, and these the weights requests are assigned by. Built by the same route
+ * compile, so a weight nginx cannot express is a problem here too, never a throw.
+ */
+export function withWeights(plan: Plan, weights: ReadonlyMap<string, readonly number[]>): CompileResult {
+  if (weights.size === 0) return { ok: true, plan }
+  const problems: ConfigProblem[] = []
+  const routes = plan.routes.map((r) => {
+    const w = weights.get(r.name)
+    if (w === undefined) return r
+    try {
+      const route = { ...r.config, split: r.config.split.map((s, i) => ({ model: s.model, weight: w[i] ?? 0 })) }
+      return compileRoute(plan.config, route)
+    } catch (err) {
+      problems.push({ file: plan.loaded.file, path: `routes.${r.name}`, message: `decided weights ${JSON.stringify(w)} cannot be applied: ${(err as Error).message}` })
+      return r
+    }
+  })
+  if (problems.length > 0) return { ok: false, problems }
+  return { ok: true, plan: deepFreeze({ ...plan, routes }) }
+}

@@ -1,0 +1,460 @@
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { BanditConfig, RolloutConfig } from '../config/decisions.js'
+import { LATENCY_BUCKETS, type Metrics } from '../metrics/index.js'
+import type { Plan, RoutePlan } from '../plan/index.js'
+import type { Arm, RouteRuntime, Runtime } from '../proxy/runtime.js'
+import { SCHEMA_VERSION, type DecisionRecord } from '../record/schema.js'
+import { moments, msprtPValue, type Totals } from '../stats/index.js'
+import { thompson, type BanditResult } from './bandit.js'
+import { bucketQuantile } from './histogram.js'
+import { checkPromotion, type ShadowEvidence } from './promotion.js'
+import { Random } from './random.js'
+import { ROLLOUT_STATUSES, decideRollout, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
+
+/** What the engine needs of the router; no transport, so a test drives it with a fake clock. */
+export interface DecisionHost {
+  /** The runtime in force (its arms carry the counters the local data come from). */
+  runtime(): Runtime
+  outcomes(route: string, model: string, metric: string): Totals
+  /** Rebuilds the plan in force with the engine's weights (after a decision changed them). */
+  refresh(): Promise<{ ok: true } | { ok: false; error: string }>
+  record(record: DecisionRecord): void
+  log(level: 'info' | 'warn', message: string): void
+  readonly metrics: Metrics
+  now(): number
+}
+
+/** One decision as the admin API, the records and the log show it. */
+export interface DecisionEntry {
+  readonly at: string
+  readonly kind: 'rollout' | 'bandit' | 'promotion' | 'operator'
+  readonly result: string
+  readonly reason: string
+  readonly inputs?: unknown
+}
+
+interface RouteDecisions {
+  /** Hash of the route's decision definition: a change restarts the decision. */
+  definition: string
+  rollout: RolloutState | null
+  bandit: { shares: Record<string, number>; winner: string | null; probability_best: Record<string, number>; expected_loss: Record<string, number> } | null
+  history: DecisionEntry[]
+}
+
+interface Snapshot {
+  readonly requests: number
+  readonly errors: number
+  readonly counts: Float64Array
+  readonly total: number
+}
+
+const HISTORY = 100
+const STATE_VERSION = 1
+
+export type OperatorAction = 'pause' | 'resume' | 'abort' | 'promote'
+
+/**
+ * Runs the routes' decisions at aligned boundaries (multiples of evaluation.interval since the
+ * epoch) from this replica's own numbers, keeps their state in a file beside the records (written
+ * atomically, read back at start, so a restart resumes), and lays the decided weights over the
+ * compiled plan. The decisions themselves are the pure functions of rollout.ts, bandit.ts and
+ * promotion.ts.
+ */
+export class DecisionEngine {
+  readonly #host: DecisionHost
+  readonly #file: string
+  readonly #routes = new Map<string, RouteDecisions>()
+  readonly #snaps = new Map<string, { at: number; models: Map<string, Snapshot> }>()
+  #timer: NodeJS.Timeout | undefined
+  #stopped = false
+  #ticking: Promise<void> | undefined
+  #nextAt = 0
+
+  constructor(host: DecisionHost, stateFile: string) {
+    this.#host = host
+    this.#file = stateFile
+    this.#load()
+  }
+
+  /** The state file for a config: beside the records. */
+  static stateFileFor(plan: Plan): string {
+    return join(dirname(plan.config.recording.path), 'decisions.json')
+  }
+
+  /** Whether any route of the plan has something to decide. */
+  static wants(plan: Plan): boolean {
+    return plan.routes.some((r) => r.config.rollout !== null || r.config.bandit !== null)
+  }
+
+  /**
+   * The weights in force for every route with a decision, adopting the plan: decisions whose
+   * definition changed (or that are new) start over, the others keep their state.
+   */
+  weightsFor(plan: Plan): Map<string, number[]> {
+    const out = new Map<string, number[]>()
+    const now = this.#host.now()
+    const interval = plan.config.evaluation.interval_ms
+    for (const route of plan.routes) {
+      const cfg = route.config
+      if (cfg.rollout === null && cfg.bandit === null) {
+        this.#routes.delete(route.name)
+        continue
+      }
+      const definition = definitionOf(route)
+      let d = this.#routes.get(route.name)
+      if (d === undefined || d.definition !== definition) {
+        const started = Math.floor(now / interval) * interval
+        d = {
+          definition,
+          rollout: cfg.rollout === null ? null : startRollout(cfg.rollout, definition, cfg.control, started),
+          bandit: null,
+          history: d?.history ?? [],
+        }
+        this.#routes.set(route.name, d)
+        this.#startWindow(route.name, d.rollout?.stepStartedAt ?? started)
+        this.#note(route.name, d, { kind: cfg.rollout !== null ? 'rollout' : 'bandit', result: 'start', reason: cfg.rollout !== null ? `rollout of ${cfg.rollout.candidate} starts at ${cfg.rollout.steps[0]}%` : `bandit on ${cfg.bandit?.metric} starts with even shares` })
+        void this.#save()
+      }
+      out.set(route.name, this.#weights(route, d))
+    }
+    return out
+  }
+
+  #weights(route: RoutePlan, d: RouteDecisions): number[] {
+    const cfg = route.config
+    if (cfg.rollout !== null && d.rollout !== null) return rolloutWeights(cfg.split, { ...cfg.rollout, candidate: d.rollout.candidate }, d.rollout)
+    const shares = d.bandit?.shares
+    return cfg.split.map((s) => shares === undefined ? 100 / cfg.split.length : 100 * (shares[s.model] ?? 0))
+  }
+
+  /** Starts deciding at the next aligned boundary. */
+  start(): void {
+    this.#stopped = false
+    this.#schedule()
+  }
+
+  stop(): void {
+    this.#stopped = true
+    clearTimeout(this.#timer)
+  }
+
+  /** When the next decision is due (ms since the epoch), or 0 when stopped. */
+  get nextAt(): number {
+    return this.#stopped ? 0 : this.#nextAt
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return
+    const interval = this.#host.runtime().config.evaluation.interval_ms
+    const now = this.#host.now()
+    this.#nextAt = (Math.floor(now / interval) + 1) * interval
+    this.#timer = setTimeout(() => {
+      void this.tick(this.#nextAt).finally(() => this.#schedule())
+    }, this.#nextAt - now)
+    this.#timer.unref()
+  }
+
+  /** Takes every route's decision as of `boundary` (the scheduler calls it; tests may too). */
+  tick(boundary: number): Promise<void> {
+    const run = async (): Promise<void> => {
+      const runtime = this.#host.runtime()
+      let changed = false
+      for (const route of runtime.routes) {
+        const d = this.#routes.get(route.name)
+        if (d === undefined) continue
+        try {
+          if (route.plan.config.rollout !== null) changed = this.#rolloutTick(route, route.plan.config.rollout, d, boundary) || changed
+          else if (route.plan.config.bandit !== null) changed = this.#banditTick(route, route.plan.config.bandit, d, boundary) || changed
+        } catch (err) {
+          this.#host.log('warn', `decision on route ${route.name} failed and holds: ${(err as Error).message}`)
+        }
+      }
+      await this.#save()
+      if (changed) {
+        const r = await this.#host.refresh()
+        if (!r.ok) this.#host.log('warn', `decided weights not applied, the plan in force stays: ${r.error}`)
+      }
+      this.#publish()
+    }
+    this.#ticking = (this.#ticking ?? Promise.resolve()).then(run, run)
+    return this.#ticking
+  }
+
+  #rolloutTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): boolean {
+    let state = d.rollout as RolloutState
+    const live = { ...cfg, candidate: state.candidate }
+    const window = this.#window(route, state.stepStartedAt)
+    const control = window.get(state.control) ?? EMPTY_WINDOW
+    const candidate = window.get(state.candidate) ?? EMPTY_WINDOW
+    const guardrails = cfg.gates.guardrails.map((metric) => this.#guardrail(route, metric, state.control, state.candidate))
+    const inputs = { control, candidate, guardrails, missing: null }
+    const before = JSON.stringify(rolloutWeights(route.plan.config.split, live, state))
+    const decision = decideRollout(live, state, inputs, boundary)
+    state = decision.state
+    d.rollout = state
+    if (decision.result === 'advance') this.#startWindow(route.name, state.stepStartedAt)
+    this.#note(route.name, d, { kind: 'rollout', result: decision.result, reason: decision.reason, inputs: { control, candidate, guardrails, step: cfg.steps[state.step], status: state.status } }, boundary)
+    let changed = JSON.stringify(rolloutWeights(route.plan.config.split, live, state)) !== before
+    // A finished rollout makes room for a shadow that has proven itself.
+    if (state.status === 'promoted' || state.status === 'rolled_back') changed = this.#promotionTick(route, cfg, d, boundary) || changed
+    return changed
+  }
+
+  #promotionTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): boolean {
+    const state = d.rollout as RolloutState
+    const control = state.status === 'promoted' ? state.candidate : state.control
+    for (const shadow of route.shadows) {
+      const pw = route.plan.config.shadow.find((s) => s.model === shadow.model)?.promote_when
+      if (pw === null || pw === undefined || shadow.model === control || shadow.model === state.candidate) continue
+      const evidence = this.#shadowEvidence(route, shadow.model, control)
+      const check = checkPromotion(shadow.model, pw, evidence)
+      if (!check.ready) continue
+      d.rollout = startRollout(cfg, d.definition, control, boundary, shadow.model)
+      this.#startWindow(route.name, boundary)
+      this.#note(route.name, d, { kind: 'promotion', result: 'start_rollout', reason: check.reason, inputs: evidence }, boundary)
+      return true
+    }
+    return false
+  }
+
+  #banditTick(route: RouteRuntime, cfg: BanditConfig, d: RouteDecisions, boundary: number): boolean {
+    if (d.bandit?.winner !== null && d.bandit?.winner !== undefined) {
+      this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `stopped: all traffic to ${d.bandit.winner}` }, boundary)
+      return false
+    }
+    const metric = route.metrics.find((m) => m.name === cfg.metric)
+    const arms = route.arms.map((a) => ({ model: a.model, totals: this.#host.outcomes(route.name, a.model, cfg.metric) }))
+    const r: BanditResult = thompson(cfg, metric?.type ?? 'binary', arms, metric?.higher_is_better ?? true, Random.seedFor(route.name, boundary))
+    const before = JSON.stringify(d.bandit?.shares ?? null)
+    d.bandit = {
+      shares: Object.fromEntries(r.arms.map((a) => [a.model, a.share])),
+      winner: r.winner,
+      probability_best: Object.fromEntries(r.arms.map((a) => [a.model, a.probability_best])),
+      expected_loss: Object.fromEntries(r.arms.map((a) => [a.model, a.expected_loss])),
+    }
+    const changed = JSON.stringify(d.bandit.shares) !== before
+    this.#note(route.name, d, { kind: 'bandit', result: r.winner !== null ? 'stop' : changed ? 'reweight' : 'hold', reason: r.reason, inputs: r.arms }, boundary)
+    return changed
+  }
+
+  /** An operator's action on a route's rollout; the reason says who and what. */
+  async act(routeName: string, action: OperatorAction): Promise<{ ok: true; status: unknown } | { ok: false; status: number; message: string }> {
+    const route = this.#host.runtime().routes.find((r) => r.name === routeName)
+    const d = this.#routes.get(routeName)
+    if (route === undefined) return { ok: false, status: 404, message: `no route named "${routeName}"` }
+    if (d?.rollout === null || d?.rollout === undefined) return { ok: false, status: 409, message: `route "${routeName}" has no rollout` }
+    const s = d.rollout
+    const now = this.#host.now()
+    let next: RolloutState
+    switch (action) {
+      case 'pause':
+        if (s.status !== 'running' && s.status !== 'holding') return { ok: false, status: 409, message: `the rollout is ${s.status}; only a running one can be paused` }
+        next = { ...s, status: 'paused', pausedBy: 'operator' }
+        break
+      case 'resume':
+        if (s.status !== 'paused') return { ok: false, status: 409, message: `the rollout is ${s.status}, not paused` }
+        next = { ...s, status: 'running', pausedBy: null, stepStartedAt: now }
+        this.#startWindow(routeName, now)
+        break
+      case 'abort':
+        if (s.status === 'rolled_back' || s.status === 'promoted') return { ok: false, status: 409, message: `the rollout is already ${s.status}` }
+        next = { ...s, status: 'rolled_back' }
+        break
+      case 'promote':
+        if (s.status === 'rolled_back' || s.status === 'promoted') return { ok: false, status: 409, message: `the rollout is already ${s.status}` }
+        next = { ...s, status: 'promoted' }
+        break
+    }
+    d.rollout = next
+    this.#note(routeName, d, { kind: 'operator', result: action, reason: `${action} by an operator (status ${s.status} → ${next.status})` })
+    await this.#save()
+    const r = await this.#host.refresh()
+    this.#publish()
+    if (!r.ok) return { ok: false, status: 500, message: r.error }
+    return { ok: true, status: this.status(routeName) }
+  }
+
+  /** What /admin/rollouts shows of one route (undefined when it has no decision). */
+  status(routeName: string): Record<string, unknown> | undefined {
+    const route = this.#host.runtime().routes.find((r) => r.name === routeName)
+    const d = this.#routes.get(routeName)
+    if (route === undefined || d === undefined) return undefined
+    const cfg = route.plan.config
+    const configured = this.#host.runtime().plan.loaded.config.routes.find((r) => r.name === routeName)?.split ?? cfg.split
+    const shares = route.assigner.shares
+    return {
+      route: routeName,
+      kind: cfg.rollout !== null ? 'rollout' : 'bandit',
+      ...(d.rollout !== null ? {
+        state: d.rollout.status, candidate: d.rollout.candidate, control: d.rollout.control,
+        step: d.rollout.step, percent: cfg.rollout?.steps[d.rollout.step], steps: cfg.rollout?.steps,
+        step_started_at: new Date(d.rollout.stepStartedAt).toISOString(), paused_by: d.rollout.pausedBy,
+      } : {}),
+      ...(d.bandit !== null ? { bandit: d.bandit } : {}),
+      configured_weights: Object.fromEntries(configured.map((s) => [s.model, s.weight])),
+      effective_weights: Object.fromEntries(route.assigner.models.map((m, i) => [m, route.assigner.weights[i]])),
+      effective_shares: Object.fromEntries(route.assigner.models.map((m, i) => [m, shares[i]])),
+      next_evaluation: this.nextAt > 0 ? new Date(this.nextAt).toISOString() : null,
+      decisions: d.history,
+    }
+  }
+
+  /** Every route with a decision. */
+  list(): Record<string, unknown>[] {
+    return [...this.#routes.keys()].map((r) => this.status(r)).filter((s): s is Record<string, unknown> => s !== undefined)
+  }
+
+  /** Waits for a tick under way (tests, shutdown). */
+  async idle(): Promise<void> {
+    await this.#ticking
+  }
+
+  // --- data from this replica's own counters ---------------------------------------------------
+
+  /**
+   * Marks where a step's window starts: the counters now. While the router is being built there
+   * are none yet, and a window with no start counts from zero, i.e. since this process began
+   * (counters are per process, so after a restart that is all there is).
+   */
+  #startWindow(routeName: string, at: number): void {
+    let route: RouteRuntime | undefined
+    try {
+      route = this.#host.runtime().routes.find((r) => r.name === routeName)
+    } catch {
+      route = undefined
+    }
+    this.#snaps.set(routeName, { at, models: route === undefined ? new Map() : this.#snapshot(route) })
+  }
+
+  #snapshot(route: RouteRuntime): Map<string, Snapshot> {
+    const out = new Map<string, Snapshot>()
+    for (const arm of route.targets) out.set(arm.model, snapArm(arm))
+    return out
+  }
+
+  /** Each arm's requests, errors and p99 since the step began (or since this process began). */
+  #window(route: RouteRuntime, since: number): Map<string, ArmWindow> {
+    const known = this.#snaps.get(route.name)
+    const base = known !== undefined && known.at === since ? known : { at: since, models: new Map<string, Snapshot>() }
+    const now = this.#snapshot(route)
+    const out = new Map<string, ArmWindow>()
+    for (const [model, b] of now) {
+      const a = base.models.get(model) ?? { requests: 0, errors: 0, counts: new Float64Array(b.counts.length), total: 0 }
+      const counts = b.counts.map((c, i) => c - (a.counts[i] ?? 0))
+      out.set(model, { requests: b.requests - a.requests, errors: b.errors - a.errors, p99: bucketQuantile(LATENCY_BUCKETS, counts, b.total - a.total, 0.99) })
+    }
+    return out
+  }
+
+  #guardrail(route: RouteRuntime, metric: string, control: string, candidate: string): GuardrailResult {
+    const m = route.metrics.find((x) => x.name === metric)
+    const a = this.#host.outcomes(route.name, control, metric)
+    const b = this.#host.outcomes(route.name, candidate, metric)
+    if (a.n < 2 || b.n < 2) return { metric, p: null, worse: false }
+    const r = msprtPValue(a, b, m?.mde === null || m?.mde === undefined ? {} : { mde: m.mde })
+    const diff = moments(b).mean - moments(a).mean
+    return { metric, p: Number.isFinite(r.pValue) ? r.pValue : null, worse: (m?.higher_is_better ?? true) ? diff < 0 : diff > 0 }
+  }
+
+  #shadowEvidence(route: RouteRuntime, model: string, control: string): ShadowEvidence {
+    const shadow = route.shadows.find((s) => s.model === model)
+    const c = shadow?.comparisons.get(control)
+    const arm = route.targets.find((t) => t.model === control)
+    let requests = 0
+    let errors = 0
+    shadow?.byCode.forEach((child, code) => {
+      if (child === undefined) return
+      requests += child.value
+      if (code >= 500) errors += child.value
+    })
+    return {
+      compared: (c?.agree.value ?? 0) + (c?.disagree.value ?? 0),
+      agreed: c?.agree.value ?? 0,
+      requests,
+      errors,
+      shadowP99: shadow === undefined ? null : bucketQuantile(LATENCY_BUCKETS, shadow.duration.counts, shadow.duration.count, 0.99),
+      controlP99: arm === undefined ? null : bucketQuantile(LATENCY_BUCKETS, arm.duration.counts, arm.duration.count, 0.99),
+    }
+  }
+
+  // --- visibility ---------------------------------------------------------------------------------
+
+  #note(route: string, d: RouteDecisions, e: Omit<DecisionEntry, 'at'>, at = this.#host.now()): void {
+    const entry: DecisionEntry = { at: new Date(at).toISOString(), ...e }
+    d.history.push(entry)
+    if (d.history.length > HISTORY) d.history.splice(0, d.history.length - HISTORY)
+    this.#host.metrics.decisions.inc({ route, kind: e.kind, result: e.result })
+    this.#host.record({ type: 'decision', schema: SCHEMA_VERSION, ts: entry.at, route, kind: e.kind, result: e.result, reason: e.reason, ...(e.inputs !== undefined ? { inputs: e.inputs } : {}), ...(d.rollout !== null ? { rollout: d.rollout } : {}), ...(d.bandit !== null ? { bandit: d.bandit } : {}) })
+    if (e.result !== 'hold') this.#host.log('info', `decision on route ${route}: ${e.kind} ${e.result}: ${e.reason}`)
+  }
+
+  #publish(): void {
+    const m = this.#host.metrics
+    for (const [route, d] of this.#routes) {
+      if (d.rollout !== null) {
+        const runtime = this.#host.runtime().routes.find((r) => r.name === route)
+        const idx = runtime?.assigner.models.indexOf(d.rollout.candidate) ?? -1
+        m.rolloutStep.set({ route }, idx >= 0 ? 100 * ((runtime?.assigner.shares[idx]) ?? 0) : 0)
+        for (const s of ROLLOUT_STATUSES) m.rolloutState.set({ route, state: s }, s === d.rollout.status ? 1 : 0)
+      }
+      if (d.bandit !== null) for (const [model, p] of Object.entries(d.bandit.probability_best)) m.banditProbabilityBest.set({ route, model }, p)
+    }
+  }
+
+  // --- state that survives restarts ---------------------------------------------------------------
+
+  #load(): void {
+    let text: string
+    try {
+      text = readFileSync(this.#file, 'utf8')
+    } catch {
+      return // no state yet
+    }
+    try {
+      const saved = JSON.parse(text) as { version: number; routes: Record<string, RouteDecisions> }
+      if (saved.version !== STATE_VERSION) throw new Error(`version ${saved.version}, expected ${STATE_VERSION}`)
+      for (const [route, d] of Object.entries(saved.routes)) this.#routes.set(route, d)
+    } catch (err) {
+      this.#host.log('warn', `decision state in ${this.#file} cannot be read (${(err as Error).message}); decisions start over`)
+    }
+  }
+
+  #saving: Promise<void> = Promise.resolve()
+
+  /** Writes the state atomically: a temp file, then a rename over the old one. */
+  #save(): Promise<void> {
+    const body = JSON.stringify({ version: STATE_VERSION, routes: Object.fromEntries(this.#routes) })
+    this.#saving = this.#saving.then(async () => {
+      try {
+        await mkdir(dirname(this.#file), { recursive: true })
+        const tmp = `${this.#file}.${process.pid}.tmp`
+        await writeFile(tmp, body)
+        await rename(tmp, this.#file)
+      } catch (err) {
+        this.#host.log('warn', `cannot save decision state to ${this.#file}: ${(err as Error).message}`)
+      }
+    })
+    return this.#saving
+  }
+}
+
+const EMPTY_WINDOW: ArmWindow = { requests: 0, errors: 0, p99: null }
+
+function snapArm(arm: Arm): Snapshot {
+  let requests = 0
+  let errors = 0
+  arm.byCode.forEach((child, code) => {
+    if (child === undefined) return
+    requests += child.value
+    if (code >= 500) errors += child.value
+  })
+  return { requests, errors, counts: Float64Array.from(arm.duration.counts), total: arm.duration.count }
+}
+
+function definitionOf(route: RoutePlan): string {
+  const c = route.config
+  return createHash('sha256').update(JSON.stringify({ rollout: c.rollout, bandit: c.bandit, models: c.split.map((s) => s.model) })).digest('hex').slice(0, 16)
+}

@@ -294,6 +294,35 @@ routes:
   })
 })
 
+describe('user ids beyond ASCII', () => {
+  it('hashes a UTF-8 id sent in a header as the same id sent in a query, and records it as written', async () => {
+    const a = await upstream()
+    const r = await router(`recording: { path: ./records.jsonl }
+models:
+  a: { url: "${a.url}" }
+  b: { url: "${a.url}" }
+routes:
+  - name: r
+    path: /r
+    record: true
+    user_id: [header:x-user-id, query:user_id]
+    split: [{ model: a, weight: 1 }, { model: b, weight: 1 }]
+`)
+    const ids = ['José', 'Łukasz', '山田', 'Zoë', 'émile', 'ñandú', '😀', 'Ærø']
+    for (const id of ids) {
+      // node:http (and every HTTP/1.1 stack) carries header bytes: send the id's UTF-8 bytes.
+      const byHeader = await rawRequest(r.url, '/r', { headers: { 'x-user-id': Buffer.from(id, 'utf8').toString('latin1') } })
+      const byQuery = await rawRequest(r.url, `/r?user_id=${encodeURIComponent(id)}`)
+      expect(byHeader.headers['x-modelsplit-model'], id).toBe(byQuery.headers['x-modelsplit-model'])
+      const assigned = await (await fetch(`${r.adminUrl}/admin/assign?route=r&user_id=${encodeURIComponent(id)}`)).json() as { model: string }
+      expect(byHeader.headers['x-modelsplit-model'], id).toBe(assigned.model)
+    }
+    await r.router.flush()
+    const users = (await readFile(join(dirname(r.configFile), 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as { user_id: string }).user_id)
+    expect(users.filter((_, i) => i % 2 === 0)).toEqual(ids)
+  })
+})
+
 describe('a router-wide capture budget', () => {
   it('streams answers uncaptured past limits.max_capture_total_bytes, recording the comparison as an error with that reason', async () => {
     const big = JSON.stringify({ predictions: [1], pad: 'p'.repeat(5000) })

@@ -36,7 +36,8 @@ export function readUserId(sources: readonly UserIdSource[], request: RequestVie
     switch (s.kind) {
       case 'header': {
         const h = request.headers[s.name]
-        value = typeof h === 'string' ? h : h?.[0]
+        const raw = typeof h === 'string' ? h : h?.[0]
+        value = raw === undefined ? undefined : utf8OfLatin1(raw)
         break
       }
       case 'query': {
@@ -45,7 +46,7 @@ export function readUserId(sources: readonly UserIdSource[], request: RequestVie
       }
       case 'cookie': {
         const cookie = request.headers.cookie
-        value = readCookie(typeof cookie === 'string' ? cookie : undefined, s.name)
+        value = readCookie(typeof cookie === 'string' ? utf8OfLatin1(cookie) : undefined, s.name)
         break
       }
       case 'body': {
@@ -85,6 +86,27 @@ function parseBody(body: BodyView): void {
   } catch {
     body.state = 'invalid'
   }
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/**
+ * A header value as the client wrote it. node:http reads header bytes as Latin-1, so a UTF-8 id
+ * such as "José" arrives as "JosÃ©"; the same id in a query, a cookie or a body is read as UTF-8.
+ * Bytes that form valid UTF-8 are read as UTF-8, so an id hashes the same wherever it is sent
+ * (and as the offline formula and the Python client hash it); other bytes stay Latin-1.
+ */
+export function utf8OfLatin1(value: string): string {
+  for (let i = 0; i < value.length; i++) {
+    if (value.charCodeAt(i) > 0x7f) {
+      try {
+        return STRICT_UTF8.decode(Buffer.from(value, 'latin1'))
+      } catch {
+        return value
+      }
+    }
+  }
+  return value
 }
 
 /**

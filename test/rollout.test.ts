@@ -150,3 +150,80 @@ describe('progressive rollout in the router', () => {
     }
   })
 })
+
+describe('bandit and shadow promotion in the router', () => {
+  it('moves traffic to the arm that converts more, keeping min_share on the other, and stops on stop_when', async () => {
+    const a = await upstream(jsonEcho('a'))
+    const b = await upstream(jsonEcho('b'))
+    const r = await router(`evaluation: { interval: 1h }
+recording: { path: ./records.jsonl }
+models:
+  a: { url: "${a.url}" }
+  b: { url: "${b.url}" }
+routes:
+  - name: churn
+    path: /churn
+    metrics: [{ name: converted, type: binary }]
+    split: [{ model: a, weight: 50 }, { model: b, weight: 50 }]
+    bandit: { metric: converted, min_share: 0.1, stop_when: { probability_best: 0.99, max_expected_loss: 0.01 } }
+`)
+    const shares = async () => ((await (await fetch(`${r.adminUrl}/admin/rollouts/churn`)).json()) as { effective_shares: Record<string, number>; bandit?: { winner: string | null } })
+    let boundary = 3_600_000
+    let user = 0
+    for (let round = 0; round < 6; round++) {
+      // 300 users; b converts 40%, a 10% (deterministic by user number).
+      const outcomes: string[] = []
+      await Promise.all(Array.from({ length: 300 }, async () => {
+        const id = `u${user++}`
+        const res = await fetch(`${r.url}/churn`, { headers: { 'x-user-id': id } })
+        const model = res.headers.get('x-modelsplit-model') as string
+        const n = Number(id.slice(1))
+        outcomes.push(JSON.stringify({ route: 'churn', model, metric: 'converted', value: (model === 'b' ? n % 10 < 4 : n % 10 < 1) ? 1 : 0 }))
+      }))
+      expect((await fetch(`${r.url}/feedback`, { method: 'POST', body: outcomes.join('\n') })).status).toBe(200)
+      await r.router.decisions.tick(boundary += 3_600_000)
+      const s = await shares()
+      if (s.bandit?.winner == null) expect(s.effective_shares.a).toBeGreaterThanOrEqual(0.1 - 1e-9)
+    }
+    const last = await shares()
+    expect(last.bandit?.winner).toBe('b')
+    expect(last.effective_shares).toEqual({ a: 0, b: 1 })
+    const m = parseMetrics(await (await fetch(`${r.adminUrl}/metrics`)).text())
+    expect(m.get('modelsplit_bandit_probability_best{route="churn",model="b"}')).toBeGreaterThan(0.99)
+  })
+
+  it('starts a rollout of a shadow that agrees with the control once the first rollout is done, and not of one that disagrees', async () => {
+    const v1 = await upstream((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"predictions":[1]}') })
+    const good = await upstream((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"predictions":[1]}') })
+    const bad = await upstream((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"predictions":[2]}') })
+    const yaml = (shadow: string) => `evaluation: { interval: 1h }
+models:
+  v1: { url: "${v1.url}" }
+  v2: { url: "${v1.url}" }
+  v3: { url: "${shadow}" }
+routes:
+  - name: churn
+    path: /churn
+    split: [{ model: v1, weight: 100 }, { model: v2, weight: 0 }, { model: v3, weight: 0 }]
+    rollout: { candidate: v2, steps: [100], step_interval: 1s, min_requests: 5, gates: { max_p99_latency_ratio: null } }
+    shadow: [{ model: v3, promote_when: { min_compared: 100, min_agreement: 0.9 } }]
+`
+    for (const [shadow, promoted] of [[good.url, true], [bad.url, false]] as const) {
+      const r = await router(yaml(shadow))
+      expect((await r.router.decisions.act('churn', 'abort')).ok).toBe(true)
+      // Users on v1 are mirrored to v3 and compared.
+      await Promise.all(Array.from({ length: 200 }, (_, i) => fetch(`${r.url}/churn`, { headers: { 'x-user-id': `u${i}` } }).then((x) => x.text())))
+      await r.router.flush()
+      await r.router.decisions.tick(7_200_000)
+      const s = await (await fetch(`${r.adminUrl}/admin/rollouts/churn`)).json() as { candidate: string; state: string; decisions: { kind: string; reason: string }[] }
+      if (promoted) {
+        expect(s).toMatchObject({ candidate: 'v3', state: 'running' })
+        expect(s.decisions.at(-1)).toMatchObject({ kind: 'promotion' })
+        expect(s.decisions.at(-1)?.reason).toMatch(/v3: 200 comparisons, agreement lower bound 9\d\.\d\d% ≥ 90\.00%/)
+      } else {
+        expect(s).toMatchObject({ candidate: 'v2', state: 'rolled_back' })
+      }
+      await r.close()
+    }
+  })
+})

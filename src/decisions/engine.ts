@@ -7,7 +7,7 @@ import { LATENCY_BUCKETS, type Metrics } from '../metrics/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import type { Arm, RouteRuntime, Runtime } from '../proxy/runtime.js'
 import { SCHEMA_VERSION, type DecisionRecord } from '../record/schema.js'
-import { moments, msprtPValue, type Totals } from '../stats/index.js'
+import { moments, msprtPValue, type Sample, type Totals } from '../stats/index.js'
 import { thompson, type BanditResult } from './bandit.js'
 import { bucketQuantile } from './histogram.js'
 import { checkPromotion, type ShadowEvidence } from './promotion.js'
@@ -67,15 +67,16 @@ export class DecisionEngine {
   readonly #host: DecisionHost
   readonly #file: string
   readonly #routes = new Map<string, RouteDecisions>()
-  readonly #snaps = new Map<string, { at: number; models: Map<string, Snapshot> }>()
+  readonly #data: DecisionData
   #timer: NodeJS.Timeout | undefined
   #stopped = false
   #ticking: Promise<void> | undefined
   #nextAt = 0
 
-  constructor(host: DecisionHost, stateFile: string) {
+  constructor(host: DecisionHost, stateFile: string, data?: DecisionData) {
     this.#host = host
     this.#file = stateFile
+    this.#data = data ?? new LocalData(host)
     this.#load()
   }
 
@@ -114,7 +115,7 @@ export class DecisionEngine {
           history: d?.history ?? [],
         }
         this.#routes.set(route.name, d)
-        this.#startWindow(route.name, d.rollout?.stepStartedAt ?? started)
+        this.#data.startWindow(route.name, d.rollout?.stepStartedAt ?? started)
         this.#note(route.name, d, { kind: cfg.rollout !== null ? 'rollout' : 'bandit', result: 'start', reason: cfg.rollout !== null ? `rollout of ${cfg.rollout.candidate} starts at ${cfg.rollout.steps[0]}%` : `bandit on ${cfg.bandit?.metric} starts with even shares` })
         void this.#save()
       }
@@ -166,8 +167,8 @@ export class DecisionEngine {
         const d = this.#routes.get(route.name)
         if (d === undefined) continue
         try {
-          if (route.plan.config.rollout !== null) changed = this.#rolloutTick(route, route.plan.config.rollout, d, boundary) || changed
-          else if (route.plan.config.bandit !== null) changed = this.#banditTick(route, route.plan.config.bandit, d, boundary) || changed
+          if (route.plan.config.rollout !== null) changed = await this.#rolloutTick(route, route.plan.config.rollout, d, boundary) || changed
+          else if (route.plan.config.bandit !== null) changed = await this.#banditTick(route, route.plan.config.bandit, d, boundary) || changed
         } catch (err) {
           this.#host.log('warn', `decision on route ${route.name} failed and holds: ${(err as Error).message}`)
         }
@@ -183,50 +184,66 @@ export class DecisionEngine {
     return this.#ticking
   }
 
-  #rolloutTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): boolean {
+  async #rolloutTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): Promise<boolean> {
     let state = d.rollout as RolloutState
     const live = { ...cfg, candidate: state.candidate }
-    const window = this.#window(route, state.stepStartedAt)
-    const control = window.get(state.control) ?? EMPTY_WINDOW
-    const candidate = window.get(state.candidate) ?? EMPTY_WINDOW
-    const guardrails = cfg.gates.guardrails.map((metric) => this.#guardrail(route, metric, state.control, state.candidate))
-    const inputs = { control, candidate, guardrails, missing: null }
+    const window = await this.#data.window(route, state.stepStartedAt, boundary)
+    const missing = typeof window === 'string' ? window : null
+    const control = (typeof window === 'string' ? undefined : window.get(state.control)) ?? EMPTY_WINDOW
+    const candidate = (typeof window === 'string' ? undefined : window.get(state.candidate)) ?? EMPTY_WINDOW
+    const guardrails: GuardrailResult[] = []
+    let guardMissing: string | null = null
+    for (const metric of cfg.gates.guardrails) {
+      const g = await this.#guardrail(route, metric, state.control, state.candidate, boundary)
+      if (typeof g === 'string') guardMissing ??= g
+      else guardrails.push(g)
+    }
+    const inputs = { control, candidate, guardrails, missing: missing ?? guardMissing }
     const before = JSON.stringify(rolloutWeights(route.plan.config.split, live, state))
     const decision = decideRollout(live, state, inputs, boundary)
     state = decision.state
     d.rollout = state
-    if (decision.result === 'advance') this.#startWindow(route.name, state.stepStartedAt)
+    if (decision.result === 'advance') this.#data.startWindow(route.name, state.stepStartedAt)
     this.#note(route.name, d, { kind: 'rollout', result: decision.result, reason: decision.reason, inputs: { control, candidate, guardrails, step: cfg.steps[state.step], status: state.status } }, boundary)
     let changed = JSON.stringify(rolloutWeights(route.plan.config.split, live, state)) !== before
     // A finished rollout makes room for a shadow that has proven itself.
-    if (state.status === 'promoted' || state.status === 'rolled_back') changed = this.#promotionTick(route, cfg, d, boundary) || changed
+    if (state.status === 'promoted' || state.status === 'rolled_back') changed = await this.#promotionTick(route, cfg, d, boundary) || changed
     return changed
   }
 
-  #promotionTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): boolean {
+  async #promotionTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): Promise<boolean> {
     const state = d.rollout as RolloutState
     const control = state.status === 'promoted' ? state.candidate : state.control
     for (const shadow of route.shadows) {
       const pw = route.plan.config.shadow.find((s) => s.model === shadow.model)?.promote_when
       if (pw === null || pw === undefined || shadow.model === control || shadow.model === state.candidate) continue
-      const evidence = this.#shadowEvidence(route, shadow.model, control)
+      const evidence = await this.#data.shadow(route, shadow.model, control, boundary)
+      if (typeof evidence === 'string') continue
       const check = checkPromotion(shadow.model, pw, evidence)
       if (!check.ready) continue
       d.rollout = startRollout(cfg, d.definition, control, boundary, shadow.model)
-      this.#startWindow(route.name, boundary)
+      this.#data.startWindow(route.name, boundary)
       this.#note(route.name, d, { kind: 'promotion', result: 'start_rollout', reason: check.reason, inputs: evidence }, boundary)
       return true
     }
     return false
   }
 
-  #banditTick(route: RouteRuntime, cfg: BanditConfig, d: RouteDecisions, boundary: number): boolean {
+  async #banditTick(route: RouteRuntime, cfg: BanditConfig, d: RouteDecisions, boundary: number): Promise<boolean> {
     if (d.bandit?.winner !== null && d.bandit?.winner !== undefined) {
       this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `stopped: all traffic to ${d.bandit.winner}` }, boundary)
       return false
     }
     const metric = route.metrics.find((m) => m.name === cfg.metric)
-    const arms = route.arms.map((a) => ({ model: a.model, totals: this.#host.outcomes(route.name, a.model, cfg.metric) }))
+    const arms: { model: string; totals: Sample }[] = []
+    for (const a of route.arms) {
+      const totals = await this.#data.outcomes(route.name, a.model, cfg.metric, boundary)
+      if (typeof totals === 'string') {
+        this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `shares kept: ${totals}` }, boundary)
+        return false
+      }
+      arms.push({ model: a.model, totals })
+    }
     const r: BanditResult = thompson(cfg, metric?.type ?? 'binary', arms, metric?.higher_is_better ?? true, Random.seedFor(route.name, boundary))
     const before = JSON.stringify(d.bandit?.shares ?? null)
     d.bandit = {
@@ -257,7 +274,7 @@ export class DecisionEngine {
       case 'resume':
         if (s.status !== 'paused') return { ok: false, status: 409, message: `the rollout is ${s.status}, not paused` }
         next = { ...s, status: 'running', pausedBy: null, stepStartedAt: now }
-        this.#startWindow(routeName, now)
+        this.#data.startWindow(routeName, now)
         break
       case 'abort':
         if (s.status === 'rolled_back' || s.status === 'promoted') return { ok: false, status: 409, message: `the rollout is already ${s.status}` }
@@ -312,72 +329,16 @@ export class DecisionEngine {
     await this.#ticking
   }
 
-  // --- data from this replica's own counters ---------------------------------------------------
-
-  /**
-   * Marks where a step's window starts: the counters now. While the router is being built there
-   * are none yet, and a window with no start counts from zero, i.e. since this process began
-   * (counters are per process, so after a restart that is all there is).
-   */
-  #startWindow(routeName: string, at: number): void {
-    let route: RouteRuntime | undefined
-    try {
-      route = this.#host.runtime().routes.find((r) => r.name === routeName)
-    } catch {
-      route = undefined
-    }
-    this.#snaps.set(routeName, { at, models: route === undefined ? new Map() : this.#snapshot(route) })
-  }
-
-  #snapshot(route: RouteRuntime): Map<string, Snapshot> {
-    const out = new Map<string, Snapshot>()
-    for (const arm of route.targets) out.set(arm.model, snapArm(arm))
-    return out
-  }
-
-  /** Each arm's requests, errors and p99 since the step began (or since this process began). */
-  #window(route: RouteRuntime, since: number): Map<string, ArmWindow> {
-    const known = this.#snaps.get(route.name)
-    const base = known !== undefined && known.at === since ? known : { at: since, models: new Map<string, Snapshot>() }
-    const now = this.#snapshot(route)
-    const out = new Map<string, ArmWindow>()
-    for (const [model, b] of now) {
-      const a = base.models.get(model) ?? { requests: 0, errors: 0, counts: new Float64Array(b.counts.length), total: 0 }
-      const counts = b.counts.map((c, i) => c - (a.counts[i] ?? 0))
-      out.set(model, { requests: b.requests - a.requests, errors: b.errors - a.errors, p99: bucketQuantile(LATENCY_BUCKETS, counts, b.total - a.total, 0.99) })
-    }
-    return out
-  }
-
-  #guardrail(route: RouteRuntime, metric: string, control: string, candidate: string): GuardrailResult {
+  async #guardrail(route: RouteRuntime, metric: string, control: string, candidate: string, boundary: number): Promise<GuardrailResult | string> {
     const m = route.metrics.find((x) => x.name === metric)
-    const a = this.#host.outcomes(route.name, control, metric)
-    const b = this.#host.outcomes(route.name, candidate, metric)
+    const a = await this.#data.outcomes(route.name, control, metric, boundary)
+    const b = await this.#data.outcomes(route.name, candidate, metric, boundary)
+    if (typeof a === 'string') return a
+    if (typeof b === 'string') return b
     if (a.n < 2 || b.n < 2) return { metric, p: null, worse: false }
     const r = msprtPValue(a, b, m?.mde === null || m?.mde === undefined ? {} : { mde: m.mde })
     const diff = moments(b).mean - moments(a).mean
     return { metric, p: Number.isFinite(r.pValue) ? r.pValue : null, worse: (m?.higher_is_better ?? true) ? diff < 0 : diff > 0 }
-  }
-
-  #shadowEvidence(route: RouteRuntime, model: string, control: string): ShadowEvidence {
-    const shadow = route.shadows.find((s) => s.model === model)
-    const c = shadow?.comparisons.get(control)
-    const arm = route.targets.find((t) => t.model === control)
-    let requests = 0
-    let errors = 0
-    shadow?.byCode.forEach((child, code) => {
-      if (child === undefined) return
-      requests += child.value
-      if (code >= 500) errors += child.value
-    })
-    return {
-      compared: (c?.agree.value ?? 0) + (c?.disagree.value ?? 0),
-      agreed: c?.agree.value ?? 0,
-      requests,
-      errors,
-      shadowP99: shadow === undefined ? null : bucketQuantile(LATENCY_BUCKETS, shadow.duration.counts, shadow.duration.count, 0.99),
-      controlP99: arm === undefined ? null : bucketQuantile(LATENCY_BUCKETS, arm.duration.counts, arm.duration.count, 0.99),
-    }
   }
 
   // --- visibility ---------------------------------------------------------------------------------
@@ -442,6 +403,93 @@ export class DecisionEngine {
 }
 
 const EMPTY_WINDOW: ArmWindow = { requests: 0, errors: 0, p99: null }
+
+/**
+ * Where decisions read their figures as of a boundary. A string answer says why there are none
+ * (the decision then holds).
+ */
+export interface DecisionData {
+  /** Marks the start of a step's window (sources that keep their own snapshots). */
+  startWindow(route: string, at: number): void
+  /** Per model: requests, 5xx and p99 from `since` to `boundary`. */
+  window(route: RouteRuntime, since: number, boundary: number): Promise<Map<string, ArmWindow> | string>
+  /** An arm's outcome totals for a metric, as of the boundary. */
+  outcomes(route: string, model: string, metric: string, boundary: number): Promise<Sample | string>
+  /** A shadow's comparisons with the control and its own figures, as of the boundary. */
+  shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string>
+}
+
+/** This replica's own counters and tallies (single process). */
+class LocalData implements DecisionData {
+  readonly #host: DecisionHost
+  readonly #snaps = new Map<string, { at: number; models: Map<string, Snapshot> }>()
+
+  constructor(host: DecisionHost) {
+    this.#host = host
+  }
+
+  async outcomes(route: string, model: string, metric: string): Promise<Sample> {
+    return this.#host.outcomes(route, model, metric)
+  }
+
+
+  /**
+   * Marks where a step's window starts: the counters now. While the router is being built there
+   * are none yet, and a window with no start counts from zero, i.e. since this process began
+   * (counters are per process, so after a restart that is all there is).
+   */
+  startWindow(routeName: string, at: number): void {
+    let route: RouteRuntime | undefined
+    try {
+      route = this.#host.runtime().routes.find((r) => r.name === routeName)
+    } catch {
+      route = undefined
+    }
+    this.#snaps.set(routeName, { at, models: route === undefined ? new Map() : this.#snapshot(route) })
+  }
+
+  #snapshot(route: RouteRuntime): Map<string, Snapshot> {
+    const out = new Map<string, Snapshot>()
+    for (const arm of route.targets) out.set(arm.model, snapArm(arm))
+    return out
+  }
+
+  /** Each arm's requests, errors and p99 since the step began (or since this process began). */
+  async window(route: RouteRuntime, since: number): Promise<Map<string, ArmWindow>> {
+    const known = this.#snaps.get(route.name)
+    const base = known !== undefined && known.at === since ? known : { at: since, models: new Map<string, Snapshot>() }
+    const now = this.#snapshot(route)
+    const out = new Map<string, ArmWindow>()
+    for (const [model, b] of now) {
+      const a = base.models.get(model) ?? { requests: 0, errors: 0, counts: new Float64Array(b.counts.length), total: 0 }
+      const counts = b.counts.map((c, i) => c - (a.counts[i] ?? 0))
+      out.set(model, { requests: b.requests - a.requests, errors: b.errors - a.errors, p99: bucketQuantile(LATENCY_BUCKETS, counts, b.total - a.total, 0.99) })
+    }
+    return out
+  }
+
+  async shadow(route: RouteRuntime, model: string, control: string): Promise<ShadowEvidence> {
+    const shadow = route.shadows.find((s) => s.model === model)
+    const c = shadow?.comparisons.get(control)
+    const arm = route.targets.find((t) => t.model === control)
+    let requests = 0
+    let errors = 0
+    shadow?.byCode.forEach((child, code) => {
+      if (child === undefined) return
+      requests += child.value
+      if (code >= 500) errors += child.value
+    })
+    return {
+      compared: (c?.agree.value ?? 0) + (c?.disagree.value ?? 0),
+      agreed: c?.agree.value ?? 0,
+      requests,
+      errors,
+      shadowP99: shadow === undefined ? null : bucketQuantile(LATENCY_BUCKETS, shadow.duration.counts, shadow.duration.count, 0.99),
+      controlP99: arm === undefined ? null : bucketQuantile(LATENCY_BUCKETS, arm.duration.counts, arm.duration.count, 0.99),
+    }
+  }
+
+}
 
 function snapArm(arm: Arm): Snapshot {
   let requests = 0

@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { formatPath, type KeyPath } from './check.js'
 import { validateConfig } from './schema.js'
+import { checkSinkFiles, resolveSinkPaths } from './sink.js'
 import type { LoadedConfig } from './types.js'
 import { parseYaml, YamlSyntaxError } from './yaml.js'
 
@@ -27,7 +28,12 @@ export function readConfig(text: string, file: string): ReadResult {
   }
   // Relative paths in the file are relative to the file, as in Prometheus's config, so the
   // router behaves the same whatever directory it was started from.
-  const resolved = { ...config, recording: { ...config.recording, path: resolve(dirname(file), config.recording.path) } }
+  const recording = resolveSinkPaths({ ...config.recording, path: resolve(dirname(file), config.recording.path) }, dirname(file))
+  const unreadable = checkSinkFiles(recording)
+  if (unreadable.length > 0) {
+    return { ok: false, problems: unreadable.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message })) }
+  }
+  const resolved = { ...config, recording }
   return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') }), lineOf: parsed.lineOf }
 }
 

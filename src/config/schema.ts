@@ -3,12 +3,13 @@ import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollou
 import type { CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
+import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
 
 const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const METRIC_KEYS = ['name', 'type', 'mde', 'higher_is_better'] as const
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
-const RECORDING_KEYS = ['path', 'max_bytes', 'keep', 'include_inputs'] as const
+const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
@@ -42,7 +43,7 @@ export const DEFAULTS = {
   max_capture_total_bytes: 67_108_864,
   max_buffered_body_bytes: 1_048_576,
   body_timeout_ms: 10_000,
-  recording: { path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true },
+  recording: { sink: 'file' as const, path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true, spool: SINK_DEFAULTS.spool },
   max_in_flight: 256,
   feedback: { request_memory: 100_000, request_ttl_ms: 3_600_000, max_body_bytes: 10_485_760 },
   compare: { prediction: 'auto', tolerance: 0.001, mode: 'exact' as const },
@@ -410,8 +411,9 @@ function readRecording(c: Checker, value: unknown): RecordingConfig | undefined 
   const maxBytes = c.number(o.max_bytes, ['recording', 'max_bytes'], { min: 1024, integer: true, fallback: d.max_bytes })
   const keep = c.number(o.keep, ['recording', 'keep'], { min: 0, integer: true, fallback: d.keep })
   const includeInputs = c.boolean(o.include_inputs, ['recording', 'include_inputs'], d.include_inputs)
-  if (path === undefined || maxBytes === undefined || keep === undefined) return undefined
-  return { path, max_bytes: maxBytes, keep, include_inputs: includeInputs }
+  const sink = readSinkKeys(c, o)
+  if (path === undefined || maxBytes === undefined || keep === undefined || sink === undefined) return undefined
+  return { path, max_bytes: maxBytes, keep, include_inputs: includeInputs, ...sink }
 }
 
 function readMetrics(c: Checker, value: unknown, path: KeyPath): MetricConfig[] | undefined {

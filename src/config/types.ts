@@ -82,10 +82,49 @@ export interface FeedbackConfig {
 }
 
 export interface RecordingConfig {
+  /** Where records go: the JSONL file (`path`, `max_bytes`, `keep`), a Kafka topic or an HTTP collector. */
+  readonly sink: SinkKind
   readonly path: string
   readonly max_bytes: number
   readonly keep: number
   readonly include_inputs: boolean
+  /** Set when `sink` is kafka. */
+  readonly kafka?: KafkaSinkConfig
+  /** Set when `sink` is http. */
+  readonly http?: HttpSinkConfig
+  /** Where kafka and http sinks keep records the sink has not acknowledged. */
+  readonly spool: SpoolConfig
+}
+
+export type SinkKind = 'file' | 'kafka' | 'http'
+
+export type KafkaCompression = 'none' | 'gzip' | 'lz4'
+
+export interface KafkaSinkConfig {
+  /** `host:port` of each bootstrap broker, as written. */
+  readonly brokers: readonly string[]
+  readonly topic: string
+  readonly acks: 'all' | 1
+  readonly compression: KafkaCompression
+  readonly linger_ms: number
+  readonly max_batch_bytes: number
+  readonly client_id: string
+  readonly sasl?: { readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; readonly username: string; readonly password_file: string }
+  /** TLS to the brokers; files resolved against the config file's directory. */
+  readonly tls?: { readonly ca_file?: string; readonly cert_file?: string; readonly key_file?: string }
+}
+
+export interface HttpSinkConfig {
+  readonly url: string
+  readonly format: 'cloudevents-batch'
+  /** `Name: value` lines sent with every batch (an auth header); resolved against the config file's directory. */
+  readonly headers_file?: string
+  readonly timeout_ms: number
+}
+
+export interface SpoolConfig {
+  readonly path: string
+  readonly max_bytes: number
 }
 
 export interface Limits {

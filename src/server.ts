@@ -101,8 +101,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const publish = (r: Runtime): void => {
     metrics.setConfig(r.loaded.sha256, r.routes.map((route) => ({ name: route.name, models: route.assigner.models, shares: route.assigner.shares })))
   }
-  // Decisions (rollouts, bandits) lay their weights over the compiled plan. Every worker of a
-  // cluster would decide from its own share of the traffic, so under --workers they stay off.
+  // Decisions (rollouts, bandits) lay their weights over the compiled plan. From this replica's own
+  // counters a cluster worker would decide from its share of the traffic only, so under --workers
+  // they need evaluation.prometheus, where every worker reads the same fleet-wide figures.
+  const decides = (p: Plan): boolean => opts.worker === undefined || p.config.evaluation.prometheus !== null
   const engine = new DecisionEngine({
     runtime: () => current(),
     outcomes: (route, model, metric) => tally.outcomes(route, model, metric),
@@ -112,9 +114,9 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     log: (level, message) => queueMicrotask(() => log()[level](message)),
     metrics,
     now: () => Date.now(),
-  }, DecisionEngine.stateFileFor(plan))
+  }, DecisionEngine.stateFileFor(plan, opts.worker))
   const decided = (next: Plan): Plan => {
-    if (opts.worker !== undefined) return next
+    if (!decides(next)) return next
     const r = withWeights(next, engine.weightsFor(next))
     if (!r.ok) throw new ConfigError(r.problems)
     return r.plan
@@ -199,8 +201,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       act: (route, action) => engine.act(route, action),
     },
   }, logger as boolean)
-  if (opts.worker === undefined) engine.start()
-  else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits do not run under --workers yet (each worker would decide from its own traffic): run one worker for them')
+  if (decides(plan)) engine.start()
+  else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 
   let closing: Promise<void> | undefined

@@ -21,6 +21,8 @@ export interface AdminDeps {
   readonly scope: string
   current(): Plan
   isReady(): boolean
+  /** More for /readyz to say, ready or not (the record sink's state: a broker down does not make the router unready). */
+  readiness?(): Record<string, unknown>
   reload(): Promise<ReloadResult>
   /** Rollouts and bandits, where this listener can act on them. */
   readonly rollouts?: {
@@ -41,8 +43,8 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
   admin.get('/healthz', async () => ({ status: 'ok' }))
 
   admin.get('/readyz', async (_request, reply) => {
-    if (deps.isReady()) return { status: 'ready', sha256: deps.current().loaded.sha256 }
-    return reply.code(503).send({ status: 'not ready' })
+    if (deps.isReady()) return { status: 'ready', sha256: deps.current().loaded.sha256, ...deps.readiness?.() }
+    return reply.code(503).send({ status: 'not ready', ...deps.readiness?.() })
   })
 
   admin.get('/metrics', async (_request, reply) => {

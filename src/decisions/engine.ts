@@ -11,6 +11,7 @@ import { moments, msprtPValue, type Sample, type Totals } from '../stats/index.j
 import { thompson, type BanditResult } from './bandit.js'
 import { bucketQuantile } from './histogram.js'
 import { checkPromotion, type ShadowEvidence } from './promotion.js'
+import { PrometheusData } from './prometheus.js'
 import { Random } from './random.js'
 import { ROLLOUT_STATUSES, decideRollout, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
 
@@ -67,7 +68,8 @@ export class DecisionEngine {
   readonly #host: DecisionHost
   readonly #file: string
   readonly #routes = new Map<string, RouteDecisions>()
-  readonly #data: DecisionData
+  readonly #local: DecisionData
+  #fleet: { key: string; data: DecisionData } | undefined
   #timer: NodeJS.Timeout | undefined
   #stopped = false
   #ticking: Promise<void> | undefined
@@ -76,13 +78,26 @@ export class DecisionEngine {
   constructor(host: DecisionHost, stateFile: string, data?: DecisionData) {
     this.#host = host
     this.#file = stateFile
-    this.#data = data ?? new LocalData(host)
+    this.#local = data ?? new LocalData(host)
     this.#load()
   }
 
+  /** Where figures come from: Prometheus (the fleet) when configured, else this replica. */
+  get #data(): DecisionData {
+    return this.#dataFor(this.#host.runtime().plan)
+  }
+
+  #dataFor(plan: Plan): DecisionData {
+    const source = plan.config.evaluation.prometheus
+    if (source === null) return this.#local
+    const key = JSON.stringify(source)
+    if (this.#fleet?.key !== key) this.#fleet = { key, data: new PrometheusData(source) }
+    return this.#fleet.data
+  }
+
   /** The state file for a config: beside the records. */
-  static stateFileFor(plan: Plan): string {
-    return join(dirname(plan.config.recording.path), 'decisions.json')
+  static stateFileFor(plan: Plan, worker?: number): string {
+    return join(dirname(plan.config.recording.path), worker === undefined ? 'decisions.json' : `decisions.w${worker}.json`)
   }
 
   /** Whether any route of the plan has something to decide. */
@@ -115,7 +130,7 @@ export class DecisionEngine {
           history: d?.history ?? [],
         }
         this.#routes.set(route.name, d)
-        this.#data.startWindow(route.name, d.rollout?.stepStartedAt ?? started)
+        this.#dataFor(plan).startWindow(route.name, d.rollout?.stepStartedAt ?? started)
         this.#note(route.name, d, { kind: cfg.rollout !== null ? 'rollout' : 'bandit', result: 'start', reason: cfg.rollout !== null ? `rollout of ${cfg.rollout.candidate} starts at ${cfg.rollout.steps[0]}%` : `bandit on ${cfg.bandit?.metric} starts with even shares` })
         void this.#save()
       }
@@ -149,12 +164,16 @@ export class DecisionEngine {
 
   #schedule(): void {
     if (this.#stopped) return
-    const interval = this.#host.runtime().config.evaluation.interval_ms
+    const evaluation = this.#host.runtime().config.evaluation
+    const interval = evaluation.interval_ms
     const now = this.#host.now()
     this.#nextAt = (Math.floor(now / interval) + 1) * interval
+    // From Prometheus, a boundary's data are complete once a scrape after it has landed: the
+    // queries still ask for the boundary's instant, so every replica reads the same numbers.
+    const settle = evaluation.prometheus?.scrape_interval_ms ?? 0
     this.#timer = setTimeout(() => {
       void this.tick(this.#nextAt).finally(() => this.#schedule())
-    }, this.#nextAt - now)
+    }, this.#nextAt - now + settle)
     this.#timer.unref()
   }
 

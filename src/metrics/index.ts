@@ -122,6 +122,18 @@ export class Metrics {
     name: 'modelsplit_record_file_reopened_total', help: 'Times the record file was closed and opened again by name, by reason (missing: deleted or renamed away, replaced: another file at the path, deleted: unlinked during a write, requested: SIGHUP).',
     labelNames: ['reason'] as const, registers: [this.registry],
   })
+  readonly recordsSpooledBytes = new Gauge({
+    name: 'modelsplit_records_spooled_bytes', help: 'Bytes of records waiting in the spool on disk for the Kafka or HTTP sink to take them (0 with the file sink).',
+    registers: [this.registry],
+  })
+  readonly sinkErrors = new Counter({
+    name: 'modelsplit_sink_errors_total', help: 'Failed sends to the Kafka or HTTP sink, and failed spool writes, by sink and reason (unreachable, timeout, rejected, too_large, spool, other); the records wait in the spool.',
+    labelNames: ['sink', 'reason'] as const, registers: [this.registry],
+  })
+  readonly sinkLatency = new FastHistogram({
+    name: 'modelsplit_sink_latency_seconds', help: 'Time for the Kafka or HTTP sink to acknowledge one batch of records.',
+    labelNames: ['sink'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     this.records.inc({ result: 'written' }, 0)

@@ -1,5 +1,8 @@
-/** Why records were dropped: no room, not JSON, the file failed while closing, or written after close(). */
-export type DropReason = 'buffer_full' | 'unserializable' | 'io_error' | 'closed'
+/**
+ * Why records were dropped: no room, not JSON, the file failed while closing, written after
+ * close(), no room left in a remote sink's spool, or refused by the sink for good (too large).
+ */
+export type DropReason = 'buffer_full' | 'unserializable' | 'io_error' | 'closed' | 'spool_full' | 'rejected'
 
 /** Records dropped since the last warning, handed to `onDropWarning` at most once per interval. */
 export interface DropWarning {
@@ -10,7 +13,7 @@ export interface DropWarning {
 }
 
 function noDrops (): Record<DropReason, number> {
-  return { buffer_full: 0, unserializable: 0, io_error: 0, closed: 0 }
+  return { buffer_full: 0, unserializable: 0, io_error: 0, closed: 0, spool_full: 0, rejected: 0 }
 }
 
 /**

@@ -1,0 +1,126 @@
+import type { PrometheusSource } from '../config/decisions.js'
+import type { RouteRuntime } from '../proxy/runtime.js'
+import type { Summary } from '../stats/index.js'
+import type { DecisionData } from './engine.js'
+import type { ShadowEvidence } from './promotion.js'
+import { bucketQuantile } from './histogram.js'
+import type { ArmWindow } from './rollout.js'
+
+/** One instant-vector sample of a Prometheus answer. */
+interface VectorSample {
+  readonly metric: Record<string, string>
+  readonly value: [number, string]
+}
+
+const TIMEOUT_MS = 5000
+
+/**
+ * The fleet's figures from Prometheus: instant queries at the boundary's timestamp over the
+ * metrics every replica exports, so every replica that reads the same Prometheus gets the same
+ * numbers and takes the same decision, without talking to the others. A step's window is the
+ * difference of the cumulative counters at its start and at the boundary; outcome totals are raw sums.
+ */
+export class PrometheusData implements DecisionData {
+  readonly #source: PrometheusSource
+
+  constructor(source: PrometheusSource) {
+    this.#source = source
+  }
+
+  startWindow(): void {
+    // Windows are ranges in the query: nothing to keep.
+  }
+
+  async window(route: RouteRuntime, since: number, boundary: number): Promise<Map<string, ArmWindow> | string> {
+    const r = JSON.stringify(route.name)
+    // Cumulative counts at the boundary minus those at the step's start. (increase() would lose
+    // the first sample of a series born inside the window, such as a candidate's first requests.)
+    const queries = [
+      `sum by (model) (modelsplit_requests_total{route=${r}})`,
+      `sum by (model) (modelsplit_requests_total{route=${r},code=~"5.."})`,
+      `sum by (model, le) (modelsplit_request_duration_seconds_bucket{route=${r}})`,
+    ]
+    const at = await Promise.all([...queries.map((q) => this.#query(q, boundary)), ...queries.map((q) => this.#query(q, since))])
+    for (const x of at) if (typeof x === 'string') return x
+    const [reqB, errB, bucketsB, reqS, errS, bucketsS] = at as VectorSample[][]
+    const byModel = (v: VectorSample[]): Map<string, number> => new Map(v.map((x) => [x.metric.model ?? '', Number(x.value[1])]))
+    const buckets = (v: VectorSample[], model: string): Map<number, number> => new Map(v.filter((x) => x.metric.model === model).map((x) => [x.metric.le === '+Inf' ? Infinity : Number(x.metric.le), Number(x.value[1])]))
+    const [rb, eb, rs, es] = [byModel(reqB as VectorSample[]), byModel(errB as VectorSample[]), byModel(reqS as VectorSample[]), byModel(errS as VectorSample[])]
+    const out = new Map<string, ArmWindow>()
+    for (const arm of route.targets) {
+      const requests = (rb.get(arm.model) ?? 0) - (rs.get(arm.model) ?? 0)
+      // A replica that restarted inside the window counts from zero again: the difference cannot
+      // be trusted, so the decision holds rather than judge on it.
+      if (requests < 0) return `counters of ${arm.model} went down inside the window (a replica restarted)`
+      const b1 = buckets(bucketsB as VectorSample[], arm.model)
+      const b0 = buckets(bucketsS as VectorSample[], arm.model)
+      const bounds = [...b1.keys()].filter((le) => Number.isFinite(le)).sort((x, y) => x - y)
+      let previous = 0
+      const counts = bounds.map((le) => {
+        const cumulative = (b1.get(le) ?? 0) - (b0.get(le) ?? 0)
+        const c = cumulative - previous
+        previous = cumulative
+        return Math.max(0, c)
+      })
+      const total = (b1.get(Infinity) ?? 0) - (b0.get(Infinity) ?? 0)
+      out.set(arm.model, { requests, errors: (eb.get(arm.model) ?? 0) - (es.get(arm.model) ?? 0), p99: bucketQuantile(bounds, counts, total, 0.99) })
+    }
+    return out
+  }
+
+  async outcomes(route: string, model: string, metric: string, boundary: number): Promise<Summary | string> {
+    const sel = `{route=${JSON.stringify(route)},model=${JSON.stringify(model)},metric=${JSON.stringify(metric)}}`
+    const [n, sum, squares] = await Promise.all([
+      this.#scalar(`sum(modelsplit_outcomes_total${sel})`, boundary),
+      this.#scalar(`sum(modelsplit_outcome_value_sum${sel})`, boundary),
+      this.#scalar(`sum(modelsplit_outcome_value_squares_sum${sel})`, boundary),
+    ])
+    for (const x of [n, sum, squares]) if (typeof x === 'string') return x
+    return { n: n as number, sum: sum as number, sumSquares: squares as number }
+  }
+
+  async shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string> {
+    const r = JSON.stringify(route.name)
+    const s = JSON.stringify(shadow)
+    const c = JSON.stringify(control)
+    const [agreed, compared, requests, errors, shadowP99, controlP99] = await Promise.all([
+      this.#scalar(`sum(modelsplit_shadow_comparisons_total{route=${r},primary=${c},shadow=${s},result="agree"})`, boundary),
+      this.#scalar(`sum(modelsplit_shadow_comparisons_total{route=${r},primary=${c},shadow=${s},result=~"agree|disagree"})`, boundary),
+      this.#scalar(`sum(modelsplit_shadow_requests_total{route=${r},model=${s}})`, boundary),
+      this.#scalar(`sum(modelsplit_shadow_requests_total{route=${r},model=${s},code=~"5.."})`, boundary),
+      this.#scalar(`histogram_quantile(0.99, sum by (le) (modelsplit_shadow_duration_seconds_bucket{route=${r},model=${s}}))`, boundary),
+      this.#scalar(`histogram_quantile(0.99, sum by (le) (modelsplit_request_duration_seconds_bucket{route=${r},model=${c}}))`, boundary),
+    ])
+    for (const x of [agreed, compared, requests, errors, shadowP99, controlP99]) if (typeof x === 'string') return x
+    const finite = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null)
+    return { agreed: agreed as number, compared: compared as number, requests: requests as number, errors: errors as number, shadowP99: finite(shadowP99), controlP99: finite(controlP99) }
+  }
+
+  async #scalar(query: string, boundary: number): Promise<number | string> {
+    const v = await this.#query(query, boundary)
+    if (typeof v === 'string') return v
+    // No series (nothing counted yet) is zero, not missing data.
+    return v.length === 0 ? 0 : Number(v[0]?.value[1])
+  }
+
+  /** An instant query at a time (ms); a string says why it failed. */
+  async #query(query: string, boundary: number): Promise<VectorSample[] | string> {
+    const url = `${this.#source.url}/api/v1/query?query=${encodeURIComponent(query)}&time=${(boundary / 1000).toFixed(3)}`
+    let res: Response
+    try {
+      res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) })
+    } catch (err) {
+      return `Prometheus at ${this.#source.url} unreachable (${(err as Error & { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`
+    }
+    let body: { status?: string; data?: { resultType?: string; result?: unknown }; error?: string }
+    try {
+      body = await res.json() as typeof body
+    } catch {
+      return `Prometheus answered ${res.status} without JSON`
+    }
+    if (body.status !== 'success' || body.data?.resultType !== 'vector' || !Array.isArray(body.data.result)) {
+      return `Prometheus refused a query (${res.status}: ${body.error ?? 'no vector'})`
+    }
+    return body.data.result as VectorSample[]
+  }
+}

@@ -1,0 +1,675 @@
+import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
+import { EnvelopeFactory, type Envelope } from './envelope.js'
+import type { RecordSink, WriteBatchOptions } from './sink.js'
+import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
+import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
+import type { RecordResult } from './writer.js'
+
+export interface DeliverySinkOptions {
+  readonly transport: Transport
+  /** The spool directory (one per process). */
+  readonly spoolDir: string
+  /** Bytes of records the spool may hold; past it records are dropped and counted. */
+  readonly spoolMaxBytes: number
+  /** How long the first record of a batch waits for others before the batch is sent. */
+  readonly lingerMs: number
+  /** Bytes of records in one send, at most (a single larger record goes alone). */
+  readonly maxBatchBytes: number
+  /** After close(), how long records may take to reach the sink before the rest is left in the spool. */
+  readonly closeTimeoutMs: number
+  /** Bytes of records held in memory, at most; past it write() drops. Default 64 MiB. */
+  readonly maxBufferedBytes?: number
+  /** Records waiting in memory past this many bytes go to the spool (the sink is slow). Default 4 × maxBatchBytes, at least 4 MiB. */
+  readonly spillBytes?: number
+  readonly dropWarningIntervalMs?: number
+  /** Records acknowledged by the sink (`written`) or dropped, as the file writer reports them. */
+  readonly onResult?: (result: RecordResult, count: number) => void
+  /** A send failed, or the spool could not be written: `modelsplit_sink_errors_total{reason}`. */
+  readonly onSinkError?: (reason: SinkErrorReason, err: unknown) => void
+  /** Seconds one successful send took: `modelsplit_sink_latency_seconds`. */
+  readonly onLatency?: (seconds: number) => void
+  /** Bytes waiting in the spool, after each change: `modelsplit_records_spooled_bytes`. */
+  readonly onSpooled?: (bytes: number) => void
+  readonly onDropWarning?: (warning: DropWarning) => void
+  /** Errors worth a log line that are not a failed send (a spool held by another process). */
+  readonly onError?: (err: unknown) => void
+  /** The sink stopped taking records (with the error), or takes them again: for one log line per change, not per retry. */
+  readonly onReachable?: (isReachable: boolean, err?: unknown) => void
+}
+
+/** What /readyz says about the sink. */
+export interface DeliveryStatus {
+  readonly sink: 'kafka' | 'http'
+  readonly destination: string
+  /** delivering: records go straight to the sink; spooling: they wait on disk for it; starting: the spool is not open yet. */
+  readonly state: 'starting' | 'delivering' | 'spooling'
+  /** Whether the last send (or connection attempt) worked. */
+  readonly reachable: boolean
+  readonly spooled_bytes: number
+  readonly last_error: string | null
+  readonly dropped: number
+}
+
+/** A writeBatch() batch once admitted: it is acknowledged when each record is in the sink or in the spool. */
+interface Group {
+  left: number
+  /** Spool bytes still held for this batch's records not yet in the sink or the spool. */
+  reserved: number
+  isRefused: boolean
+  readonly resolve: (ok: boolean) => void
+  timer: NodeJS.Timeout | undefined
+}
+
+interface Waiter {
+  readonly envelopes: Envelope[]
+  readonly bytes: number
+  readonly timeoutMs: number
+  readonly resolve: (ok: boolean) => void
+  timer: NodeJS.Timeout | undefined
+}
+
+const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
+const SPILL_CHUNK_BYTES = 1024 * 1024
+const RETRY_MIN_MS = 100
+const RETRY_MAX_MS = 5000
+const LOCK_RETRY_MS = 200
+
+/**
+ * A record sink that sends to a remote destination (Kafka, an HTTP collector) at least once,
+ * and keeps on disk what the destination has not acknowledged.
+ *
+ * Records wait in memory (bounded in bytes) and go out in batches of up to `maxBatchBytes`, one
+ * send at a time, after `lingerMs`. When a send fails, or records pile up in memory faster than
+ * the sink takes them, the sink switches to spooling: records go to the spool on disk, in order,
+ * and are sent from there (oldest first, retried with backoff) until the spool is empty again.
+ * Only a full spool drops records, counted. `write()` never waits; `writeBatch()` resolves true
+ * once every record of the batch is acknowledged by the sink or written to the spool, for which
+ * it holds room in the spool from the start. On close() the sink keeps sending for up to
+ * `closeTimeoutMs`, then writes what is left to the spool, which the next start sends first.
+ */
+export class DeliverySink implements RecordSink {
+  readonly #transport: Transport
+  readonly #spoolDir: string
+  readonly #spoolMax: number
+  readonly #lingerMs: number
+  readonly #maxBatchBytes: number
+  readonly #maxBuffered: number
+  readonly #spillBytes: number
+  readonly #closeTimeoutMs: number
+  readonly #opts: DeliverySinkOptions
+  readonly #factory = new EnvelopeFactory()
+  readonly #warnings: DropWarnings
+
+  // Records in memory, oldest first, from #head on; #groups[i] is the writeBatch batch of #envs[i].
+  #envs: Envelope[] = []
+  #groups: Array<Group | undefined> = []
+  #head = 0
+  #queueBytes = 0
+  // When the oldest record in memory arrived (for the linger).
+  #oldestAt = 0
+
+  #spool: Spool | undefined
+  // Spool bytes promised: writeBatch batches admitted, and appends under way.
+  #reserved = 0
+  #appending = 0
+  #isSpooling = false
+  #waiters: Waiter[] = []
+
+  #sending: Promise<void> | undefined
+  #spilling: Promise<void> | undefined
+  // The batch in flight when it came from memory (close() copies it to the spool).
+  #inFlight: { envelopes: Envelope[]; groups: Array<Group | undefined> } | undefined
+  #timer: NodeJS.Timeout | undefined
+  #retryAt = 0
+  #retryDelay = RETRY_MIN_MS
+  // After a send refused as too large, sends take at most this many records until one succeeds.
+  #batchLimit = Number.POSITIVE_INFINITY
+  #isReachable = false
+  #lastError: string | null = null
+
+  #written = 0
+  #dropped = 0
+  #accepted = 0
+  #settled = 0
+  #flushWaiters: Array<{ target: number; resolve: () => void }> = []
+  #isClosed = false
+  #isStopped = false
+  #closing: Promise<void> | undefined
+  #started: Promise<void>
+
+  constructor(opts: DeliverySinkOptions) {
+    this.#opts = opts
+    this.#transport = opts.transport
+    this.#spoolDir = opts.spoolDir
+    this.#spoolMax = opts.spoolMaxBytes
+    this.#lingerMs = opts.lingerMs
+    this.#maxBatchBytes = opts.maxBatchBytes
+    this.#maxBuffered = opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES
+    this.#spillBytes = opts.spillBytes ?? Math.max(4 * opts.maxBatchBytes, 4 * 1024 * 1024)
+    this.#closeTimeoutMs = opts.closeTimeoutMs
+    this.#warnings = new DropWarnings(opts.dropWarningIntervalMs ?? 10_000, opts.onDropWarning)
+    this.#started = this.#start()
+  }
+
+  /** Resolves once the spool is open (records from an earlier run are then on their way). */
+  get started(): Promise<void> {
+    return this.#started
+  }
+
+  /** Queues one record; never blocks, never throws. False when it was dropped. */
+  write(record: object): boolean {
+    if (this.#isClosed) return this.#drop('closed', 1)
+    const env = this.#envelope(record)
+    if (env === undefined) return this.#drop('unserializable', 1)
+    if (this.#queueBytes + env.bytes > this.#maxBuffered) return this.#drop('buffer_full', 1)
+    this.#push(env, undefined)
+    this.#accepted++
+    this.#kick()
+    return true
+  }
+
+  /**
+   * Takes every record or none: resolves true once each is acknowledged by the sink or written to
+   * the spool; false when there was no room (in memory, or held in the spool) within `timeoutMs`,
+   * the sink is closed, or a record is not serializable.
+   */
+  async writeBatch(records: Iterable<object>, opts: WriteBatchOptions = {}): Promise<boolean> {
+    if (this.#isClosed) return false
+    const envelopes: Envelope[] = []
+    let bytes = 0
+    for (const record of records) {
+      const env = this.#envelope(record)
+      if (env === undefined) return false
+      envelopes.push(env)
+      bytes += env.bytes
+    }
+    if (envelopes.length === 0) return true
+    const timeoutMs = opts.timeoutMs ?? 0
+    return new Promise((resolve) => {
+      const waiter: Waiter = { envelopes, bytes, timeoutMs, resolve, timer: undefined }
+      if (this.#waiters.length === 0 && this.#canAdmit(waiter)) {
+        this.#admit(waiter)
+        return
+      }
+      if (!(timeoutMs > 0)) {
+        resolve(false)
+        return
+      }
+      waiter.timer = setTimeout(() => this.#giveUp(waiter), timeoutMs)
+      this.#waiters.push(waiter)
+    })
+  }
+
+  /** Resolves when every record accepted before the call is acknowledged by the sink or dropped. */
+  flush(): Promise<void> {
+    const target = this.#accepted
+    if (this.#settled >= target) return Promise.resolve()
+    return new Promise((resolve) => { this.#flushWaiters.push({ target, resolve }) })
+  }
+
+  /** Nothing to reopen: records are not in a file of ours. */
+  reopen(): Promise<void> {
+    return Promise.resolve()
+  }
+
+  /** Stops accepting, sends for up to closeTimeoutMs, then leaves the rest in the spool. Never rejects. */
+  close(): Promise<void> {
+    this.#isClosed = true
+    this.#closing ??= this.#finish()
+    return this.#closing
+  }
+
+  status(): DeliveryStatus {
+    return {
+      sink: this.#transport.name,
+      destination: this.#transport.destination,
+      state: this.#spool === undefined ? 'starting' : this.#isSpooling ? 'spooling' : 'delivering',
+      reachable: this.#isReachable,
+      spooled_bytes: this.#spool?.bytes ?? 0,
+      last_error: this.#lastError,
+      dropped: this.#dropped,
+    }
+  }
+
+  stats(): { written: number; dropped: number; buffered: number; spooledBytes: number } {
+    return { written: this.#written, dropped: this.#dropped, buffered: this.#envs.length - this.#head, spooledBytes: this.#spool?.bytes ?? 0 }
+  }
+
+  #envelope(record: object): Envelope | undefined {
+    try {
+      return this.#factory.make(record)
+    } catch (err) {
+      this.#opts.onError?.(err)
+      return undefined
+    }
+  }
+
+  async #start(): Promise<void> {
+    let said = false
+    while (!this.#isStopped) {
+      try {
+        this.#spool = await Spool.open(this.#spoolDir, {
+          segmentBytes: Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(this.#spoolMax / 16))),
+          onCorrupt: (lines) => this.#opts.onError?.(new Error(`${lines} line(s) of the spool in ${this.#spoolDir} were cut short or corrupt; skipped`)),
+        })
+        break
+      } catch (err) {
+        // Another sink of this process (a reload) lets go when it closes; another process may never.
+        if (!(err instanceof SpoolLockedError && err.pid === process.pid) && !said) this.#opts.onError?.(err)
+        said = true
+        this.#lastError = (err as Error).message
+        await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
+      }
+    }
+    const spool = this.#spool
+    if (spool === undefined) return
+    if (this.#isStopped) {
+      await spool.close()
+      return
+    }
+    this.#isSpooling = !spool.isEmpty
+    this.#reportSpooled()
+    // Connecting is best effort: a broker that is down now is retried by every send.
+    this.#transport.connect().then(() => this.#reachable(), (err: unknown) => this.#failed(err))
+    this.#admitWaiters()
+    this.#kick()
+  }
+
+  #push(env: Envelope, group: Group | undefined): void {
+    if (this.#head === this.#envs.length) this.#oldestAt = performance.now()
+    this.#envs.push(env)
+    this.#groups.push(group)
+    this.#queueBytes += env.bytes
+  }
+
+  /** Takes up to `maxBytes` (at least one record) and `maxCount` records from the front of memory. */
+  #take(maxBytes: number, maxCount: number): { envelopes: Envelope[]; groups: Array<Group | undefined>; bytes: number } {
+    const start = this.#head
+    let end = start
+    let bytes = 0
+    while (end < this.#envs.length && end - start < maxCount) {
+      const b = (this.#envs[end] as Envelope).bytes
+      if (end > start && bytes + b > maxBytes) break
+      bytes += b
+      end++
+    }
+    const envelopes = this.#envs.slice(start, end)
+    const groups = this.#groups.slice(start, end)
+    this.#head = end
+    this.#queueBytes -= bytes
+    if (this.#head === this.#envs.length) {
+      this.#envs = []
+      this.#groups = []
+      this.#head = 0
+    } else {
+      if (this.#head > 4096 && this.#head * 2 > this.#envs.length) {
+        this.#envs = this.#envs.slice(this.#head)
+        this.#groups = this.#groups.slice(this.#head)
+        this.#head = 0
+      }
+      this.#oldestAt = performance.now()
+    }
+    return { envelopes, groups, bytes }
+  }
+
+  /** Puts records back at the front of memory (a spool write that failed). */
+  #untake(envelopes: Envelope[], groups: Array<Group | undefined>): void {
+    this.#envs = envelopes.concat(this.#envs.slice(this.#head))
+    this.#groups = groups.concat(this.#groups.slice(this.#head))
+    this.#head = 0
+    for (const e of envelopes) this.#queueBytes += e.bytes
+  }
+
+  #kick(): void {
+    if (this.#isStopped || this.#spool === undefined) return
+    if (this.#spilling === undefined && this.#needsSpill()) this.#spilling = this.#spill().finally(() => { this.#spilling = undefined; this.#kick() })
+    if (this.#sending === undefined && this.#timer === undefined) this.#sending = this.#send().finally(() => { this.#sending = undefined })
+  }
+
+  #needsSpill(): boolean {
+    if (this.#head === this.#envs.length) return false
+    if (!this.#isSpooling && this.#queueBytes > this.#spillBytes) this.#isSpooling = true
+    return this.#isSpooling
+  }
+
+  #schedule(atMs: number): void {
+    if (this.#timer !== undefined) return
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.#kick()
+    }, Math.max(0, atMs - performance.now()))
+    this.#timer.unref()
+  }
+
+  /** The send loop: one send at a time, the spool before memory. */
+  async #send(): Promise<void> {
+    await Promise.resolve()
+    const spool = this.#spool as Spool
+    while (!this.#isStopped) {
+      const now = performance.now()
+      if (this.#retryAt > now) {
+        this.#schedule(this.#retryAt)
+        return
+      }
+      let read: SpoolRead | undefined
+      let taken: { envelopes: Envelope[]; groups: Array<Group | undefined> } | undefined
+      if (!spool.isEmpty) {
+        try {
+          read = await spool.read(this.#maxBatchBytes, this.#batchLimit)
+        } catch (err) {
+          this.#sinkError('spool', err)
+          this.#backoff()
+          continue
+        }
+      }
+      if (read === undefined) {
+        if (this.#isSpooling) {
+          // Caught up: once nothing is on its way to the spool, records may go straight out again.
+          if (!spool.isEmpty || this.#spilling !== undefined || this.#queueBytes > this.#spillBytes) return
+          this.#isSpooling = false
+        }
+        if (this.#head === this.#envs.length) return
+        const due = this.#oldestAt + this.#lingerMs
+        if (due > now && this.#queueBytes < this.#maxBatchBytes && !this.#isClosed) {
+          this.#schedule(due)
+          return
+        }
+        taken = this.#take(this.#maxBatchBytes, this.#batchLimit)
+        this.#inFlight = taken
+      }
+      const envelopes = read?.envelopes ?? taken?.envelopes ?? []
+      const startedAt = performance.now()
+      let error: unknown
+      try {
+        await this.#transport.send(envelopes)
+      } catch (err) {
+        error = err
+      }
+      this.#inFlight = undefined
+      // close() gave up waiting: a batch from memory was copied to the spool, one from the spool
+      // stays there (sent again by the next start).
+      if (this.#isStopped) return
+      if (error === undefined) {
+        this.#reachable()
+        this.#retryDelay = RETRY_MIN_MS
+        this.#batchLimit = Number.POSITIVE_INFINITY
+        this.#opts.onLatency?.((performance.now() - startedAt) / 1000)
+        if (read !== undefined) await this.#ackSpool(read)
+        else if (taken !== undefined) this.#delivered(taken.envelopes, taken.groups)
+        continue
+      }
+      const permanent = error instanceof SinkError && error.isPermanent
+      this.#failed(error)
+      if (permanent && envelopes.length > 1) {
+        // Too large as a batch: try halves (from the spool, in order) until each goes or is refused alone.
+        this.#batchLimit = Math.ceil(envelopes.length / 2)
+      } else if (permanent) {
+        if (read !== undefined) await spool.ack(read)
+        this.#refused(envelopes, taken?.groups)
+        continue
+      } else {
+        this.#backoff()
+      }
+      if (taken !== undefined) {
+        this.#isSpooling = true
+        await this.#toSpool(taken.envelopes, taken.groups, true)
+        if (this.#spilling === undefined && this.#needsSpill()) this.#kick()
+      }
+    }
+  }
+
+  #backoff(): void {
+    this.#retryAt = performance.now() + this.#retryDelay
+    this.#retryDelay = Math.min(RETRY_MAX_MS, this.#retryDelay * 2)
+  }
+
+  #failed(err: unknown): void {
+    if (this.#isReachable || this.#lastError === null) this.#opts.onReachable?.(false, err)
+    this.#isReachable = false
+    this.#lastError = err instanceof Error ? err.message : String(err)
+    this.#sinkError(err instanceof SinkError ? err.reason : 'other', err)
+  }
+
+  #reachable(): void {
+    if (!this.#isReachable && this.#lastError !== null) this.#opts.onReachable?.(true)
+    this.#isReachable = true
+  }
+
+  #sinkError(reason: SinkErrorReason, err: unknown): void {
+    try {
+      this.#opts.onSinkError?.(reason, err)
+    } catch {
+      // A metrics or log callback must not stop delivery.
+    }
+  }
+
+  async #ackSpool(read: SpoolRead): Promise<void> {
+    await (this.#spool as Spool).ack(read)
+    let ours = 0
+    for (const e of read.envelopes) if (this.#factory.owns(e.id)) ours++
+    this.#written += read.envelopes.length
+    this.#emit('written', read.envelopes.length)
+    this.#settle(ours)
+    this.#reportSpooled()
+    this.#admitWaiters()
+  }
+
+  #delivered(envelopes: Envelope[], groups: Array<Group | undefined>): void {
+    this.#written += envelopes.length
+    this.#emit('written', envelopes.length)
+    this.#settleGroups(envelopes, groups, false)
+    this.#settle(envelopes.length)
+    this.#admitWaiters()
+  }
+
+  /** Records the sink refuses for good (too large even alone): dropped and counted. */
+  #refused(envelopes: Envelope[], groups: Array<Group | undefined> | undefined): void {
+    if (groups !== undefined) this.#settleGroups(envelopes, groups, true)
+    let ours = 0
+    for (const e of envelopes) if (groups !== undefined || this.#factory.owns(e.id)) ours++
+    this.#drop('rejected', envelopes.length)
+    this.#settle(ours)
+    this.#reportSpooled()
+  }
+
+  /** The spill loop: while spooling, records in memory go to the end of the spool. */
+  async #spill(): Promise<void> {
+    await Promise.resolve()
+    while (this.#needsSpill() && this.#spool !== undefined) {
+      const { envelopes, groups } = this.#take(SPILL_CHUNK_BYTES, Number.POSITIVE_INFINITY)
+      if (!await this.#toSpool(envelopes, groups, false)) {
+        // The disk refused: the records wait in memory, and the spool is tried again after a pause.
+        await new Promise((resolve) => setTimeout(resolve, this.#retryDelay).unref())
+        if (this.#isStopped) return
+      }
+    }
+  }
+
+  /**
+   * Writes records to the spool (in front of it when `isFront`: a batch that failed after later
+   * records were spooled). Records without room are dropped, except writeBatch records, whose room
+   * is held. False when the disk failed; the records are then back in memory.
+   */
+  async #toSpool(envelopes: Envelope[], groups: Array<Group | undefined>, isFront: boolean): Promise<boolean> {
+    const spool = this.#spool as Spool
+    const keep: Envelope[] = []
+    const keepGroups: Array<Group | undefined> = []
+    let bytes = 0
+    let dropped = 0
+    let committed = spool.bytes + this.#appending + this.#reserved
+    for (let i = 0; i < envelopes.length; i++) {
+      const e = envelopes[i] as Envelope
+      const g = groups[i]
+      if (g === undefined) {
+        if (committed + e.bytes > this.#spoolMax) {
+          dropped++
+          continue
+        }
+        committed += e.bytes
+      }
+      keep.push(e)
+      keepGroups.push(g)
+      bytes += e.bytes
+    }
+    if (dropped > 0) {
+      this.#drop('spool_full', dropped)
+      this.#settle(dropped)
+    }
+    if (keep.length === 0) return true
+    this.#appending += bytes
+    try {
+      if (isFront) await spool.prepend(keep)
+      else await spool.append(keep)
+    } catch (err) {
+      this.#appending -= bytes
+      this.#sinkError('spool', err)
+      this.#lastError = `cannot write the spool: ${(err as Error).message}`
+      if (this.#isStopped) {
+        this.#drop('io_error', keep.length)
+        this.#settleGroups(keep, keepGroups, true)
+        this.#settle(keep.length)
+        return false
+      }
+      this.#untake(keep, keepGroups)
+      return false
+    }
+    this.#appending -= bytes
+    this.#settleGroups(keep, keepGroups, false)
+    this.#reportSpooled()
+    return true
+  }
+
+  /** Each record of a writeBatch batch is in the sink or the spool (or, if `isRefused`, never will be). */
+  #settleGroups(envelopes: Envelope[], groups: Array<Group | undefined>, isRefused: boolean): void {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i]
+      if (g === undefined) continue
+      const b = (envelopes[i] as Envelope).bytes
+      g.reserved -= b
+      this.#reserved -= b
+      g.left--
+      if (isRefused) g.isRefused = true
+      if (g.left === 0) {
+        clearTimeout(g.timer)
+        g.resolve(!g.isRefused)
+      }
+    }
+  }
+
+  #canAdmit(w: Waiter): boolean {
+    const spool = this.#spool
+    if (spool === undefined || this.#isClosed) return false
+    const memoryOk = this.#head === this.#envs.length || this.#queueBytes + w.bytes <= this.#maxBuffered
+    return memoryOk && spool.bytes + this.#appending + this.#reserved + w.bytes <= this.#spoolMax
+  }
+
+  #admit(w: Waiter): void {
+    const group: Group = { left: w.envelopes.length, reserved: w.bytes, isRefused: false, resolve: w.resolve, timer: undefined }
+    this.#reserved += w.bytes
+    for (const e of w.envelopes) this.#push(e, group)
+    this.#accepted += w.envelopes.length
+    // Not in the sink by the caller's deadline: the sink is slow, so spool instead of waiting on it.
+    group.timer = setTimeout(() => {
+      if (group.left > 0 && !this.#isSpooling) {
+        this.#isSpooling = true
+        this.#kick()
+      }
+    }, Math.max(1, w.timeoutMs))
+    group.timer.unref()
+    this.#kick()
+  }
+
+  #giveUp(w: Waiter): void {
+    const i = this.#waiters.indexOf(w)
+    if (i < 0) return
+    this.#waiters.splice(i, 1)
+    w.resolve(false)
+    this.#admitWaiters()
+  }
+
+  #admitWaiters(): void {
+    for (let w = this.#waiters[0]; w !== undefined && this.#canAdmit(w); w = this.#waiters[0]) {
+      this.#waiters.shift()
+      clearTimeout(w.timer)
+      this.#admit(w)
+    }
+  }
+
+  #settle(count: number): void {
+    if (count === 0) return
+    this.#settled += count
+    for (let w = this.#flushWaiters[0]; w !== undefined && w.target <= this.#settled; w = this.#flushWaiters[0]) {
+      this.#flushWaiters.shift()
+      w.resolve()
+    }
+  }
+
+  #drop(reason: DropReason, count: number): false {
+    if (count === 0) return false
+    this.#dropped += count
+    this.#emit('dropped', count)
+    this.#warnings.note(reason, count)
+    return false
+  }
+
+  #emit(result: RecordResult, count: number): void {
+    if (count === 0) return
+    try {
+      this.#opts.onResult?.(result, count)
+    } catch {
+      // A metrics callback must not break recording.
+    }
+  }
+
+  #reportSpooled(): void {
+    try {
+      this.#opts.onSpooled?.(this.#spool?.bytes ?? 0)
+    } catch {
+      // Same.
+    }
+  }
+
+  async #finish(): Promise<void> {
+    for (const w of this.#waiters.splice(0)) {
+      clearTimeout(w.timer)
+      w.resolve(false)
+    }
+    // Keep sending (now without linger) until everything is out or the time is up.
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.#closeTimeoutMs).unref())
+    // A retry waiting out its backoff would waste the time left: try now.
+    this.#retryAt = 0
+    this.#retryDelay = RETRY_MIN_MS
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#kick()
+    await Promise.race([deadline, this.#started.catch(() => {})])
+    await Promise.race([deadline, this.#idle()])
+    this.#isStopped = true
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    const spool = this.#spool
+    if (spool !== undefined) {
+      await this.#spilling
+      // A send still under way may yet succeed; its records go to the spool regardless (a duplicate at worst).
+      const flight = this.#inFlight
+      this.#inFlight = undefined
+      if (flight !== undefined) await this.#toSpool(flight.envelopes, flight.groups, true)
+      const rest = this.#take(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
+      await this.#toSpool(rest.envelopes, rest.groups, false)
+      await spool.close()
+    }
+    // Whatever could not be kept is settled, so no flush() waits forever.
+    this.#settle(Math.max(0, this.#accepted - this.#settled))
+    this.#warnings.stop()
+    await Promise.race([this.#transport.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
+  }
+
+  /** Resolves when memory and the spool are empty and no send is under way. */
+  async #idle(): Promise<void> {
+    while (!this.#isStopped) {
+      const spool = this.#spool
+      if (spool !== undefined && spool.isEmpty && this.#head === this.#envs.length && this.#sending === undefined && this.#spilling === undefined) return
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  }
+}

@@ -1,0 +1,110 @@
+// Two router replicas behind a real Prometheus, traffic spread over both: with
+// evaluation.prometheus each reads the fleet's figures at the boundary's instant, so both take the
+// same decision without talking to each other. Prometheus unreachable: the rollout holds.
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it, onTestFinished, vi } from 'vitest'
+import { startRouter, type RunningRouter } from './helpers/router.js'
+import { upstream } from './helpers/servers.js'
+import { jsonEcho } from './helpers/upstream.js'
+
+const prometheusBin = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).stdout.trim()
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as { port: number }).port
+  await new Promise<void>((resolve) => s.close(() => resolve()))
+  return port
+}
+
+const config = (v1: string, v2: string, prom: string) => `evaluation:
+  interval: 1h
+  prometheus: { url: "${prom}", scrape_interval: 1s, lookback: 1h }
+models:
+  v1: { url: "${v1}" }
+  v2: { url: "${v2}" }
+routes:
+  - name: churn
+    path: /churn
+    split: [{ model: v1, weight: 100 }, { model: v2, weight: 0 }]
+    rollout: { candidate: v2, steps: [20, 100], step_interval: 1s, min_requests: 50, gates: { max_p99_latency_ratio: 100 } }
+`
+
+interface Status { state: string; percent: number; step_started_at: string; decisions: { kind: string; result: string; reason: string; inputs?: unknown }[] }
+const status = async (r: RunningRouter): Promise<Status> => (await fetch(`${r.adminUrl}/admin/rollouts/churn`)).json() as Promise<Status>
+
+describe.skipIf(prometheusBin === '')('decisions from Prometheus, the same on every replica', () => {
+  it('two replicas with traffic spread over both take identical decisions at every boundary', async () => {
+    const v1 = await upstream(jsonEcho('v1'))
+    const v2 = await upstream(jsonEcho('v2'))
+    const port = await freePort()
+    const promUrl = `http://127.0.0.1:${port}`
+    const replicas = [await startRouter(config(v1.url, v2.url, promUrl)), await startRouter(config(v1.url, v2.url, promUrl))]
+    onTestFinished(async () => { for (const r of replicas) await r.close() })
+    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-fleet-'))
+    onTestFinished(() => rm(dir, { recursive: true, force: true }))
+    await writeFile(join(dir, 'prometheus.yml'), `global: { scrape_interval: 1s }
+scrape_configs:
+  - job_name: modelsplit
+    static_configs: [{ targets: [${replicas.map((r) => `"${new URL(r.adminUrl).host}"`).join(', ')}] }]
+`)
+    const prom = spawn(prometheusBin, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' })
+    onTestFinished(async () => {
+      if (prom.exitCode !== null) return
+      const exited = new Promise((resolve) => prom.once('exit', resolve))
+      prom.kill('SIGTERM')
+      await exited
+    })
+    await vi.waitFor(async () => expect((await fetch(`${promUrl}/-/ready`)).status).toBe(200), { timeout: 20_000, interval: 100 })
+    const scraped = async (): Promise<number> => {
+      const res = await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('sum(modelsplit_requests_total{route="churn"})')}`)).json() as { data: { result: { value: [number, string] }[] } }
+      return Number(res.data.result[0]?.value[1] ?? 0)
+    }
+
+    // Both replicas agree on the starting weights (a pure function of the plan).
+    const starts = await Promise.all(replicas.map(status))
+    expect(starts.map((s) => s.percent)).toEqual([20, 20])
+    let sent = 0
+    for (const expected of [100, 100]) {
+      // Traffic spread over both replicas: users 0..299 alternate between them.
+      await Promise.all(Array.from({ length: 300 }, (_, i) => fetch(`${(replicas[i % 2] as RunningRouter).url}/churn`, { headers: { 'x-user-id': `u${sent + i}` } }).then((x) => x.text())))
+      sent += 300
+      // Wait until Prometheus has every request (both replicas scraped), then decide at one instant.
+      await vi.waitFor(async () => expect(await scraped()).toBe(sent), { timeout: 15_000, interval: 200 })
+      // The boundary is an instant by which both replicas' last scrapes had landed (the engine's
+      // scheduler gets this by waiting a scrape interval past each boundary).
+      const boundary = Date.now()
+      const stepStart = Date.parse((await status(replicas[0] as RunningRouter)).step_started_at)
+      await Promise.all(replicas.map((r) => r.router.decisions.tick(Math.max(boundary, stepStart + 1000))))
+      const [a, b] = await Promise.all(replicas.map(status))
+      // The same decision with the same numbers on both replicas.
+      expect(a?.decisions.at(-1)).toEqual(b?.decisions.at(-1))
+      expect(a?.state).toBe(b?.state)
+      expect(a?.percent, JSON.stringify(a?.decisions.at(-1))).toBe(expected)
+      if (a?.state === 'promoted') break
+    }
+    const [a, b] = await Promise.all(replicas.map(status))
+    expect(a?.decisions.map((d) => d.result)).toEqual(b?.decisions.map((d) => d.result))
+    expect(a?.decisions.map((d) => d.result)).toContain('advance')
+    // Fleet-wide: the figures the first decision saw count both replicas' requests.
+    const judged = a?.decisions.find((d) => d.result === 'advance')?.inputs as { control: { requests: number }; candidate: { requests: number } }
+    expect(judged.control.requests + judged.candidate.requests).toBeGreaterThan(300 * 0.8)
+  }, 60_000)
+
+  it('holds, and says why, when Prometheus is unreachable', async () => {
+    const v1 = await upstream(jsonEcho('v1'))
+    const v2 = await upstream(jsonEcho('v2'))
+    const r = await startRouter(config(v1.url, v2.url, `http://127.0.0.1:${await freePort()}`))
+    onTestFinished(() => r.close())
+    await Promise.all(Array.from({ length: 200 }, (_, i) => fetch(`${r.url}/churn`, { headers: { 'x-user-id': `u${i}` } }).then((x) => x.text())))
+    const s0 = await status(r)
+    await r.router.decisions.tick(Date.parse(s0.step_started_at) + 10_000)
+    const s = await status(r)
+    expect(s).toMatchObject({ state: 'holding', percent: 20 })
+    expect(s.decisions.at(-1)?.reason).toMatch(/holding at 20%: Prometheus at http:\/\/127\.0\.0\.1:\d+ unreachable \(ECONNREFUSED\)/)
+  })
+})

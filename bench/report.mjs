@@ -83,6 +83,8 @@ export function checkTargets(cases, memory) {
     const r = m('ms-dead-shadow').rps / m('ms-split').rps
     add('dead shadow: req/s ≥ 0.9 × split only', `${f(r)} ×`, r >= 0.9)
   }
+  const rec = cases['ms-record']?.records
+  if (rec) add('recorded route at full rate: 0 records dropped', `${n0(rec.dropped)} dropped, ${n0(rec.written)} written`, rec.dropped === 0 && rec.written > 0)
   if (memory) add(`memory: RSS after ${memory.requests} ≤ 1.5 × RSS after ${memory.baseAt}`, `${f(memory.ratio)} ×`, memory.pass)
   if (m('ms-rate') && m('direct-rate')) {
     const d50 = m('ms-rate').p50 - m('direct-rate').p50
@@ -115,6 +117,13 @@ export function toMarkdown(r) {
     }
     L.push('')
     L.push(`CPU µs/req: the proxy's own CPU time (user + system, all its processes) per answered request; see the notes.${Object.keys(r.cases).some((n) => /^ms-(split-w\d|cluster-)/.test(n)) ? ` Cluster cases started with ${r.meta.workersVia}.` : ''}`, '')
+  }
+  for (const [name, c] of Object.entries(r.cases)) {
+    if (!c.records) continue
+    const x = c.records
+    const split = r.cases['ms-split']?.median
+    const vs = split ? `; vs ms-split: req/s ${ratio(c.median.rps / split.rps)} ×, CPU µs/req ${us(c.median.cpuUs)} vs ${us(split.cpuUs)} (${ratio(c.median.cpuUs / split.cpuUs)} ×)` : ''
+    L.push(`Records (\`${name}\`: \`${c.path.replace(/\/predict$/, '')}\` is the split with \`record: true\` and inputs, to ${c.recordsTo ?? 'the record sink'}): **${n0(x.written)} written, ${n0(x.dropped)} dropped** (\`modelsplit_records_total\`, from after the warm-up until the writer settled after the last run) for ${n0(x.answered)} requests answered (requests still in flight when a run stops are recorded too, so written may exceed answered by up to the connections per run)${vs}.`, '')
   }
   if (r.floorSplit) {
     const x = r.floorSplit

@@ -17,7 +17,7 @@ import { HELP, parseOptions } from './options.mjs'
 import { summariseProfile } from './profile.mjs'
 import { runReloadCase } from './reload.mjs'
 import { addRatios, checkTargets, summarise, writeReport } from './report.mjs'
-import { hasWorkersFlag, startRouter } from './router.mjs'
+import { hasWorkersFlag, scrape, startRouter } from './router.mjs'
 import { MODELS, nginxHttpConf, routerConfig, writeConfig } from './topology.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -35,6 +35,9 @@ const CASES = {
   direct: { target: 'direct', path: '/predict' },
   'node-floor': { target: 'floor', path: '/split/predict' },
   'ms-split': { target: 'ms', path: '/split/predict' },
+  // The split on a route with `record: true` (inputs included): every request is a record in the
+  // file sink, in the bench's temp dir. Reports modelsplit_records_total written / dropped.
+  'ms-record': { target: 'ms', path: '/rec/predict', records: true, recordsTo: "the JSONL file in the bench's temp dir" },
   'nginx-split': { target: 'nginx', path: '/split/predict' },
   'node-floor-shadow': { target: 'floor-shadow', path: '/shadow/predict' },
   'ms-shadow': { target: 'ms', path: '/shadow/predict' },
@@ -54,6 +57,25 @@ const CASES = {
 const SPECIAL = ['profile', 'reload', 'memory']
 
 const log = (line) => process.stderr.write(`${line}\n`)
+
+/**
+ * modelsplit_records_total{result="written"|"dropped"} of a router once they stop moving (the
+ * writer is done with what the last requests queued), polled every 100 ms for up to 10 s.
+ */
+async function settledRecords(adminUrl) {
+  const read = async () => {
+    const m = await scrape(adminUrl)
+    return { written: m.sum('modelsplit_records_total', 'result="written"'), dropped: m.sum('modelsplit_records_total', 'result="dropped"') }
+  }
+  let last = await read()
+  for (let i = 0; i < 100; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const now = await read()
+    if (now.written === last.written && now.dropped === last.dropped) return now
+    last = now
+  }
+  return last
+}
 
 async function main() {
   let opts
@@ -173,6 +195,9 @@ async function main() {
         for (const c of loadCases) await runLoad({ url: targets[serverOf(c)].url, path: CASES[c].path, connections: opts.connections, duration: warmup })
       }
       const runs = Object.fromEntries(loadCases.map((c) => [c, []]))
+      // Records of the recording cases: counted from the router's /metrics, from after the warm-up
+      // (once its records are on disk) to after the last run (once those are).
+      const recordBase = Object.fromEntries(await Promise.all(loadCases.filter((c) => CASES[c].records).map(async (c) => [c, await settledRecords(targets[serverOf(c)].adminUrl)])))
       for (let rep = 1; rep <= opts.repeats; rep++) {
         for (const c of loadCases) {
           const def = CASES[c]
@@ -192,6 +217,12 @@ async function main() {
         }
       }
       for (const c of loadCases) result.cases[c] = { ...CASES[c], runs: runs[c], median: summarise(runs[c]) }
+      for (const [c, before] of Object.entries(recordBase)) {
+        const after = await settledRecords(targets[serverOf(c)].adminUrl)
+        const answered = runs[c].reduce((s, r) => s + r.ok + r.non2xx, 0)
+        result.cases[c].records = { written: after.written - before.written, dropped: after.dropped - before.dropped, answered }
+        log(`bench: ${c}: ${result.cases[c].records.written} records written, ${result.cases[c].records.dropped} dropped, for ${answered} requests answered`)
+      }
       addRatios(result.cases)
       // Free the CPUs before the cases that run a router of their own.
       await cleanup.pop()()

@@ -17,6 +17,16 @@ export const ROUTES = {
   mem: ['shadow_slow', 'shadow_dead'],
 }
 
+/** Routes that record every request (`record: true`, inputs included): the split, no shadow. Path is `/<name>`. */
+export const RECORDED = ['rec']
+
+/**
+ * The record file of the recorded routes, relative to the config file's directory: the configs are
+ * written into the bench's temp dir, so records land there and go with it. Rotated at 64 MiB, two
+ * kept, so a long run takes at most ~200 MB of disk.
+ */
+export const RECORDING = { path: './records/predictions.jsonl', max_bytes: 64 * 1024 * 1024, keep: 2, include_inputs: true }
+
 export const MAX_IN_FLIGHT = 256
 
 /** The modelsplit config (JSON is YAML) for the model URLs; `canary` adds the reload route. */
@@ -35,6 +45,9 @@ export function routerConfig(urls, { canary } = {}) {
     // so the bench compares real predictions instead of failing to find them on every request.
     compare: { prediction: '/prediction' },
   }))
+  for (const name of RECORDED) {
+    routes.push({ name, path: `/${name}`, user_id: ['header:x-user-id'], hash: 'nginx', missing_user_id: 'model_a', split: SPLIT, record: true })
+  }
   if (canary !== undefined) {
     routes.push({
       name: 'canary', path: '/canary', user_id: ['header:x-user-id'], missing_user_id: 'model_a',
@@ -45,6 +58,7 @@ export function routerConfig(urls, { canary } = {}) {
     listen: { host: '127.0.0.1', port: 0 },
     admin: { host: '127.0.0.1', port: 0 },
     shutdown_timeout_ms: 5000,
+    recording: RECORDING,
     models,
     routes,
   }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { buildAdmin } from './admin/index.js'
 import { watchFile, type LoadedConfig, type RecordingConfig } from './config/index.js'
@@ -12,7 +13,8 @@ import { compileFile, withWeights, type Plan } from './plan/index.js'
 import { DecisionEngine } from './decisions/engine.js'
 import { predictionHandler } from './proxy/listener.js'
 import { bindPlan, poolsOf, type Runtime } from './proxy/runtime.js'
-import { RecordWriter } from './record/index.js'
+import type { RecordSink } from './record/index.js'
+import { openSink, sameSink, sinkStatus } from './record/sinks.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
 import { CaptureBudget } from './upstream/capture.js'
 import { Pools } from './upstream/pools.js'
@@ -81,18 +83,16 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const log = (): FastifyInstance['log'] => app.log
 
   // Records: one writer for the file in force, opened only when some route records.
-  let writer: RecordWriter | undefined
+  let writer: RecordSink | undefined
   let writerConfig: RecordingConfig | undefined
   const useRecording = async (p: Plan): Promise<void> => {
     const wanted = p.routes.some((route) => route.record || route.remembers) ? p.config.recording : undefined
-    if (wanted !== undefined && writerConfig !== undefined && wanted.path === writerConfig.path && wanted.max_bytes === writerConfig.max_bytes && wanted.keep === writerConfig.keep) return
+    if (wanted !== undefined && writerConfig !== undefined && sameSink(wanted, writerConfig)) return
     const old = writer
-    writer = wanted === undefined ? undefined : new RecordWriter({
-      path: opts.worker === undefined ? wanted.path : workerPath(wanted.path, opts.worker), max_bytes: wanted.max_bytes, keep: wanted.keep,
-      onResult: (result, count) => metrics.records.inc({ result }, count),
-      onError: (err) => log().error({ err }, `cannot write records to ${wanted.path}`),
-      onReopen: (reason) => metrics.recordFileReopened.inc({ reason }),
-      onDropWarning: (w) => log().warn({ dropped: w.dropped, reasons: w.reasons }, `${w.dropped} records dropped in the last ${Math.round(w.sinceMs / 1000)} s (modelsplit_records_total{result="dropped"})`),
+    writer = wanted === undefined ? undefined : openSink(wanted, {
+      filePath: opts.worker === undefined ? wanted.path : workerPath(wanted.path, opts.worker),
+      spoolPath: opts.worker === undefined ? wanted.spool.path : join(wanted.spool.path, `w${opts.worker}`),
+      closeTimeoutMs: p.config.shutdown_timeout_ms, metrics, log,
     })
     writerConfig = wanted
     await old?.close()
@@ -194,6 +194,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
     current: () => current().plan,
     isReady: () => listening && !shuttingDown,
+    readiness: () => ({ sink: sinkStatus(writer) ?? { sink: writerConfig === undefined ? 'none' : 'file' } }),
     reload,
     rollouts: {
       list: () => engine.list(),

@@ -2,7 +2,9 @@ import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { readRecords, recordFiles } from '../record/index.js'
 import type { SkippedLine } from '../record/index.js'
+import { readKafkaRecords } from '../record/kafka-reader.js'
 import { ExperimentAccumulator, ReportAccumulator, RESERVOIR_SIZE, formatJson, formatText } from '../report/index.js'
+import type { Report } from '../report/index.js'
 import type { Config } from '../config/index.js'
 import type { Io } from './run.js'
 
@@ -35,6 +37,15 @@ options:
 exit codes: 0 ok, 1 a file could not be read, 2 usage
 `
 
+export const REPORT_KAFKA_USAGE = `usage: modelsplit report --kafka BROKERS --topic T [--from-beginning | --since ISO_TIME]
+                        [--config FILE] [--json] [--progress]
+
+Reads the records a Kafka sink wrote to topic T (BROKERS: host:port[,host:port...]) as the topic
+stands when reading starts, from the beginning (the default) or from the first message the broker
+stamped at or after ISO_TIME, and prints the same report as over files. A message whose ce_id was
+read before (an at-least-once retry) is counted once.
+`
+
 export interface ReportOptions {
   readonly json: boolean
   /** Progress line on stderr; default: when stderr is a TTY. */
@@ -50,12 +61,37 @@ export async function reportCommand(files: readonly string[], opts: ReportOption
 
   const progress = (opts.progress ?? (io.err as { isTTY?: boolean }).isTTY === true) ? new Progress(io.err) : undefined
   const skips: SkippedLine[] = []
-  const acc = new ReportAccumulator()
-  const experiments = opts.config === undefined ? undefined : new ExperimentAccumulator()
   const reader = readRecords(paths, {
     onProgress: progress?.update,
     onSkip: (info) => { if (skips.length < 3) skips.push(info) },
   })
+  const doc = await summarise(reader, opts, io, progress)
+  if (doc === undefined) return 1
+  const where = skips.map((s) => `${s.path}:${s.line} ${s.reason}`).join(', ')
+  io.err.write(`modelsplit report: read ${reader.read} record(s) from ${paths.length} file(s); ${reader.skipped} line(s) skipped` +
+    (reader.skipped > 0 ? ` (${where}${reader.skipped > skips.length ? ', ...' : ''})` : '') + '\n')
+  io.out.write(opts.json ? formatJson({ files: paths, skipped_lines: reader.skipped, ...doc }) : formatText({ files: paths, skipped_lines: reader.skipped, ...doc }))
+  return 0
+}
+
+/** `modelsplit report --kafka`: the same report over the records of a topic. */
+export async function reportKafkaCommand(source: { brokers: readonly string[]; topic: string; since?: Date }, opts: ReportOptions, io: Io): Promise<number> {
+  const progress = (opts.progress ?? (io.err as { isTTY?: boolean }).isTTY === true) ? new Progress(io.err, 'messages') : undefined
+  const reader = readKafkaRecords({ ...source, onProgress: progress?.update })
+  const doc = await summarise(reader, opts, io, progress)
+  if (doc === undefined) return 1
+  const from = `kafka ${source.brokers.join(',')} topic ${source.topic}`
+  io.err.write(`modelsplit report: read ${reader.read} record(s) from ${from}${source.since !== undefined ? ` since ${source.since.toISOString()}` : ''}; ` +
+    `${reader.skipped} message(s) skipped, ${reader.duplicates} duplicate(s) counted once\n`)
+  const full = { files: [], source: from, skipped_lines: reader.skipped, duplicates: reader.duplicates, ...doc }
+  io.out.write(opts.json ? formatJson(full) : formatText(full))
+  return 0
+}
+
+/** Runs every record through the report (and, with a config, the experiments); undefined after saying why reading failed. */
+async function summarise(reader: AsyncIterable<Record<string, unknown>>, opts: ReportOptions, io: Io, progress: Progress | undefined): Promise<Report & { experiments?: ReturnType<ExperimentAccumulator['result']> } | undefined> {
+  const acc = new ReportAccumulator()
+  const experiments = opts.config === undefined ? undefined : new ExperimentAccumulator()
   try {
     for await (const record of reader) {
       acc.add(record)
@@ -64,16 +100,10 @@ export async function reportCommand(files: readonly string[], opts: ReportOption
   } catch (err) {
     progress?.end()
     io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
-    return 1
+    return undefined
   }
   progress?.end()
-
-  const doc = { files: paths, skipped_lines: reader.skipped, ...acc.result(), ...(experiments && opts.config ? { experiments: experiments.result(opts.config) } : {}) }
-  const where = skips.map((s) => `${s.path}:${s.line} ${s.reason}`).join(', ')
-  io.err.write(`modelsplit report: read ${reader.read} record(s) from ${paths.length} file(s); ${reader.skipped} line(s) skipped` +
-    (reader.skipped > 0 ? ` (${where}${reader.skipped > skips.length ? ', ...' : ''})` : '') + '\n')
-  io.out.write(opts.json ? formatJson(doc) : formatText(doc))
-  return 0
+  return { ...acc.result(), ...(experiments && opts.config ? { experiments: experiments.result(opts.config) } : {}) }
 }
 
 /** Every file to read, in order and once each; undefined (after saying why for each) when any FILE has none. */
@@ -117,17 +147,19 @@ function describe(err: unknown): string {
 /** One line on stderr rewritten in place (`\r`) each time the whole percent changes; `end` adds the newline. */
 class Progress {
   readonly #err: NodeJS.WritableStream
+  readonly #unit: 'bytes' | 'messages'
   #last = -1
 
-  constructor(err: NodeJS.WritableStream) {
+  constructor(err: NodeJS.WritableStream, unit: 'bytes' | 'messages' = 'bytes') {
     this.#err = err
+    this.#unit = unit
   }
 
   readonly update = (bytesRead: number, totalBytes: number): void => {
     const percent = totalBytes > 0 ? Math.floor((bytesRead / totalBytes) * 100) : 100
     if (percent === this.#last) return
     this.#last = percent
-    this.#err.write(`\rreading records: ${String(percent).padStart(3)}% of ${mib(totalBytes)}`)
+    this.#err.write(`\rreading records: ${String(percent).padStart(3)}% of ${this.#unit === 'bytes' ? mib(totalBytes) : `${totalBytes} messages`}`)
   }
 
   end(): void {

@@ -5,7 +5,8 @@ import { compileFile, type Plan } from '../plan/index.js'
 import { serve } from './serve.js'
 import { ROLLOUT_ACTIONS, rolloutCommand, type RolloutAction } from './rollout.js'
 import { assignCommand } from './assign.js'
-import { REPORT_USAGE, reportCommand } from './report.js'
+import { REPORT_KAFKA_USAGE, REPORT_USAGE, reportCommand, reportKafkaCommand } from './report.js'
+import { parseBroker } from '../config/sink.js'
 
 export interface Io {
   readonly out: NodeJS.WritableStream
@@ -29,6 +30,8 @@ commands:
   report FILE... [--config FILE] [--json]     per route: A/B split and shadow agreement, error
                                               rates, latency and (with --config) A/B statistics
                                               from record files (report -h)
+  report --kafka BROKERS --topic T            the same from a Kafka sink's topic
+         [--from-beginning | --since ISO_TIME]
 
 options:
   -h, --help                                  show this help
@@ -81,20 +84,27 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
       case 'report': {
         const { values, positionals } = parseArgs({
           args: rest, allowPositionals: true,
-          options: { json: { type: 'boolean' }, progress: { type: 'boolean' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+          options: {
+            json: { type: 'boolean' }, progress: { type: 'boolean' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
+            kafka: { type: 'string' }, topic: { type: 'string' }, 'from-beginning': { type: 'boolean' }, since: { type: 'string' },
+          },
         })
         if (values.help === true) {
-          io.out.write(REPORT_USAGE)
+          io.out.write(REPORT_USAGE + '\n' + REPORT_KAFKA_USAGE)
           return EXIT_OK
         }
-        if (positionals.length === 0) return usage(io, 'report needs at least one FILE')
+        const kafka = values.kafka === undefined && values.topic === undefined ? undefined : kafkaSource(values, positionals)
+        if (typeof kafka === 'string') return usage(io, kafka)
+        if (kafka === undefined && positionals.length === 0) return usage(io, 'report needs at least one FILE (or --kafka BROKERS --topic T)')
         let config
         if (values.config !== undefined) {
           const plan = await compileOrReport(values.config, io)
           if (plan === undefined) return EXIT_FAILURE
           config = plan.config
         }
-        return await reportCommand(positionals, { json: values.json === true, progress: values.progress === true ? true : undefined, config }, io)
+        const reportOpts = { json: values.json === true, progress: values.progress === true ? true : undefined, config }
+        if (kafka !== undefined) return await reportKafkaCommand(kafka, reportOpts, io)
+        return await reportCommand(positionals, reportOpts, io)
       }
       case undefined:
       case '-h':
@@ -109,6 +119,20 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usage(io, (err as Error).message)
     throw err
   }
+}
+
+/** The topic `report --kafka` reads, or what is wrong with the options (a usage message). */
+function kafkaSource(values: { kafka?: string; topic?: string; 'from-beginning'?: boolean; since?: string }, positionals: readonly string[]): { brokers: string[]; topic: string; since?: Date } | string {
+  if (values.kafka === undefined || values.topic === undefined) return 'report --kafka needs both --kafka BROKERS and --topic T'
+  if (positionals.length > 0) return 'report reads files or a Kafka topic, not both'
+  const brokers = values.kafka.split(',').map((b) => b.trim()).filter((b) => b !== '')
+  const bad = brokers.find((b) => parseBroker(b) === undefined)
+  if (brokers.length === 0 || bad !== undefined) return `--kafka takes host:port[,host:port...], got ${JSON.stringify(bad ?? values.kafka)}`
+  if (values.since === undefined) return { brokers, topic: values.topic }
+  if (values['from-beginning'] === true) return 'give --from-beginning or --since, not both'
+  const since = new Date(values.since)
+  if (!/^\d{4}-\d{2}-\d{2}/.test(values.since) || Number.isNaN(since.getTime())) return `--since takes an ISO 8601 time such as 2026-11-24T00:00:00Z, got ${JSON.stringify(values.since)}`
+  return { brokers, topic: values.topic, since }
 }
 
 function usage(io: Io, message: string): number {

@@ -7,6 +7,10 @@ export interface ReportDocument extends Report {
   readonly files: readonly string[]
   /** Lines that were not records (truncated or invalid JSON). */
   readonly skipped_lines: number
+  /** Where the records came from when not from files: `kafka BROKERS topic T`. */
+  readonly source?: string
+  /** Messages read twice (the same `ce_id`: a sink's at-least-once retry) and counted once. */
+  readonly duplicates?: number
   /** A/B statistics per route with metrics; present when a config was given (--config). */
   readonly experiments?: readonly RouteExperiment[]
 }
@@ -20,7 +24,8 @@ export function formatJson(doc: ReportDocument): string {
 export function formatText(doc: ReportDocument): string {
   const out: string[] = []
   const { records } = doc
-  out.push(`${records.predictions} prediction record(s) from ${doc.files.length} file(s)` +
+  out.push(`${records.predictions} prediction record(s) from ${doc.source ?? `${doc.files.length} file(s)`}` +
+    (doc.duplicates !== undefined && doc.duplicates > 0 ? `; ${doc.duplicates} duplicate message(s) counted once` : '') +
     (records.other > 0 ? `; ${records.other} other record(s) ignored` : '') +
     (records.invalid > 0 ? `; ${records.invalid} malformed prediction record(s) ignored` : '') +
     (doc.skipped_lines > 0 ? `; ${doc.skipped_lines} unreadable line(s) skipped` : ''))

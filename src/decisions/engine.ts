@@ -3,14 +3,14 @@ import { readFileSync } from 'node:fs'
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { BanditConfig, RolloutConfig } from '../config/decisions.js'
-import { LATENCY_BUCKETS, type Metrics } from '../metrics/index.js'
+import type { Metrics } from '../metrics/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
-import type { Arm, RouteRuntime, Runtime } from '../proxy/runtime.js'
+import type { RouteRuntime, Runtime } from '../proxy/runtime.js'
 import { SCHEMA_VERSION, type DecisionRecord } from '../record/schema.js'
 import { moments, msprtPValue, type Sample, type Totals } from '../stats/index.js'
 import { thompson, type BanditResult } from './bandit.js'
-import { bucketQuantile } from './histogram.js'
 import { checkPromotion, type ShadowEvidence } from './promotion.js'
+import { LocalData } from './local.js'
 import { PrometheusData } from './prometheus.js'
 import { Random } from './random.js'
 import { ROLLOUT_STATUSES, decideRollout, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
@@ -45,12 +45,6 @@ interface RouteDecisions {
   history: DecisionEntry[]
 }
 
-interface Snapshot {
-  readonly requests: number
-  readonly errors: number
-  readonly counts: Float64Array
-  readonly total: number
-}
 
 const HISTORY = 100
 const STATE_VERSION = 1
@@ -436,89 +430,6 @@ export interface DecisionData {
   outcomes(route: string, model: string, metric: string, boundary: number): Promise<Sample | string>
   /** A shadow's comparisons with the control and its own figures, as of the boundary. */
   shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string>
-}
-
-/** This replica's own counters and tallies (single process). */
-class LocalData implements DecisionData {
-  readonly #host: DecisionHost
-  readonly #snaps = new Map<string, { at: number; models: Map<string, Snapshot> }>()
-
-  constructor(host: DecisionHost) {
-    this.#host = host
-  }
-
-  async outcomes(route: string, model: string, metric: string): Promise<Sample> {
-    return this.#host.outcomes(route, model, metric)
-  }
-
-
-  /**
-   * Marks where a step's window starts: the counters now. While the router is being built there
-   * are none yet, and a window with no start counts from zero, i.e. since this process began
-   * (counters are per process, so after a restart that is all there is).
-   */
-  startWindow(routeName: string, at: number): void {
-    let route: RouteRuntime | undefined
-    try {
-      route = this.#host.runtime().routes.find((r) => r.name === routeName)
-    } catch {
-      route = undefined
-    }
-    this.#snaps.set(routeName, { at, models: route === undefined ? new Map() : this.#snapshot(route) })
-  }
-
-  #snapshot(route: RouteRuntime): Map<string, Snapshot> {
-    const out = new Map<string, Snapshot>()
-    for (const arm of route.targets) out.set(arm.model, snapArm(arm))
-    return out
-  }
-
-  /** Each arm's requests, errors and p99 since the step began (or since this process began). */
-  async window(route: RouteRuntime, since: number): Promise<Map<string, ArmWindow>> {
-    const known = this.#snaps.get(route.name)
-    const base = known !== undefined && known.at === since ? known : { at: since, models: new Map<string, Snapshot>() }
-    const now = this.#snapshot(route)
-    const out = new Map<string, ArmWindow>()
-    for (const [model, b] of now) {
-      const a = base.models.get(model) ?? { requests: 0, errors: 0, counts: new Float64Array(b.counts.length), total: 0 }
-      const counts = b.counts.map((c, i) => c - (a.counts[i] ?? 0))
-      out.set(model, { requests: b.requests - a.requests, errors: b.errors - a.errors, p99: bucketQuantile(LATENCY_BUCKETS, counts, b.total - a.total, 0.99) })
-    }
-    return out
-  }
-
-  async shadow(route: RouteRuntime, model: string, control: string): Promise<ShadowEvidence> {
-    const shadow = route.shadows.find((s) => s.model === model)
-    const c = shadow?.comparisons.get(control)
-    const arm = route.targets.find((t) => t.model === control)
-    let requests = 0
-    let errors = 0
-    shadow?.byCode.forEach((child, code) => {
-      if (child === undefined) return
-      requests += child.value
-      if (code >= 500) errors += child.value
-    })
-    return {
-      compared: (c?.agree.value ?? 0) + (c?.disagree.value ?? 0),
-      agreed: c?.agree.value ?? 0,
-      requests,
-      errors,
-      shadowP99: shadow === undefined ? null : bucketQuantile(LATENCY_BUCKETS, shadow.duration.counts, shadow.duration.count, 0.99),
-      controlP99: arm === undefined ? null : bucketQuantile(LATENCY_BUCKETS, arm.duration.counts, arm.duration.count, 0.99),
-    }
-  }
-
-}
-
-function snapArm(arm: Arm): Snapshot {
-  let requests = 0
-  let errors = 0
-  arm.byCode.forEach((child, code) => {
-    if (child === undefined) return
-    requests += child.value
-    if (code >= 500) errors += child.value
-  })
-  return { requests, errors, counts: Float64Array.from(arm.duration.counts), total: arm.duration.count }
 }
 
 function definitionOf(route: RoutePlan): string {

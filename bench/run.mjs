@@ -11,6 +11,7 @@ import { clockTicks, startCpu } from './cpu.mjs'
 import { USER_IDS, runLoad } from './load.mjs'
 import { runMemoryCase } from './memory.mjs'
 import { closedPort, startModelServers } from './model-servers.mjs'
+import { kafkaRecording, startKafka } from './kafka.mjs'
 import { ensureNginx, nginxVersion, startNginx } from './nginx.mjs'
 import { compareSplit, startFloor } from './node-floor.mjs'
 import { HELP, parseOptions } from './options.mjs'
@@ -38,6 +39,10 @@ const CASES = {
   // The split on a route with `record: true` (inputs included): every request is a record in the
   // file sink, in the bench's temp dir. Reports modelsplit_records_total written / dropped.
   'ms-record': { target: 'ms', path: '/rec/predict', records: true, recordsTo: "the JSONL file in the bench's temp dir" },
+  // The same with `recording.sink: kafka`: every record produced (acks: all, lz4) to a real Kafka
+  // broker started for the case (bench/kafka.mjs). The broker's CPU is not the router's: only the
+  // router's is counted, but the broker shares the machine.
+  'ms-record-kafka': { target: 'ms-kafka', path: '/rec/predict', records: true },
   'nginx-split': { target: 'nginx', path: '/split/predict' },
   'node-floor-shadow': { target: 'floor-shadow', path: '/shadow/predict' },
   'ms-shadow': { target: 'ms', path: '/shadow/predict' },
@@ -168,6 +173,15 @@ async function main() {
         let t
         const n = /^w(\d+)$/.exec(server)?.[1]
         if (server === 'ms') t = await startRouter(DIST, mainConfig)
+        else if (server === 'ms-kafka') {
+          const kafka = await startKafka(tmp)
+          const file = join(tmp, 'kafka.yaml')
+          const cfg = routerConfig(urls)
+          await writeConfig(file, { ...cfg, recording: kafkaRecording(kafka.address, cfg.recording) })
+          const router = await startRouter(DIST, file)
+          // The router first (it flushes to the broker), then the broker.
+          t = { ...router, close: async () => { await router.close(); await kafka.stop() } }
+        }
         else if (server === 'floor') t = await startFloor('/split', urls)
         else if (server === 'floor-shadow') t = await startFloor('/shadow', urls, urls.shadow_fast)
         else if (server === 'nginx') t = await startNginx(nginxBin, await nginxHttpConf(urls, DIST))

@@ -169,15 +169,32 @@ describe('/admin/experiments', () => {
     expect((await fetch(`${r.adminUrl}/admin/experiments/nope`)).status).toBe(404)
   })
 
-  it('flags a sample ratio mismatch when traffic does not follow the configured weights', async () => {
+  it('flags a sample ratio mismatch when traffic does not follow the weights in force', async () => {
     const r = await setup(90, 10)
-    for (let i = 0; i < 600; i++) await predict(r, `user-${i}`)
-    // Mid-experiment the weights change to 50/50: the 90/10 assignments so far no longer fit.
-    await r.writeConfig(config(new URL(r.router.current().config.models.a!.url).origin, new URL(r.router.current().config.models.b!.url).origin, 50, 50))
-    expect((await fetch(`${r.adminUrl}/admin/reload`, { method: 'POST' })).status).toBe(200)
+    // Only users the split sends to b: 600 requests where 10% were expected.
+    const plan = r.router.current().plan.routes.find((x) => x.name === 'churn')
+    let sent = 0
+    for (let i = 0; sent < 600; i++) {
+      if (plan?.assigner.models[plan.assigner.pick(`user-${i}`)] !== 'b') continue
+      await predict(r, `user-${i}`)
+      sent++
+    }
     const e = await experiment(r)
     expect(e.metrics.converted?.srm.mismatch).toBe(true)
     expect(e.metrics.converted?.verdict).toBe('sample ratio mismatch: investigate')
+  })
+
+  it('compares assignments with the weights in force when they were made, so changing the weights does not trip it', async () => {
+    const r = await setup(90, 10)
+    for (let i = 0; i < 600; i++) await predict(r, `user-${i}`)
+    // Mid-experiment the weights change to 50/50 (as a rollout's step would): a new period.
+    await r.writeConfig(config(new URL(r.router.current().config.models.a!.url).origin, new URL(r.router.current().config.models.b!.url).origin, 50, 50))
+    expect((await fetch(`${r.adminUrl}/admin/reload`, { method: 'POST' })).status).toBe(200)
+    for (let i = 600; i < 1200; i++) await predict(r, `user-${i}`)
+    const e = await experiment(r)
+    expect(e.metrics.converted?.srm.mismatch).toBe(false)
+    // Against the 50/50 in force now alone, 1 200 assignments made mostly at 90/10 would be a mismatch.
+    expect(e.metrics.converted?.srm.p_value).toBeGreaterThan(0.001)
   })
 
   it('modelsplit report --config gives the same statistics from the record file', async () => {

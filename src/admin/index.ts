@@ -11,6 +11,10 @@ export type { ReloadResult }
 export interface TallyView {
   assignments(route: string, model: string): number
   outcomes(route: string, model: string, metric: string): OutcomeTotals
+  /** Assignments expected under the weights in force when they were made (rollouts, bandits). */
+  expected?(route: string, model: string): number | undefined
+  /** The running minimum of a sequential p over the experiment. */
+  runningMin?(route: string, metric: string, candidate: string, p: number): number
 }
 
 export interface AdminDeps {
@@ -83,6 +87,8 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
       metrics: route.metrics,
       assignments: (model) => tally.assignments(route.name, model),
       outcomes: (model, metric) => tally.outcomes(route.name, model, metric),
+      ...(tally.expected?.(route.name, route.control) !== undefined ? { expected: (model: string) => tally.expected?.(route.name, model) ?? 0 } : {}),
+      ...(tally.runningMin !== undefined ? { runningMin: (metric: string, candidate: string, p: number) => tally.runningMin?.(route.name, metric, candidate, p) ?? p } : {}),
     }),
     scope: deps.scope,
   })

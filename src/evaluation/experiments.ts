@@ -10,6 +10,10 @@ export interface ExperimentData {
   assignments(model: string): number
   /** The outcomes' totals: stable `Totals` from the tally or the report (raw sums are accepted too). */
   outcomes(model: string, metric: string): Sample
+  /** Assignments expected under the weights in force when they were made (for the sample-ratio check). */
+  expected?(model: string): number
+  /** Keeps the running minimum of a candidate's sequential p on a metric. */
+  runningMin?(metric: string, candidate: string, p: number): number
 }
 
 export interface RouteExperiment {
@@ -44,6 +48,8 @@ export function analyseRoute(data: ExperimentData): RouteExperiment {
       weights: data.weights,
       mde: defaultMde(metric, controlMean),
       higherIsBetter: metric.higher_is_better,
+      ...(data.expected !== undefined ? { expected: Object.fromEntries(models.map((m) => [m, (data.expected as (model: string) => number)(m)])) } : {}),
+      ...(data.runningMin !== undefined ? { runningMin: (candidate: string, p: number) => (data.runningMin as NonNullable<ExperimentData['runningMin']>)(metric.name, candidate, p) } : {}),
     })
   }
   return { route: data.route, control: data.control, metrics }

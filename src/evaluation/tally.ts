@@ -11,6 +11,14 @@ interface Cell {
   readonly squares: ReturnType<Metrics['outcomeSquares']['labels']>
 }
 
+interface Experiment {
+  readonly identity: string
+  /** Weight periods: from which route-wide assignment count on, which shares were in force. */
+  readonly periods: { readonly from: number; readonly shares: Readonly<Record<string, number>> }[]
+  /** Running minima of sequential p-values, by metric and candidate. */
+  readonly minima: Map<string, number>
+}
+
 const NO_OUTCOMES: Totals = Object.freeze(new Accumulator().totals())
 
 /**
@@ -53,6 +61,8 @@ export class Tally {
   readonly #metrics: Metrics
   readonly #assignments = new Map<string, { count: number }>()
   readonly #outcomes = new Map<string, Cell>()
+  /** Per route: what identifies its experiment (arms, control, salt), and its weight periods. */
+  readonly #experiments = new Map<string, Experiment>()
 
   constructor(metrics: Metrics) {
     this.#metrics = metrics
@@ -124,6 +134,64 @@ export class Tally {
       const [route, model, metric] = key.split('\u0000') as [string, string, string]
       return [route, model, metric, cell.acc.totals()]
     })
+  }
+
+  /**
+   * Follows a route's plan as it changes. A new experiment (other arms, control or salt) starts
+   * from nothing, since numbers of two experiments must not mix; new weights (a rollout's step, a
+   * bandit's shares, an edited weight) start a new period of the sample-ratio check instead.
+   */
+  observe(route: string, identity: string, models: readonly string[], shares: ArrayLike<number>): void {
+    let e = this.#experiments.get(route)
+    if (e === undefined || e.identity !== identity) {
+      if (e !== undefined) this.#reset(route)
+      e = { identity, periods: [], minima: new Map() }
+      this.#experiments.set(route, e)
+    }
+    const last = e.periods[e.periods.length - 1]
+    const next = Object.fromEntries(models.map((m, i) => [m, shares[i] ?? 0]))
+    if (last !== undefined && JSON.stringify(last.shares) === JSON.stringify(next)) return
+    e.periods.push({ from: this.#routeAssignments(route), shares: next })
+  }
+
+  /**
+   * Assignments a model was expected to get: each period's assignments times its share then.
+   * Without periods (a tally not following a plan), undefined.
+   */
+  expected(route: string, model: string): number | undefined {
+    const e = this.#experiments.get(route)
+    if (e === undefined || e.periods.length === 0) return undefined
+    const total = this.#routeAssignments(route)
+    let sum = 0
+    e.periods.forEach((p, i) => {
+      const to = e.periods[i + 1]?.from ?? total
+      sum += (to - p.from) * (p.shares[model] ?? 0)
+    })
+    return sum
+  }
+
+  /** The running minimum of a candidate's sequential p on a metric, over the experiment. */
+  runningMin(route: string, metric: string, candidate: string, p: number): number {
+    const e = this.#experiments.get(route)
+    if (e === undefined) return p
+    const key = `${metric}\u0000${candidate}`
+    const min = Math.min(e.minima.get(key) ?? p, p)
+    e.minima.set(key, min)
+    return min
+  }
+
+  #routeAssignments(route: string): number {
+    let total = 0
+    const prefix = `${route}\u0000`
+    for (const [key, c] of this.#assignments) if (key.startsWith(prefix)) total += c.count
+    return total
+  }
+
+  #reset(route: string): void {
+    const prefix = `${route}\u0000`
+    // The counters are shared with the arms that increment them: zero them in place.
+    for (const [key, c] of this.#assignments) if (key.startsWith(prefix)) c.count = 0
+    for (const [key, cell] of this.#outcomes) if (key.startsWith(prefix)) this.#outcomes.set(key, { ...cell, acc: new Accumulator() })
   }
 
   #cell(route: string, model: string, metric: string): Cell {

@@ -64,6 +64,8 @@ export interface Runtime {
 /** Where arms keep counters that must outlive a reload. */
 export interface Counters {
   assignmentCounter(route: string, model: string): { count: number }
+  /** Follows each route's experiment and weights as plans come into force (the tally). */
+  observe?(route: string, identity: string, models: readonly string[], shares: ArrayLike<number>): void
 }
 
 /** Binds a compiled plan to metrics and pools. Cannot fail on a compiled plan: only label binding. */
@@ -76,6 +78,11 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
     sizes.set(origin, Math.max(sizes.get(origin) ?? 0, m.connections))
   }
   const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
+  for (const r of plan.routes) {
+    // An experiment is its arms, control and salt: weights (a rollout's step) only start a period.
+    const identity = JSON.stringify({ models: r.config.split.map((s) => s.model), control: r.control, salt: r.config.salt })
+    counters.observe?.(r.name, identity, r.assigner.models, r.assigner.shares)
+  }
   return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes) })
 }
 

@@ -30,6 +30,18 @@ export interface ExperimentInput {
   readonly higherIsBetter?: boolean
   /** mSPRT mixing variance; defaults to mde². */
   readonly tau2?: number
+  /**
+   * Assignments each model was expected to get under the weights in force when they were made
+   * (a rollout or bandit changes them); the sample-ratio check compares with these. Default: the
+   * configured weights.
+   */
+  readonly expected?: Readonly<Record<string, number>>
+  /**
+   * The always-valid p-value is the running minimum of the snapshot over the experiment: given a
+   * candidate and its snapshot p, returns the minimum so far (the caller keeps it), so a verdict
+   * reached is not withdrawn.
+   */
+  readonly runningMin?: (candidate: string, p: number) => number
 }
 
 /** An interval as [low, high]; null where undefined (JSON has no NaN). */
@@ -119,7 +131,7 @@ export function analyseExperiment(input: ExperimentInput): ExperimentReport {
 
   const srm = srmTest(
     names.map((name) => totals(name).assignments),
-    names.map((name) => input.weights[name] ?? 0),
+    names.map((name) => (input.expected ?? input.weights)[name] ?? 0),
   )
 
   const comparisons: Record<string, ComparisonReport> = {}
@@ -137,7 +149,8 @@ export function analyseExperiment(input: ExperimentInput): ExperimentReport {
       const sd = Math.sqrt((moments(control).variance + moments(candidate).variance) / 2)
       required = requiredSampleSize({ sd, mde: input.mde, alpha, power })
     }
-    const sequential = msprtPValue(control, candidate, input.tau2 === undefined ? { mde: input.mde } : { tau2: input.tau2 })
+    const snapshot = msprtPValue(control, candidate, input.tau2 === undefined ? { mde: input.mde } : { tau2: input.tau2 })
+    const sequential = { pValue: input.runningMin !== undefined && Number.isFinite(snapshot.pValue) ? input.runningMin(name, snapshot.pValue) : snapshot.pValue }
     const v = verdict({
       srmMismatch: srm.mismatch,
       controlOutcomes: control.n,

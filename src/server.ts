@@ -7,6 +7,7 @@ import { watchFile, type LoadedConfig, type RecordingConfig } from './config/ind
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
 import { AssignmentMemory, Tally } from './evaluation/index.js'
+import { fleetTally } from './evaluation/fleet.js'
 import { feedbackPlugin, type FeedbackPluginOptions, type PeerRecall } from './evaluation/plugin.js'
 import { Metrics } from './metrics/index.js'
 import { compileFile, withWeights, type Plan } from './plan/index.js'
@@ -190,7 +191,18 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   const admin = buildAdmin({
     metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-    tally: async () => tally,
+    // With evaluation.prometheus, experiments read every replica's totals (and say so); without
+    // it, or with Prometheus out of reach, this replica's.
+    tally: async () => {
+      const prom = current().config.evaluation.prometheus
+      if (prom === null) return tally
+      const routes = current().routes.filter((r) => r.metrics.length > 0).map((r) => r.name)
+      const fleet = await fleetTally(prom.url, routes, tally, Date.now())
+      if (typeof fleet === 'string') {
+        return { assignments: (r: string, m: string) => tally.assignments(r, m), outcomes: (r: string, m: string, x: string) => tally.outcomes(r, m, x), expected: (r: string, m: string) => tally.expected(r, m), runningMin: (r: string, x: string, c: string, p: number) => tally.runningMin(r, x, c, p), scope: `this replica since it started: the fleet's totals could not be read (${fleet})` }
+      }
+      return { ...fleet, scope: `every replica Prometheus at ${prom.url} scrapes (the fleet's totals; variances from raw sums)` }
+    },
     scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
     current: () => current().plan,
     isReady: () => listening && !shuttingDown,

@@ -30,6 +30,7 @@ models:
 routes:
   - name: churn
     path: /churn
+    metrics: [{ name: converted, type: binary }]
     split: [{ model: v1, weight: 100 }, { model: v2, weight: 0 }]
     rollout: { candidate: v2, steps: [20, 100], step_interval: 1s, min_requests: 50, gates: { max_p99_latency_ratio: 100 } }
 `
@@ -93,6 +94,24 @@ scrape_configs:
     // Fleet-wide: the figures the first decision saw count both replicas' requests.
     const judged = a?.decisions.find((d) => d.result === 'advance')?.inputs as { control: { requests: number }; candidate: { requests: number } }
     expect(judged.control.requests + judged.candidate.requests).toBeGreaterThan(300 * 0.8)
+
+    // Experiments are the fleet's too: outcomes fed to either replica, read from one.
+    for (const [i, r] of replicas.entries()) {
+      const body = Array.from({ length: 50 }, (_, k) => JSON.stringify({ route: 'churn', model: k % 2 === 0 ? 'v1' : 'v2', metric: 'converted', value: (k + i) % 3 === 0 ? 1 : 0 })).join('\n')
+      expect((await fetch(`${r.url}/feedback`, { method: 'POST', body })).status).toBe(200)
+    }
+    const outcomes = async (): Promise<number> => {
+      const res = await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('sum(modelsplit_outcomes_total)')}`)).json() as { data: { result: { value: [number, string] }[] } }
+      return Number(res.data.result[0]?.value[1] ?? 0)
+    }
+    await vi.waitFor(async () => expect(await outcomes()).toBe(100), { timeout: 15_000, interval: 200 })
+    const exp = await (await fetch(`${(replicas[0] as RunningRouter).adminUrl}/admin/experiments/churn`)).json() as { scope: string; metrics: { converted: { models: Record<string, { assignments: number; outcomes: number }>; srm: { mismatch: boolean } } } }
+    expect(exp.scope).toContain(`every replica Prometheus at ${promUrl} scrapes`)
+    const models = exp.metrics.converted.models
+    expect((models.v1?.outcomes ?? 0) + (models.v2?.outcomes ?? 0)).toBe(100)
+    expect((models.v1?.assignments ?? 0) + (models.v2?.assignments ?? 0)).toBe(sent)
+    // The rollout moved the weights twice: the fleet's assignments follow each period's shares.
+    expect(exp.metrics.converted.srm.mismatch).toBe(false)
   }, 60_000)
 
   it('holds, and says why, when Prometheus is unreachable', async () => {

@@ -2,7 +2,8 @@ import { STATUS_CODES } from 'node:http'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { ReloadResult } from '../config/store.js'
 import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, errorBody, formatProblem } from '../errors.js'
-import { analyseRoute, type OutcomeTotals, type RouteExperiment } from '../evaluation/index.js'
+import { analyseRoute, type RouteExperiment } from '../evaluation/index.js'
+import type { Sample } from '../stats/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 
 export type { ReloadResult }
@@ -10,7 +11,9 @@ export type { ReloadResult }
 /** The per-arm numbers the experiments endpoint reads: one Tally, or the merge of every worker's. */
 export interface TallyView {
   assignments(route: string, model: string): number
-  outcomes(route: string, model: string, metric: string): OutcomeTotals
+  outcomes(route: string, model: string, metric: string): Sample
+  /** Whose numbers these are, when not the listener's default scope. */
+  readonly scope?: string
   /** Assignments expected under the weights in force when they were made (rollouts, bandits). */
   expected?(route: string, model: string): number | undefined
   /** The running minimum of a sequential p over the experiment. */
@@ -90,7 +93,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
       ...(tally.expected?.(route.name, route.control) !== undefined ? { expected: (model: string) => tally.expected?.(route.name, model) ?? 0 } : {}),
       ...(tally.runningMin !== undefined ? { runningMin: (metric: string, candidate: string, p: number) => tally.runningMin?.(route.name, metric, candidate, p) ?? p } : {}),
     }),
-    scope: deps.scope,
+    scope: tally.scope ?? deps.scope,
   })
 
   admin.get('/admin/experiments', async () => {

@@ -1,4 +1,5 @@
 import type { PrometheusSource } from '../config/decisions.js'
+import { queryVector, type VectorSample } from '../metrics/prom-query.js'
 import type { RouteRuntime } from '../proxy/runtime.js'
 import type { Summary } from '../stats/index.js'
 import type { DecisionData } from './engine.js'
@@ -6,13 +7,6 @@ import type { ShadowEvidence } from './promotion.js'
 import { bucketQuantile } from './histogram.js'
 import type { ArmWindow } from './rollout.js'
 
-/** One instant-vector sample of a Prometheus answer. */
-interface VectorSample {
-  readonly metric: Record<string, string>
-  readonly value: [number, string]
-}
-
-const TIMEOUT_MS = 5000
 
 /**
  * The fleet's figures from Prometheus: instant queries at the boundary's timestamp over the
@@ -104,23 +98,7 @@ export class PrometheusData implements DecisionData {
   }
 
   /** An instant query at a time (ms); a string says why it failed. */
-  async #query(query: string, boundary: number): Promise<VectorSample[] | string> {
-    const url = `${this.#source.url}/api/v1/query?query=${encodeURIComponent(query)}&time=${(boundary / 1000).toFixed(3)}`
-    let res: Response
-    try {
-      res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) })
-    } catch (err) {
-      return `Prometheus at ${this.#source.url} unreachable (${(err as Error & { cause?: { code?: string } }).cause?.code ?? (err as Error).message})`
-    }
-    let body: { status?: string; data?: { resultType?: string; result?: unknown }; error?: string }
-    try {
-      body = await res.json() as typeof body
-    } catch {
-      return `Prometheus answered ${res.status} without JSON`
-    }
-    if (body.status !== 'success' || body.data?.resultType !== 'vector' || !Array.isArray(body.data.result)) {
-      return `Prometheus refused a query (${res.status}: ${body.error ?? 'no vector'})`
-    }
-    return body.data.result as VectorSample[]
+  #query(query: string, at: number): Promise<VectorSample[] | string> {
+    return queryVector(this.#source.url, query, at)
   }
 }

@@ -14,7 +14,7 @@ interface Cell {
 interface Experiment {
   readonly identity: string
   /** Weight periods: from which route-wide assignment count on, which shares were in force. */
-  readonly periods: { readonly from: number; readonly shares: Readonly<Record<string, number>> }[]
+  readonly periods: { readonly from: number; readonly at: number; readonly shares: Readonly<Record<string, number>> }[]
   /** Running minima of sequential p-values, by metric and candidate. */
   readonly minima: Map<string, number>
 }
@@ -151,7 +151,12 @@ export class Tally {
     const last = e.periods[e.periods.length - 1]
     const next = Object.fromEntries(models.map((m, i) => [m, shares[i] ?? 0]))
     if (last !== undefined && JSON.stringify(last.shares) === JSON.stringify(next)) return
-    e.periods.push({ from: this.#routeAssignments(route), shares: next })
+    e.periods.push({ from: this.#routeAssignments(route), at: Date.now(), shares: next })
+  }
+
+  /** A route's weight periods: when each began (ms) and its shares (for fleet-wide expectations). */
+  periods(route: string): readonly { readonly at: number; readonly shares: Readonly<Record<string, number>> }[] {
+    return this.#experiments.get(route)?.periods ?? []
   }
 
   /**

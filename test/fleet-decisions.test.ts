@@ -3,23 +3,15 @@
 // same decision without talking to each other. Prometheus unreachable: the rollout holds.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished, vi } from 'vitest'
 import { startRouter, type RunningRouter } from './helpers/router.js'
 import { upstream } from './helpers/servers.js'
-import { jsonEcho } from './helpers/upstream.js'
+import { closedPort, jsonEcho } from './helpers/upstream.js'
 
 const prometheusBin = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).stdout.trim()
 
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 const config = (v1: string, v2: string, prom: string) => `evaluation:
   interval: 1h
@@ -42,7 +34,7 @@ describe.skipIf(prometheusBin === '')('decisions from Prometheus, the same on ev
   it('two replicas with traffic spread over both take identical decisions at every boundary', async () => {
     const v1 = await upstream(jsonEcho('v1'))
     const v2 = await upstream(jsonEcho('v2'))
-    const port = await freePort()
+    const port = await closedPort()
     const promUrl = `http://127.0.0.1:${port}`
     const replicas = [await startRouter(config(v1.url, v2.url, promUrl)), await startRouter(config(v1.url, v2.url, promUrl))]
     onTestFinished(async () => { for (const r of replicas) await r.close() })
@@ -117,7 +109,7 @@ scrape_configs:
   it('holds, and says why, when Prometheus is unreachable', async () => {
     const v1 = await upstream(jsonEcho('v1'))
     const v2 = await upstream(jsonEcho('v2'))
-    const r = await startRouter(config(v1.url, v2.url, `http://127.0.0.1:${await freePort()}`))
+    const r = await startRouter(config(v1.url, v2.url, `http://127.0.0.1:${await closedPort()}`))
     onTestFinished(() => r.close())
     await Promise.all(Array.from({ length: 200 }, (_, i) => fetch(`${r.url}/churn`, { headers: { 'x-user-id': `u${i}` } }).then((x) => x.text())))
     const s0 = await status(r)

@@ -150,3 +150,25 @@ describe('DeliverySink', () => {
     expect(transport.keys()).toEqual(Array.from({ length: 201 }, (_, i) => `r${i}`))
   })
 })
+
+describe('DeliverySink across a reload', () => {
+  it('waits for the sink it replaces to let go of the spool, then sends what that one left, first', async () => {
+    const down = new FakeTransport()
+    down.isDown = true
+    const old = await setup({ transport: down, closeTimeoutMs: 100 })
+    for (let i = 0; i < 10; i++) old.sink.write(rec(i))
+    const transport = new FakeTransport()
+    const next = new DeliverySink({ transport, spoolDir: join(old.dir, 'spool'), spoolMaxBytes: 1 << 20, lingerMs: 5, maxBatchBytes: 4096, closeTimeoutMs: 500 })
+    sinks.push(next)
+    // The new sink takes records at once, and holds them until the spool is its own.
+    for (let i = 10; i < 15; i++) expect(next.write(rec(i))).toBe(true)
+    let isStarted = false
+    void next.started.then(() => { isStarted = true })
+    await new Promise((r) => setTimeout(r, 300))
+    expect(isStarted).toBe(false)
+    expect(next.status().state).toBe('starting')
+    await old.sink.close()
+    await next.flush()
+    expect(transport.keys()).toEqual(Array.from({ length: 15 }, (_, i) => `r${i}`))
+  })
+})

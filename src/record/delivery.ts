@@ -1,5 +1,6 @@
 import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
+import { MemoryQueue, type Taken } from './memory-queue.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
 import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
 import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
@@ -100,13 +101,8 @@ export class DeliverySink implements RecordSink {
   readonly #factory = new EnvelopeFactory()
   readonly #warnings: DropWarnings
 
-  // Records in memory, oldest first, from #head on; #groups[i] is the writeBatch batch of #envs[i].
-  #envs: Envelope[] = []
-  #groups: Array<Group | undefined> = []
-  #head = 0
-  #queueBytes = 0
-  // When the oldest record in memory arrived (for the linger).
-  #oldestAt = 0
+  // Records in memory, oldest first, each tagged with its writeBatch batch (if any).
+  readonly #queue = new MemoryQueue<Group>()
 
   #spool: Spool | undefined
   // Spool bytes promised: writeBatch batches admitted, and appends under way.
@@ -118,7 +114,7 @@ export class DeliverySink implements RecordSink {
   #sending: Promise<void> | undefined
   #spilling: Promise<void> | undefined
   // The batch in flight when it came from memory (close() copies it to the spool).
-  #inFlight: { envelopes: Envelope[]; groups: Array<Group | undefined> } | undefined
+  #inFlight: Taken<Group> | undefined
   #timer: NodeJS.Timeout | undefined
   #retryAt = 0
   #retryDelay = RETRY_MIN_MS
@@ -161,8 +157,8 @@ export class DeliverySink implements RecordSink {
     if (this.#isClosed) return this.#drop('closed', 1)
     const env = this.#envelope(record)
     if (env === undefined) return this.#drop('unserializable', 1)
-    if (this.#queueBytes + env.bytes > this.#maxBuffered) return this.#drop('buffer_full', 1)
-    this.#push(env, undefined)
+    if (this.#queue.bytes + env.bytes > this.#maxBuffered) return this.#drop('buffer_full', 1)
+    this.#queue.push(env, undefined)
     this.#accepted++
     this.#kick()
     return true
@@ -232,7 +228,7 @@ export class DeliverySink implements RecordSink {
   }
 
   stats(): { written: number; dropped: number; buffered: number; spooledBytes: number } {
-    return { written: this.#written, dropped: this.#dropped, buffered: this.#envs.length - this.#head, spooledBytes: this.#spool?.bytes ?? 0 }
+    return { written: this.#written, dropped: this.#dropped, buffered: this.#queue.length, spooledBytes: this.#spool?.bytes ?? 0 }
   }
 
   #envelope(record: object): Envelope | undefined {
@@ -275,51 +271,6 @@ export class DeliverySink implements RecordSink {
     this.#kick()
   }
 
-  #push(env: Envelope, group: Group | undefined): void {
-    if (this.#head === this.#envs.length) this.#oldestAt = performance.now()
-    this.#envs.push(env)
-    this.#groups.push(group)
-    this.#queueBytes += env.bytes
-  }
-
-  /** Takes up to `maxBytes` (at least one record) and `maxCount` records from the front of memory. */
-  #take(maxBytes: number, maxCount: number): { envelopes: Envelope[]; groups: Array<Group | undefined>; bytes: number } {
-    const start = this.#head
-    let end = start
-    let bytes = 0
-    while (end < this.#envs.length && end - start < maxCount) {
-      const b = (this.#envs[end] as Envelope).bytes
-      if (end > start && bytes + b > maxBytes) break
-      bytes += b
-      end++
-    }
-    const envelopes = this.#envs.slice(start, end)
-    const groups = this.#groups.slice(start, end)
-    this.#head = end
-    this.#queueBytes -= bytes
-    if (this.#head === this.#envs.length) {
-      this.#envs = []
-      this.#groups = []
-      this.#head = 0
-    } else {
-      if (this.#head > 4096 && this.#head * 2 > this.#envs.length) {
-        this.#envs = this.#envs.slice(this.#head)
-        this.#groups = this.#groups.slice(this.#head)
-        this.#head = 0
-      }
-      this.#oldestAt = performance.now()
-    }
-    return { envelopes, groups, bytes }
-  }
-
-  /** Puts records back at the front of memory (a spool write that failed). */
-  #untake(envelopes: Envelope[], groups: Array<Group | undefined>): void {
-    this.#envs = envelopes.concat(this.#envs.slice(this.#head))
-    this.#groups = groups.concat(this.#groups.slice(this.#head))
-    this.#head = 0
-    for (const e of envelopes) this.#queueBytes += e.bytes
-  }
-
   #kick(): void {
     if (this.#isStopped || this.#spool === undefined) return
     if (this.#spilling === undefined && this.#needsSpill()) this.#spilling = this.#spill().finally(() => { this.#spilling = undefined; this.#kick() })
@@ -327,8 +278,8 @@ export class DeliverySink implements RecordSink {
   }
 
   #needsSpill(): boolean {
-    if (this.#head === this.#envs.length) return false
-    if (!this.#isSpooling && this.#queueBytes > this.#spillBytes) this.#isSpooling = true
+    if (this.#queue.isEmpty) return false
+    if (!this.#isSpooling && this.#queue.bytes > this.#spillBytes) this.#isSpooling = true
     return this.#isSpooling
   }
 
@@ -352,7 +303,7 @@ export class DeliverySink implements RecordSink {
         return
       }
       let read: SpoolRead | undefined
-      let taken: { envelopes: Envelope[]; groups: Array<Group | undefined> } | undefined
+      let taken: Taken<Group> | undefined
       if (!spool.isEmpty) {
         try {
           read = await spool.read(this.#maxBatchBytes, this.#batchLimit)
@@ -365,16 +316,16 @@ export class DeliverySink implements RecordSink {
       if (read === undefined) {
         if (this.#isSpooling) {
           // Caught up: once nothing is on its way to the spool, records may go straight out again.
-          if (!spool.isEmpty || this.#spilling !== undefined || this.#queueBytes > this.#spillBytes) return
+          if (!spool.isEmpty || this.#spilling !== undefined || this.#queue.bytes > this.#spillBytes) return
           this.#isSpooling = false
         }
-        if (this.#head === this.#envs.length) return
-        const due = this.#oldestAt + this.#lingerMs
-        if (due > now && this.#queueBytes < this.#maxBatchBytes && !this.#isClosed) {
+        if (this.#queue.isEmpty) return
+        const due = this.#queue.oldestAt + this.#lingerMs
+        if (due > now && this.#queue.bytes < this.#maxBatchBytes && !this.#isClosed) {
           this.#schedule(due)
           return
         }
-        taken = this.#take(this.#maxBatchBytes, this.#batchLimit)
+        taken = this.#queue.take(this.#maxBatchBytes, this.#batchLimit)
         this.#inFlight = taken
       }
       const envelopes = read?.envelopes ?? taken?.envelopes ?? []
@@ -395,7 +346,7 @@ export class DeliverySink implements RecordSink {
         this.#batchLimit = Number.POSITIVE_INFINITY
         this.#opts.onLatency?.((performance.now() - startedAt) / 1000)
         if (read !== undefined) await this.#ackSpool(read)
-        else if (taken !== undefined) this.#delivered(taken.envelopes, taken.groups)
+        else if (taken !== undefined) this.#delivered(taken.envelopes, taken.tags)
         continue
       }
       const permanent = error instanceof SinkError && error.isPermanent
@@ -405,14 +356,14 @@ export class DeliverySink implements RecordSink {
         this.#batchLimit = Math.ceil(envelopes.length / 2)
       } else if (permanent) {
         if (read !== undefined) await spool.ack(read)
-        this.#refused(envelopes, taken?.groups)
+        this.#refused(envelopes, taken?.tags)
         continue
       } else {
         this.#backoff()
       }
       if (taken !== undefined) {
         this.#isSpooling = true
-        await this.#toSpool(taken.envelopes, taken.groups, true)
+        await this.#toSpool(taken.envelopes, taken.tags, true)
         if (this.#spilling === undefined && this.#needsSpill()) this.#kick()
       }
     }
@@ -476,8 +427,8 @@ export class DeliverySink implements RecordSink {
   async #spill(): Promise<void> {
     await Promise.resolve()
     while (this.#needsSpill() && this.#spool !== undefined) {
-      const { envelopes, groups } = this.#take(SPILL_CHUNK_BYTES, Number.POSITIVE_INFINITY)
-      if (!await this.#toSpool(envelopes, groups, false)) {
+      const { envelopes, tags } = this.#queue.take(SPILL_CHUNK_BYTES, Number.POSITIVE_INFINITY)
+      if (!await this.#toSpool(envelopes, tags, false)) {
         // The disk refused: the records wait in memory, and the spool is tried again after a pause.
         await new Promise((resolve) => setTimeout(resolve, this.#retryDelay).unref())
         if (this.#isStopped) return
@@ -530,7 +481,7 @@ export class DeliverySink implements RecordSink {
         this.#settle(keep.length)
         return false
       }
-      this.#untake(keep, keepGroups)
+      this.#queue.untake(keep, keepGroups)
       return false
     }
     this.#appending -= bytes
@@ -559,14 +510,14 @@ export class DeliverySink implements RecordSink {
   #canAdmit(w: Waiter): boolean {
     const spool = this.#spool
     if (spool === undefined || this.#isClosed) return false
-    const memoryOk = this.#head === this.#envs.length || this.#queueBytes + w.bytes <= this.#maxBuffered
+    const memoryOk = this.#queue.isEmpty || this.#queue.bytes + w.bytes <= this.#maxBuffered
     return memoryOk && spool.bytes + this.#appending + this.#reserved + w.bytes <= this.#spoolMax
   }
 
   #admit(w: Waiter): void {
     const group: Group = { left: w.envelopes.length, reserved: w.bytes, isRefused: false, resolve: w.resolve, timer: undefined }
     this.#reserved += w.bytes
-    for (const e of w.envelopes) this.#push(e, group)
+    for (const e of w.envelopes) this.#queue.push(e, group)
     this.#accepted += w.envelopes.length
     // Not in the sink by the caller's deadline: the sink is slow, so spool instead of waiting on it.
     group.timer = setTimeout(() => {
@@ -653,9 +604,9 @@ export class DeliverySink implements RecordSink {
       // A send still under way may yet succeed; its records go to the spool regardless (a duplicate at worst).
       const flight = this.#inFlight
       this.#inFlight = undefined
-      if (flight !== undefined) await this.#toSpool(flight.envelopes, flight.groups, true)
-      const rest = this.#take(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
-      await this.#toSpool(rest.envelopes, rest.groups, false)
+      if (flight !== undefined) await this.#toSpool(flight.envelopes, flight.tags, true)
+      const rest = this.#queue.take(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY)
+      await this.#toSpool(rest.envelopes, rest.tags, false)
       await spool.close()
     }
     // Whatever could not be kept is settled, so no flush() waits forever.
@@ -668,7 +619,7 @@ export class DeliverySink implements RecordSink {
   async #idle(): Promise<void> {
     while (!this.#isStopped) {
       const spool = this.#spool
-      if (spool !== undefined && spool.isEmpty && this.#head === this.#envs.length && this.#sending === undefined && this.#spilling === undefined) return
+      if (spool !== undefined && spool.isEmpty && this.#queue.isEmpty && this.#sending === undefined && this.#spilling === undefined) return
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
   }

@@ -2,7 +2,7 @@
 #
 #   docker build -t modelsplit .
 #   docker run --rm -p 8080:8080 -p 9464:9464 --stop-timeout 15 \
-#     -v "$PWD/deploy:/etc/modelsplit:ro" modelsplit
+#     -v "$PWD/modelsplit-config:/etc/modelsplit:ro" modelsplit
 #
 # The router reads /etc/modelsplit/router.yaml. The file baked in here is only the example
 # from config/ (it listens on 127.0.0.1, so nothing outside the container can reach it): mount

@@ -118,4 +118,55 @@ scrape_configs:
     expect(s).toMatchObject({ state: 'holding', percent: 20 })
     expect(s.decisions.at(-1)?.reason).toMatch(/holding at 20%: Prometheus at http:\/\/127\.0\.0\.1:\d+ unreachable \(ECONNREFUSED\)/)
   })
+
+  it('a replica that starts without state joins the fleet\'s step, and an operator\'s pause on one replica reaches the others', async () => {
+    const v1 = await upstream(jsonEcho('v1'))
+    const v2 = await upstream(jsonEcho('v2'))
+    const port = await closedPort()
+    const promUrl = `http://127.0.0.1:${port}`
+    const yaml = config(v1.url, v2.url, promUrl).replace('steps: [20, 100]', 'steps: [20, 60, 100]')
+    const replicas = [await startRouter(yaml), await startRouter(yaml)]
+    onTestFinished(async () => { for (const r of replicas) await r.close() })
+    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-fleet-'))
+    onTestFinished(() => rm(dir, { recursive: true, force: true }))
+    await writeFile(join(dir, 'prometheus.yml'), `global: { scrape_interval: 1s }
+scrape_configs:
+  - job_name: modelsplit
+    static_configs: [{ targets: [${replicas.map((r) => `"${new URL(r.adminUrl).host}"`).join(', ')}] }]
+`)
+    const prom = spawn(prometheusBin, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' })
+    onTestFinished(async () => {
+      if (prom.exitCode !== null) return
+      const exited = new Promise((resolve) => prom.once('exit', resolve))
+      prom.kill('SIGTERM')
+      await exited
+    })
+    await vi.waitFor(async () => expect((await fetch(`${promUrl}/-/ready`)).status).toBe(200), { timeout: 20_000, interval: 100 })
+    const series = async (q: string): Promise<number> => {
+      const res = await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`)).json() as { data: { result: { value: [number, string] }[] } }
+      return Number(res.data.result[0]?.value[1] ?? Number.NaN)
+    }
+    // Walk the fleet to 60%.
+    await Promise.all(Array.from({ length: 400 }, (_, i) => fetch(`${(replicas[i % 2] as RunningRouter).url}/churn`, { headers: { 'x-user-id': `u${i}` } }).then((x) => x.text())))
+    await vi.waitFor(async () => expect(await series('sum(modelsplit_requests_total{route="churn"})')).toBe(400), { timeout: 15_000, interval: 200 })
+    const stepStart = Date.parse((await status(replicas[0] as RunningRouter)).step_started_at)
+    const boundary = Math.max(Date.now(), stepStart + 1000)
+    await Promise.all(replicas.map((r) => r.router.decisions.tick(boundary)))
+    expect((await Promise.all(replicas.map(status))).map((s) => s.percent)).toEqual([60, 60])
+    await vi.waitFor(async () => expect(await series('max(modelsplit_rollout_step{route="churn"})')).toBe(60), { timeout: 15_000, interval: 200 })
+
+    // A third replica, fresh (no decisions.json), joins at 60% instead of starting at 20%.
+    const late = await startRouter(yaml)
+    onTestFinished(() => late.close())
+    await vi.waitFor(async () => expect((await status(late)).decisions.at(-1)?.result).toBe('join'), { timeout: 15_000, interval: 100 })
+    expect(await status(late)).toMatchObject({ state: 'running', percent: 60, step_started_at: new Date(boundary).toISOString() })
+
+    // An operator pauses replica 0; replica 1 reads it from Prometheus at its next boundary.
+    expect((await fetch(`${(replicas[0] as RunningRouter).adminUrl}/admin/rollouts/churn/pause`, { method: 'POST' })).status).toBe(200)
+    await vi.waitFor(async () => expect(await series('max(modelsplit_rollout_operator_action_seconds{route="churn",action="pause"})')).toBeGreaterThan(0), { timeout: 15_000, interval: 200 })
+    await (replicas[1] as RunningRouter).router.decisions.tick(Date.now())
+    const other = await status(replicas[1] as RunningRouter)
+    expect(other.state).toBe('paused')
+    expect(other.decisions.filter((d) => d.kind === 'operator').map((d) => d.reason)).toEqual([expect.stringMatching(/^pause by an operator on another replica at /)])
+  }, 60_000)
 })

@@ -64,6 +64,8 @@ export class DecisionEngine {
   readonly #routes = new Map<string, RouteDecisions>()
   readonly #local: DecisionData
   #fleet: { key: string; data: DecisionData } | undefined
+  /** Routes whose rollout this process started afresh (no saved state): a fleet may be ahead. */
+  readonly #fresh = new Set<string>()
   #timer: NodeJS.Timeout | undefined
   #stopped = false
   #ticking: Promise<void> | undefined
@@ -124,6 +126,7 @@ export class DecisionEngine {
           history: d?.history ?? [],
         }
         this.#routes.set(route.name, d)
+        if (d.rollout !== null) this.#fresh.add(route.name)
         this.#dataFor(plan).startWindow(route.name, d.rollout?.stepStartedAt ?? started)
         this.#note(route.name, d, { kind: cfg.rollout !== null ? 'rollout' : 'bandit', result: 'start', reason: cfg.rollout !== null ? `rollout of ${cfg.rollout.candidate} starts at ${cfg.rollout.steps[0]}%` : `bandit on ${cfg.bandit?.metric} starts with even shares` })
         void this.#save()
@@ -144,6 +147,41 @@ export class DecisionEngine {
   start(): void {
     this.#stopped = false
     this.#schedule()
+    // A replica that starts with no saved state joins the fleet's rollout rather than start over.
+    if (this.#fresh.size > 0 && this.#data instanceof PrometheusData) {
+      void this.#joinFleet(this.#host.now()).then(async (changed) => {
+        if (changed) await this.#host.refresh()
+        this.#publish()
+      })
+    }
+  }
+
+  /** Adopts the fleet's rollout for routes started afresh here; true if any weights changed. */
+  async #joinFleet(at: number): Promise<boolean> {
+    const data = this.#data
+    if (!(data instanceof PrometheusData)) return false
+    let changed = false
+    for (const name of [...this.#fresh]) {
+      const d = this.#routes.get(name)
+      const route = this.#host.runtime().routes.find((r) => r.name === name)
+      const cfg = route?.plan.config.rollout
+      if (d?.rollout == null || cfg == null) continue
+      const fleet = await data.rollout(name, at)
+      if (typeof fleet === 'string') {
+        this.#host.log('warn', `route ${name}: cannot read the fleet's rollout (${fleet}); starting it here`)
+        continue
+      }
+      this.#fresh.delete(name)
+      if (fleet.definition !== d.definition || fleet.candidate === null || fleet.control === null || fleet.stepStartedAt === null || fleet.percent === null) continue
+      const status = (ROLLOUT_STATUSES as readonly string[]).includes(fleet.state ?? '') ? fleet.state as RolloutState['status'] : 'running'
+      const step = Math.max(0, cfg.steps.findIndex((p) => p >= (fleet.percent as number)))
+      d.rollout = { ...d.rollout, candidate: fleet.candidate, control: fleet.control, status, step, stepStartedAt: fleet.stepStartedAt, pausedBy: status === 'paused' ? 'operator' : null, operatorAt: fleet.lastAction?.at }
+      this.#data.startWindow(name, fleet.stepStartedAt)
+      this.#note(name, d, { kind: 'rollout', result: 'join', reason: `joined the fleet's rollout of ${fleet.candidate}: ${status} at ${cfg.steps[step]}% since ${new Date(fleet.stepStartedAt).toISOString()}` })
+      changed = true
+    }
+    if (changed) await this.#save()
+    return changed
   }
 
   stop(): void {
@@ -198,6 +236,11 @@ export class DecisionEngine {
   }
 
   async #rolloutTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): Promise<boolean> {
+    let followed = false
+    if (this.#data instanceof PrometheusData) {
+      if (this.#fresh.has(route.name)) followed = await this.#joinFleet(boundary)
+      followed = await this.#followOperators(route.name, d, boundary) || followed
+    }
     let state = d.rollout as RolloutState
     const live = { ...cfg, candidate: state.candidate }
     const window = await this.#data.window(route, state.stepStartedAt, boundary)
@@ -218,7 +261,7 @@ export class DecisionEngine {
     d.rollout = state
     if (decision.result === 'advance') this.#data.startWindow(route.name, state.stepStartedAt)
     this.#note(route.name, d, { kind: 'rollout', result: decision.result, reason: decision.reason, inputs: { control, candidate, guardrails, step: cfg.steps[state.step], status: state.status } }, boundary)
-    let changed = JSON.stringify(rolloutWeights(route.plan.config.split, live, state)) !== before
+    let changed = followed || JSON.stringify(rolloutWeights(route.plan.config.split, live, state)) !== before
     // A finished rollout makes room for a shadow that has proven itself.
     if (state.status === 'promoted' || state.status === 'rolled_back') changed = await this.#promotionTick(route, cfg, d, boundary) || changed
     return changed
@@ -270,6 +313,28 @@ export class DecisionEngine {
     return changed
   }
 
+  /**
+   * An operator acts on one replica: the others read its action from Prometheus at the next
+   * boundary and take it too, at the action's own time (a resume restarts the step then).
+   */
+  async #followOperators(name: string, d: RouteDecisions, boundary: number): Promise<boolean> {
+    const data = this.#data
+    if (!(data instanceof PrometheusData) || d.rollout === null) return false
+    const fleet = await data.rollout(name, boundary)
+    if (typeof fleet === 'string' || fleet.lastAction === null) return false
+    const { action, at } = fleet.lastAction
+    if (at <= (d.rollout.operatorAt ?? 0) + 999) return false
+    const next = applyAction(d.rollout, action as OperatorAction, at)
+    if (next === null) {
+      d.rollout = { ...d.rollout, operatorAt: at }
+      return false
+    }
+    d.rollout = next
+    if (action === 'resume') this.#data.startWindow(name, at)
+    this.#note(name, d, { kind: 'operator', result: action, reason: `${action} by an operator on another replica at ${new Date(at).toISOString()} (status now ${next.status})` }, boundary)
+    return true
+  }
+
   /** An operator's action on a route's rollout; the reason says who and what. */
   async act(routeName: string, action: OperatorAction): Promise<{ ok: true; status: unknown } | { ok: false; status: number; message: string }> {
     const route = this.#host.runtime().routes.find((r) => r.name === routeName)
@@ -278,26 +343,15 @@ export class DecisionEngine {
     if (d?.rollout === null || d?.rollout === undefined) return { ok: false, status: 409, message: `route "${routeName}" has no rollout` }
     const s = d.rollout
     const now = this.#host.now()
-    let next: RolloutState
-    switch (action) {
-      case 'pause':
-        if (s.status !== 'running' && s.status !== 'holding') return { ok: false, status: 409, message: `the rollout is ${s.status}; only a running one can be paused` }
-        next = { ...s, status: 'paused', pausedBy: 'operator' }
-        break
-      case 'resume':
-        if (s.status !== 'paused') return { ok: false, status: 409, message: `the rollout is ${s.status}, not paused` }
-        next = { ...s, status: 'running', pausedBy: null, stepStartedAt: now }
-        this.#data.startWindow(routeName, now)
-        break
-      case 'abort':
-        if (s.status === 'rolled_back' || s.status === 'promoted') return { ok: false, status: 409, message: `the rollout is already ${s.status}` }
-        next = { ...s, status: 'rolled_back' }
-        break
-      case 'promote':
-        if (s.status === 'rolled_back' || s.status === 'promoted') return { ok: false, status: 409, message: `the rollout is already ${s.status}` }
-        next = { ...s, status: 'promoted' }
-        break
+    const next = applyAction(s, action, now)
+    if (next === null) {
+      const why = action === 'pause' ? `the rollout is ${s.status}; only a running one can be paused`
+        : action === 'resume' ? `the rollout is ${s.status}, not paused`
+          : `the rollout is already ${s.status}`
+      return { ok: false, status: 409, message: why }
     }
+    if (action === 'resume') this.#data.startWindow(routeName, now)
+    this.#host.metrics.rolloutOperatorAction.set({ route: routeName, action }, now / 1000)
     d.rollout = next
     this.#note(routeName, d, { kind: 'operator', result: action, reason: `${action} by an operator (status ${s.status} → ${next.status})` })
     await this.#save()
@@ -367,12 +421,16 @@ export class DecisionEngine {
 
   #publish(): void {
     const m = this.#host.metrics
+    // The info series names the current candidate and control: old ones must not linger.
+    m.rolloutInfo.reset()
     for (const [route, d] of this.#routes) {
       if (d.rollout !== null) {
         const runtime = this.#host.runtime().routes.find((r) => r.name === route)
         const idx = runtime?.assigner.models.indexOf(d.rollout.candidate) ?? -1
         m.rolloutStep.set({ route }, idx >= 0 ? 100 * ((runtime?.assigner.shares[idx]) ?? 0) : 0)
         for (const s of ROLLOUT_STATUSES) m.rolloutState.set({ route, state: s }, s === d.rollout.status ? 1 : 0)
+        m.rolloutStepStarted.set({ route }, d.rollout.stepStartedAt / 1000)
+        m.rolloutInfo.set({ route, definition: d.rollout.definition, candidate: d.rollout.candidate, control: d.rollout.control }, 1)
       }
       if (d.bandit !== null) for (const [model, p] of Object.entries(d.bandit.probability_best)) m.banditProbabilityBest.set({ route, model }, p)
     }
@@ -430,6 +488,17 @@ export interface DecisionData {
   outcomes(route: string, model: string, metric: string, boundary: number): Promise<Sample | string>
   /** A shadow's comparisons with the control and its own figures, as of the boundary. */
   shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string>
+}
+
+/** A rollout after an operator's action at `at`, or null when its state does not allow it. */
+function applyAction(s: RolloutState, action: OperatorAction, at: number): RolloutState | null {
+  switch (action) {
+    case 'pause': return s.status === 'running' || s.status === 'holding' ? { ...s, status: 'paused', pausedBy: 'operator', operatorAt: at } : null
+    case 'resume': return s.status === 'paused' ? { ...s, status: 'running', pausedBy: null, stepStartedAt: at, operatorAt: at } : null
+    case 'abort': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'rolled_back', operatorAt: at }
+    case 'promote': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'promoted', operatorAt: at }
+    default: return null
+  }
 }
 
 function definitionOf(route: RoutePlan): string {

@@ -8,6 +8,17 @@ import { bucketQuantile } from './histogram.js'
 import type { ArmWindow } from './rollout.js'
 
 
+/** What Prometheus knows of a route's rollout across the fleet. */
+export interface FleetRollout {
+  readonly definition: string | null
+  readonly candidate: string | null
+  readonly control: string | null
+  readonly percent: number | null
+  readonly stepStartedAt: number | null
+  readonly state: string | null
+  readonly lastAction: { readonly action: string; readonly at: number } | null
+}
+
 /**
  * The fleet's figures from Prometheus: instant queries at the boundary's timestamp over the
  * metrics every replica exports, so every replica that reads the same Prometheus gets the same
@@ -95,6 +106,33 @@ export class PrometheusData implements DecisionData {
     if (typeof v === 'string') return v
     // No series (nothing counted yet) is zero, not missing data.
     return v.length === 0 ? 0 : Number(v[0]?.value[1])
+  }
+
+  /**
+   * The fleet's rollout on a route as of a time: what a new replica resumes (its step, state,
+   * candidate and when the step began) and the latest operator action on any replica.
+   */
+  async rollout(route: string, at: number): Promise<FleetRollout | string> {
+    const r = JSON.stringify(route)
+    const [info, step, started, state, action] = await Promise.all([
+      this.#query(`max by (definition, candidate, control) (modelsplit_rollout_info{route=${r}})`, at),
+      this.#query(`max(modelsplit_rollout_step{route=${r}})`, at),
+      this.#query(`max(modelsplit_rollout_step_started_seconds{route=${r}})`, at),
+      this.#query(`max by (state) (modelsplit_rollout_state{route=${r}}) == 1`, at),
+      this.#query(`max by (action) (modelsplit_rollout_operator_action_seconds{route=${r}})`, at),
+    ])
+    for (const x of [info, step, started, state, action]) if (typeof x === 'string') return x
+    const first = (v: VectorSample[] | string): VectorSample | undefined => (v as VectorSample[])[0]
+    const latest = (action as VectorSample[]).reduce<VectorSample | undefined>((a, b) => (a === undefined || Number(b.value[1]) > Number(a.value[1]) ? b : a), undefined)
+    return {
+      definition: first(info)?.metric.definition ?? null,
+      candidate: first(info)?.metric.candidate ?? null,
+      control: first(info)?.metric.control ?? null,
+      percent: first(step) === undefined ? null : Number(first(step)?.value[1]),
+      stepStartedAt: first(started) === undefined ? null : 1000 * Number(first(started)?.value[1]),
+      state: first(state)?.metric.state ?? null,
+      lastAction: latest === undefined ? null : { action: latest.metric.action ?? '', at: 1000 * Number(latest.value[1]) },
+    }
   }
 
   /** An instant query at a time (ms); a string says why it failed. */

@@ -23,6 +23,8 @@ export interface RolloutState {
    * so the candidate is judged against these.
    */
   readonly baseline?: ArmWindow | null
+  /** When the last operator action this state follows was taken (ms), fleet-wide. */
+  readonly operatorAt?: number
 }
 
 /** What one arm did during the current step's window. */

@@ -76,6 +76,18 @@ export class Metrics {
     name: 'modelsplit_decisions_total', help: 'Decisions taken, by route, kind (rollout, bandit, promotion, operator) and result.',
     labelNames: ['route', 'kind', 'result'] as const, registers: [this.registry], aggregator: 'max',
   })
+  readonly rolloutStepStarted = new Gauge({
+    name: 'modelsplit_rollout_step_started_seconds', help: 'When the rollout\'s current step began (Unix seconds): a new replica resumes the fleet\'s step from it.',
+    labelNames: ['route'] as const, registers: [this.registry], aggregator: 'max',
+  })
+  readonly rolloutInfo = new Gauge({
+    name: 'modelsplit_rollout_info', help: 'The rollout in force on a route: its definition hash, candidate and control; value is always 1.',
+    labelNames: ['route', 'definition', 'candidate', 'control'] as const, registers: [this.registry], aggregator: 'max',
+  })
+  readonly rolloutOperatorAction = new Gauge({
+    name: 'modelsplit_rollout_operator_action_seconds', help: 'When an operator last paused, resumed, aborted or promoted the route\'s rollout on this replica (Unix seconds); the other replicas follow it.',
+    labelNames: ['route', 'action'] as const, registers: [this.registry], aggregator: 'max',
+  })
   readonly banditProbabilityBest = new Gauge({
     name: 'modelsplit_bandit_probability_best', help: 'A bandit arm\'s posterior probability of being the best, at the last decision.',
     labelNames: ['route', 'model'] as const, registers: [this.registry], aggregator: 'max',

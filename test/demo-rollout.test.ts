@@ -1,0 +1,100 @@
+// The demo's automated-decisions part, end to end: `node examples/demo.mjs --rollout --once` starts
+// the example models and a router on config/rollout.yaml, sends traffic with outcomes, and prints
+// each decision as the router takes it: churn-v2 walks its steps and is promoted, then the shadow
+// churn-v3 is promoted to candidate, walks the same steps and is promoted too. Real time, 2 s
+// decision intervals: about 15 s. The config is the bundled one with free ports and a temporary
+// directory for its records and state, so a demo running beside the tests does not collide.
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { compile } from '../src/plan/index.js'
+
+const ROOT = join(import.meta.dirname, '..')
+const bundled = await readFile(join(ROOT, 'config/rollout.yaml'), 'utf8')
+
+/** A port nothing listens on right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** Replaces exactly one occurrence, so the test notices when the bundled config changes shape. */
+function replaceOnce(text: string, from: string, to: string): string {
+  expect(text.split(from).length - 1, `"${from}" once in config/rollout.yaml`).toBe(1)
+  return text.replace(from, to)
+}
+
+function runDemo(config: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['examples/demo.mjs', '--rollout', '--once'], {
+      cwd: ROOT, env: { ...process.env, MODELSPLIT_ROLLOUT_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 85_000,
+    })
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { out += c })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, out }))
+  })
+}
+
+describe('config/rollout.yaml', () => {
+  it('compiles, and every line that sets a key says what it does', () => {
+    const r = compile(bundled, 'config/rollout.yaml')
+    expect(r.ok ? [] : r.problems).toEqual([])
+    const uncommented = bundled.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#') && !l.includes('#'))
+    expect(uncommented).toEqual([])
+  })
+})
+
+describe('npm run demo -- --rollout --once', () => {
+  it('prints the decisions live: churn-v2 walks its steps and is promoted, the shadow churn-v3 is promoted to candidate, walks them and is promoted', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-demo-'))
+    onTestFinished(() => rm(dir, { recursive: true, force: true }))
+    // listen and admin give their port as `port: N`, the models as `127.0.0.1:N` in a URL.
+    let text = bundled
+    const ports = { listen: await freePort(), admin: await freePort() }
+    text = replaceOnce(text, 'port: 8081', `port: ${ports.listen}`)
+    text = replaceOnce(text, 'port: 9465', `port: ${ports.admin}`)
+    for (const port of ['9011', '9012', '9013']) text = replaceOnce(text, `127.0.0.1:${port}`, `127.0.0.1:${await freePort()}`)
+    text = replaceOnce(text, 'path: ../data/rollout/records.jsonl', 'path: ./records.jsonl')
+    const config = join(dir, 'rollout.yaml')
+    await writeFile(config, text)
+
+    const { code, out } = await runDemo(config)
+    expect(out, out).not.toMatch(/demo failed|not done within/)
+    expect(code, out).toBe(0)
+    const lines = out.split('\n')
+    const at = (re: RegExp, from = 0): number => {
+      const i = lines.findIndex((l, k) => k >= from && re.test(l))
+      expect(i, `${re} after line ${from} in:\n${out}`).toBeGreaterThanOrEqual(0)
+      return i
+    }
+    const start = at(/rollout\s+start\s+rollout of churn-v2 starts at 10%/)
+    const up50 = at(/rollout\s+advance\s+gates held .* at 10% .*step up to 50%/, start)
+    const up100 = at(/rollout\s+advance\s+gates held .* at 50% .*step up to 100%/, up50)
+    const v2 = at(/rollout\s+promote\s+gates held at 100% .*churn-v2 promoted/, up100)
+    const promotion = at(/promotion\s+start_rollout\s+churn-v3: \d+ comparisons, agreement lower bound \d+\.\d\d% ≥ 95\.00%: promoted to rollout candidate/, v2)
+    at(/weights in force: churn-v1 0% · churn-v2 90% · churn-v3 10%/, promotion)
+    const v3up50 = at(/rollout\s+advance\s+gates held .* at 10% .*step up to 50%/, promotion)
+    const v3up100 = at(/rollout\s+advance\s+gates held .* at 50% .*step up to 100%/, v3up50)
+    const v3 = at(/rollout\s+promote\s+gates held at 100% .*churn-v3 promoted, it is the control now/, v3up100)
+    at(/^final weights: churn-v1 0% · churn-v2 0% · churn-v3 100% \(churn-v3 promoted; \d+ requests sent, \d+ outcomes fed back\)/, v3)
+    // Each judged step shows the numbers it saw, guardrail included.
+    expect(lines[up50 + 1]).toMatch(/seen on the step: candidate \d+ requests, p99 [\d.]+ ms · control \d+ requests, p99 [\d.]+ ms · retained: sequential p /)
+    expect(out).not.toMatch(/\brollback\b|\bpause\b/)
+    // The decisions were records too, beside the state file, in the temporary directory.
+    const records = (await readFile(join(dir, 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { type: string; kind: string; result: string })
+    expect(records.filter((r) => r.type === 'decision' && r.result !== 'hold').map((r) => `${r.kind} ${r.result}`)).toEqual([
+      'rollout start', 'rollout advance', 'rollout advance', 'rollout promote', 'promotion start_rollout', 'rollout advance', 'rollout advance', 'rollout promote',
+    ])
+  }, 90_000)
+})

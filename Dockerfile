@@ -7,7 +7,8 @@
 # The router reads /etc/modelsplit/router.yaml. The file baked in here is only the example
 # from config/ (it listens on 127.0.0.1, so nothing outside the container can reach it): mount
 # a directory of your own over /etc/modelsplit whose router.yaml sets
-# `listen: { host: 0.0.0.0 }` and `admin: { host: 0.0.0.0 }`. Mount the directory, not the
+# `listen: { host: 0.0.0.0 }` and `admin: { host: 0.0.0.0, token_file: ... }` (or
+# `insecure: true`: off loopback the admin API wants a token). Mount the directory, not the
 # file: the router watches the directory to hot-reload edits, and a single-file bind mount
 # keeps the old file when an editor saves by rename.
 

@@ -26,6 +26,8 @@ export const InternalError = createError<'MS_INTERNAL', 500, [string, { cause: u
   'MS_INTERNAL', 'the router failed to handle this request: %s', 500)
 
 // --- admin errors ---------------------------------------------------------------------------
+export const UnauthorizedError = createError<'MS_UNAUTHORIZED', 401, [string]>(
+  'MS_UNAUTHORIZED', '%s', 401)
 export const BadQueryError = createError<'MS_BAD_QUERY', 400, [string]>(
   'MS_BAD_QUERY', '%s', 400)
 export const RouteUnknownError = createError<'MS_ROUTE_UNKNOWN', 404, [string, string]>(

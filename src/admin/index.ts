@@ -1,7 +1,10 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import { STATUS_CODES } from 'node:http'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { ReloadResult } from '../config/store.js'
-import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, errorBody, formatProblem } from '../errors.js'
+import { LOOPBACK_HOSTS } from '../config/schema.js'
+import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, UnauthorizedError, errorBody, formatProblem } from '../errors.js'
 import { analyseRoute, type RouteExperiment } from '../evaluation/index.js'
 import type { Sample } from '../stats/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
@@ -45,6 +48,22 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
 
   admin.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _request, reply) => {
     reply.code(err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500).type('application/json; charset=utf-8').send(errorBody(err))
+  })
+
+  // Who may use the admin API (admin.token_file): a bearer token in the Authorization header,
+  // never a cookie, so a page elsewhere cannot make a browser act for it. Mutations are POST-only
+  // and need the token; off loopback every endpoint does, but health (and /metrics unless
+  // admin.protect_metrics) stay open for probes and Prometheus.
+  admin.addHook('onRequest', async (request, reply) => {
+    const cfg = deps.current().config.admin
+    const path = request.url.split('?')[0] ?? ''
+    const mutating = request.method !== 'GET' && request.method !== 'HEAD'
+    const open = path === '/healthz' || path === '/readyz' || (path === '/metrics' && !cfg.protect_metrics)
+    const needed = cfg.token_file !== null && !open && (mutating || !LOOPBACK_HOSTS.includes(cfg.host) || path === '/metrics')
+    if (!needed) return
+    if (await tokenMatches(cfg.token_file as string, request.headers.authorization)) return
+    const err = new UnauthorizedError('this admin endpoint needs the bearer token of admin.token_file: send Authorization: Bearer <token>')
+    return reply.code(401).header('www-authenticate', 'Bearer realm="modelsplit-admin"').type('application/json; charset=utf-8').send(errorBody(err))
   })
 
   admin.get('/healthz', async () => ({ status: 'ok' }))
@@ -141,4 +160,20 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
   })
 
   return admin
+}
+
+/** The Authorization header carries the token in the file, compared in constant time. */
+async function tokenMatches(file: string, header: string | undefined): Promise<boolean> {
+  if (header === undefined || !/^Bearer\s+/i.test(header)) return false
+  let expected: string
+  try {
+    expected = (await readFile(file, 'utf8')).trim()
+  } catch {
+    return false // a token file gone after compile: nobody gets in rather than everybody
+  }
+  const given = header.replace(/^Bearer\s+/i, '').trim()
+  // Digests of equal length, so neither the comparison nor its length leaks the token.
+  const a = createHash('sha256').update(given).digest()
+  const b = createHash('sha256').update(expected).digest()
+  return expected.length > 0 && timingSafeEqual(a, b)
 }

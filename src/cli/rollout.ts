@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises'
 import type { Io } from './run.js'
 
 export const ROLLOUT_ACTIONS = ['status', 'pause', 'resume', 'abort', 'promote'] as const
@@ -8,14 +9,23 @@ export type RolloutAction = (typeof ROLLOUT_ACTIONS)[number]
  * without a route lists every route with a rollout or bandit. Exit 0, or 1 with the router's
  * answer when it refuses (a rollout that is not running cannot be paused, …).
  */
-export async function rolloutCommand(action: RolloutAction, route: string | undefined, admin: string, json: boolean, io: Io): Promise<number> {
+export async function rolloutCommand(action: RolloutAction, route: string | undefined, admin: string, json: boolean, io: Io, tokenFile?: string): Promise<number> {
   const base = admin.replace(/\/+$/, '')
   const url = action === 'status'
     ? `${base}/admin/rollouts${route === undefined ? '' : `/${encodeURIComponent(route)}`}`
     : `${base}/admin/rollouts/${encodeURIComponent(route ?? '')}/${action}`
+  let headers: Record<string, string> = {}
+  if (tokenFile !== undefined) {
+    try {
+      headers = { authorization: `Bearer ${(await readFile(tokenFile, 'utf8')).trim()}` }
+    } catch (err) {
+      io.err.write(`modelsplit: cannot read --token-file ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`)
+      return 1
+    }
+  }
   let res: Response
   try {
-    res = await fetch(url, { method: action === 'status' ? 'GET' : 'POST', signal: AbortSignal.timeout(10_000) })
+    res = await fetch(url, { method: action === 'status' ? 'GET' : 'POST', headers, signal: AbortSignal.timeout(10_000) })
   } catch (err) {
     io.err.write(`modelsplit: cannot reach the admin API at ${base}: ${(err as Error).message}\n`)
     return 1

@@ -26,7 +26,8 @@ commands:
   assign --config FILE --route NAME ID...     print the model each user id is assigned to
          [--json]                             (and the numbers that decided it)
   rollout status|pause|resume|abort|promote   a route's rollout (status: every route's) through
-          [ROUTE] [--admin URL] [--json]      the admin API (default http://127.0.0.1:9464)
+          [ROUTE] [--admin URL] [--json]      the admin API (default http://127.0.0.1:9464);
+          [--token-file FILE]                 with admin.token_file's bearer token
   report FILE... [--config FILE] [--json]     per route: A/B split and shadow agreement, error
                                               rates, latency and (with --config) A/B statistics
                                               from record files (report -h)
@@ -75,11 +76,11 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
         return assignCommand(plan, values.route, positionals, values.json === true, io)
       }
       case 'rollout': {
-        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { admin: { type: 'string', short: 'a' }, json: { type: 'boolean' } } })
+        const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { admin: { type: 'string', short: 'a' }, json: { type: 'boolean' }, 'token-file': { type: 'string' } } })
         const [action, route] = positionals
         if (action === undefined || !(ROLLOUT_ACTIONS as readonly string[]).includes(action)) return usage(io, `rollout needs an action: ${ROLLOUT_ACTIONS.join(', ')}`)
         if (action !== 'status' && route === undefined) return usage(io, `rollout ${action} needs a ROUTE`)
-        return await rolloutCommand(action as RolloutAction, route, values.admin ?? 'http://127.0.0.1:9464', values.json === true, io)
+        return await rolloutCommand(action as RolloutAction, route, values.admin ?? 'http://127.0.0.1:9464', values.json === true, io, values['token-file'])
       }
       case 'report': {
         const { values, positionals } = parseArgs({

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
@@ -29,12 +30,26 @@ export function readConfig(text: string, file: string): ReadResult {
   // Relative paths in the file are relative to the file, as in Prometheus's config, so the
   // router behaves the same whatever directory it was started from.
   const recording = resolveSinkPaths({ ...config.recording, path: resolve(dirname(file), config.recording.path) }, dirname(file))
-  const unreadable = checkSinkFiles(recording)
+  const tokenFile = config.admin.token_file === null ? null : resolve(dirname(file), config.admin.token_file)
+  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile)]
   if (unreadable.length > 0) {
     return { ok: false, problems: unreadable.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message })) }
   }
-  const resolved = { ...config, recording }
+  const resolved = { ...config, recording, admin: { ...config.admin, token_file: tokenFile } }
   return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') }), lineOf: parsed.lineOf }
+}
+
+/** The admin token file must hold a token: read at compile so a bad one is a config problem. */
+function checkTokenFile(file: string | null): { path: (string | number)[]; message: string }[] {
+  if (file === null) return []
+  let token: string
+  try {
+    token = readFileSync(file, 'utf8').trim()
+  } catch (err) {
+    return [{ path: ['admin', 'token_file'], message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }]
+  }
+  if (token.length < 16) return [{ path: ['admin', 'token_file'], message: `${file} holds ${token.length === 0 ? 'no token' : 'a token under 16 characters'}: write a long random one, e.g. openssl rand -hex 32` }]
+  return []
 }
 
 /** Reads a config file's text; an unreadable file is a located problem. */

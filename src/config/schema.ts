@@ -1,6 +1,6 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
-import type { CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
+import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
@@ -13,6 +13,9 @@ const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', '
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
+const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
+/** Addresses only this machine can reach: an admin listener there needs no token. */
+export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections'] as const
 const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'control', 'rollout', 'bandit'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
@@ -63,7 +66,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   if (top === undefined) return { problems: c.problems }
 
   const listen = endpoint(c, top.listen, ['listen'], DEFAULTS.listen)
-  const admin = endpoint(c, top.admin, ['admin'], DEFAULTS.admin)
+  const admin = readAdmin(c, top.admin)
   const limitsRaw = top.limits === undefined || top.limits === null ? {} : c.object(top.limits, ['limits'], LIMIT_KEYS)
   const maxBody = c.number(limitsRaw?.max_body_bytes, ['limits', 'max_body_bytes'], { min: 1, integer: true, fallback: DEFAULTS.max_body_bytes })
   const maxMirror = c.number(limitsRaw?.max_mirror_body_bytes, ['limits', 'max_mirror_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_mirror_body_bytes })
@@ -110,6 +113,25 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
       evaluation: evaluation ?? EVALUATION_FALLBACK,
     },
   }
+}
+
+function readAdmin(c: Checker, value: unknown): AdminEndpoint | undefined {
+  const d = DEFAULTS.admin
+  if (value === undefined || value === null) return { ...d, token_file: null, insecure: false, protect_metrics: false }
+  const o = c.object(value, ['admin'], ADMIN_KEYS)
+  if (o === undefined) return undefined
+  const host = c.string(o.host, ['admin', 'host'], d.host)
+  const port = c.number(o.port, ['admin', 'port'], { min: 0, max: 65535, integer: true, fallback: d.port })
+  const tokenFile = c.string(o.token_file, ['admin', 'token_file'], undefined) ?? null
+  const insecure = c.boolean(o.insecure, ['admin', 'insecure'], false)
+  const protectMetrics = c.boolean(o.protect_metrics, ['admin', 'protect_metrics'], false)
+  if (host === undefined || port === undefined) return undefined
+  // Anyone who can reach the admin API can reload the config and steer rollouts.
+  if (!LOOPBACK_HOSTS.includes(host) && tokenFile === null && !insecure) {
+    c.add(['admin', 'host'], `"${host}" lets other machines reach the admin API (reload, rollouts): set admin.token_file to a file holding a bearer token, or admin.insecure: true to allow it without one`)
+    return undefined
+  }
+  return { host, port, token_file: tokenFile, insecure, protect_metrics: protectMetrics }
 }
 
 function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {

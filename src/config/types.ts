@@ -7,6 +7,16 @@ export interface Endpoint {
   readonly port: number
 }
 
+/** The admin listener: where, and who may use it. */
+export interface AdminEndpoint extends Endpoint {
+  /** A file holding the bearer token the admin API asks for; null: none. */
+  readonly token_file: string | null
+  /** Allows an admin listener off loopback without a token (say so explicitly). */
+  readonly insecure: boolean
+  /** /metrics needs the token too (health endpoints never do). */
+  readonly protect_metrics: boolean
+}
+
 export interface ModelConfig {
   readonly url: string
   readonly timeout_ms: number
@@ -143,7 +153,7 @@ export interface Limits {
 
 export interface Config {
   readonly listen: Endpoint
-  readonly admin: Endpoint
+  readonly admin: AdminEndpoint
   readonly limits: Limits
   readonly shutdown_timeout_ms: number
   readonly models: Readonly<Record<string, ModelConfig>>

@@ -269,18 +269,31 @@ export class DecisionEngine {
 
   async #promotionTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): Promise<boolean> {
     const state = d.rollout as RolloutState
+    const waiting: string[] = []
     const control = state.status === 'promoted' ? state.candidate : state.control
     for (const shadow of route.shadows) {
       const pw = route.plan.config.shadow.find((s) => s.model === shadow.model)?.promote_when
       if (pw === null || pw === undefined || shadow.model === control || shadow.model === state.candidate) continue
       const evidence = await this.#data.shadow(route, shadow.model, control, boundary)
-      if (typeof evidence === 'string') continue
+      if (typeof evidence === 'string') {
+        waiting.push(`${shadow.model}: ${evidence}`)
+        continue
+      }
       const check = checkPromotion(shadow.model, pw, evidence)
-      if (!check.ready) continue
+      if (!check.ready) {
+        waiting.push(check.reason)
+        continue
+      }
       d.rollout = startRollout(cfg, d.definition, control, boundary, shadow.model)
       this.#data.startWindow(route.name, boundary)
       this.#note(route.name, d, { kind: 'promotion', result: 'start_rollout', reason: check.reason, inputs: evidence }, boundary)
       return true
+    }
+    // Say why no shadow is promoted yet, once per change of reason.
+    if (waiting.length > 0) {
+      const reason = `no shadow ready to promote: ${waiting.join('; ')}`
+      const last = d.history.at(-1)
+      if (!(last?.kind === 'promotion' && last.reason === reason)) this.#note(route.name, d, { kind: 'promotion', result: 'hold', reason }, boundary)
     }
     return false
   }

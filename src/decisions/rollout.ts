@@ -95,7 +95,10 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   if (g.max_error_rate_increase !== null && errCandidate - errControl > g.max_error_rate_increase) {
     failures.push(`error rate ${pct(errCandidate)} vs control ${pct(errControl)}: +${pct(errCandidate - errControl)} > max_error_rate_increase ${pct(g.max_error_rate_increase)}`)
   }
-  if (g.max_p99_latency_ratio !== null) {
+  // At 100 % the control serves nobody: the candidate is compared with the control's last step,
+  // another time window, so latency (which moves with load for every model) is not judged then.
+  const concurrent = !(percent >= 100 && state.baseline != null)
+  if (g.max_p99_latency_ratio !== null && concurrent) {
     if (control.p99 === null || candidate.p99 === null || control.p99 <= 0) return hold(`holding at ${percent}%: no p99 latency to compare yet`)
     const ratio = candidate.p99 / control.p99
     if (ratio > g.max_p99_latency_ratio) failures.push(`p99 ${(candidate.p99 * 1000).toFixed(1)} ms vs control ${(control.p99 * 1000).toFixed(1)} ms: ×${ratio.toFixed(2)} > max_p99_latency_ratio ${g.max_p99_latency_ratio}`)

@@ -8,6 +8,7 @@ import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownE
 import { analyseRoute, type RouteExperiment } from '../evaluation/index.js'
 import type { Sample } from '../stats/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
+import { CONSOLE_PATHS, registerConsole } from './console/index.js'
 
 export type { ReloadResult }
 
@@ -58,7 +59,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
     const cfg = deps.current().config.admin
     const path = request.url.split('?')[0] ?? ''
     const mutating = request.method !== 'GET' && request.method !== 'HEAD'
-    const open = path === '/healthz' || path === '/readyz' || (path === '/metrics' && !cfg.protect_metrics)
+    const open = path === '/healthz' || path === '/readyz' || (path === '/metrics' && !cfg.protect_metrics) || (!mutating && CONSOLE_PATHS.includes(path))
     const needed = cfg.token_file !== null && !open && (mutating || !LOOPBACK_HOSTS.includes(cfg.host) || path === '/metrics')
     if (!needed) return
     if (await tokenMatches(cfg.token_file as string, request.headers.authorization)) return
@@ -67,6 +68,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
   })
 
   admin.get('/healthz', async () => ({ status: 'ok' }))
+  registerConsole(admin)
 
   admin.get('/readyz', async (_request, reply) => {
     if (deps.isReady()) return { status: 'ready', sha256: deps.current().loaded.sha256, ...deps.readiness?.() }

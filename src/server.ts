@@ -19,6 +19,8 @@ import { openSink, sameSink, sinkStatus } from './record/sinks.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
 import { CaptureBudget } from './upstream/capture.js'
 import { Pools } from './upstream/pools.js'
+import { sameTracing, type TracingPlan } from './tracing/types.js'
+import type { ProxyContext } from './proxy/exchange.js'
 
 export type { ReloadResult } from './config/store.js'
 
@@ -152,6 +154,21 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   })
   const observer = new Observer({ metrics, sink: () => writer, budget })
   const shadows = new ShadowDispatcher({ budget, requests: metrics.shadowRequests })
+  const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
+  // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
+  // the provider (the old one exports what it holds and stops).
+  let tracingChange = Promise.resolve()
+  const useTracing = (wanted: TracingPlan | null): Promise<void> => {
+    tracingChange = tracingChange.then(async () => {
+      const old = ctx.tracing
+      if (sameTracing(old?.plan ?? null, wanted)) return
+      ctx.tracing = wanted === null ? null : (await import('./tracing/index.js')).startTracing(wanted)
+      await old?.shutdown()
+    }).catch((err: unknown) => { setImmediate(() => log().error({ err }, 'tracing could not be started or stopped')) })
+    return tracingChange
+  }
+  await useTracing(plan.tracing)
+  store.on('change', (next) => { void useTracing(next.plan.tracing) })
 
   // Prediction requests go straight from node:http to the plan and undici; fastify handles only
   // what is not a prediction (feedback), so a prediction pays nothing for it.
@@ -167,7 +184,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       fastifyHandler = handler
       const handlers = predictionHandler({
         current,
-        ctx: { metrics, observer, shadows, memory, budget, isShuttingDown: () => shuttingDown },
+        ctx,
         other: (req, res) => (fastifyHandler as typeof handler)(req, res),
       })
       const server = createServer({ requireHostHeader: false }, handlers.onRequest)
@@ -286,6 +303,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     shadows.close()
     await pools.close()
     await writer?.close()
+    await tracingChange
+    await ctx.tracing?.shutdown()
     await admin.close()
   }
 }

@@ -1,11 +1,12 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
-import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, UserIdSource } from './types.js'
+import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, MetricConfig, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
 
-const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation'] as const
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing'] as const
+const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const METRIC_KEYS = ['name', 'type', 'mde', 'higher_is_better'] as const
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
@@ -77,6 +78,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const recording = readRecording(c, top.recording)
   const feedback = readFeedback(c, top.feedback)
   const evaluation = readEvaluation(c, top.evaluation)
+  const tracing = readTracing(c, top.tracing)
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
   // Equal ports collide whenever either side binds a wildcard address, which is the default.
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
@@ -89,7 +91,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
   const routes = readRoutes(c, top.routes, names)
 
-  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined) {
+  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined || tracing === undefined) {
     return { problems: c.problems }
   }
   return {
@@ -111,8 +113,34 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
       recording,
       feedback,
       evaluation: evaluation ?? EVALUATION_FALLBACK,
+      tracing,
     },
   }
+}
+
+/** `tracing:` absent or null is off (null); undefined reports a problem. */
+function readTracing(c: Checker, value: unknown): TracingConfig | null | undefined {
+  if (value === undefined || value === null) return null
+  const o = c.object(value, ['tracing'], TRACING_KEYS, ['otlp_endpoint'])
+  if (o === undefined) return undefined
+  const path = ['tracing', 'otlp_endpoint']
+  const endpoint = c.string(o.otlp_endpoint, path)
+  let url: URL | undefined
+  if (endpoint !== undefined) {
+    try {
+      url = new URL(endpoint)
+    } catch {
+      c.add(path, `must be an absolute http:// or https:// URL such as "http://127.0.0.1:4318", got ${JSON.stringify(endpoint)}`)
+    }
+    if (url !== undefined && url.protocol !== 'http:' && url.protocol !== 'https:') {
+      c.add(path, `must use http:// or https:// (OTLP over HTTP), got ${JSON.stringify(url.protocol)}`)
+      url = undefined
+    }
+  }
+  const ratio = c.number(o.sample_ratio, ['tracing', 'sample_ratio'], { min: 0, max: 1, fallback: 1 })
+  const service = c.string(o.service_name, ['tracing', 'service_name'], 'modelsplit')
+  if (endpoint === undefined || url === undefined || ratio === undefined || service === undefined) return undefined
+  return { otlp_endpoint: endpoint, sample_ratio: ratio, service_name: service }
 }
 
 function readAdmin(c: Checker, value: unknown): AdminEndpoint | undefined {

@@ -151,6 +151,15 @@ export interface Limits {
   readonly body_timeout_ms: number
 }
 
+/** OpenTelemetry traces: off unless configured. */
+export interface TracingConfig {
+  /** The OTLP/HTTP collector: a base URL (`/v1/traces` is appended) or the full traces URL. */
+  readonly otlp_endpoint: string
+  /** Share (0..1) of new traces kept; an incoming sampled `traceparent` is always honoured. */
+  readonly sample_ratio: number
+  readonly service_name: string
+}
+
 export interface Config {
   readonly listen: Endpoint
   readonly admin: AdminEndpoint
@@ -161,6 +170,8 @@ export interface Config {
   readonly recording: RecordingConfig
   readonly feedback: FeedbackConfig
   readonly evaluation: EvaluationConfig
+  /** null: no traces. */
+  readonly tracing: TracingConfig | null
 }
 
 /** A loaded config with where it came from: what reloads and `/admin/config` report. */

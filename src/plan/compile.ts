@@ -4,6 +4,7 @@ import { formatPath } from '../config/check.js'
 import { deepFreeze, readConfig, readConfigText } from '../config/load.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import type { ConfigProblem } from '../errors.js'
+import { tracesUrl } from '../tracing/url.js'
 import type { ModelTarget, Plan, RoutePlan, ShadowPlan } from './plan.js'
 
 /** What every compile returns: a plan, or every problem with its file, line and key path. */
@@ -64,6 +65,7 @@ function compileUnchecked(text: string, file: string): CompileResult {
       maxCaptureTotalBytes: limits.max_capture_total_bytes,
       bodyTimeoutMs: limits.body_timeout_ms,
       includeInputs: config.recording.include_inputs,
+      tracing: config.tracing === null ? null : { endpoint: tracesUrl(config.tracing.otlp_endpoint), sampleRatio: config.tracing.sample_ratio, serviceName: config.tracing.service_name },
     }),
   }
 }

@@ -1,5 +1,6 @@
 import type { Assigner, RendezvousTable } from '../assign/index.js'
 import type { CompareOptions, PredictionSpec } from '../compare/index.js'
+import type { TracingPlan } from '../tracing/types.js'
 import type { Config, LoadedConfig, MetricConfig, RouteConfig, UserIdSource } from '../config/types.js'
 
 /** A model as a route reaches it: its URL split once, so no request parses a URL. */
@@ -76,4 +77,6 @@ export interface Plan {
   readonly maxCaptureTotalBytes: number
   readonly bodyTimeoutMs: number
   readonly includeInputs: boolean
+  /** `tracing:`, resolved; null: no traces (the request path then builds nothing for them). */
+  readonly tracing: TracingPlan | null
 }

@@ -9,6 +9,7 @@ import type { Observation, Observer, ShadowDispatcher } from '../shadow/index.js
 import { Capture, type CaptureBudget } from '../upstream/capture.js'
 import { translateUpstreamError } from '../upstream/errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
+import type { RequestTrace, Tracing } from '../tracing/types.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
 /** What every exchange shares: built once by the listener. */
@@ -18,6 +19,8 @@ export interface ProxyContext {
   readonly shadows: ShadowDispatcher
   readonly memory: AssignmentMemory
   readonly budget: CaptureBudget
+  /** OpenTelemetry traces when `tracing` is configured; null (the default) costs a request one check. */
+  tracing: Tracing | null
   isShuttingDown(): boolean
 }
 
@@ -57,6 +60,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #streaming = false
   /** The model's answer head, written with the first byte of its body (or at its end). */
   #head: string[] | null = null
+  /** This request's trace; null unless tracing is on. */
+  #trace: RequestTrace | null = null
 
   constructor(
     readonly ctx: ProxyContext,
@@ -185,6 +190,12 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const route = this.route
     const d = this.decision
     decide(route.plan, this, d)
+    const tracing = this.ctx.tracing
+    if (tracing !== null) {
+      const t = tracing.request(route.name, this.method, this.headers)
+      t.decided(d.target < 0 ? undefined : (route.targets[d.target] as Arm).model, d.source, d.missing)
+      this.#trace = t
+    }
     if (d.unknownOverride) route.missingCounters.unknown_override.inc()
     if (d.missing !== null) route.missingCounters[d.missing].inc()
     if (d.target < 0) {
@@ -211,10 +222,11 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const path = this.rest === '' && arm.basePath === '' ? '/' : arm.basePath + this.rest
     this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
     this.#streaming = body !== undefined && !Buffer.isBuffer(body)
+    const headers = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, contentLength)
     arm.pool.dispatch({
       path: this.query === '' ? path : `${path}?${this.query}`,
       method: this.method as Dispatcher.HttpMethod,
-      headers: upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, contentLength),
+      headers: this.#trace === null ? headers : this.#trace.upstream(headers, arm.model),
       body: body ?? null,
     }, this)
     // Shadows go out after the primary is dispatched, and nothing here waits for them.
@@ -237,8 +249,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         continue
       }
       headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, this.body.raw === undefined ? -1 : this.body.raw.length, 'x-modelsplit-shadow')
-      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, headers, this.body.raw, obs)
-      if (sent !== null) obs.shadowSkipped(target, sent)
+      const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
+      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
+      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
+      if (sent !== null) {
+        obs.shadowSkipped(target, sent)
+        trace?.span?.dropped(sent)
+      }
     }
   }
 
@@ -331,6 +348,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const arm = this.arm as Arm
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
+    this.#trace?.end(this.#status, null)
     const obs = this.#obs
     if (obs !== undefined) {
       const capture = this.#capture as Capture
@@ -369,6 +387,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     }
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
+    this.#trace?.end(this.#status, error.message)
     this.#observed(ms, error.message)
   }
 
@@ -401,6 +420,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#release()
     this.route.clientAborts.inc()
     if (!this.res.destroyed) this.res.destroy()
+    this.#trace?.end(0, CLIENT_GONE)
     if (wasDispatched) this.#observed(performance.now() - this.#start, CLIENT_GONE)
   }
 
@@ -414,6 +434,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#streamed?.destroy()
     this.#release()
     this.ctx.metrics.requestErrors.inc({ route: this.route.name, code: err.code ?? 'MS_INTERNAL' })
+    this.#trace?.end(this.res.headersSent ? this.#status : err.statusCode ?? 500, err.message)
     if (wasDispatched) this.#observed(performance.now() - this.#start, err.message)
     if (this.res.headersSent) {
       this.res.destroy()

@@ -5,6 +5,7 @@ import type { RecordSink as FullSink } from '../record/sink.js'
 import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
+import type { ShadowTrace } from '../tracing/types.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write'>
@@ -36,6 +37,8 @@ export class Observation implements ShadowSink {
   readonly #shadows: ShadowOutcome[] = []
   /** Selected shadows that were not sent, and why: the record names them so none goes missing. */
   #skipped: ShadowDrop[] | undefined
+  /** Shadow spans when the request is traced: ended with the comparison. */
+  #traces: { target: ShadowTarget; span: ShadowTrace }[] | undefined
 
   constructor(observer: Observer, route: RouteRuntime, requestId: string, userId: string | undefined, source: AssignmentSource, input: Buffer | undefined, inputTruncated: boolean) {
     this.#observer = observer
@@ -70,6 +73,19 @@ export class Observation implements ShadowSink {
     (this.#skipped ??= []).push({ model: target.model, dropped: reason })
   }
 
+  /** The span of a shadow about to be sent (tracing on). */
+  traceShadow(target: ShadowTarget, span: ShadowTrace): void {
+    (this.#traces ??= []).push({ target, span })
+  }
+
+  /** @internal The span of this shadow's call, if traced. */
+  traceOf(target: ShadowTarget): ShadowTrace | undefined {
+    const traces = this.#traces
+    if (traces === undefined) return undefined
+    for (const t of traces) if (t.target === target) return t.span
+    return undefined
+  }
+
   primaryDone(model: string, status: number, latencyMs: number, body: Buffer | undefined, error: string | null, capture: Capture | null): void {
     if (this.#primary !== undefined) return
     this.#primary = { model, status, latencyMs, body, error, capture }
@@ -78,6 +94,7 @@ export class Observation implements ShadowSink {
 
   readonly shadowDone = (outcome: ShadowOutcome): void => {
     this.#shadows.push(outcome)
+    if (this.#traces !== undefined) this.traceOf(outcome.target)?.finished(outcome.status, outcome.error)
     this.#settle()
   }
 
@@ -162,6 +179,7 @@ export class Observer {
         comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
       }
       this.#count(s.target, primary.model, comparison)
+      obs.traceOf(s.target)?.compared(comparison)
       shadowRecords.push({
         model: s.target.model, status: s.status, latency_ms: round(s.latencyMs),
         prediction: sp.ok ? sp.value : null, error: s.error,

@@ -65,7 +65,7 @@ caption { text-align: left; font-weight: 600; padding: .25rem 0; }
 th, td { text-align: left; padding: .2rem .5rem .2rem 0; border-bottom: 1px solid #e3e6eb; vertical-align: middle; }
 th { color: var(--muted); font-weight: 600; font-size: .85rem; }
 td.num, th.num { text-align: right; }
-.bar-row { display: grid; grid-template-columns: 7rem 1fr 4.5rem; align-items: center; gap: .5rem; margin: .15rem 0; }
+.bar-row { display: grid; grid-template-columns: 5.5rem 1fr 10rem; align-items: center; gap: .5rem; margin: .15rem 0; }
 .bar { height: .9rem; background: #e3e6eb; border-radius: 2px; overflow: hidden; }
 .bar > span { display: block; height: 100%; background: var(--control); }
 .bar.configured > span { background: repeating-linear-gradient(45deg, #5d6b82, #5d6b82 4px, #8290a8 4px, #8290a8 8px); }

@@ -125,6 +125,13 @@ export function toMarkdown(r) {
     const vs = split ? `; vs ms-split: req/s ${ratio(c.median.rps / split.rps)} ×, CPU µs/req ${us(c.median.cpuUs)} vs ${us(split.cpuUs)} (${ratio(c.median.cpuUs / split.cpuUs)} ×)` : ''
     L.push(`Records (\`${name}\`: \`${c.path.replace(/\/predict$/, '')}\` is the split with \`record: true\` and inputs, to ${c.recordsTo ?? 'the record sink'}): **${n0(x.written)} written, ${n0(x.dropped)} dropped** (\`modelsplit_records_total\`, from after the warm-up until the writer settled after the last run) for ${n0(x.answered)} requests answered (requests still in flight when a run stops are recorded too, so written may exceed answered by up to the connections per run)${vs}.`, '')
   }
+  for (const [name, c] of Object.entries(r.cases)) {
+    if (c.traced === undefined) continue
+    const base = r.cases[name.startsWith('ms-shadow') ? 'ms-shadow' : 'ms-split']
+    const vs = base ? `; vs ${name.startsWith('ms-shadow') ? 'ms-shadow' : 'ms-split'} (tracing off): CPU µs/req ${us(c.median.cpuUs)} vs ${us(base.median.cpuUs)} (+${us(c.median.cpuUs - base.median.cpuUs)}, ${ratio(c.median.cpuUs / base.median.cpuUs)} ×), req/s ${ratio(c.median.rps / base.median.rps)} ×` : ''
+    const last = c.runs[c.runs.length - 1]?.otlp
+    L.push(`Tracing (\`${name}\`: \`tracing.sample_ratio: ${c.traced}\`, OTLP/HTTP JSON to a local sink that discards)${vs}${last ? `; the sink had received ${n0(last.batches)} export batches, ${mb(last.bytes)}, by the end of the last run (the router's own, shared by the cases on it)` : ''}.`, '')
+  }
   if (r.floorSplit) {
     const x = r.floorSplit
     L.push(`node-floor vs modelsplit split: the same model for ${x.same} of ${x.ids} user ids${x.differ.length > 0 ? ` (**differ**: ${x.differ.slice(0, 5).join('; ')})` : ''}.`, '')

@@ -12,6 +12,7 @@ import { USER_IDS, runLoad } from './load.mjs'
 import { runMemoryCase } from './memory.mjs'
 import { closedPort, startModelServers } from './model-servers.mjs'
 import { kafkaRecording, startKafka } from './kafka.mjs'
+import { startOtlpSink } from './otlp-sink.mjs'
 import { ensureNginx, nginxVersion, startNginx } from './nginx.mjs'
 import { compareSplit, startFloor } from './node-floor.mjs'
 import { HELP, parseOptions } from './options.mjs'
@@ -43,6 +44,13 @@ const CASES = {
   // broker started for the case (bench/kafka.mjs). The broker's CPU is not the router's: only the
   // router's is counted, but the broker shares the machine.
   'ms-record-kafka': { target: 'ms-kafka', path: '/rec/predict', records: true },
+  // The split with `tracing` on, exporting over OTLP/HTTP to a local sink that discards
+  // (bench/otlp-sink.mjs): every trace kept, and 1 in 100 (the others still send a traceparent).
+  // A router of their own each, since `tracing` is the whole router's.
+  'ms-split-trace-1': { target: 'ms-trace-1', path: '/split/predict', traced: 1 },
+  'ms-split-trace-001': { target: 'ms-trace-001', path: '/split/predict', traced: 0.01 },
+  // The fast shadow traced too: a span per mirror, ended with its comparison.
+  'ms-shadow-trace-1': { target: 'ms-trace-1', path: '/shadow/predict', traced: 1 },
   'nginx-split': { target: 'nginx', path: '/split/predict' },
   'node-floor-shadow': { target: 'floor-shadow', path: '/shadow/predict' },
   'ms-shadow': { target: 'ms', path: '/shadow/predict' },
@@ -182,6 +190,14 @@ async function main() {
           // The router first (it flushes to the broker), then the broker.
           t = { ...router, close: async () => { await router.close(); await kafka.stop() } }
         }
+        else if (server === 'ms-trace-1' || server === 'ms-trace-001') {
+          const sink = await startOtlpSink()
+          const file = join(tmp, `${server}.yaml`)
+          await writeConfig(file, { ...routerConfig(urls), tracing: { otlp_endpoint: sink.url, sample_ratio: server === 'ms-trace-1' ? 1 : 0.01, service_name: 'modelsplit-bench' } })
+          const router = await startRouter(DIST, file)
+          // The router first (it flushes its last spans to the sink), then the sink.
+          t = { ...router, sink, close: async () => { await router.close(); await sink.close() } }
+        }
         else if (server === 'floor') t = await startFloor('/split', urls)
         else if (server === 'floor-shadow') t = await startFloor('/shadow', urls, urls.shadow_fast)
         else if (server === 'nginx') t = await startNginx(nginxBin, await nginxHttpConf(urls, DIST))
@@ -225,6 +241,7 @@ async function main() {
           const us = cpu.stop()
           r.cpuSeconds = us === null ? null : us / 1e6
           r.cpuUs = us === null ? null : us / Math.max(1, r.ok + r.non2xx)
+          if (def.traced !== undefined) r.otlp = target.sink.stats()
           runs[c].push(r)
           const cpuText = r.cpuUs === null ? '    n/a' : r.cpuUs.toFixed(1).padStart(7)
           log(`bench: [${rep}/${opts.repeats}] ${c.padEnd(18)} ${Math.round(r.rps).toString().padStart(7)} req/s  cpu ${cpuText} µs/req  p50 ${r.p50.toFixed(2)}  p90 ${r.p90.toFixed(2)}  p99 ${r.p99.toFixed(2)} ms  errors ${r.errors}`)

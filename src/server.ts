@@ -108,13 +108,16 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   // counters a cluster worker would decide from its share of the traffic only, so under --workers
   // they need evaluation.prometheus, where every worker reads the same fleet-wide figures.
   const decides = (p: Plan): boolean => opts.worker === undefined || p.config.evaluation.prometheus !== null
+  const logger0: { log?: FastifyInstance['log'] } = {}
+  const early: ['info' | 'warn', string][] = []
   const engine = new DecisionEngine({
     runtime: () => current(),
     outcomes: (route, model, metric) => tally.outcomes(route, model, metric),
     refresh: () => store.refresh(),
     record: (r) => { writer?.write(r) },
-    // The first decisions are taken while the router is built, before its logger exists.
-    log: (level, message) => queueMicrotask(() => log()[level](message)),
+    // The first decisions are taken while the router is built, before its logger exists: those
+    // lines wait for it.
+    log: (level, message) => { if (logger0.log !== undefined) logger0.log[level](message); else early.push([level, message]) },
     metrics,
     now: () => Date.now(),
   }, DecisionEngine.stateFileFor(plan, opts.worker))
@@ -192,6 +195,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       return server as Server
     },
   })
+  logger0.log = app.log
+  for (const [level, message] of early.splice(0)) app.log[level](message)
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
     if ((err.statusCode ?? 500) >= 500) request.log.error({ err }, 'request failed')
     reply.code(err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500).type('application/json; charset=utf-8').send(errorBody(err))

@@ -1,16 +1,11 @@
 // Two router replicas behind a real Prometheus, traffic spread over both: with
 // evaluation.prometheus each reads the fleet's figures at the boundary's instant, so both take the
 // same decision without talking to each other. Prometheus unreachable: the rollout holds.
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it, onTestFinished, vi } from 'vitest'
+import { prometheusBin, startPrometheus } from './helpers/prometheus.js'
 import { startRouter, type RunningRouter } from './helpers/router.js'
 import { upstream } from './helpers/servers.js'
 import { closedPort, jsonEcho } from './helpers/upstream.js'
-
-const prometheusBin = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).stdout.trim()
 
 
 const config = (v1: string, v2: string, prom: string) => `evaluation:
@@ -38,21 +33,8 @@ describe.skipIf(prometheusBin === '')('decisions from Prometheus, the same on ev
     const promUrl = `http://127.0.0.1:${port}`
     const replicas = [await startRouter(config(v1.url, v2.url, promUrl)), await startRouter(config(v1.url, v2.url, promUrl))]
     onTestFinished(async () => { for (const r of replicas) await r.close() })
-    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-fleet-'))
-    onTestFinished(() => rm(dir, { recursive: true, force: true }))
-    await writeFile(join(dir, 'prometheus.yml'), `global: { scrape_interval: 1s }
-scrape_configs:
-  - job_name: modelsplit
-    static_configs: [{ targets: [${replicas.map((r) => `"${new URL(r.adminUrl).host}"`).join(', ')}] }]
-`)
-    const prom = spawn(prometheusBin, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' })
-    onTestFinished(async () => {
-      if (prom.exitCode !== null) return
-      const exited = new Promise((resolve) => prom.once('exit', resolve))
-      prom.kill('SIGTERM')
-      await exited
-    })
-    await vi.waitFor(async () => expect((await fetch(`${promUrl}/-/ready`)).status).toBe(200), { timeout: 20_000, interval: 100 })
+    const prom = await startPrometheus(replicas.map((r) => new URL(r.adminUrl).host), [], port)
+    onTestFinished(() => prom.close())
     const scraped = async (): Promise<number> => {
       const res = await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('sum(modelsplit_requests_total{route="churn"})')}`)).json() as { data: { result: { value: [number, string] }[] } }
       return Number(res.data.result[0]?.value[1] ?? 0)
@@ -127,21 +109,8 @@ scrape_configs:
     const yaml = config(v1.url, v2.url, promUrl).replace('steps: [20, 100]', 'steps: [20, 60, 100]')
     const replicas = [await startRouter(yaml), await startRouter(yaml)]
     onTestFinished(async () => { for (const r of replicas) await r.close() })
-    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-fleet-'))
-    onTestFinished(() => rm(dir, { recursive: true, force: true }))
-    await writeFile(join(dir, 'prometheus.yml'), `global: { scrape_interval: 1s }
-scrape_configs:
-  - job_name: modelsplit
-    static_configs: [{ targets: [${replicas.map((r) => `"${new URL(r.adminUrl).host}"`).join(', ')}] }]
-`)
-    const prom = spawn(prometheusBin, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' })
-    onTestFinished(async () => {
-      if (prom.exitCode !== null) return
-      const exited = new Promise((resolve) => prom.once('exit', resolve))
-      prom.kill('SIGTERM')
-      await exited
-    })
-    await vi.waitFor(async () => expect((await fetch(`${promUrl}/-/ready`)).status).toBe(200), { timeout: 20_000, interval: 100 })
+    const prom = await startPrometheus(replicas.map((r) => new URL(r.adminUrl).host), [], port)
+    onTestFinished(() => prom.close())
     const series = async (q: string): Promise<number> => {
       const res = await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(q)}`)).json() as { data: { result: { value: [number, string] }[] } }
       return Number(res.data.result[0]?.value[1] ?? Number.NaN)

@@ -27,9 +27,9 @@ async function freePort(): Promise<number> {
 
 /**
  * Starts a real Prometheus on a free 127.0.0.1 port with its own data directory, scraping
- * `targets` (host:port) every second and evaluating `ruleFiles` every second.
+ * `targets` (host:port) every second and evaluating `ruleFiles` every second (on `atPort` if given).
  */
-export async function startPrometheus(targets: readonly string[], ruleFiles: readonly string[] = []): Promise<RunningPrometheus> {
+export async function startPrometheus(targets: readonly string[], ruleFiles: readonly string[] = [], atPort?: number): Promise<RunningPrometheus> {
   const dir = await mkdtemp(join(tmpdir(), 'modelsplit-prom-'))
   await writeFile(join(dir, 'prometheus.yml'), `global: { scrape_interval: 1s, evaluation_interval: 1s }
 rule_files: ${JSON.stringify(ruleFiles)}
@@ -37,7 +37,8 @@ scrape_configs:
   - job_name: modelsplit
     static_configs: [{ targets: ${JSON.stringify(targets)} }]
 `)
-  const port = await freePort()
+  // A caller whose routers must know Prometheus' address before it starts picks the port.
+  const port = atPort ?? await freePort()
   const url = `http://127.0.0.1:${port}`
   let stderr = ''
   const proc: ChildProcess = spawn(prometheusBin, [

@@ -1,9 +1,9 @@
 // OpenTelemetry traces, end to end: a real router exports to an OTLP/HTTP receiver started here,
 // which decodes what arrives (OTLP/JSON, what @opentelemetry/exporter-trace-otlp-http sends).
 import type { ServerResponse } from 'node:http'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { router, upstream } from './helpers/servers.js'
-import type { Received, Upstream } from './helpers/upstream.js'
+import { closedPort, type Received, type Upstream } from './helpers/upstream.js'
 import { compile } from '../src/plan/index.js'
 
 interface OtlpValue { stringValue?: string; intValue?: number | string; doubleValue?: number; boolValue?: boolean }
@@ -187,6 +187,43 @@ describe('OpenTelemetry traces', () => {
     expect(primary.requests[0]?.headers.traceparent).toBeUndefined()
     expect(shadow.requests[0]?.headers.traceparent).toBeUndefined()
     expect(otlp.requests).toHaveLength(0)
+  })
+
+  it('a shadow that fails carries the comparison error, and the request is unaffected', async () => {
+    const otlp = await collector()
+    const primary = await upstream(model((x) => x))
+    const r = await router(cfg({ p: primary.url, dead: `http://127.0.0.1:${await closedPort()}` }, `tracing: { otlp_endpoint: "${otlp.url}" }\n`, '    shadow: [{ model: dead }]\n'))
+    const res = await post(r.url)
+    expect(res.status).toBe(200)
+    await res.text()
+    await r.router.close()
+    const spans = otlp.spans()
+    const req = spans.find((s) => s.name === 'POST churn') as Span
+    expect(req.status?.code ?? 0).not.toBe(2)
+    const dead = spans.find((s) => s.name === 'shadow dead') as Span
+    expect(dead.traceId).toBe(req.traceId)
+    expect(dead.status?.code).toBe(2)
+    expect(dead.attrs['modelsplit.comparison.result']).toBe('error')
+    expect(String(dead.attrs['modelsplit.comparison.error'])).toMatch(/^shadow: /)
+  })
+
+  it('a reload turns tracing on, and off again, without a restart', async () => {
+    const otlp = await collector()
+    const primary = await upstream(model((x) => x))
+    const off = cfg({ p: primary.url }, '')
+    const r = await router(off)
+    await (await post(r.url)).text()
+    await r.writeConfig(cfg({ p: primary.url }, `tracing: { otlp_endpoint: "${otlp.url}" }\n`))
+    expect((await r.router.reload()).result).toBe('success')
+    await (await post(r.url)).text()
+    await r.writeConfig(off)
+    expect((await r.router.reload()).result).toBe('success')
+    // Turning it off exports what the old provider held.
+    await vi.waitFor(() => expect(otlp.spans().filter((s) => s.name === 'POST churn')).toHaveLength(1))
+    await (await post(r.url)).text()
+    await r.router.close()
+    expect(primary.requests.map((q) => q.headers.traceparent === undefined)).toEqual([true, false, true])
+    expect(otlp.spans().filter((s) => s.name === 'POST churn')).toHaveLength(1)
   })
 
   it('validates the tracing keys with located problems', () => {

@@ -207,6 +207,22 @@ describe('OpenTelemetry traces', () => {
     expect(String(dead.attrs['modelsplit.comparison.error'])).toMatch(/^shadow: /)
   })
 
+  it('a request the router answers itself (no user id, reject) has its span too', async () => {
+    const otlp = await collector()
+    const primary = await upstream(model((x) => x))
+    const r = await router(cfg({ p: primary.url }, `tracing: { otlp_endpoint: "${otlp.url}" }\n`).replace('split: [{ model: p, weight: 1 }]', 'split: [{ model: p, weight: 1 }]\n    missing_user_id: reject'))
+    const res = await fetch(`${r.url}/churn`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"x":1}' })
+    expect(res.status).toBe(400)
+    await res.text()
+    await r.router.close()
+    const spans = otlp.spans()
+    expect(spans.map((s) => s.name)).toEqual(['POST churn'])
+    expect(spans[0]?.attrs).toMatchObject({ 'modelsplit.route': 'churn', 'modelsplit.user_id.missing': 'absent', 'http.response.status_code': 400 })
+    expect(spans[0]?.attrs['modelsplit.model']).toBeUndefined()
+    expect(spans[0]?.status?.code).toBe(2)
+    expect(primary.requests).toHaveLength(0)
+  })
+
   it('a reload turns tracing on, and off again, without a restart', async () => {
     const otlp = await collector()
     const primary = await upstream(model((x) => x))

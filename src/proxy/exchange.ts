@@ -83,6 +83,9 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   begin(contentLength: number, hasBody: boolean): void {
     const res = this.res as ServerResponse & Tagged
     res[kExchange] = this
+    // The request's span starts with it, so it covers reading the body too.
+    const tracing = this.ctx.tracing
+    if (tracing !== null) this.#trace = tracing.request(this.route.name, this.method, this.headers)
     res.once('close', onResponseClose)
     if (!hasBody) return this.#dispatch(undefined, -1)
     const plan = this.runtime.plan
@@ -190,12 +193,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const route = this.route
     const d = this.decision
     decide(route.plan, this, d)
-    const tracing = this.ctx.tracing
-    if (tracing !== null) {
-      const t = tracing.request(route.name, this.method, this.headers)
-      t.decided(d.target < 0 ? undefined : (route.targets[d.target] as Arm).model, d.source, d.missing)
-      this.#trace = t
-    }
+    if (this.#trace !== null) this.#trace.decided(d.target < 0 ? undefined : (route.targets[d.target] as Arm).model, d.source, d.missing)
     if (d.unknownOverride) route.missingCounters.unknown_override.inc()
     if (d.missing !== null) route.missingCounters[d.missing].inc()
     if (d.target < 0) {

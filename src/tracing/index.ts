@@ -14,6 +14,7 @@ export type { RequestTrace, ShadowComparison, ShadowTrace, Tracing, TracingPlan 
 export { tracesUrl } from './url.js'
 
 const propagator = new W3CTraceContextPropagator()
+const SERVER = { kind: SpanKind.SERVER }
 
 function now(): number {
   return performance.timeOrigin + performance.now()
@@ -73,7 +74,7 @@ class ShadowSpan implements ShadowTrace {
 
 class Request implements RequestTrace {
   readonly #span: Span
-  readonly #ctx: Context
+  readonly #ctx: Context | undefined
   readonly #tracer: Tracer
   readonly #recording: boolean
   #upstream: Span | undefined
@@ -82,12 +83,12 @@ class Request implements RequestTrace {
   constructor(tracer: Tracer, route: string, method: string, headers: IncomingHttpHeaders) {
     this.#tracer = tracer
     const parent = headers.traceparent === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter)
-    this.#span = tracer.startSpan(`${method} ${route}`, {
-      kind: SpanKind.SERVER,
-      attributes: { [ATTR_HTTP_REQUEST_METHOD]: method, 'modelsplit.route': route },
-    }, parent)
+    // The ratio sampler reads no attributes: they are set only on a span that records, and an
+    // unsampled request builds no context for children it will not have.
+    this.#span = tracer.startSpan(`${method} ${route}`, SERVER, parent)
     this.#recording = this.#span.isRecording()
-    this.#ctx = trace.setSpan(parent, this.#span)
+    if (this.#recording) this.#span.setAttributes({ [ATTR_HTTP_REQUEST_METHOD]: method, 'modelsplit.route': route })
+    this.#ctx = this.#recording ? trace.setSpan(parent, this.#span) : undefined
   }
 
   decided(model: string | undefined, assignment: string, missing: string | null): void {

@@ -6,7 +6,7 @@ import { floorShares, thompson } from '../src/decisions/bandit.js'
 import { bucketQuantile } from '../src/decisions/histogram.js'
 import { checkPromotion } from '../src/decisions/promotion.js'
 import { Random } from '../src/decisions/random.js'
-import { decideRollout, rolloutWeights, startRollout, type ArmWindow, type RolloutInputs, type RolloutState } from '../src/decisions/rollout.js'
+import { applyAction, decideRollout, rolloutWeights, startRollout, type ArmWindow, type RolloutInputs, type RolloutState } from '../src/decisions/rollout.js'
 import { Accumulator } from '../src/stats/index.js'
 
 const CFG: RolloutConfig = {
@@ -91,6 +91,19 @@ describe('progressive rollout', () => {
       if ((next[1] as number) < 100) expect((next[0] as number) / (next[2] as number)).toBeCloseTo(70 / 30, 12)
     }
     expect(at(3, 'rolled_back')).toEqual([70, 0, 30])
+  })
+})
+
+describe('operator actions', () => {
+  it('apply only where the state allows them, at the action\'s own time', () => {
+    const s0 = startRollout(CFG, 'def', 'v1', 0)
+    const paused = applyAction(s0, 'pause', 5000)
+    expect(paused).toMatchObject({ status: 'paused', pausedBy: 'operator', operatorAt: 5000 })
+    expect(applyAction(s0, 'resume', 6000)).toBeNull()
+    expect(applyAction(paused as RolloutState, 'resume', 7000)).toMatchObject({ status: 'running', stepStartedAt: 7000, pausedBy: null })
+    const aborted = applyAction(s0, 'abort', 8000) as RolloutState
+    expect(aborted.status).toBe('rolled_back')
+    expect([applyAction(aborted, 'pause', 9000), applyAction(aborted, 'promote', 9000), applyAction(s0, 'dance', 9000)]).toEqual([null, null, null])
   })
 })
 

@@ -13,7 +13,7 @@ import { checkPromotion, type ShadowEvidence } from './promotion.js'
 import { LocalData } from './local.js'
 import { PrometheusData } from './prometheus.js'
 import { Random } from './random.js'
-import { ROLLOUT_STATUSES, decideRollout, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
+import { ROLLOUT_STATUSES, applyAction, decideRollout, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
 
 /** What the engine needs of the router; no transport, so a test drives it with a fake clock. */
 export interface DecisionHost {
@@ -501,17 +501,6 @@ export interface DecisionData {
   outcomes(route: string, model: string, metric: string, boundary: number): Promise<Sample | string>
   /** A shadow's comparisons with the control and its own figures, as of the boundary. */
   shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string>
-}
-
-/** A rollout after an operator's action at `at`, or null when its state does not allow it. */
-function applyAction(s: RolloutState, action: OperatorAction, at: number): RolloutState | null {
-  switch (action) {
-    case 'pause': return s.status === 'running' || s.status === 'holding' ? { ...s, status: 'paused', pausedBy: 'operator', operatorAt: at } : null
-    case 'resume': return s.status === 'paused' ? { ...s, status: 'running', pausedBy: null, stepStartedAt: at, operatorAt: at } : null
-    case 'abort': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'rolled_back', operatorAt: at }
-    case 'promote': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'promoted', operatorAt: at }
-    default: return null
-  }
 }
 
 function definitionOf(route: RoutePlan): string {

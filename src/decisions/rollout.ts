@@ -142,3 +142,14 @@ export function rolloutWeights(split: readonly { readonly model: string; readonl
     return ((100 - percent) * s.weight) / otherTotal
   })
 }
+
+/** A rollout after an operator's action (pause, resume, abort, promote) at `at`, or null when its state does not allow it (or the action is unknown). */
+export function applyAction(s: RolloutState, action: string, at: number): RolloutState | null {
+  switch (action) {
+    case 'pause': return s.status === 'running' || s.status === 'holding' ? { ...s, status: 'paused', pausedBy: 'operator', operatorAt: at } : null
+    case 'resume': return s.status === 'paused' ? { ...s, status: 'running', pausedBy: null, stepStartedAt: at, operatorAt: at } : null
+    case 'abort': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'rolled_back', operatorAt: at }
+    case 'promote': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'promoted', operatorAt: at }
+    default: return null
+  }
+}

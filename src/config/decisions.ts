@@ -75,7 +75,7 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`
 }
 
-function duration(c: Checker, value: unknown, path: KeyPath, opts: { fallback?: number; min: number; max?: number }): number | undefined {
+export function duration(c: Checker, value: unknown, path: KeyPath, opts: { fallback?: number; min: number; max?: number }): number | undefined {
   if (value === undefined || value === null) {
     if (opts.fallback === undefined) c.add(path, 'is required: a duration such as "30s" or "10m"')
     return opts.fallback

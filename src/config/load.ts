@@ -31,24 +31,26 @@ export function readConfig(text: string, file: string): ReadResult {
   // router behaves the same whatever directory it was started from.
   const recording = resolveSinkPaths({ ...config.recording, path: resolve(dirname(file), config.recording.path) }, dirname(file))
   const tokenFile = config.admin.token_file === null ? null : resolve(dirname(file), config.admin.token_file)
-  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile)]
+  const mlflowToken = config.mlflow?.token_file == null ? null : resolve(dirname(file), config.mlflow.token_file)
+  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile), ...checkTokenFile(mlflowToken, ['mlflow', 'token_file'], 1)]
   if (unreadable.length > 0) {
     return { ok: false, problems: unreadable.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message })) }
   }
-  const resolved = { ...config, recording, admin: { ...config.admin, token_file: tokenFile } }
+  const resolved = { ...config, recording, admin: { ...config.admin, token_file: tokenFile }, mlflow: config.mlflow === null ? null : { ...config.mlflow, token_file: mlflowToken } }
   return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') }), lineOf: parsed.lineOf }
 }
 
 /** The admin token file must hold a token: read at compile so a bad one is a config problem. */
-function checkTokenFile(file: string | null): { path: (string | number)[]; message: string }[] {
+function checkTokenFile(file: string | null, path: (string | number)[] = ['admin', 'token_file'], minLength = 16): { path: (string | number)[]; message: string }[] {
   if (file === null) return []
   let token: string
   try {
     token = readFileSync(file, 'utf8').trim()
   } catch (err) {
-    return [{ path: ['admin', 'token_file'], message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }]
+    return [{ path, message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }]
   }
-  if (token.length < 16) return [{ path: ['admin', 'token_file'], message: `${file} holds ${token.length === 0 ? 'no token' : 'a token under 16 characters'}: write a long random one, e.g. openssl rand -hex 32` }]
+  if (minLength === 1 && token.length === 0) return [{ path, message: `${file} holds no token` }]
+  if (token.length < minLength) return [{ path, message: `${file} holds ${token.length === 0 ? 'no token' : 'a token under 16 characters'}: write a long random one, e.g. openssl rand -hex 32` }]
   return []
 }
 

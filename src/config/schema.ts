@@ -4,8 +4,9 @@ import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, Ha
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
+import { readMlflow, readModelRef } from './mlflow.js'
 
-const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing'] as const
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing', 'mlflow'] as const
 const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const METRIC_KEYS = ['name', 'type', 'mde', 'higher_is_better'] as const
@@ -17,7 +18,7 @@ const ENDPOINT_KEYS = ['host', 'port'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
-const MODEL_KEYS = ['url', 'timeout_ms', 'connections'] as const
+const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow'] as const
 const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'control', 'rollout', 'bandit'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
@@ -79,6 +80,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const feedback = readFeedback(c, top.feedback)
   const evaluation = readEvaluation(c, top.evaluation)
   const tracing = readTracing(c, top.tracing)
+  const mlflow = readMlflow(c, top.mlflow)
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
   // Equal ports collide whenever either side binds a wildcard address, which is the default.
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
@@ -86,12 +88,18 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   }
 
   const models = readModels(c, top.models)
+  // An alias is resolved through the registry: it needs a tracking server to ask.
+  if (models !== undefined && mlflow === null) {
+    for (const [name, m] of Object.entries(models)) {
+      if (m.mlflow?.alias != null) c.add(['models', name, 'mlflow', 'alias'], `needs the top-level mlflow block (mlflow.tracking_uri) to resolve "${m.mlflow.model}@${m.mlflow.alias}" through the Model Registry`)
+    }
+  }
   // References are checked against every name written under models, valid or not, so one
   // mistake in a model is reported once, not again at each route that uses it.
   const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
   const routes = readRoutes(c, top.routes, names)
 
-  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined || tracing === undefined) {
+  if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined || tracing === undefined || mlflow === undefined) {
     return { problems: c.problems }
   }
   return {
@@ -114,6 +122,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
       feedback,
       evaluation: evaluation ?? EVALUATION_FALLBACK,
       tracing,
+      mlflow,
     },
   }
 }
@@ -187,7 +196,8 @@ function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | u
     const url = modelUrl(c, o.url, [...path, 'url'])
     const timeout = c.number(o.timeout_ms, [...path, 'timeout_ms'], { min: 1, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.timeout_ms })
     const connections = c.number(o.connections, [...path, 'connections'], { min: 1, max: 65536, integer: true, fallback: DEFAULTS.connections })
-    if (url !== undefined && timeout !== undefined && connections !== undefined) out[name] = { url, timeout_ms: timeout, connections }
+    const registry = readModelRef(c, o.mlflow, [...path, 'mlflow'])
+    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined) out[name] = { url, timeout_ms: timeout, connections, mlflow: registry }
   }
   return out
 }

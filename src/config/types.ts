@@ -1,4 +1,6 @@
 import type { BanditConfig, EvaluationConfig, PromoteWhen, RolloutConfig } from './decisions.js'
+import type { MlflowConfig, ModelRegistryRef } from './mlflow.js'
+export type { MlflowConfig, ModelRegistryRef } from './mlflow.js'
 // The validated, defaulted config: the same keys users write in YAML (snake_case), so
 // `GET /admin/config` shows them exactly what they configured plus the defaults.
 
@@ -22,6 +24,8 @@ export interface ModelConfig {
   readonly timeout_ms: number
   /** Keep-alive connections the router may open to this model. */
   readonly connections: number
+  /** The MLflow registered version behind this URL (pinned or by alias); null: none. */
+  readonly mlflow: ModelRegistryRef | null
 }
 
 export type UserIdSource =
@@ -172,6 +176,8 @@ export interface Config {
   readonly evaluation: EvaluationConfig
   /** null: no traces. */
   readonly tracing: TracingConfig | null
+  /** The MLflow tracking server and Model Registry; null: none. */
+  readonly mlflow: MlflowConfig | null
 }
 
 /** A loaded config with where it came from: what reloads and `/admin/config` report. */

@@ -505,5 +505,9 @@ export interface DecisionData {
 
 function definitionOf(route: RoutePlan): string {
   const c = route.config
-  return createHash('sha256').update(JSON.stringify({ rollout: c.rollout, bandit: c.bandit, models: c.split.map((s) => s.model) })).digest('hex').slice(0, 16)
+  // The registered versions behind the arms are part of it (a new version is judged afresh); a
+  // route without MLflow versions keeps the definition it always had.
+  const arms = route.targets.slice(0, c.split.length)
+  const versions = arms.some((t) => t.registry !== null) ? { versions: arms.map((t) => t.registry?.version ?? null) } : {}
+  return createHash('sha256').update(JSON.stringify({ rollout: c.rollout, bandit: c.bandit, models: c.split.map((s) => s.model), ...versions })).digest('hex').slice(0, 16)
 }

@@ -74,7 +74,8 @@ function target(config: Config, model: string): ModelTarget {
   const m = config.models[model]
   if (m === undefined) throw new Error(`model "${model}" is not defined under models`)
   const url = new URL(m.url)
-  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms }
+  const registry = m.mlflow === null ? null : { model: m.mlflow.model, version: m.mlflow.version }
+  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms, registry }
 }
 
 function compileRoute(config: Config, route: RouteConfig): RoutePlan {
@@ -142,4 +143,19 @@ export function withWeights(plan: Plan, weights: ReadonlyMap<string, readonly nu
   })
   if (problems.length > 0) return { ok: false, problems }
   return { ok: true, plan: deepFreeze({ ...plan, routes }) }
+}
+
+/**
+ * The plan with the registry's versions in force: an alias (`models.NAME.mlflow.alias`) resolved
+ * to the version it points at now. `versions` maps model names to versions; models it does not
+ * name keep what they have (a pinned version, or null while unresolved).
+ */
+export function withVersions(plan: Plan, versions: ReadonlyMap<string, string>): Plan {
+  if (versions.size === 0) return plan
+  const resolve = <T extends ModelTarget>(t: T): T => {
+    const v = versions.get(t.model)
+    return t.registry === null || v === undefined || v === t.registry.version ? t : { ...t, registry: { model: t.registry.model, version: v } }
+  }
+  const routes = plan.routes.map((r) => ({ ...r, targets: r.targets.map(resolve), shadows: r.shadows.map(resolve) }))
+  return deepFreeze({ ...plan, routes })
 }

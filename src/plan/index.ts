@@ -1,4 +1,4 @@
-export { compile, compileFile, withWeights } from './compile.js'
+export { compile, compileFile, withVersions, withWeights } from './compile.js'
 export type { CompileResult } from './compile.js'
 export { decide, matchRoute, isShadowed, newDecision, routeByName } from './decide.js'
 export type { AssignmentSource, Decision, RequestView } from './decide.js'

@@ -12,6 +12,11 @@ export interface ModelTarget {
   /** The url's path without a trailing slash ('' for the origin's root). */
   readonly basePath: string
   readonly timeoutMs: number
+  /**
+   * The MLflow registered version behind this model (`models.NAME.mlflow`), or null without one.
+   * `version` is null while an alias is not resolved yet; records carry it as `model_version`.
+   */
+  readonly registry: { readonly model: string; readonly version: string | null } | null
 }
 
 /** A shadow model as a route mirrors to it, with its selection table. */

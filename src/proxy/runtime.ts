@@ -79,11 +79,20 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
   }
   const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
   for (const r of plan.routes) {
-    // An experiment is its arms, control and salt: weights (a rollout's step) only start a period.
-    const identity = JSON.stringify({ models: r.config.split.map((s) => s.model), control: r.control, salt: r.config.salt })
+    // An experiment is its arms, control and salt, and the registered versions behind the arms (a
+    // new version is a new experiment: versions never mix in one experiment's numbers); weights (a
+    // rollout's step) only start a period.
+    const identity = experimentIdentity(r)
     counters.observe?.(r.name, identity, r.assigner.models, r.assigner.shares)
   }
   return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes) })
+}
+
+/** What identifies a route's experiment: its arms, their registered versions, the control and salt. */
+export function experimentIdentity(r: RoutePlan): string {
+  const arms = r.targets.slice(0, r.config.split.length)
+  const versions = arms.some((t) => t.registry !== null) ? { versions: arms.map((t) => t.registry === null ? null : `${t.registry.model}/${t.registry.version ?? '?'}`) } : {}
+  return JSON.stringify({ models: r.config.split.map((s) => s.model), control: r.control, salt: r.config.salt, ...versions })
 }
 
 /** Every pool a runtime reaches (what a reload must keep open). */

@@ -15,6 +15,8 @@ export type RecordShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutt
 /** A shadow that was sent: its answer (or failure) and the comparison with the primary. */
 export interface ShadowResult {
   model: string
+  /** The MLflow registered version behind the model, when `models.NAME.mlflow` names one (null: not resolved yet). */
+  model_version?: string | null
   status: number
   latency_ms: number
   prediction: unknown
@@ -26,6 +28,7 @@ export interface ShadowResult {
 /** A shadow selected for the request but not sent, and why. */
 export interface ShadowDrop {
   model: string
+  model_version?: string | null
   dropped: RecordShadowDropReason
 }
 
@@ -38,7 +41,7 @@ export interface PredictionRecord {
   readonly route: string
   readonly user_id: string | null
   readonly assignment: RecordAssignment
-  readonly primary: { model: string; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
+  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
   /** Every shadow selected for this request: answered (or failed), or not sent and why. */
   readonly shadows: (ShadowResult | ShadowDrop)[]
   input?: unknown

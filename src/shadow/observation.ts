@@ -70,7 +70,7 @@ export class Observation implements ShadowSink {
 
   /** A selected shadow was not sent (counted by the dispatcher); the record says why. */
   shadowSkipped(target: ShadowTarget, reason: ShadowDropReason): void {
-    (this.#skipped ??= []).push({ model: target.model, dropped: reason })
+    (this.#skipped ??= []).push(target.registry === null ? { model: target.model, dropped: reason } : { model: target.model, model_version: target.registry.version, dropped: reason })
   }
 
   /** The span of a shadow about to be sent (tracing on). */
@@ -110,6 +110,12 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
   const parsed = parseModelJson(body.toString('utf8'))
   if (!parsed.ok) return parsed
   return extractPrediction(parsed.value, route.plan.prediction)
+}
+
+/** `model_version` for a record, when the model has a registered version behind it. */
+function versionOf(route: RouteRuntime, model: string): { model_version?: string | null } {
+  for (const t of route.targets) if (t.model === model) return t.registry === null ? {} : { model_version: t.registry.version }
+  return {}
 }
 
 function round(ms: number): number {
@@ -181,7 +187,7 @@ export class Observer {
       this.#count(s.target, primary.model, comparison)
       obs.traceOf(s.target)?.compared(comparison)
       shadowRecords.push({
-        model: s.target.model, status: s.status, latency_ms: round(s.latencyMs),
+        model: s.target.model, ...(s.target.registry === null ? {} : { model_version: s.target.registry.version }), status: s.status, latency_ms: round(s.latencyMs),
         prediction: sp.ok ? sp.value : null, error: s.error,
         ...(sp.ok || sp.transport ? {} : { prediction_error: sp.reason }),
         comparison,
@@ -202,7 +208,7 @@ export class Observer {
       // `error` is a failure to get an answer (the same for both sides); `prediction_error` says
       // why an answer that came had no prediction to read (a 4xx, not JSON, no such field).
       primary: {
-        model: primary.model, status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
+        model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
         ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
       },
       shadows: shadowRecords,

@@ -6,11 +6,12 @@ import { buildAdmin } from './admin/index.js'
 import { watchFile, type LoadedConfig, type RecordingConfig } from './config/index.js'
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
-import { AssignmentMemory, Tally } from './evaluation/index.js'
+import { AssignmentMemory, Tally, type TallyView } from './evaluation/index.js'
 import { fleetTally } from './evaluation/fleet.js'
 import { feedbackPlugin, type FeedbackPluginOptions, type PeerRecall } from './evaluation/plugin.js'
 import { Metrics } from './metrics/index.js'
-import { compileFile, withWeights, type Plan } from './plan/index.js'
+import { compileFile, withVersions, withWeights, type Plan } from './plan/index.js'
+import { MlflowLink } from './mlflow/index.js'
 import { DecisionEngine } from './decisions/engine.js'
 import { predictionHandler } from './proxy/listener.js'
 import { bindPlan, poolsOf, type Runtime } from './proxy/runtime.js'
@@ -60,6 +61,8 @@ export interface Router {
   reload(): Promise<ReloadResult>
   /** Rollouts and bandits: status, operator actions, and tick() for tests that drive the clock. */
   readonly decisions: DecisionEngine
+  /** MLflow: registry versions, online runs, alias writes (logNow/refreshNow for tests that drive the clock). */
+  readonly mlflow: MlflowLink
   /** The request ids of these this process remembers (for another worker's feedback). */
   recall(requestIds: readonly string[]): PeerRecall[]
   /** Reopens the record file (SIGHUP, after log rotation). */
@@ -108,24 +111,54 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   // counters a cluster worker would decide from its share of the traffic only, so under --workers
   // they need evaluation.prometheus, where every worker reads the same fleet-wide figures.
   const decides = (p: Plan): boolean => opts.worker === undefined || p.config.evaluation.prometheus !== null
+  // The numbers experiments are analysed from: with evaluation.prometheus every replica's totals
+  // (and say so); without it, or with Prometheus out of reach, this replica's.
+  const tallyView = async (): Promise<TallyView> => {
+    const prom = current().config.evaluation.prometheus
+    if (prom === null) return tally
+    const routes = current().routes.filter((r) => r.metrics.length > 0).map((r) => r.name)
+    const fleet = await fleetTally(prom.url, routes, tally, Date.now())
+    if (typeof fleet === 'string') {
+      return { assignments: (r: string, m: string) => tally.assignments(r, m), outcomes: (r: string, m: string, x: string) => tally.outcomes(r, m, x), expected: (r: string, m: string) => tally.expected(r, m), runningMin: (r: string, x: string, c: string, p: number) => tally.runningMin(r, x, c, p), scope: `this replica since it started: the fleet's totals could not be read (${fleet})` }
+    }
+    return { ...fleet, scope: `every replica Prometheus at ${prom.url} scrapes (the fleet's totals; variances from raw sums)` }
+  }
   const logger0: { log?: FastifyInstance['log'] } = {}
   const early: ['info' | 'warn', string][] = []
   const engine = new DecisionEngine({
     runtime: () => current(),
     outcomes: (route, model, metric) => tally.outcomes(route, model, metric),
     refresh: () => store.refresh(),
-    record: (r) => { writer?.write(r) },
+    record: (r) => {
+      writer?.write(r)
+      mlflow.onDecision(r)
+    },
     // The first decisions are taken while the router is built, before its logger exists: those
     // lines wait for it.
     log: (level, message) => { if (logger0.log !== undefined) logger0.log[level](message); else early.push([level, message]) },
     metrics,
     now: () => Date.now(),
   }, DecisionEngine.stateFileFor(plan, opts.worker))
+  // MLflow: the registered versions behind the models (resolved before a plan comes into force),
+  // the online runs and, with write_aliases, the registry following the decisions. Under
+  // --workers every worker resolves versions, and worker 1 alone writes runs and aliases.
+  const mlflow = new MlflowLink({
+    runtime: () => current(),
+    tally: () => tallyView(),
+    decision: (route) => engine.status(route),
+    refresh: () => store.refresh(),
+    metrics,
+    log: (level, message) => { if (logger0.log !== undefined) logger0.log[level](message); else early.push([level, message]) },
+    now: () => Date.now(),
+  }, { stateFile: MlflowLink.stateFileFor(plan.config, opts.worker), writes: opts.worker === undefined || opts.worker === 1 })
+  await mlflow.resolve(plan.config)
   const decided = (next: Plan): Plan => {
-    if (!decides(next)) return next
-    const r = withWeights(next, engine.weightsFor(next))
+    const versioned = withVersions(next, mlflow.versions())
+    if (!decides(versioned)) return versioned
+    const r = withWeights(versioned, engine.weightsFor(versioned))
     if (!r.ok) throw new ConfigError(r.problems)
-    return r.plan
+    // withWeights compiles the routes it changes again, from the file's config: versions go back on.
+    return withVersions(r.plan, mlflow.versions())
   }
   const initial = bindPlan(decided(plan), metrics, tally, pools)
   publish(initial)
@@ -135,13 +168,17 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     base: plan,
     planOf: (r) => r.plan,
     async prepare(next) {
+      // A new file (not a refresh of the one in force): its aliases are resolved first.
+      if (next !== store.base()) await mlflow.resolve(next.config)
       const bound = bindPlan(decided(next), metrics, tally, pools)
       // The new file is opened before the swap, so no record of the new config finds no writer.
       await useRecording(next)
       return bound
     },
   })
+  mlflow.follow(initial)
   store.on('change', (next, old) => {
+    mlflow.follow(next)
     memory.configure(next.config.feedback.request_memory, next.config.feedback.request_ttl_ms)
     budget.limit = next.plan.maxCaptureTotalBytes
     publish(next)
@@ -215,18 +252,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
     // With evaluation.prometheus, experiments read every replica's totals (and say so); without
     // it, or with Prometheus out of reach, this replica's.
-    tally: async () => {
-      const prom = current().config.evaluation.prometheus
-      if (prom === null) return tally
-      const routes = current().routes.filter((r) => r.metrics.length > 0).map((r) => r.name)
-      const fleet = await fleetTally(prom.url, routes, tally, Date.now())
-      if (typeof fleet === 'string') {
-        return { assignments: (r: string, m: string) => tally.assignments(r, m), outcomes: (r: string, m: string, x: string) => tally.outcomes(r, m, x), expected: (r: string, m: string) => tally.expected(r, m), runningMin: (r: string, x: string, c: string, p: number) => tally.runningMin(r, x, c, p), scope: `this replica since it started: the fleet's totals could not be read (${fleet})` }
-      }
-      return { ...fleet, scope: `every replica Prometheus at ${prom.url} scrapes (the fleet's totals; variances from raw sums)` }
-    },
+    tally: tallyView,
     scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
     current: () => current().plan,
+    configExtras: () => current().config.mlflow === null && !Object.values(current().config.models).some((m) => m.mlflow !== null) ? {} : { mlflow: mlflow.status() },
     isReady: () => listening && !shuttingDown,
     readiness: () => ({ sink: sinkStatus(writer) ?? { sink: writerConfig === undefined ? 'none' : 'file' } }),
     reload,
@@ -249,6 +278,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     current,
     reload,
     decisions: engine,
+    mlflow,
     recall(requestIds) {
       const out: PeerRecall[] = []
       for (const requestId of requestIds) {
@@ -282,6 +312,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     shuttingDown = true
     engine.stop()
     await engine.idle()
+    await mlflow.close()
     watcher?.close()
     const deadline = current().config.shutdown_timeout_ms
     let timer: NodeJS.Timeout | undefined

@@ -5,24 +5,14 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import type { ReloadResult } from '../config/store.js'
 import { LOOPBACK_HOSTS } from '../config/schema.js'
 import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, UnauthorizedError, errorBody, formatProblem } from '../errors.js'
-import { analyseRoute, type RouteExperiment } from '../evaluation/index.js'
-import type { Sample } from '../stats/index.js'
+import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import { CONSOLE_PATHS, registerConsole } from './console/index.js'
 
 export type { ReloadResult }
 
 /** The per-arm numbers the experiments endpoint reads: one Tally, or the merge of every worker's. */
-export interface TallyView {
-  assignments(route: string, model: string): number
-  outcomes(route: string, model: string, metric: string): Sample
-  /** Whose numbers these are, when not the listener's default scope. */
-  readonly scope?: string
-  /** Assignments expected under the weights in force when they were made (rollouts, bandits). */
-  expected?(route: string, model: string): number | undefined
-  /** The running minimum of a sequential p over the experiment. */
-  runningMin?(route: string, metric: string, candidate: string, p: number): number
-}
+export type { TallyView }
 
 export interface AdminDeps {
   /** The Prometheus exposition (one registry, or every cluster worker's aggregated). */
@@ -31,6 +21,8 @@ export interface AdminDeps {
   /** Which replicas' numbers /admin/experiments speaks for. */
   readonly scope: string
   current(): Plan
+  /** More for /admin/config to show beside the file's config (the MLflow versions resolved). */
+  configExtras?(): Record<string, unknown>
   isReady(): boolean
   /** More for /readyz to say, ready or not (the record sink's state: a broker down does not make the router unready). */
   readiness?(): Record<string, unknown>
@@ -82,7 +74,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
 
   admin.get('/admin/config', async () => {
     const { loaded } = deps.current()
-    return { file: loaded.file, sha256: loaded.sha256, config: loaded.config }
+    return { file: loaded.file, sha256: loaded.sha256, config: loaded.config, ...deps.configExtras?.() }
   })
 
   const routeNamed = (name: string): RoutePlan => {
@@ -104,16 +96,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
   })
 
   const experiment = (route: RoutePlan, tally: TallyView): RouteExperiment & { scope: string } => ({
-    ...analyseRoute({
-      route: route.name,
-      control: route.control,
-      weights: Object.fromEntries(route.assigner.models.map((m, i) => [m, route.assigner.weights[i] ?? 0])),
-      metrics: route.metrics,
-      assignments: (model) => tally.assignments(route.name, model),
-      outcomes: (model, metric) => tally.outcomes(route.name, model, metric),
-      ...(tally.expected?.(route.name, route.control) !== undefined ? { expected: (model: string) => tally.expected?.(route.name, model) ?? 0 } : {}),
-      ...(tally.runningMin !== undefined ? { runningMin: (metric: string, candidate: string, p: number) => tally.runningMin?.(route.name, metric, candidate, p) ?? p } : {}),
-    }),
+    ...experimentOf(route, tally),
     scope: tally.scope ?? deps.scope,
   })
 

@@ -1,5 +1,32 @@
 import { analyseExperiment, moments, type ExperimentReport, type ModelTotals, type Sample } from '../stats/index.js'
 import type { MetricConfig } from '../config/index.js'
+import type { RoutePlan } from '../plan/index.js'
+
+/** The per-arm numbers an experiment is analysed from: one Tally, or the merge of every worker's. */
+export interface TallyView {
+  assignments(route: string, model: string): number
+  outcomes(route: string, model: string, metric: string): Sample
+  /** Whose numbers these are, when not the listener's default scope. */
+  readonly scope?: string
+  /** Assignments expected under the weights in force when they were made (rollouts, bandits). */
+  expected?(route: string, model: string): number | undefined
+  /** The running minimum of a sequential p over the experiment. */
+  runningMin?(route: string, metric: string, candidate: string, p: number): number
+}
+
+/** A route's experiment as /admin/experiments and MLflow show it: the plan's weights, the tally's numbers. */
+export function experimentOf(route: RoutePlan, tally: TallyView): RouteExperiment {
+  return analyseRoute({
+    route: route.name,
+    control: route.control,
+    weights: Object.fromEntries(route.assigner.models.map((m, i) => [m, route.assigner.weights[i] ?? 0])),
+    metrics: route.metrics,
+    assignments: (model) => tally.assignments(route.name, model),
+    outcomes: (model, metric) => tally.outcomes(route.name, model, metric),
+    ...(tally.expected?.(route.name, route.control) !== undefined ? { expected: (model: string) => tally.expected?.(route.name, model) ?? 0 } : {}),
+    ...(tally.runningMin !== undefined ? { runningMin: (metric: string, candidate: string, p: number) => tally.runningMin?.(route.name, metric, candidate, p) ?? p } : {}),
+  })
+}
 
 /** What one route's experiment needs: its split, control, metrics and the totals per arm. */
 export interface ExperimentData {

@@ -147,6 +147,15 @@ export class Metrics {
     labelNames: ['sink'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
   })
 
+  readonly mlflowRequests = new Counter({
+    name: 'modelsplit_mlflow_requests_total', help: 'Calls to the MLflow tracking server and registry, by result (success; error: MLflow answered an error; timeout; unreachable). Never on the request path.',
+    labelNames: ['result'] as const, registers: [this.registry],
+  })
+  readonly modelVersion = new Gauge({
+    name: 'modelsplit_model_version_info', help: 'The MLflow registered version behind each model (models.NAME.mlflow), as resolved now; value is always 1.',
+    labelNames: ['model', 'registered_model', 'version'] as const, registers: [this.registry], aggregator: 'max',
+  })
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     this.records.inc({ result: 'written' }, 0)
     this.records.inc({ result: 'dropped' }, 0)

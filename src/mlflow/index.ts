@@ -115,8 +115,9 @@ export class MlflowLink {
   /** Logs every route's numbers to its run (the log_interval timer; tests call it directly). */
   logNow(): Promise<void> {
     return this.#enqueue(async (client, cfg) => {
-      await this.#drainAliases(client)
+      const moved = await this.#drainAliases(client)
       this.#warn(await this.#reporter.logAll(client, cfg))
+      if (moved) void this.refreshNow()
     })
   }
 

@@ -19,10 +19,11 @@ type Rec = Record<string, any>
 
 interface Running { router: Router; url: string; adminUrl: string; dir: string }
 
-async function start(dir: string, yaml: string): Promise<Running> {
+async function start(dir: string, yaml: string, logLines?: string[]): Promise<Running> {
   const configFile = join(dir, 'router.yaml')
   await writeFile(configFile, yaml)
-  const router = await buildServer({ configFile, watch: false, defaultMetrics: false })
+  const logger = logLines === undefined ? false : { level: 'info', stream: { write: (line: string) => { logLines.push(line) } } }
+  const router = await buildServer({ configFile, watch: false, defaultMetrics: false, logger })
   const { url, adminUrl } = await router.listen({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0 })
   let closed = false
   onTestFinished(async () => { if (!closed) await router.close() })
@@ -166,6 +167,29 @@ describe('registered versions behind models', () => {
   })
 })
 
+describe('reloads', () => {
+  it('resolves a new alias while the reload is applied, and keeps the versions it knows when MLflow hangs', async () => {
+    const f = await fake()
+    f.setAlias('churn', 'staging', '3')
+    const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
+    const dir = await tempDir()
+    const yaml = config(f.url, a.url, b.url, c.url)
+    const r = await start(dir, yaml)
+    await writeFile(join(dir, 'router.yaml'), yaml.replace('alias: challenger', 'alias: staging'))
+    expect(await r.router.reload()).toMatchObject({ result: 'success' })
+    await send(r, 30)
+    expect((await records(r)).filter((x) => x.type === 'prediction' && x.primary.model === 'v2').at(-1)?.primary.model_version).toBe('3')
+    // MLflow hangs: the reload waits at most mlflow.timeout_ms per model, then applies the file.
+    f.mode = 'hang'
+    await writeFile(join(dir, 'router.yaml'), yaml.replace('alias: challenger', 'alias: staging').replace('weight: 50 }, { model: v2, weight: 50', 'weight: 40 }, { model: v2, weight: 60'))
+    const began = Date.now()
+    expect(await r.router.reload()).toMatchObject({ result: 'success' })
+    expect(Date.now() - began).toBeLessThan(3000)
+    await send(r, 30, 100)
+    expect((await records(r)).filter((x) => x.type === 'prediction' && x.primary.model === 'v2').at(-1)?.primary.model_version).toBe('3')
+  })
+})
+
 describe('online runs', () => {
   it('logs one run per route with its params, numbers, verdict and linked versions, resumed after a restart', async () => {
     const f = await fake()
@@ -269,6 +293,19 @@ describe('MLflow down or hanging', () => {
     const pending = await (await fetch(`${r.adminUrl}/admin/config`)).json() as { mlflow: { pending_alias_writes: string[] } }
     // v2's version was never known, so there is nothing the registry could be told.
     expect(pending.mlflow.pending_alias_writes).toEqual([])
+  }, 30_000)
+
+  it('logs MLflow problems at most once per log_interval', async () => {
+    const f = await fake()
+    const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
+    const lines: string[] = []
+    const r = await start(await tempDir(), config(f.url, a.url, b.url, c.url), lines)
+    f.mode = 'down'
+    for (let i = 0; i < 3; i++) await r.router.mlflow.logNow()
+    await r.router.mlflow.refreshNow()
+    const warned = lines.filter((l) => l.includes('MLflow:'))
+    expect(warned).toHaveLength(1)
+    expect(warned[0]).toMatch(/HTTP 503 TEMPORARILY_UNAVAILABLE/)
   }, 30_000)
 
   it('keeps the last versions it resolved across a restart while MLflow is down, and writes queued alias moves once it is back', async () => {

@@ -101,6 +101,20 @@ def test_shadow_columns(tmp_path: Path) -> None:
     assert p["shadow.v3.comparison_error"][1] == "shadow failed: timeout"
     assert p["shadow.v4.dropped"][0] == "max_in_flight" and pd.isna(p["shadow.v4.dropped"][1])
     assert p["prediction"][0] == [0.1]
+    assert p["model_version"].isna().all()  # no MLflow versions behind these models
+
+
+def test_model_versions(tmp_path: Path) -> None:
+    f = tmp_path / "p.jsonl"
+    r1 = prediction(1, shadows=[{"model": "v3", "model_version": "7", "dropped": "max_in_flight"}])
+    r1["primary"]["model_version"] = "2"
+    r2 = prediction(2, shadows=[{"model": "v3", "model_version": None, "status": 200, "latency_ms": 1.0, "prediction": [0.1],
+                                 "error": None, "comparison": {"agree": True, "abs_diff_max": 0, "abs_diff_mean": 0, "fraction_agree": 1}}])
+    r2["primary"]["model_version"] = None
+    write(f, [r1, r2])
+    p = read_records(f).predictions
+    assert p["model_version"][0] == "2" and pd.isna(p["model_version"][1])
+    assert p["shadow.v3.model_version"][0] == "7" and pd.isna(p["shadow.v3.model_version"][1])
 
 
 def test_globs_of_worker_files_and_lists(tmp_path: Path) -> None:

@@ -181,7 +181,7 @@ def as_outcome_record(record: dict[str, Any]) -> Optional[dict[str, Any]]:
 PREDICTION_COLUMNS = ["ts", "request_id", "route", "user_id", "assignment", "model", "status", "latency_ms",
                       "prediction", "error", "prediction_error", "input_omitted", "schema"]
 SHADOW_FIELDS = ["status", "latency_ms", "prediction", "error", "prediction_error", "agree", "abs_diff_max",
-                 "abs_diff_mean", "fraction_agree", "comparison_error", "dropped"]
+                 "abs_diff_mean", "fraction_agree", "comparison_error", "dropped", "model_version"]
 OUTCOME_COLUMNS = ["ts", "route", "request_id", "user_id", "model", "metric", "value", "attributed_by", "schema"]
 
 
@@ -192,6 +192,7 @@ def _prediction_row(r: dict[str, Any], include_input: bool) -> dict[str, Any]:
         "assignment": r.get("assignment"), "model": p["model"], "status": p.get("status"),
         "latency_ms": p.get("latency_ms"), "prediction": p.get("prediction"), "error": p.get("error"),
         "prediction_error": p.get("prediction_error"), "input_omitted": r.get("input_omitted"), "schema": r.get("schema"),
+        "model_version": p.get("model_version"),
     }
     if include_input:
         row["input"] = r.get("input")
@@ -200,6 +201,8 @@ def _prediction_row(r: dict[str, Any], include_input: bool) -> dict[str, Any]:
         if not isinstance(s, dict) or not isinstance(s.get("model"), str):
             continue
         pre = f"shadow.{s['model']}."
+        if "model_version" in s:
+            row[pre + "model_version"] = s["model_version"]
         if "dropped" in s:
             row[pre + "dropped"] = s["dropped"]
             continue
@@ -232,10 +235,13 @@ class Records:
 
     ``predictions``: one row per request: ``ts`` (UTC), ``request_id``, ``route``, ``user_id``,
     ``assignment``, the primary's ``model``, ``status``, ``latency_ms``, ``prediction``, ``error``,
-    ``prediction_error``, ``input_omitted``, ``schema`` (and ``input`` with ``include_input=True``),
+    ``prediction_error``, ``input_omitted``, ``schema``, ``model_version`` (the MLflow registered
+    version behind the model, where ``models.NAME.mlflow`` names one; missing otherwise) (and
+    ``input`` with ``include_input=True``),
     then per shadow model ``M`` the columns ``shadow.M.status``, ``.latency_ms``, ``.prediction``,
     ``.error``, ``.agree``, ``.abs_diff_max``, ``.abs_diff_mean``, ``.fraction_agree`` (a comparison
-    made), ``.comparison_error`` (none could be made) and ``.dropped`` (selected but not sent);
+    made), ``.comparison_error`` (none could be made), ``.dropped`` (selected but not sent) and
+    ``.model_version``;
     missing where the shadow did not run for that request.
 
     ``outcomes``: ``ts``, ``route``, ``request_id``, ``user_id``, ``model``, ``metric``, ``value``,
@@ -289,7 +295,7 @@ class _Builder:
     def build(self, files: list[str], skipped: int) -> Records:
         import pandas as pd
 
-        base = PREDICTION_COLUMNS + (["input"] if self.include_input else [])
+        base = PREDICTION_COLUMNS + (["input"] if self.include_input else []) + ["model_version"]
         preds = pd.DataFrame.from_records(self.predictions) if self.predictions else pd.DataFrame(columns=base)
         shadow_cols = [c for c in preds.columns if c.startswith("shadow.")]
         models = sorted({c[len("shadow."):c.rindex(".")] for c in shadow_cols})

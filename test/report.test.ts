@@ -199,6 +199,21 @@ describe('report on the hand-made fixture', () => {
   })
 })
 
+describe('report on records with MLflow versions', () => {
+  it('names the versions each model answered as, and says when two are mixed', async () => {
+    const rec = (i: number, model: string, version: string | null) => JSON.stringify({ type: 'prediction', schema: 1, ts: `2026-11-30T20:00:0${i}.000Z`, request_id: `r${i}`, route: 'churn', user_id: `u${i}`, assignment: 'hash', primary: { model, model_version: version, status: 200, latency_ms: 1, prediction: [0.1], error: null }, shadows: [] })
+    const file = join(dir, 'p.jsonl')
+    await writeFile(file, [rec(1, 'v1', '1'), rec(2, 'v2', '2'), rec(3, 'v2', '3'), rec(4, 'v1', '1'), rec(5, 'v2', null)].join('\n') + '\n')
+    const doc = await reportJson([file])
+    expect(route(doc, 'churn').primaries.map((p) => [p.model, p.model_versions])).toEqual([['v1', ['1']], ['v2', ['2', '3', null]]])
+    const { stdout } = await report([file], { json: false, progress: false })
+    expect(stdout).toMatch(/^ {2}v1 \(v1\) +2 /m)
+    expect(stdout).toMatch(/^ {2}v2 \(v2, v3, v\?\) +3 /m)
+    expect(stdout).toContain('note: v2 answered as MLflow versions 2, 3, unresolved in these records: their numbers are mixed here')
+    expect(stdout).not.toContain('note: v1')
+  })
+})
+
 describe('report on rotated and large files', () => {
   function line(i: number, route = 'r'): string {
     return JSON.stringify({

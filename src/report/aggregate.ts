@@ -26,6 +26,8 @@ export interface SideSummary {
 export interface PrimarySummary extends SideSummary {
   /** requests / the route's requests. */
   readonly share: number | null
+  /** The MLflow registered versions recorded for this model (`model_version`), when any: more than one means their numbers are mixed here. */
+  readonly model_versions?: readonly (string | null)[]
 }
 
 /** One primary with one of its shadows: the records where that shadow ran beside that primary. */
@@ -80,12 +82,19 @@ class SideAcc {
   requests = 0
   errors = 0
   readonly latency: Reservoir
+  /** `model_version` values seen, in order of first sight. */
+  versions: (string | null)[] | undefined
 
   constructor(readonly model: string, capacity: number) {
     this.latency = new Reservoir(capacity)
   }
 
   add(side: Side): void {
+    if (side.model_version !== undefined) {
+      const v = typeof side.model_version === 'string' ? side.model_version : null
+      if (this.versions === undefined) this.versions = [v]
+      else if (!this.versions.includes(v)) this.versions.push(v)
+    }
     this.requests++
     if (isError(side)) this.errors++
     if (typeof side.latency_ms === 'number' && Number.isFinite(side.latency_ms)) this.latency.add(side.latency_ms)
@@ -159,6 +168,7 @@ class RouteAcc {
 /** One side (primary or shadow) of a record, as read: fields are checked before use. */
 interface Side {
   readonly model: string
+  readonly model_version?: unknown
   readonly status?: unknown
   readonly latency_ms?: unknown
   readonly error?: unknown
@@ -277,7 +287,7 @@ export class ReportAccumulator {
       const primaries: PrimarySummary[] = []
       for (const p of byName(r.primaries)) {
         exact &&= p.latency.exact
-        primaries.push({ ...p.summary(), share: ratio(p.requests, r.requests) })
+        primaries.push({ ...p.summary(), share: ratio(p.requests, r.requests), ...(p.versions !== undefined ? { model_versions: p.versions } : {}) })
       }
       const pairs: PairSummary[] = []
       for (const byShadow of byName(r.pairs)) {

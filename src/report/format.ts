@@ -42,8 +42,11 @@ function routeBlock(route: RouteSummary): string[] {
   const lines = [`route ${route.route}: ${route.requests} request(s)` + (route.from !== null ? `, ${route.from} to ${route.to ?? ''}` : ''), '']
   lines.push(...indent(table(1,
     ['primary', 'requests', 'share', 'errors', 'error rate', 'p50 ms', 'p99 ms'],
-    route.primaries.map((p) => [p.model, String(p.requests), pct(p.share), String(p.errors), pct(p.error_rate), ms(p.latency_ms.p50), ms(p.latency_ms.p99)]),
+    route.primaries.map((p) => [p.model_versions === undefined ? p.model : `${p.model} (v${p.model_versions.map((v) => v ?? '?').join(', v')})`, String(p.requests), pct(p.share), String(p.errors), pct(p.error_rate), ms(p.latency_ms.p50), ms(p.latency_ms.p99)]),
   )))
+  for (const p of route.primaries) {
+    if ((p.model_versions?.length ?? 0) > 1) lines.push(`  note: ${p.model} answered as MLflow versions ${(p.model_versions ?? []).map((v) => v ?? 'unresolved').join(', ')} in these records: their numbers are mixed here (the router started a new experiment at each change; filter the records by model_version to compare one)`)
+  }
   if (route.pairs.length === 0) return lines
   lines.push('')
   lines.push(...indent(table(2,

@@ -258,6 +258,29 @@ describe('online runs', () => {
     expect(run?.tags.get('modelsplit.rollout.state')).toBe('promoted')
   })
 
+  it('champion and challenger: a promotion moves champion to the candidate\'s version, and the next challenger starts its own rollout', async () => {
+    const f = await fake()
+    f.setAlias('churn', 'champion', '1')
+    const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
+    const rollout = `    rollout: { candidate: v2, steps: [50, 100], step_interval: 1s, min_requests: 1 }`
+    const yaml = config(f.url, a.url, b.url, c.url, { route: rollout, mlflow: '  write_aliases: true' }).replace('mlflow: { model: churn, version: 1 }', 'mlflow: { model: churn, alias: champion }')
+    const r = await start(await tempDir(), yaml)
+    const rolloutStatus = async () => (await fetch(`${r.adminUrl}/admin/rollouts/churn`)).json() as Promise<{ state: string; percent: number }>
+    await fetch(`${r.adminUrl}/admin/rollouts/churn/promote`, { method: 'POST' })
+    await r.router.mlflow.logNow() // writes the alias, then follows it
+    await r.router.mlflow.refreshNow()
+    expect(f.aliases.get('churn')?.get('champion')).toBe('2')
+    const cfg = await (await fetch(`${r.adminUrl}/admin/config`)).json() as { mlflow: { models: Record<string, { version: string }> } }
+    expect([cfg.mlflow.models.v1?.version, cfg.mlflow.models.v2?.version]).toEqual(['2', '2'])
+    // Both arms serve version 2 now; the next challenger starts from the first step.
+    f.setAlias('churn', 'challenger', '3')
+    await r.router.mlflow.refreshNow()
+    expect(await rolloutStatus()).toMatchObject({ state: 'running', percent: 50 })
+    await send(r, 40)
+    const preds = (await records(r)).filter((x) => x.type === 'prediction')
+    expect(new Set(preds.map((p) => `${p.primary.model}@${p.primary.model_version}`))).toEqual(new Set(['v1@2', 'v2@3']))
+  })
+
   it('tags the candidate version when a rollout is aborted', async () => {
     const f = await fake()
     const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]

@@ -32,7 +32,7 @@ const TOKEN = '5f2b8e61c0d94a7fb3e1a2c4d6e8f009'
 const config = (v1: string, v2: string, v3: string, admin = '') => `evaluation: { interval: 1h }
 ${admin}
 models:
-  v1: { url: "${v1}" }
+  v1: { url: "${v1}", mlflow: { model: churn, version: 1 } }
   v2: { url: "${v2}" }
   v3: { url: "${v3}" }
 routes:
@@ -171,6 +171,9 @@ describe.skipIf(!hasChromium)('the console in a real browser', () => {
     await traffic(r, 400, 100)
     await expect.poll(async () => Number(await value(page, '[data-section="models"] [data-model="v1"]', 'rps')), { timeout: 10_000 }).toBeGreaterThan(0)
     expect(Number(await value(page, '[data-section="models"] [data-model="v1"]', 'p99'))).toBeGreaterThan(0)
+    // The MLflow version behind a model is beside its name.
+    expect(await page.locator('[data-route="churn"] [data-section="models"] [data-model="v1"] [data-field="model-version"]').textContent()).toBe('churn v1')
+    expect(await page.locator('[data-route="churn"] [data-section="models"] [data-model="v2"] [data-field="model-version"]').count()).toBe(0)
 
     // Cancel does nothing; a confirmed pause pauses.
     const section = page.locator('[data-route="churn"]')

@@ -281,6 +281,23 @@ describe('online runs', () => {
     expect(new Set(preds.map((p) => `${p.primary.model}@${p.primary.model_version}`))).toEqual(new Set(['v1@2', 'v2@3']))
   })
 
+  it('moves the alias to a bandit\'s winner when it stops', async () => {
+    const f = await fake()
+    const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
+    const bandit = `    bandit: { metric: retained, stop_when: { probability_best: 0.9 } }`
+    const r = await start(await tempDir(), config(f.url, a.url, b.url, c.url, { route: bandit, mlflow: '  write_aliases: true' }))
+    // The record the engine writes when a bandit stops on a winner.
+    r.router.mlflow.onDecision({ type: 'decision', schema: 1, ts: '2026-11-30T20:00:00.000Z', route: 'churn', kind: 'bandit', result: 'stop', reason: 'v2 is best', bandit: { winner: 'v2', shares: { v1: 0, v2: 1 } } })
+    await r.router.mlflow.logNow()
+    expect(f.aliases.get('churn')?.get('champion')).toBe('2')
+    expect(f.versions.get('churn')?.get('2')?.tags.get('modelsplit.promoted_at')).toBe('2026-11-30T20:00:00.000Z')
+    // A hold names no winner: nothing moves.
+    f.setAlias('churn', 'champion', '1')
+    r.router.mlflow.onDecision({ type: 'decision', schema: 1, ts: '2026-11-30T20:01:00.000Z', route: 'churn', kind: 'bandit', result: 'hold', reason: 'stopped', bandit: { winner: 'v2' } })
+    await r.router.mlflow.logNow()
+    expect(f.aliases.get('churn')?.get('champion')).toBe('1')
+  })
+
   it('tags the candidate version when a rollout is aborted', async () => {
     const f = await fake()
     const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]

@@ -326,7 +326,7 @@ export const CONSOLE_JS = String.raw`'use strict';
     return el('div', { 'data-section': 'shadows' }, kids);
   }
 
-  function modelsSection(route, series, prevSeries, dt) {
+  function modelsSection(route, series, prevSeries, dt, versions) {
     var models = {};
     series.forEach(function (x) { if (x.name === 'modelsplit_requests_total' && x.labels.route === route) models[x.labels.model] = true; });
     var windowed = prevSeries !== null && dt > 0;
@@ -349,7 +349,7 @@ export const CONSOLE_JS = String.raw`'use strict';
           }
           var er = d > 0 ? dErr / d : NaN;
           return el('tr', { 'data-model': m },
-            el('th', { scope: 'row', text: m }),
+            el('th', { scope: 'row' }, m, versions[m] ? el('span', { class: 'muted' }, ' ', field('model-version', versions[m].version, versions[m].registered_model + ' v' + (versions[m].version || '?'))) : null),
             el('td', { class: 'num' }, field('requests', total, num(total))),
             el('td', { class: 'num' }, field('rps', rps, isNum(rps) ? rps.toFixed(1) : '–')),
             el('td', { class: 'num' }, field('error-rate', er, pct(er, 2))),
@@ -394,7 +394,7 @@ export const CONSOLE_JS = String.raw`'use strict';
             Object.keys(e.metrics || {}).map(function (mn) { return metricSection(mn, e.metrics[mn]); })) : null,
           shadowSection(rc.name, series, prev && prev.series, now),
           el('h3', { text: 'Per model' }),
-          modelsSection(rc.name, series, prev && prev.series, dt)));
+          modelsSection(rc.name, series, prev && prev.series, dt, (cfg.mlflow && cfg.mlflow.models) || {})));
       });
       main.replaceChildren(frag);
       if (focused) { var again = main.querySelector('[data-focus="' + focused + '"]'); if (again) again.focus(); }

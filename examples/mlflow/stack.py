@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -177,11 +178,19 @@ class Stack:
         self.stop()
 
     def stop(self) -> None:
-        while self.procs:
-            p = self.procs.pop()
-            if p.running():
-                self.say(f"stopping {p.name} (pid {p.popen.pid})")
-            p.stop()
+        """The router first (it may still be writing to MLflow), then everything else at once."""
+        routers = [p for p in self.procs if p.name == "router"]
+        others = [p for p in reversed(self.procs) if p.name != "router"]
+        self.procs = []
+        for group in (routers, others):
+            for p in group:
+                if p.running():
+                    self.say(f"stopping {p.name} (pid {p.popen.pid})")
+            threads = [threading.Thread(target=p.stop) for p in group]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
 
     def start(self, name: str, cmd: list[str], env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None) -> Proc:
         p = Proc(name, cmd, self.workdir / "logs" / f"{name}.log", env=env if env is not None else child_env(), cwd=cwd)

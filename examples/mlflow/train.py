@@ -65,7 +65,7 @@ def generate_customers(n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 def churn_probability(x: pd.DataFrame) -> np.ndarray:
     """The true probability that each customer churns (unknown to the models)."""
-    logit = (-1.6 - 0.04 * (x["tenure_months"] - 24) + 0.025 * (x["monthly_charges"] - 70)
+    logit = (-1.2 - 0.04 * (x["tenure_months"] - 24) + 0.025 * (x["monthly_charges"] - 70)
              + 0.5 * (x["support_calls"] - 1.5) + 1.1 * x["month_to_month"] - 0.35 * (x["num_products"] - 1))
     return 1.0 / (1.0 + np.exp(-np.asarray(logit, dtype=float)))
 

@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { mlflowKey } from '../src/mlflow/reporter.js'
 import { compile } from '../src/plan/index.js'
 import { buildServer, type Router } from '../src/server.js'
 import { startFakeMlflow, type FakeMlflow } from './helpers/fake-mlflow.js'
@@ -86,6 +87,14 @@ async function records(r: Running): Promise<Rec[]> {
   await r.router.flush()
   return (await readFile(join(r.dir, 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Rec)
 }
+
+describe('mlflow keys', () => {
+  it('turns characters MLflow refuses in a metric or param key into _', () => {
+    expect(mlflowKey('churn-v1.retained.mean')).toBe('churn-v1.retained.mean')
+    expect(mlflowKey('churn@v1:é.requests')).toBe('churn_v1__.requests')
+    expect(mlflowKey('x'.repeat(300))).toHaveLength(250)
+  })
+})
 
 describe('mlflow config', () => {
   const base = (models: string, top = 'mlflow: { tracking_uri: "http://127.0.0.1:5000" }') => `${top}

@@ -202,7 +202,7 @@ export class RunReporter {
     for (const t of [...route.arms, ...route.shadows]) {
       if (t.registry !== null) params.push({ key: `model.${t.model}`, value: `${t.registry.model}/${t.registry.version ?? 'unresolved'}` })
     }
-    return params.map((p) => ({ key: p.key, value: p.value.slice(0, 6000) }))
+    return params.map((p) => ({ key: mlflowKey(p.key), value: p.value.slice(0, 6000) }))
   }
 
   /** The run's description in MLflow's UI: the versions compared, linked to their registry pages and training runs. */
@@ -231,7 +231,7 @@ export class RunReporter {
     const metrics: Metric[] = []
     const step = Math.max(0, Math.floor((now - run.startTime) / 1000))
     const put = (key: string, value: number | null | undefined): void => {
-      if (value !== null && value !== undefined && Number.isFinite(value)) metrics.push({ key, value, timestamp: now, step })
+      if (value !== null && value !== undefined && Number.isFinite(value)) metrics.push({ key: mlflowKey(key), value, timestamp: now, step })
     }
     const current = counts(route)
     const since = (model: string): Counts => minus(current.get(model), run.baseline.get(model))
@@ -268,7 +268,7 @@ export class RunReporter {
           put(`${model}.${metric}.p_value`, c.p_value_sequential)
         }
         put(`${metric}.srm_p`, report.srm.p_value)
-        tags.push({ key: `modelsplit.verdict.${metric}`, value: report.verdict })
+        tags.push({ key: mlflowKey(`modelsplit.verdict.${metric}`), value: report.verdict })
       }
     }
     const d = this.#host.decision(route.name)
@@ -283,6 +283,14 @@ export class RunReporter {
     }
     return { metrics, tags }
   }
+}
+
+/**
+ * A key MLflow accepts: letters, digits, `_ - . / ` and space, at most 250 characters. Model names
+ * are free-form in the config; another character becomes `_` (so `churn@v1` logs as `churn_v1`).
+ */
+export function mlflowKey(key: string): string {
+  return key.replace(/[^A-Za-z0-9_\-./ ]/g, '_').slice(0, 250)
 }
 
 function runName(route: RouteRuntime): string {

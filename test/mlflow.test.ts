@@ -312,8 +312,13 @@ describe('online runs', () => {
     const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
     const rollout = `    rollout: { candidate: v2, steps: [50, 100], step_interval: 1s, min_requests: 1 }`
     const r = await start(await tempDir(), config(f.url, a.url, b.url, c.url, { route: rollout, mlflow: '  write_aliases: true' }))
+    const { ids } = await send(r, 40)
     expect((await fetch(`${r.adminUrl}/admin/rollouts/churn/abort`, { method: 'POST' })).status).toBe(200)
     await r.router.mlflow.logNow()
+    // The abort rebound the plan with v2 at 0%: what v2 answered before it still counts.
+    const [run] = [...f.runs.values()]
+    expect(f.latest(run?.run_id as string)['v2.requests']).toBe([...ids.values()].filter((m) => m === 'v2').length)
+    expect([...ids.values()].filter((m) => m === 'v2').length).toBeGreaterThan(0)
     expect(f.versions.get('churn')?.get('2')?.tags.get('modelsplit.rolled_back')).toMatch(/abort by an operator/)
     expect(f.aliases.get('churn')?.has('champion')).toBe(false)
   })

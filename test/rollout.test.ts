@@ -98,6 +98,28 @@ describe('progressive rollout in the router', () => {
     expect(await traffic(r, 100)).toEqual({ v1: 100 })
   })
 
+  it('judges a step by what happened on it, even when the plan was rebound at its start', async () => {
+    // The control fails its first 5 requests, then never again: those errors belong to the first
+    // step. The second step starts with a rebind (new weights); its window must not subtract them
+    // from a list of status codes the new arms have not seen yet (which made the control's error
+    // rate negative and rolled a healthy candidate back).
+    let served = 0
+    const v1 = await upstream((_req, res) => {
+      const status = ++served <= 5 ? 500 : 200
+      const body = JSON.stringify({ predictions: ['v1'] })
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    })
+    const v2 = await upstream(jsonEcho('v2'))
+    const r = await router(config(v1.url, v2.url))
+    await traffic(r, 400)
+    expect(await nextBoundary(r)).toMatchObject({ state: 'running', percent: 50 })
+    await traffic(r, 400)
+    const s = await nextBoundary(r)
+    expect(s.decisions.at(-1)?.reason).not.toMatch(/gate failed/)
+    expect(s).toMatchObject({ state: 'running', percent: 100 })
+  })
+
   it('holds with too few requests, and lets an operator pause, resume and abort', async () => {
     const v1 = await upstream(jsonEcho('v1'))
     const v2 = await upstream(jsonEcho('v2'))

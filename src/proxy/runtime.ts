@@ -95,6 +95,20 @@ export function experimentIdentity(r: RoutePlan): string {
   return JSON.stringify({ models: r.config.split.map((s) => s.model), control: r.control, salt: r.config.salt, ...versions })
 }
 
+/**
+ * Metric children bound lazily (per status code, per primary compared with) that must outlive a
+ * rebind: a reload or a rollout's step makes new arms, and a new empty list would forget the codes
+ * seen before it, so a window read across the rebind (a decision's, MLflow's) would lose them.
+ */
+const kept = new WeakMap<Metrics, Map<string, unknown>>()
+function keep<T>(metrics: Metrics, key: string, make: () => T): T {
+  let m = kept.get(metrics)
+  if (m === undefined) kept.set(metrics, m = new Map())
+  let v = m.get(key) as T | undefined
+  if (v === undefined) m.set(key, v = make())
+  return v
+}
+
 /** Every pool a runtime reaches (what a reload must keep open). */
 export function poolsOf(runtime: Runtime): Set<Dispatcher> {
   const out = new Set<Dispatcher>()
@@ -116,7 +130,7 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
       assignedByOverride: metrics.assignments.labels({ ...labels, source: 'override' }),
       assignedByMissing: metrics.assignments.labels({ ...labels, source: 'missing_user_id' }),
       duration: metrics.duration.labels(labels),
-      byCode: [],
+      byCode: keep(metrics, `primary\u0000${route.name}\u0000${t.model}`, () => []),
       metrics,
       assigned: counters.assignmentCounter(route.name, t.model),
     }
@@ -138,8 +152,8 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
         unavailable: dropped('unavailable'),
         capture_budget: dropped('capture_budget'),
       },
-      byCode: [],
-      comparisons: new Map(),
+      byCode: keep(metrics, `shadow\u0000${route.name}\u0000${sh.model}`, () => []),
+      comparisons: keep(metrics, `compared\u0000${route.name}\u0000${sh.model}`, () => new Map()),
     }
   })
   return {

@@ -16,7 +16,8 @@ modelsplit.yaml with those ports and 1-second intervals. Then checks, in order:
   c. simulated outcomes fed back with modelsplit.Feedback reach the verdict "candidate better";
   d. the router's run in MLflow (read with MlflowClient): params, metrics, tags, model inputs;
   e. after the operator promotes churn-v2, the alias `champion` is on version 2, with
-     modelsplit.promoted_at and modelsplit.route tags.
+     modelsplit.promoted_at and modelsplit.route tags;
+  f. the same run goes on after the promotion, its rollout tags and counts consistent.
 
 Every wait is a poll with a deadline. Every process is started in a process group of its own
 and the group is killed at the end, also when a check fails. The phases' durations are printed
@@ -245,7 +246,10 @@ def test_b_records_compare_the_shadow(router, experiment):
         # The same records through the Python client: one column per shadow.
         import modelsplit
         recs = modelsplit.read_records(str(router["records"]))
-        assert recs.predictions["shadow.churn-v3.agree"].notna().sum() == len(preds) - dropped
+        ours = recs.predictions[recs.predictions["request_id"].isin({r["request_id"] for r in preds})]
+        assert len(ours) == len(preds)
+        assert ours["shadow.churn-v3.agree"].notna().sum() == len(preds) - dropped
+        assert set(ours["model_version"]) == {"1", "2"} and set(ours["shadow.churn-v3.model_version"]) == {"3"}
         assert len(recs.outcomes) >= sim.sent
 
 
@@ -325,30 +329,63 @@ def test_d_the_router_logs_to_mlflow(router, tracking_uri, registered, experimen
     assert t["modelsplit.rollout.state"] == "running" and t["modelsplit.rollout.percent"] == "50"
     assert json.loads(t["modelsplit.versions"]) == {m_: f"{MODEL_NAME}/{v}" for m_, v in VERSIONS.items()}
 
-    # The run's inputs are the registered versions' logged models (MLflow 3).
-    wanted = {client.get_model_version(MODEL_NAME, v).model_id for v in VERSIONS.values()}
+    # The run's inputs are the registered versions' logged models (MLflow 3). A version names its
+    # logged model in `source` (models:/m-…); `model_id` is not filled in by this MLflow's SQL store.
+    versions = [client.get_model_version(MODEL_NAME, v) for v in VERSIONS.values()]
+    wanted = {mv.model_id or mv.source.removeprefix("models:/") for mv in versions}
     got = {i.model_id for i in client.get_run(run.info.run_id).inputs.model_inputs}
     assert wanted <= got, f"model inputs {got}, registered versions' models {wanted}"
 
 
-def test_e_promotion_moves_the_alias(router, tracking_uri, experiment):
+@pytest.fixture(scope="module")
+def promoted(router, tracking_uri, experiment):
+    """The operator's promote of churn-v2 (POST /admin/rollouts/churn/promote); returns when it
+    was sent and the run's latest counts (requests, comparisons, outcomes) just before."""
+    client = MlflowClient(tracking_uri)
+    run = wait_until("the router's run", lambda: route_run(client), timeout=30)
+    before = {k: v for k, v in run.data.metrics.items() if k.endswith((".requests", ".compared", ".n"))}
+    at = datetime.now().astimezone()
+    status, _, body = http("POST", f"{router['admin']}/admin/rollouts/{ROUTE}/promote")
+    assert status == 200, body
+    rollout = get_json(f"{router['admin']}/admin/rollouts/{ROUTE}")
+    assert rollout["state"] == "promoted" and rollout["effective_shares"]["churn-v2"] == 1, rollout
+    return {"at": at, "before": before}
+
+
+def test_e_promotion_moves_the_alias(tracking_uri, promoted):
     """The operator promotes churn-v2: the alias champion moves to version 2, tagged by the router."""
     client = MlflowClient(tracking_uri)
     with Phase("e. promote, alias moved"):
-        t_before = datetime.now().astimezone()
-        status, _, body = http("POST", f"{router['admin']}/admin/rollouts/{ROUTE}/promote")
-        assert status == 200, body
-        assert get_json(f"{router['admin']}/admin/rollouts/{ROUTE}")["state"] == "promoted"
-        mv = wait_until("alias champion on version 2",
-                        lambda: (lambda v: v if v.version == "2" else None)(client.get_model_version_by_alias(MODEL_NAME, "champion")),
+        # The alias is set first, then the version's tags: wait for all three.
+        mv = wait_until("alias champion on version 2, tagged modelsplit.promoted_at and modelsplit.route",
+                        lambda: (lambda v: v if v.version == "2" and {"modelsplit.promoted_at", "modelsplit.route"} <= set(v.tags)
+                                 else None)(client.get_model_version_by_alias(MODEL_NAME, "champion")),
                         timeout=30)
-        assert mv.tags["modelsplit.route"] == ROUTE
-        promoted_at = datetime.fromisoformat(mv.tags["modelsplit.promoted_at"].replace("Z", "+00:00"))
-        assert abs((promoted_at - t_before).total_seconds()) < 60, (promoted_at, t_before)
-        assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "3"  # untouched
-        assert "modelsplit.promoted_at" not in client.get_model_version(MODEL_NAME, "1").tags
-        run = wait_until("the run's rollout tags after the promotion",
-                         lambda: (lambda r: r if r and r.data.tags.get("modelsplit.rollout.state") == "promoted" else None)(route_run(client)),
+    assert mv.tags["modelsplit.route"] == ROUTE
+    promoted_at = datetime.fromisoformat(mv.tags["modelsplit.promoted_at"].replace("Z", "+00:00"))
+    assert abs((promoted_at - promoted["at"]).total_seconds()) < 60, (promoted_at, promoted["at"])
+    assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "3"  # untouched
+    assert "modelsplit.promoted_at" not in client.get_model_version(MODEL_NAME, "1").tags
+
+
+def test_f_the_run_after_the_promotion(tracking_uri, promoted):
+    """The same run goes on after the promotion: its rollout tags agree with the shares, its counts are kept."""
+    client = MlflowClient(tracking_uri)
+    with Phase("f. the run after the promotion"):
+        run = wait_until("a log of the run after the promotion (churn-v2.share 100)",
+                         lambda: (lambda r: r if r and r.data.metrics.get("churn-v2.share") == 100 else None)(route_run(client)),
                          timeout=30)
-        assert run.data.tags["modelsplit.rollout.percent"] == "100"
-        assert run.info.status == "RUNNING"
+    t, m = run.data.tags, run.data.metrics
+    assert run.info.status == "RUNNING"
+    assert t["modelsplit.rollout.state"] == "promoted"
+    assert m["churn-v1.share"] == 0
+    problems = []
+    # The candidate has every user now (churn-v2.share is 100, effective_shares in /admin/rollouts 1).
+    if t["modelsplit.rollout.percent"] != "100":
+        problems.append(f"tag modelsplit.rollout.percent is {t['modelsplit.rollout.percent']!r} after the promotion, "
+                        "while churn-v2.share is 100")
+    # No new experiment began (same run, same outcomes): counts since it began cannot go down.
+    went_down = {k: (v, m.get(k)) for k, v in promoted["before"].items() if (m.get(k) or 0) < v}
+    if went_down:
+        problems.append(f"counts that went down after the promotion (before, after): {went_down}")
+    assert not problems, "\n".join(problems)

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { StateFile } from '../state-file.js'
 import type { BanditConfig, RolloutConfig } from '../config/decisions.js'
 import type { Metrics } from '../metrics/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
@@ -60,7 +59,7 @@ export type OperatorAction = 'pause' | 'resume' | 'abort' | 'promote'
  */
 export class DecisionEngine {
   readonly #host: DecisionHost
-  readonly #file: string
+  readonly #state: StateFile
   readonly #routes = new Map<string, RouteDecisions>()
   readonly #local: DecisionData
   #fleet: { key: string; data: DecisionData } | undefined
@@ -73,7 +72,7 @@ export class DecisionEngine {
 
   constructor(host: DecisionHost, stateFile: string, data?: DecisionData) {
     this.#host = host
-    this.#file = stateFile
+    this.#state = new StateFile(stateFile, (message) => host.log('warn', `decision state: ${message}`))
     this.#local = data ?? new LocalData(host)
     this.#load()
   }
@@ -452,37 +451,20 @@ export class DecisionEngine {
   // --- state that survives restarts ---------------------------------------------------------------
 
   #load(): void {
-    let text: string
-    try {
-      text = readFileSync(this.#file, 'utf8')
-    } catch {
-      return // no state yet
-    }
+    const text = this.#state.read()
+    if (text === undefined) return // no state yet
     try {
       const saved = JSON.parse(text) as { version: number; routes: Record<string, RouteDecisions> }
       if (saved.version !== STATE_VERSION) throw new Error(`version ${saved.version}, expected ${STATE_VERSION}`)
       for (const [route, d] of Object.entries(saved.routes)) this.#routes.set(route, d)
     } catch (err) {
-      this.#host.log('warn', `decision state in ${this.#file} cannot be read (${(err as Error).message}); decisions start over`)
+      this.#host.log('warn', `decision state in ${this.#state.path} cannot be read (${(err as Error).message}); decisions start over`)
     }
   }
 
-  #saving: Promise<void> = Promise.resolve()
-
   /** Writes the state atomically: a temp file, then a rename over the old one. */
   #save(): Promise<void> {
-    const body = JSON.stringify({ version: STATE_VERSION, routes: Object.fromEntries(this.#routes) })
-    this.#saving = this.#saving.then(async () => {
-      try {
-        await mkdir(dirname(this.#file), { recursive: true })
-        const tmp = `${this.#file}.${process.pid}.tmp`
-        await writeFile(tmp, body)
-        await rename(tmp, this.#file)
-      } catch (err) {
-        this.#host.log('warn', `cannot save decision state to ${this.#file}: ${(err as Error).message}`)
-      }
-    })
-    return this.#saving
+    return this.#state.save(JSON.stringify({ version: STATE_VERSION, routes: Object.fromEntries(this.#routes) }))
   }
 }
 

@@ -1,5 +1,5 @@
 import { LATENCY_BUCKETS } from '../metrics/index.js'
-import type { Arm, RouteRuntime } from '../proxy/runtime.js'
+import { answered, type Arm, type RouteRuntime } from '../proxy/runtime.js'
 import type { Sample } from '../stats/index.js'
 import type { DecisionData, DecisionHost } from './engine.js'
 import { bucketQuantile } from './histogram.js'
@@ -66,13 +66,7 @@ export class LocalData implements DecisionData {
     const shadow = route.shadows.find((s) => s.model === model)
     const c = shadow?.comparisons.get(control)
     const arm = route.targets.find((t) => t.model === control)
-    let requests = 0
-    let errors = 0
-    shadow?.byCode.forEach((child, code) => {
-      if (child === undefined) return
-      requests += child.value
-      if (code >= 500) errors += child.value
-    })
+    const { requests, errors } = answered(shadow?.byCode ?? [])
     return {
       compared: (c?.agree.value ?? 0) + (c?.disagree.value ?? 0),
       agreed: c?.agree.value ?? 0,
@@ -86,13 +80,7 @@ export class LocalData implements DecisionData {
 }
 
 function snapArm(arm: Arm): Snapshot {
-  let requests = 0
-  let errors = 0
-  arm.byCode.forEach((child, code) => {
-    if (child === undefined) return
-    requests += child.value
-    if (code >= 500) errors += child.value
-  })
+  const { requests, errors } = answered(arm.byCode)
   return { requests, errors, counts: Float64Array.from(arm.duration.counts), total: arm.duration.count }
 }
 

@@ -2,9 +2,7 @@
 // an alias, and aliases are resolved through MLflow's Model Registry at load, on reload and every
 // `mlflow.refresh`. The last versions resolved are kept in a file beside the records, so a router
 // that restarts while MLflow is down serves (and records) the versions it knew.
-import { readFileSync } from 'node:fs'
-import { mkdir, rename, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { StateFile } from '../state-file.js'
 import type { Config, ModelRegistryRef } from '../config/types.js'
 import type { MlflowClient } from './client.js'
 
@@ -33,13 +31,13 @@ interface ModelVersionBody {
 const STATE_VERSION = 1
 
 export class Registry {
-  readonly #file: string
+  readonly #state: StateFile
   readonly #entries = new Map<string, Entry>()
   /** Versions read from the state file: used for a ref the registry cannot be asked about. */
   readonly #saved = new Map<string, { ref: string; resolved: ResolvedVersion }>()
 
   constructor(stateFile: string, readonly log: (level: 'info' | 'warn', message: string) => void) {
-    this.#file = stateFile
+    this.#state = new StateFile(stateFile, (message) => log('warn', `registry state: ${message}`))
     this.#load()
   }
 
@@ -129,38 +127,21 @@ export class Registry {
   }
 
   #load(): void {
-    let text: string
-    try {
-      text = readFileSync(this.#file, 'utf8')
-    } catch {
-      return
-    }
+    const text = this.#state.read()
+    if (text === undefined) return
     try {
       const saved = JSON.parse(text) as { version: number; models: Record<string, { ref: string; resolved: ResolvedVersion }> }
       if (saved.version !== STATE_VERSION) throw new Error(`version ${saved.version}, expected ${STATE_VERSION}`)
       for (const [name, m] of Object.entries(saved.models)) if (typeof m?.ref === 'string' && typeof m.resolved?.version === 'string') this.#saved.set(name, m)
     } catch (err) {
-      this.log('warn', `registry state in ${this.#file} cannot be read (${(err as Error).message}); aliases are resolved afresh`)
+      this.log('warn', `registry state in ${this.#state.path} cannot be read (${(err as Error).message}); aliases are resolved afresh`)
     }
   }
-
-  #saving: Promise<void> = Promise.resolve()
 
   #save(): Promise<void> {
     const models: Record<string, { ref: string; resolved: ResolvedVersion }> = {}
     for (const [name, e] of this.#entries) if (e.resolved !== null) models[name] = { ref: refKey(e.ref), resolved: e.resolved }
-    const body = JSON.stringify({ version: STATE_VERSION, models })
-    this.#saving = this.#saving.then(async () => {
-      try {
-        await mkdir(dirname(this.#file), { recursive: true })
-        const tmp = `${this.#file}.${process.pid}.tmp`
-        await writeFile(tmp, body)
-        await rename(tmp, this.#file)
-      } catch (err) {
-        this.log('warn', `cannot save the registry state to ${this.#file}: ${(err as Error).message}`)
-      }
-    })
-    return this.#saving
+    return this.#state.save(JSON.stringify({ version: STATE_VERSION, models }))
   }
 }
 

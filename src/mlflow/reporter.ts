@@ -8,7 +8,7 @@ import type { MlflowConfig } from '../config/types.js'
 import { bucketQuantile } from '../decisions/histogram.js'
 import { experimentOf, type TallyView } from '../evaluation/index.js'
 import { LATENCY_BUCKETS } from '../metrics/index.js'
-import { experimentIdentity, type RouteRuntime, type Runtime } from '../proxy/runtime.js'
+import { answered, experimentIdentity, type RouteRuntime, type Runtime } from '../proxy/runtime.js'
 import type { MlflowClient } from './client.js'
 import type { Registry } from './registry.js'
 
@@ -309,23 +309,11 @@ function ms(seconds: number | null): number | null {
 function counts(route: RouteRuntime): Map<string, Counts> {
   const out = new Map<string, Counts>()
   for (const arm of route.arms) {
-    let requests = 0
-    let errors = 0
-    arm.byCode.forEach((child, code) => {
-      if (child === undefined) return
-      requests += child.value
-      if (code >= 500) errors += child.value
-    })
+    const { requests, errors } = answered(arm.byCode)
     out.set(arm.model, { requests, errors, latency: Float64Array.from(arm.duration.counts), latencyTotal: arm.duration.count, agree: 0, disagree: 0 })
   }
   for (const s of route.shadows) {
-    let requests = 0
-    let errors = 0
-    s.byCode.forEach((child, code) => {
-      if (child === undefined) return
-      requests += child.value
-      if (code >= 500) errors += child.value
-    })
+    const { requests, errors } = answered(s.byCode)
     let agree = 0
     let disagree = 0
     for (const c of s.comparisons.values()) {

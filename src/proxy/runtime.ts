@@ -172,6 +172,18 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
   }
 }
 
+/** Requests answered and how many of them were 5xx, from an arm's or a shadow's status children. */
+export function answered(byCode: readonly (CounterChild | undefined)[]): { requests: number; errors: number } {
+  let requests = 0
+  let errors = 0
+  byCode.forEach((child, code) => {
+    if (child === undefined) return
+    requests += child.value
+    if (code >= 500) errors += child.value
+  })
+  return { requests, errors }
+}
+
 /** Counts one answered request on an arm; the status child is bound on first sight. */
 export function countResponse(arm: Arm, status: number, seconds: number): void {
   let child = arm.byCode[status]

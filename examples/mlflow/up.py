@@ -87,7 +87,7 @@ everything is up after {time.monotonic() - t0:.0f} s (output of each process in 
 try:
   curl -s {router_url}{route['path']}/invocations -H 'content-type: application/json' -H 'x-user-id: alice' \\
     -d '{{"dataframe_records": [{{"tenure_months": 8, "monthly_charges": 79.5, "support_calls": 3, "month_to_month": 1, "num_products": 1}}]}}'
-  python traffic.py          # simulated customers and their outcomes until churn-v2 is promoted (about 3 minutes)
+  python traffic.py          # simulated customers and their outcomes until churn-v2 is promoted (about 2 minutes)
 
 Ctrl-C here stops everything.""", flush=True)
         while True:

@@ -9,6 +9,7 @@ worker processes of their own, which must go too. Standard library only.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -159,13 +160,25 @@ class Proc:
         self._out.close()
 
 
+_STACKS: "list[Stack]" = []
+
+
+@atexit.register
+def _stop_all() -> None:
+    """A last resort when the interpreter exits with processes still running (an exception
+    nobody caught, a SIGTERM turned into KeyboardInterrupt): none of them outlives it."""
+    for s in list(_STACKS):
+        s.stop()
+
+
 class Stack:
-    """The processes of one run, stopped in reverse order by `stop()` (or leaving a `with`)."""
+    """The processes of one run, stopped by `stop()` (or leaving a `with`, or at exit)."""
 
     def __init__(self, workdir: Path, quiet: bool = False) -> None:
         self.workdir = workdir
         self.procs: list[Proc] = []
         self.quiet = quiet
+        _STACKS.append(self)
 
     def say(self, msg: str) -> None:
         if not self.quiet:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import sys
 import time
 from datetime import datetime
@@ -67,13 +68,20 @@ class Phase:
         TIMINGS[self.name] = time.monotonic() - self.t0
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     workdir = tmp_path_factory.mktemp("mlflow-e2e")
     s = Stack(workdir, quiet=True)
     t0 = time.monotonic()
+    # A SIGTERM (a CI timeout) is an interrupt, so the processes are stopped as for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
 
     def finish() -> None:
+        signal.signal(signal.SIGTERM, previous)
         with Phase("stop every process"):
             s.stop()
         TIMINGS["whole run"] = time.monotonic() - t0

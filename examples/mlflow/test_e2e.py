@@ -2,7 +2,7 @@
 
     pip install -r examples/mlflow/requirements.txt ./clients/python
     npm ci && npm run build                                  # the router, from dist/
-    python -m pytest examples/mlflow/test_e2e.py -v -rA      # about two minutes
+    python -m pytest examples/mlflow/test_e2e.py -v          # about a minute
 
 Starts, on free 127.0.0.1 ports, an MLflow tracking server (a SQLite store and an artifact root
 in a temporary directory), trains and registers churn versions 1-3 with train.py, serves
@@ -20,8 +20,8 @@ modelsplit.yaml with those ports and 1-second intervals. Then checks, in order:
   f. the same run goes on after the promotion, its rollout tags and counts consistent.
 
 Every wait is a poll with a deadline. Every process is started in a process group of its own
-and the group is killed at the end, also when a check fails. The phases' durations are printed
-at the end of the run (`-rA`, or `-s`).
+and the group is stopped at the end (SIGTERM, then SIGKILL), also when a check fails or the
+test gets a SIGTERM. The phases' durations are printed at the end of the run.
 """
 
 from __future__ import annotations

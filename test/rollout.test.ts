@@ -98,6 +98,14 @@ describe('progressive rollout in the router', () => {
     expect(await traffic(r, 100)).toEqual({ v1: 100 })
   })
 
+  it('says 100% once an operator promotes the candidate from its first step', async () => {
+    const v1 = await upstream(jsonEcho('v1'))
+    const v2 = await upstream(jsonEcho('v2'))
+    const r = await router(config(v1.url, v2.url))
+    expect((await fetch(`${r.adminUrl}/admin/rollouts/churn/promote`, { method: 'POST' })).status).toBe(200)
+    expect(await status(r)).toMatchObject({ state: 'promoted', percent: 100, effective_shares: { v1: 0, v2: 1 } })
+  })
+
   it('judges a step by what happened on it, even when the plan was rebound at its start', async () => {
     // The control fails its first 5 requests, then never again: those errors belong to the first
     // step. The second step starts with a rebind (new weights); its window must not subtract them
@@ -135,14 +143,15 @@ describe('progressive rollout in the router', () => {
     expect(await conflict.json()).toMatchObject({ code: 'MS_ROLLOUT_CONFLICT' })
     expect((await post('resume')).status).toBe(200)
     expect((await post('abort')).status).toBe(200)
-    expect(await status(r)).toMatchObject({ state: 'rolled_back', effective_shares: { v1: 1, v2: 0 } })
+    // percent is what is in force: none of the users once rolled back, whatever step it was on.
+    expect(await status(r)).toMatchObject({ state: 'rolled_back', percent: 0, effective_shares: { v1: 1, v2: 0 } })
     expect((await post('dance')).status).toBe(400)
     // The CLI goes through the same API.
     const out: string[] = []
     const err: string[] = []
     const io = { out: { write: (x: string) => out.push(x) }, err: { write: (x: string) => err.push(x) } } as never
     expect(await runCli(['rollout', 'status', 'churn', '--admin', r.adminUrl], io)).toBe(0)
-    expect(out.join('')).toMatch(/^churn: rollout of v2 against v1: rolled_back at 10% \(step 1 of 3\)/)
+    expect(out.join('')).toMatch(/^churn: rollout of v2 against v1: rolled_back at 0% \(step 1 of 3\)/)
     expect(out.join('')).toContain('operator abort: abort by an operator')
     expect(await runCli(['rollout', 'pause', 'churn', '--admin', r.adminUrl], io)).toBe(1)
     expect(err.join('')).toContain('409 MS_ROLLOUT_CONFLICT: the rollout is rolled_back; only a running one can be paused')

@@ -12,7 +12,7 @@ import { checkPromotion, type ShadowEvidence } from './promotion.js'
 import { LocalData } from './local.js'
 import { PrometheusData } from './prometheus.js'
 import { Random } from './random.js'
-import { ROLLOUT_STATUSES, applyAction, decideRollout, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
+import { ROLLOUT_STATUSES, applyAction, decideRollout, rolloutPercent, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
 
 /** What the engine needs of the router; no transport, so a test drives it with a fake clock. */
 export interface DecisionHost {
@@ -386,7 +386,7 @@ export class DecisionEngine {
       kind: cfg.rollout !== null ? 'rollout' : 'bandit',
       ...(d.rollout !== null ? {
         state: d.rollout.status, candidate: d.rollout.candidate, control: d.rollout.control,
-        step: d.rollout.step, percent: cfg.rollout?.steps[d.rollout.step], steps: cfg.rollout?.steps,
+        step: d.rollout.step, percent: cfg.rollout === null ? undefined : rolloutPercent(cfg.rollout.steps, d.rollout), steps: cfg.rollout?.steps,
         step_started_at: new Date(d.rollout.stepStartedAt).toISOString(), paused_by: d.rollout.pausedBy,
       } : {}),
       ...(d.bandit !== null ? { bandit: d.bandit } : {}),

@@ -130,8 +130,13 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
  * in their configured proportions. Assignment stays the weighted rendezvous formula on these, so a
  * step up only moves users into the candidate and a rollback only moves them out.
  */
+/** The candidate's percent of users in force: its step's, all once promoted, none once rolled back. */
+export function rolloutPercent(steps: readonly number[], state: RolloutState): number {
+  return state.status === 'rolled_back' ? 0 : state.status === 'promoted' ? 100 : steps[state.step] as number
+}
+
 export function rolloutWeights(split: readonly { readonly model: string; readonly weight: number }[], cfg: RolloutConfig, state: RolloutState): number[] {
-  const percent = state.status === 'rolled_back' ? 0 : state.status === 'promoted' ? 100 : cfg.steps[state.step] as number
+  const percent = rolloutPercent(cfg.steps, state)
   const others = split.filter((s) => s.model !== state.candidate)
   const otherTotal = others.reduce((a, s) => a + s.weight, 0)
   // A control with no weight of its own came from an earlier promotion: it takes the rest alone.

@@ -54,7 +54,7 @@ describe('the Prometheus rules', () => {
     const rules = await load<RulesFile>('modelsplit-rules.yaml')
     const alerts = rules.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined)
     expect(alerts.map((a) => a.alert).sort()).toEqual([
-      'ModelsplitConfigDrift', 'ModelsplitConfigReloadFailed', 'ModelsplitErrorRateAboveControl', 'ModelsplitRecordsDropped',
+      'ModelsplitConfigDrift', 'ModelsplitConfigReloadFailed', 'ModelsplitErrorRateAboveControl', 'ModelsplitMlflowFailing', 'ModelsplitRecordsDropped',
       'ModelsplitRolloutRolledBack', 'ModelsplitSampleRatioMismatch', 'ModelsplitShadowAgreementLow', 'ModelsplitShadowsDropped',
     ])
     for (const a of alerts) {

@@ -251,6 +251,19 @@ describe('online runs', () => {
     expect(f.latest(run.run_id)['v1.requests'] as number + (f.latest(run.run_id)['v2.requests'] as number)).toBe(5)
   })
 
+  it('keeps one run per experiment when replicas start together', async () => {
+    const f = await fake()
+    const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
+    const yaml = config(f.url, a.url, b.url, c.url)
+    const replicas = await Promise.all([start(await tempDir(), yaml), start(await tempDir(), yaml), start(await tempDir(), yaml)])
+    await Promise.all(replicas.map((r) => r.router.mlflow.logNow()))
+    const live = [...f.runs.values()].filter((r) => !r.deleted)
+    expect(live).toHaveLength(1)
+    const ids = await Promise.all(replicas.map(async (r) => ((await (await fetch(`${r.adminUrl}/admin/config`)).json()) as { mlflow: { runs: { churn: string } } }).mlflow.runs.churn))
+    expect(ids).toEqual([live[0]?.run_id, live[0]?.run_id, live[0]?.run_id])
+    expect(live[0]?.params.get('split')).toBe('v1:50,v2:50')
+  })
+
   it('moves the alias on a promotion and tags a rolled-back version, with write_aliases', async () => {
     const f = await fake()
     const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]

@@ -41,6 +41,7 @@ interface RouteRun {
 }
 
 type Metric = { key: string; value: number; timestamp: number; step: number }
+type RunInfo = { run_id: string; status: string; start_time: number }
 type Tag = { key: string; value: string }
 
 /** Keeps each route's run and logs to it; every call is off the request path. */
@@ -122,45 +123,56 @@ export class RunReporter {
     const run = this.#runs.get(route.name) as RouteRun
     if (run.runId !== null) return run
     const experimentId = await this.#experiment(client, cfg.experiment)
-    const found = await client.post<{ runs?: { info: { run_id: string; status: string; start_time: number } }[] }>('runs/search', {
-      experiment_ids: [experimentId],
-      filter: `tags.\`modelsplit.route\` = '${escape(route.name)}' and tags.\`modelsplit.experiment\` = '${run.key}'`,
-      order_by: ['attributes.start_time DESC'],
-      max_results: 1,
-    })
-    if (!found.ok) return `cannot search runs: ${found.message}`
-    const existing = found.body.runs?.[0]?.info
-    if (existing !== undefined) {
-      if (existing.status !== 'RUNNING') await client.post('runs/update', { run_id: existing.run_id, status: 'RUNNING' })
-      run.runId = existing.run_id
-      run.startTime = existing.start_time
-      return run
+    const found = await this.#oldest(client, experimentId, route.name, run.key)
+    if (typeof found === 'string') return found
+    let adopted = found
+    if (adopted === undefined) {
+      const created = await client.post<{ run: { info: { run_id: string; start_time?: number } } }>('runs/create', {
+        experiment_id: experimentId,
+        run_name: runName(route),
+        start_time: this.#host.now(),
+        tags: [
+          { key: 'modelsplit.route', value: route.name },
+          { key: 'modelsplit.experiment', value: run.key },
+          { key: 'mlflow.note.content', value: await this.#description(client, route, cfg) },
+        ],
+      })
+      if (!created.ok) return `cannot create a run: ${created.message}`
+      // Replicas that start together may each create one: all of them keep the oldest, and the
+      // others' are deleted, so an experiment has one run whichever replica logs.
+      const oldest = await this.#oldest(client, experimentId, route.name, run.key)
+      if (typeof oldest === 'string') return oldest
+      adopted = oldest ?? { run_id: created.body.run.info.run_id, status: 'RUNNING', start_time: this.#host.now() }
+      if (adopted.run_id !== created.body.run.info.run_id) await client.post('runs/delete', { run_id: created.body.run.info.run_id })
     }
-    const start = this.#host.now()
-    const created = await client.post<{ run: { info: { run_id: string } } }>('runs/create', {
-      experiment_id: experimentId,
-      run_name: runName(route),
-      start_time: start,
-      tags: [
-        { key: 'modelsplit.route', value: route.name },
-        { key: 'modelsplit.experiment', value: run.key },
-        { key: 'mlflow.note.content', value: await this.#description(client, route, cfg) },
-      ],
-    })
-    if (!created.ok) return `cannot create a run: ${created.message}`
-    const runId = created.body.run.info.run_id
-    const params = this.#params(route)
-    const logged = await client.post('runs/log-batch', { run_id: runId, params })
-    if (!logged.ok) return `cannot log the run's params: ${logged.message}`
+    if (adopted.status !== 'RUNNING') await client.post('runs/update', { run_id: adopted.run_id, status: 'RUNNING' })
+    // Params are the experiment's definition; logging the same values again is a no-op. A run
+    // whose params differ (weights edited within one experiment) keeps those it was created with.
+    const logged = await client.post('runs/log-batch', { run_id: adopted.run_id, params: this.#params(route) })
+    if (!logged.ok && logged.code !== 'INVALID_PARAMETER_VALUE') return `cannot log the run's params: ${logged.message}`
     // The run's inputs name the registered versions' logged models, so MLflow links them both ways.
     const modelIds = [...new Set([...route.arms, ...route.shadows].map((t) => this.#host.registry.get(t.model)?.model_id).filter((id): id is string => typeof id === 'string'))]
     if (modelIds.length > 0) {
-      const linked = await client.post('runs/log-inputs', { run_id: runId, models: modelIds.map((model_id) => ({ model_id })) })
-      if (!linked.ok) return `cannot link the registered versions to run ${runId}: ${linked.message}`
+      const linked = await client.post('runs/log-inputs', { run_id: adopted.run_id, models: modelIds.map((model_id) => ({ model_id })) })
+      if (!linked.ok) return `cannot link the registered versions to run ${adopted.run_id}: ${linked.message}`
     }
-    run.runId = runId
-    run.startTime = start
+    run.runId = adopted.run_id
+    run.startTime = adopted.start_time
     return run
+  }
+
+  /** The oldest run of a route's experiment (ties broken by id, so every replica picks the same), if any. */
+  async #oldest(client: MlflowClient, experimentId: string, route: string, key: string): Promise<RunInfo | undefined | string> {
+    const found = await client.post<{ runs?: { info: RunInfo }[] }>('runs/search', {
+      experiment_ids: [experimentId],
+      filter: `tags.\`modelsplit.route\` = '${escape(route)}' and tags.\`modelsplit.experiment\` = '${key}'`,
+      order_by: ['attributes.start_time ASC'],
+      max_results: 10,
+    })
+    if (!found.ok) return `cannot search runs: ${found.message}`
+    const runs = (found.body.runs ?? []).map((r) => r.info)
+    runs.sort((a, b) => a.start_time - b.start_time || (a.run_id < b.run_id ? -1 : a.run_id > b.run_id ? 1 : 0))
+    return runs[0]
   }
 
   async #experiment(client: MlflowClient, name: string): Promise<string> {

@@ -19,6 +19,7 @@ interface Run {
   params: Map<string, string>
   metrics: { key: string; value: number; timestamp: number; step: number }[]
   models: string[]
+  deleted: boolean
 }
 
 export interface FakeMlflow {
@@ -132,7 +133,7 @@ export async function startFakeMlflow(): Promise<FakeMlflow> {
           return send(200, { experiment_id: id })
         }
         case 'POST runs/create': {
-          const run: Run = { run_id: `run${++seq}`, experiment_id: body.experiment_id, run_name: body.run_name, status: 'RUNNING', start_time: body.start_time, tags: new Map((body.tags ?? []).map((t: { key: string; value: string }) => [t.key, t.value])), params: new Map(), metrics: [], models: [] }
+          const run: Run = { run_id: `run${++seq}`, experiment_id: body.experiment_id, run_name: body.run_name, status: 'RUNNING', start_time: body.start_time, tags: new Map((body.tags ?? []).map((t: { key: string; value: string }) => [t.key, t.value])), params: new Map(), metrics: [], models: [], deleted: false }
           runs.set(run.run_id, run)
           return send(200, { run: { info: { run_id: run.run_id, experiment_id: run.experiment_id, status: run.status, start_time: run.start_time } } })
         }
@@ -143,7 +144,7 @@ export async function startFakeMlflow(): Promise<FakeMlflow> {
         case 'POST runs/search': {
           // Only the filter the router writes: tags.`k` = 'v' and tags.`k` = 'v'.
           const conds = [...String(body.filter).matchAll(/tags\.`([^`]+)` = '((?:[^'\\]|\\.)*)'/g)].map((m) => [m[1], (m[2] as string).replace(/\\(.)/g, '$1')])
-          const found = [...runs.values()].filter((r) => body.experiment_ids.includes(r.experiment_id) && conds.every(([k, v]) => r.tags.get(k as string) === v)).sort((a, b) => b.start_time - a.start_time)
+          const found = [...runs.values()].filter((r) => !r.deleted && body.experiment_ids.includes(r.experiment_id) && conds.every(([k, v]) => r.tags.get(k as string) === v)).sort((a, b) => b.start_time - a.start_time)
           return send(200, { runs: found.slice(0, body.max_results ?? 1000).map((r) => ({ info: { run_id: r.run_id, status: r.status, start_time: r.start_time } })) })
         }
         case 'POST runs/update': {
@@ -152,6 +153,12 @@ export async function startFakeMlflow(): Promise<FakeMlflow> {
           run.status = body.status ?? run.status
           if (body.end_time !== undefined) run.end_time = body.end_time
           return send(200, { run_info: { run_id: run.run_id, status: run.status } })
+        }
+        case 'POST runs/delete': {
+          const run = runs.get(body.run_id)
+          if (run === undefined) return notFound('no run')
+          run.deleted = true
+          return send(200, {})
         }
         case 'POST runs/log-inputs': {
           const run = runs.get(body.run_id)

@@ -283,7 +283,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       const out: PeerRecall[] = []
       for (const requestId of requestIds) {
         const r = memory.recall(requestId)
-        if (r !== undefined) out.push({ requestId, route: r.route, model: r.model, userId: r.userId, at: r.at })
+        if (r !== undefined) out.push({ requestId, route: r.route, model: r.model, userId: r.userId, at: r.at, ...(r.version !== undefined ? { version: r.version } : {}) })
       }
       return out
     },

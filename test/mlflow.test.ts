@@ -161,6 +161,21 @@ describe('registered versions behind models', () => {
     // The experiment of v1 against version 2 is over: its numbers stay in its run, and start over.
     const exp = await (await fetch(`${r.adminUrl}/admin/experiments/churn`)).json() as { metrics: { retained: { models: Record<string, { assignments: number; outcomes: number }> } } }
     expect(exp.metrics.retained.models.v1).toMatchObject({ assignments: 0, outcomes: 0 })
+    // A late outcome of a request version 2 answered is recorded with its version, and counted
+    // in no experiment of version 3; one of v1 (unchanged) still counts.
+    const oldV2 = [...ids].find(([, m]) => m === 'v2')?.[0] as string
+    const oldV1 = [...ids].find(([, m]) => m === 'v1')?.[0] as string
+    const late = await feedback(r, [{ request_id: oldV2, metric: 'retained', value: 1 }, { request_id: oldV1, metric: 'retained', value: 1 }])
+    expect(await late.json()).toMatchObject({ accepted: 2, not_counted: 1, outcomes: [{ model: 'v2', model_version: '2', counted: false }, { model: 'v1', model_version: '1' }] })
+    const after = await (await fetch(`${r.adminUrl}/admin/experiments/churn`)).json() as typeof exp
+    expect(after.metrics.retained.models.v2?.outcomes).toBe(0)
+    expect(after.metrics.retained.models.v1?.outcomes).toBe(1)
+    const lateRecords = (await records(r)).filter((x) => x.type === 'outcome').slice(-2)
+    expect(lateRecords).toEqual([
+      expect.objectContaining({ request_id: oldV2, model: 'v2', model_version: '2', counted: false }),
+      expect.objectContaining({ request_id: oldV1, model: 'v1', model_version: '1' }),
+    ])
+    expect(lateRecords[1]).not.toHaveProperty('counted')
     await send(r, 10, 1000)
     const preds = (await records(r)).filter((x) => x.type === 'prediction' && x.primary.model === 'v2')
     expect(preds.at(-1)?.primary.model_version).toBe('3')
@@ -172,7 +187,8 @@ describe('registered versions behind models', () => {
     expect(runs[0]).toMatchObject({ status: 'FINISHED' })
     expect(runs[1]?.params.get('model.v2')).toBe('churn/3')
     expect(f.latest(runs[0]?.run_id as string)['v1.retained.n']).toBeGreaterThan(0)
-    expect(f.latest(runs[1]?.run_id as string)['v1.retained.n']).toBe(0)
+    expect(f.latest(runs[1]?.run_id as string)['v1.retained.n']).toBe(1) // the late v1 outcome above, and no earlier one
+    expect(f.latest(runs[1]?.run_id as string)['v2.retained.n']).toBe(0)
   })
 })
 

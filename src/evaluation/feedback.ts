@@ -14,6 +14,13 @@ export interface Outcome {
   readonly requestId: string | null
   readonly userId: string | null
   readonly attributedBy: 'model' | 'request_id' | 'user_id'
+  /** The MLflow version of the model the outcome is for (that request's, or the one serving now); undefined without one. */
+  readonly modelVersion: string | null | undefined
+  /**
+   * Whether it counts in the route's experiment: not when its request was answered by another
+   * registered version than the one the experiment is about (versions never mix); it is recorded either way.
+   */
+  readonly counted: boolean
 }
 
 /** A problem with one field of one outcome, and the HTTP status it maps to. */
@@ -168,6 +175,7 @@ function validateOne(item: unknown, runtime: Runtime, memory: AssignmentMemory, 
 
   let model: string | undefined
   let by: Outcome['attributedBy']
+  let version: string | null | undefined
   let userId = userIdRaw ?? null
   const remembered = requestId === undefined ? undefined : memory.recall(requestId)
   if (modelName !== undefined) {
@@ -177,6 +185,7 @@ function validateOne(item: unknown, runtime: Runtime, memory: AssignmentMemory, 
   } else if (remembered !== undefined && remembered.route === route.name) {
     model = remembered.model
     userId ??= remembered.userId ?? null
+    version = remembered.version
     by = 'request_id'
   } else if (userIdRaw !== undefined) {
     model = route.arms[route.assigner.pick(userIdRaw)]?.model
@@ -187,5 +196,8 @@ function validateOne(item: unknown, runtime: Runtime, memory: AssignmentMemory, 
       : 'cannot attribute the outcome: give model (from x-modelsplit-model), request_id (from x-request-id) or user_id')
   }
   if (model === undefined) return void fail(422, 'model', 'could not be determined')
-  return { route, model, metric: metric.name, value, requestId: requestId ?? null, userId, attributedBy: by }
+  const serving = route.arms.find((a) => a.model === model)?.registry
+  if (by !== 'request_id') version = serving?.version
+  const counted = by !== 'request_id' || serving == null || version === undefined || version === serving.version
+  return { route, model, metric: metric.name, value, requestId: requestId ?? null, userId, attributedBy: by, modelVersion: version, counted }
 }

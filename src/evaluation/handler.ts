@@ -44,7 +44,7 @@ export async function handleFeedback(raw: Buffer | undefined, runtime: Runtime, 
   const by = { model: 0, request_id: 0, user_id: 0 }
   for (let i = 0; i < outcomes.length; i++) {
     const o = outcomes[i] as Outcome
-    batch.add(o.route.name, o.model, o.metric, o.value)
+    if (o.counted) batch.add(o.route.name, o.model, o.metric, o.value)
     by[o.attributedBy]++
     if ((i & 255) === 255) await slicer.pause()
   }
@@ -62,7 +62,8 @@ export async function handleFeedback(raw: Buffer | undefined, runtime: Runtime, 
 /** The outcome records of a batch, made one at a time as the sink serializes them. */
 function * outcomeRecords(outcomes: readonly Outcome[], ts: string): Generator<OutcomeRecord> {
   for (const o of outcomes) {
-    yield { type: 'outcome', schema: SCHEMA_VERSION, ts, route: o.route.name, request_id: o.requestId, user_id: o.userId, model: o.model, metric: o.metric, value: o.value, attributed_by: o.attributedBy }
+    const record: OutcomeRecord = { type: 'outcome', schema: SCHEMA_VERSION, ts, route: o.route.name, request_id: o.requestId, user_id: o.userId, model: o.model, metric: o.metric, value: o.value, attributed_by: o.attributedBy }
+    yield o.modelVersion === undefined ? record : { ...record, model_version: o.modelVersion, ...(o.counted ? {} : { counted: false }) }
   }
 }
 
@@ -82,9 +83,13 @@ async function parseAndValidate(raw: Buffer | undefined, runtime: Runtime, scope
 async function accept(outcomes: readonly Outcome[], by: Record<Outcome['attributedBy'], number>, slicer: Slicer): Promise<FeedbackAnswer> {
   // Serialized and encoded here, a slice at a time: one JSON.stringify (or one 15 MB string handed
   // to the socket) for 200 000 entries would stall the event loop.
-  const parts: Buffer[] = [Buffer.from(`{"accepted":${outcomes.length},"attributed_by":${JSON.stringify(by)},"outcomes":[`)]
+  const uncounted = outcomes.reduce((n, o) => n + (o.counted ? 0 : 1), 0)
+  const parts: Buffer[] = [Buffer.from(`{"accepted":${outcomes.length},"attributed_by":${JSON.stringify(by)},${uncounted > 0 ? `"not_counted":${uncounted},` : ''}"outcomes":[`)]
   for (let i = 0; i < outcomes.length; i += ANSWER_SLICE) {
-    const slice = outcomes.slice(i, i + ANSWER_SLICE).map((o) => ({ route: o.route.name, model: o.model, metric: o.metric, attributed_by: o.attributedBy }))
+    const slice = outcomes.slice(i, i + ANSWER_SLICE).map((o) => ({
+      route: o.route.name, model: o.model, metric: o.metric, attributed_by: o.attributedBy,
+      ...(o.modelVersion !== undefined ? { model_version: o.modelVersion } : {}), ...(o.counted ? {} : { counted: false }),
+    }))
     parts.push(Buffer.from((i === 0 ? '' : ',') + JSON.stringify(slice).slice(1, -1)))
     await slicer.pause()
   }

@@ -4,6 +4,8 @@ export interface Remembered {
   readonly model: string
   readonly userId: string | undefined
   readonly at: number
+  /** The MLflow registered version that answered (models.NAME.mlflow), if the model has one. */
+  readonly version?: string | null
 }
 
 /**
@@ -31,9 +33,9 @@ export class AssignmentMemory {
     return this.#entries.size
   }
 
-  remember(requestId: string, route: string, model: string, userId: string | undefined, now = Date.now()): void {
+  remember(requestId: string, route: string, model: string, userId: string | undefined, version?: string | null, now = Date.now()): void {
     if (this.#max === 0) return
-    this.#entries.set(requestId, { route, model, userId, at: now })
+    this.#entries.set(requestId, version === undefined ? { route, model, userId, at: now } : { route, model, userId, at: now, version })
     if (this.#entries.size > this.#max) this.#evict()
   }
 

@@ -12,6 +12,7 @@ export interface PeerRecall {
   readonly model: string
   readonly userId: string | undefined
   readonly at: number
+  readonly version?: string | null
 }
 
 export interface FeedbackPluginOptions {
@@ -89,5 +90,5 @@ async function recallFromPeers(body: Buffer, deps: FeedbackDeps, peers: NonNulla
     }
   }
   if (missing.length === 0) return
-  for (const r of await peers(missing)) deps.memory.remember(r.requestId, r.route, r.model, r.userId, r.at)
+  for (const r of await peers(missing)) deps.memory.remember(r.requestId, r.route, r.model, r.userId, r.version, r.at)
 }

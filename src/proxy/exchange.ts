@@ -208,7 +208,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       arm.assigned.count++
     } else if (d.source === 'override') arm.assignedByOverride.inc()
     else arm.assignedByMissing.inc()
-    if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId)
+    if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
     this.#start = performance.now()
     if (route.plan.observes) {
       this.#capture = new Capture()

@@ -65,6 +65,10 @@ export interface OutcomeRecord {
   /** Finite, 0 ≤ value ≤ MAX_OUTCOME_VALUE (0 or 1 for binary metrics). */
   readonly value: number
   readonly attributed_by: Attribution
+  /** The MLflow version of the model it is for (its request's, else the one serving), when the model has one. */
+  readonly model_version?: string | null
+  /** false: its request was answered by an earlier version than the route's experiment is about, so it is not counted there. */
+  readonly counted?: false
 }
 
 /** A traffic decision (rollout step, bandit weight change): the shape is not settled yet. */

@@ -73,7 +73,7 @@ def test_lines_that_are_not_records(tmp_path: Path) -> None:
     assert recs.invalid == 4 and recs.other == 1
     assert recs.outcomes.to_dict("records")[0] | {"ts": None} == {
         "ts": None, "route": "churn", "request_id": None, "user_id": "u1", "model": "v1", "metric": "m", "value": 3.0,
-        "attributed_by": "user_id", "schema": 1}
+        "attributed_by": "user_id", "schema": 1, "model_version": None, "counted": True}
     assert recs.outcomes["value"].dtype == "float64"
     assert recs.decisions.loc[0, "action"] == "step" and recs.decisions.loc[0, "weights"] == {"v1": 50}
 
@@ -115,6 +115,16 @@ def test_model_versions(tmp_path: Path) -> None:
     p = read_records(f).predictions
     assert p["model_version"][0] == "2" and pd.isna(p["model_version"][1])
     assert p["shadow.v3.model_version"][0] == "7" and pd.isna(p["shadow.v3.model_version"][1])
+
+
+def test_outcome_versions(tmp_path: Path) -> None:
+    f = tmp_path / "o.jsonl"
+    base = {"type": "outcome", "schema": 1, "ts": "2026-11-30T20:00:00.000Z", "route": "churn", "request_id": "r1",
+            "user_id": "u1", "model": "v2", "metric": "m", "value": 1, "attributed_by": "request_id"}
+    write(f, [base | {"model_version": "2", "counted": False}, base | {"model_version": "3"}, base])
+    o = read_records(f).outcomes
+    assert o["model_version"].tolist()[:2] == ["2", "3"] and pd.isna(o["model_version"][2])
+    assert o["counted"].tolist() == [False, True, True]
 
 
 def test_globs_of_worker_files_and_lists(tmp_path: Path) -> None:

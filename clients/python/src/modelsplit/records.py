@@ -182,7 +182,8 @@ PREDICTION_COLUMNS = ["ts", "request_id", "route", "user_id", "assignment", "mod
                       "prediction", "error", "prediction_error", "input_omitted", "schema"]
 SHADOW_FIELDS = ["status", "latency_ms", "prediction", "error", "prediction_error", "agree", "abs_diff_max",
                  "abs_diff_mean", "fraction_agree", "comparison_error", "dropped", "model_version"]
-OUTCOME_COLUMNS = ["ts", "route", "request_id", "user_id", "model", "metric", "value", "attributed_by", "schema"]
+OUTCOME_COLUMNS = ["ts", "route", "request_id", "user_id", "model", "metric", "value", "attributed_by", "schema",
+                   "model_version", "counted"]
 
 
 def _prediction_row(r: dict[str, Any], include_input: bool) -> dict[str, Any]:
@@ -226,7 +227,8 @@ def _prediction_row(r: dict[str, Any], include_input: bool) -> dict[str, Any]:
 def _outcome_row(r: dict[str, Any]) -> dict[str, Any]:
     return {"ts": r.get("ts"), "route": r["route"], "request_id": r.get("request_id"), "user_id": r.get("user_id"),
             "model": r["model"], "metric": r["metric"], "value": float(r["value"]),
-            "attributed_by": r.get("attributed_by"), "schema": r.get("schema")}
+            "attributed_by": r.get("attributed_by"), "schema": r.get("schema"),
+            "model_version": r.get("model_version"), "counted": r.get("counted", True) is not False}
 
 
 @dataclass
@@ -245,7 +247,10 @@ class Records:
     missing where the shadow did not run for that request.
 
     ``outcomes``: ``ts``, ``route``, ``request_id``, ``user_id``, ``model``, ``metric``, ``value``,
-    ``attributed_by``, ``schema``, in file order (the order the router applied them).
+    ``attributed_by``, ``schema``, ``model_version`` (the MLflow version the outcome is for, where
+    there is one) and ``counted`` (False for an outcome of a request an earlier registered version
+    answered, which the router counted in no experiment), in file order (the order the router
+    applied them).
 
     ``decisions``: every field of each decision record.
     """

@@ -141,7 +141,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   }, DecisionEngine.stateFileFor(plan, opts.worker))
   // MLflow: the registered versions behind the models (resolved before a plan comes into force),
   // the online runs and, with write_aliases, the registry following the decisions. Under
-  // --workers every worker resolves versions, and worker 1 alone writes runs and aliases.
+  // --workers every worker resolves versions, and the one the primary names writes runs and aliases.
   const mlflow = new MlflowLink({
     runtime: () => current(),
     tally: () => tallyView(),
@@ -150,7 +150,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     metrics,
     log: (level, message) => { if (logger0.log !== undefined) logger0.log[level](message); else early.push([level, message]) },
     now: () => Date.now(),
-  }, { stateFile: MlflowLink.stateFileFor(plan.config, opts.worker), writes: opts.worker === undefined || opts.worker === 1 })
+  }, { stateFile: MlflowLink.stateFileFor(plan.config, opts.worker), writes: opts.worker === undefined })
   await mlflow.resolve(plan.config)
   const decided = (next: Plan): Plan => {
     const versioned = withVersions(next, mlflow.versions())

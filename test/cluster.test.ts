@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { compile } from '../src/plan/index.js'
 import { parseMetrics } from './helpers/router.js'
+import { startFakeMlflow } from './helpers/fake-mlflow.js'
 import { upstream } from './helpers/servers.js'
 
 const CLI = join(import.meta.dirname, '../dist/cli/main.js')
@@ -24,6 +25,24 @@ function fresh(url: string, path: string, headers: Record<string, string>, body?
     req.on('error', reject)
     req.end(body)
   })
+}
+
+/** Starts `serve --workers 2` on a config file; the child is killed when the test ends. */
+async function serveCluster(file: string): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null>; banner: string }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  onTestFinished(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let err = ''
+  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const banner = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+      if (out.includes('\n')) resolve(out)
+    })
+    void exited.then((code) => reject(new Error(`serve exited ${code}: ${err}`)))
+  })
+  return { child, exited, banner }
 }
 
 const config = (a: string, b: string, wa: number, wb: number) => `listen: { host: 127.0.0.1, port: 0 }
@@ -49,19 +68,7 @@ describe('serve --workers 2', () => {
     const file = join(dir, 'router.yaml')
     const yaml = config(a.url, b.url, 50, 50)
     await writeFile(file, yaml)
-    const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-    onTestFinished(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-    let err = ''
-    child.stderr.on('data', (c: Buffer) => { err += c.toString() })
-    const banner = await new Promise<string>((resolve, reject) => {
-      let out = ''
-      child.stdout.on('data', (c: Buffer) => {
-        out += c.toString()
-        if (out.includes('\n')) resolve(out)
-      })
-      void exited.then((code) => reject(new Error(`serve exited ${code}: ${err}`)))
-    })
+    const { child, exited, banner } = await serveCluster(file)
     const [, url, adminUrl] = /predictions on (\S+), admin on (\S+) /.exec(banner) as unknown as [string, string, string]
     expect(banner).toContain('2 workers')
 
@@ -114,5 +121,47 @@ describe('serve --workers 2', () => {
     }
     expect(predictions).toBe(n + 20)
     expect(outcomes).toBe(n)
+  })
+})
+
+describe('serve --workers 2 with MLflow', () => {
+  it('has one worker write the runs, every worker record the versions, and the primary show them', async () => {
+    const f = await startFakeMlflow()
+    onTestFinished(() => f.close())
+    f.register('churn', '1')
+    f.register('churn', '2')
+    f.setAlias('churn', 'challenger', '2')
+    const a = await upstream()
+    const b = await upstream()
+    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-cluster-'))
+    onTestFinished(() => rm(dir, { recursive: true, force: true }))
+    const file = join(dir, 'router.yaml')
+    await writeFile(file, config(a.url, b.url, 50, 50)
+      .replace('models:', `mlflow: { tracking_uri: "${f.url}", log_interval: 1s }\nmodels:`)
+      .replace(`a: { url: "${a.url}" }`, `a: { url: "${a.url}", mlflow: { model: churn, version: 1 } }`)
+      .replace(`b: { url: "${b.url}" }`, `b: { url: "${b.url}", mlflow: { model: churn, alias: challenger } }`))
+    const { child, exited, banner } = await serveCluster(file)
+    const [, url, adminUrl] = /predictions on (\S+), admin on (\S+) /.exec(banner) as unknown as [string, string, string]
+    const n = 40
+    await Promise.all(Array.from({ length: n }, (_, i) => fresh(url, '/r/predict', { 'x-user-id': `user-${i}` }, '{}')))
+    // The writer logs every second (its own share of the requests): wait for its first numbers.
+    const deadline = Date.now() + 15_000
+    const logged = (): boolean => [...f.runs.values()].some((r) => f.latest(r.run_id)['a.share'] !== undefined)
+    while (!logged() && Date.now() < deadline) await f.waitFor('runs/log-batch')
+    expect(logged()).toBe(true)
+    // One writer: it searched for the run, created it, searched again; a second would search too.
+    expect(f.calls.filter((c) => c === 'POST runs/create')).toHaveLength(1)
+    expect(f.calls.filter((c) => c === 'POST runs/search')).toHaveLength(2)
+    const cfg = await (await fetch(`${adminUrl}/admin/config`)).json() as { mlflow: { models: Record<string, { version: string }>; runs: Record<string, string> } }
+    expect(cfg.mlflow.models.b?.version).toBe('2')
+    expect(cfg.mlflow.runs.r).toBe([...f.runs.keys()][0])
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+    for (const name of (await readdir(dir)).filter((x) => /^records\.w\d+\.jsonl$/.test(x))) {
+      for (const line of (await readFile(join(dir, name), 'utf8')).trim().split('\n')) {
+        const r = JSON.parse(line) as { primary: { model: string; model_version: string } }
+        expect(r.primary.model_version).toBe(r.primary.model === 'a' ? '1' : '2')
+      }
+    }
   })
 })

@@ -22,7 +22,7 @@ export interface AdminDeps {
   readonly scope: string
   current(): Plan
   /** More for /admin/config to show beside the file's config (the MLflow versions resolved). */
-  configExtras?(): Record<string, unknown>
+  configExtras?(): Record<string, unknown> | Promise<Record<string, unknown>>
   isReady(): boolean
   /** More for /readyz to say, ready or not (the record sink's state: a broker down does not make the router unready). */
   readiness?(): Record<string, unknown>
@@ -74,7 +74,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
 
   admin.get('/admin/config', async () => {
     const { loaded } = deps.current()
-    return { file: loaded.file, sha256: loaded.sha256, config: loaded.config, ...deps.configExtras?.() }
+    return { file: loaded.file, sha256: loaded.sha256, config: loaded.config, ...await deps.configExtras?.() }
   })
 
   const routeNamed = (name: string): RoutePlan => {

@@ -22,12 +22,15 @@ type ToWorker =
   | { readonly ms: 'recalled'; readonly id: number; readonly found: PeerRecall[] }
   | { readonly ms: 'reopen' }
   | { readonly ms: 'tally'; readonly id: number }
+  | { readonly ms: 'mlflow'; readonly id: number }
+  | { readonly ms: 'mlflow-writer'; readonly on: boolean }
   | { readonly ms: 'shutdown' }
 
 type FromWorker =
   | { readonly ms: 'listening'; readonly url: string }
   | { readonly ms: 'reloaded'; readonly id: number; readonly result: ReloadResult }
   | { readonly ms: 'tally'; readonly id: number; readonly snapshot: TallySnapshot }
+  | { readonly ms: 'mlflow'; readonly id: number; readonly status: Record<string, unknown> }
   | { readonly ms: 'recall'; readonly id: number; readonly ids: string[] }
   | { readonly ms: 'recalled'; readonly id: number; readonly found: PeerRecall[] }
 
@@ -59,6 +62,8 @@ export async function runWorker(configFile: string, plan: Plan, logLevel: string
       case 'reload': void router.reload().then((result) => send({ ms: 'reloaded', id: m.id, result })); break
       case 'reopen': void router.reopenRecords(); break
       case 'tally': send({ ms: 'tally', id: m.id, snapshot: snapshotTally(router.tally) }); break
+      case 'mlflow': send({ ms: 'mlflow', id: m.id, status: router.mlflow.status() }); break
+      case 'mlflow-writer': router.mlflow.setWrites(m.on); break
       case 'recall': send({ ms: 'recalled', id: m.id, found: router.recall(m.ids) }); break
       case 'recalled': waiting.get(m.id)?.(m.found); waiting.delete(m.id); break
       case 'shutdown': stopped(); break
@@ -87,9 +92,9 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   const pending = new Map<number, { want: number; got: unknown[]; done: (got: unknown[]) => void }>()
   const listening = new Map<number, string>()
 
-  const ask = <T>(make: (id: number) => ToWorker, except?: Worker): Promise<T[]> => {
+  const ask = <T>(make: (id: number) => ToWorker, except?: Worker, only?: Worker): Promise<T[]> => {
     const id = ++seq
-    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== except && w.isConnected())
+    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== except && (only === undefined || w === only) && w.isConnected())
     if (live.length === 0) return Promise.resolve([])
     return new Promise((resolve) => {
       const timer = setTimeout(() => { pending.delete(id); resolve(entry.got as T[]) }, 10_000)
@@ -98,10 +103,23 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
       for (const w of live) w.send(make(id))
     })
   }
+  // One worker writes MLflow runs and aliases: the oldest listening once all have started; when
+  // it dies, the oldest left (a replacement, once it listens, if none is).
+  let writer: Worker | undefined
+  let started = false
+  const nameWriter = (): void => {
+    if (!started) return
+    const oldest = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && listening.has(w.id) && w.isConnected()).sort((x, y) => x.id - y.id)[0]
+    if (oldest === undefined || oldest === writer) return
+    if (writer?.isConnected() === true) writer.send({ ms: 'mlflow-writer', on: false } satisfies ToWorker)
+    writer = oldest
+    writer.send({ ms: 'mlflow-writer', on: true } satisfies ToWorker)
+  }
   cluster.on('message', (worker, m: unknown) => {
     if (!isMessage(m)) return
     if (m.ms === 'listening') {
       listening.set(worker.id, m.url)
+      if (writer === undefined) nameWriter()
       return
     }
     if (m.ms === 'recall') {
@@ -113,7 +131,7 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
     }
     const entry = pending.get(m.id)
     if (entry === undefined) return
-    entry.got.push(m.ms === 'reloaded' ? m.result : m.ms === 'tally' ? m.snapshot : m.found)
+    entry.got.push(m.ms === 'reloaded' ? m.result : m.ms === 'tally' ? m.snapshot : m.ms === 'mlflow' ? m.status : m.found)
     if (entry.got.length >= entry.want) {
       pending.delete(m.id)
       entry.done(entry.got)
@@ -135,6 +153,10 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id)
     if (shuttingDown) return
+    if (worker === writer) {
+      writer = undefined
+      nameWriter()
+    }
     // A worker that died is replaced, unless they keep dying (then the primary stops).
     const now = Date.now()
     restarts.push(now)
@@ -164,12 +186,21 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
     for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM')
     throw err
   })
+  started = true
+  nameWriter()
 
   const admin = buildAdmin({
     metricsText: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
     tally: async () => mergeTallies(await ask<TallySnapshot>((id) => ({ ms: 'tally', id }))),
     scope: `every worker of this replica (${workers}) since it started; PromQL over modelsplit_outcome_* sums all replicas`,
     current: () => store.current(),
+    // What the MLflow writer resolved and logs (every worker resolves the same versions).
+    configExtras: async () => {
+      const cfg = store.current().config
+      if (cfg.mlflow === null && !Object.values(cfg.models).some((m) => m.mlflow !== null)) return {}
+      const [status] = writer === undefined ? [] : await ask<Record<string, unknown>>((id) => ({ ms: 'mlflow', id }), undefined, writer)
+      return { mlflow: status ?? null }
+    },
     isReady: () => !shuttingDown && listening.size >= workers,
     reload,
   }, logLevel === 'silent' ? false : { level: logLevel })

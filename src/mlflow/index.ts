@@ -37,7 +37,7 @@ export class MlflowLink {
   readonly #host: LinkHost
   readonly #reporter: RunReporter
   /** Only one process of a cluster writes runs and aliases (the others resolve versions only). */
-  readonly #writes: boolean
+  #writes: boolean
   #client: { key: string; client: MlflowClient } | null = null
   #cfg: MlflowConfig | null = null
   #logTimer: NodeJS.Timeout | undefined
@@ -87,6 +87,17 @@ export class MlflowLink {
     this.#publish(config)
   }
 
+  /**
+   * Under --workers the primary names one worker the writer of runs and aliases (and names another
+   * when it dies); a single process always is.
+   */
+  setWrites(on: boolean): void {
+    if (this.#writes === on) return
+    this.#writes = on
+    this.#timers = ''
+    this.follow(this.#host.runtime())
+  }
+
   /** A runtime came into force: timers follow its config, runs follow its experiments. */
   follow(runtime: Runtime): void {
     const cfg = runtime.config.mlflow
@@ -94,7 +105,7 @@ export class MlflowLink {
     this.#reporter.observe(runtime)
     if (this.#closed) return
     const follows = Object.values(runtime.config.models).some((m) => m.mlflow?.alias != null)
-    const timers = cfg === null ? '' : JSON.stringify([cfg.log_interval_ms, cfg.refresh_ms, follows])
+    const timers = cfg === null ? '' : JSON.stringify([cfg.log_interval_ms, cfg.refresh_ms, follows, this.#writes])
     if (timers === this.#timers) return
     this.#timers = timers
     clearInterval(this.#logTimer)

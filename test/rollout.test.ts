@@ -1,6 +1,6 @@
 // Rollouts in a running router: the decided weights are the weights in force, each decision is a
 // record and a metric, operators can pause and abort, and a restart resumes where it was.
-import { readFile } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
@@ -96,6 +96,16 @@ describe('progressive rollout in the router', () => {
     expect(s.state).toBe('rolled_back')
     expect(s.decisions.at(-1)?.reason).toMatch(/error rate 100\.00% vs control 0\.00%/)
     expect(await traffic(r, 100)).toEqual({ v1: 100 })
+  })
+
+  it('writes no decision state for a config without decisions', async () => {
+    const v1 = await upstream(jsonEcho('v1'))
+    const r = await router(`models: { v1: { url: "${v1.url}" } }
+routes: [{ name: plain, path: /p, split: [{ model: v1, weight: 1 }] }]
+`)
+    await r.router.decisions.tick(Date.now())
+    // Not even the directory of the default recording.path (./data), next to the config.
+    expect(await readdir(dirname(r.configFile))).toEqual(['router.yaml'])
   })
 
   it('says 100% once an operator promotes the candidate from its first step', async () => {

@@ -223,7 +223,8 @@ export class DecisionEngine {
           this.#host.log('warn', `decision on route ${route.name} failed and holds: ${(err as Error).message}`)
         }
       }
-      await this.#save()
+      // A config without decisions leaves no state file (nor its directory) behind.
+      if (this.#routes.size > 0) await this.#save()
       if (changed) {
         const r = await this.#host.refresh()
         if (!r.ok) this.#host.log('warn', `decided weights not applied, the plan in force stays: ${r.error}`)

@@ -1,7 +1,6 @@
 // serve --workers: every worker assigns identically, /metrics and /admin/experiments speak for all
 // workers, feedback reaches a prediction served by another worker, SIGHUP reaches every worker,
 // SIGTERM drains every worker.
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -10,9 +9,8 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { compile } from '../src/plan/index.js'
 import { parseMetrics } from './helpers/router.js'
 import { startFakeMlflow } from './helpers/fake-mlflow.js'
+import { spawnRouter, type RouterProcess } from './helpers/router-process.js'
 import { upstream } from './helpers/servers.js'
-
-const CLI = join(import.meta.dirname, '../dist/cli/main.js')
 
 /** One request on a connection of its own, so the cluster's round robin spreads them over workers. */
 function fresh(url: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; model: string | undefined; text: string }> {
@@ -28,21 +26,10 @@ function fresh(url: string, path: string, headers: Record<string, string>, body?
 }
 
 /** Starts `serve --workers 2` on a config file; the child is killed when the test ends. */
-async function serveCluster(file: string): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null>; banner: string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  onTestFinished(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-  let err = ''
-  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
-  const banner = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString()
-      if (out.includes('\n')) resolve(out)
-    })
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${err}`)))
-  })
-  return { child, exited, banner }
+async function serveCluster(file: string): Promise<{ child: RouterProcess['child']; exited: Promise<number | null>; banner: string }> {
+  const r = await spawnRouter(file, ['--workers', '2'])
+  onTestFinished(() => { if (r.child.exitCode === null) r.child.kill('SIGKILL') })
+  return r
 }
 
 const config = (a: string, b: string, wa: number, wb: number) => `listen: { host: 127.0.0.1, port: 0 }

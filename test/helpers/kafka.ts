@@ -1,6 +1,6 @@
 // A real Apache Kafka broker for tests (scripts/kafka: jars from Maven Central, KRaft, one node on
 // 127.0.0.1), a raw reader of a topic, and a router run as its own process.
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -124,29 +124,4 @@ export async function readTopic(address: string, topic: string): Promise<RawMess
   return out
 }
 
-export interface RouterProcess {
-  readonly url: string
-  readonly adminUrl: string
-  readonly child: ChildProcessWithoutNullStreams
-  readonly exited: Promise<number | null>
-  stderr(): string
-}
-
-/** Runs `modelsplit serve --config FILE` as a process of its own; resolves once it listens. */
-export async function spawnRouter(configFile: string): Promise<RouterProcess> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configFile, '--log-level', 'warn'], { stdio: ['pipe', 'pipe', 'pipe'] })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  let err = ''
-  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
-  const banner = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString()
-      if (out.includes('\n')) resolve(out)
-    })
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${err}`)))
-  })
-  const m = /predictions on (\S+), admin on (\S+)/.exec(banner)
-  if (m === null) throw new Error(`unexpected banner: ${banner}`)
-  return { url: m[1] as string, adminUrl: (m[2] as string).replace(/[,;]$/, ''), child, exited, stderr: () => err }
-}
+export { spawnRouter, type RouterProcess } from './router-process.js'

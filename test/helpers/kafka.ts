@@ -10,7 +10,6 @@ import { kafkaClient } from '../../src/record/kafka-client.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const SCRIPT = join(ROOT, 'scripts/kafka/broker.sh')
-export const CLI = join(ROOT, 'dist/cli/main.js')
 
 /**
  * Fetches the broker's jars (once; cached under .cache/kafka) and says whether a broker can run

@@ -267,6 +267,15 @@ describe('online runs', () => {
     expect(f.latest(run.run_id)['v1.requests'] as number + (f.latest(run.run_id)['v2.requests'] as number)).toBe(5)
   })
 
+  it('creates its run a moment after start, not a whole log_interval later', async () => {
+    const f = await fake()
+    const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]
+    const created = f.waitFor('runs/create')
+    await start(await tempDir(), config(f.url, a.url, b.url, c.url)) // log_interval: 1h
+    await created
+    expect([...f.runs.values()].map((r) => r.tags.get('modelsplit.route'))).toEqual(['churn'])
+  })
+
   it('keeps one run per experiment when replicas start together', async () => {
     const f = await fake()
     const [a, b, c] = [await upstream(jsonEcho('v1')), await upstream(jsonEcho('v2')), await upstream(jsonEcho('v3'))]

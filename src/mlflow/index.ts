@@ -16,6 +16,9 @@ import { RunReporter } from './reporter.js'
 export { Registry } from './registry.js'
 export { MlflowClient } from './client.js'
 
+/** How long after start (or after becoming the cluster's writer) the first numbers go to MLflow. */
+const FIRST_LOG_MS = 2000
+
 export interface LinkHost {
   runtime(): Runtime
   tally(): Promise<TallyView>
@@ -48,6 +51,8 @@ export class MlflowLink {
   #lastWarn = -Infinity
   #suppressed = 0
   #closed = false
+  /** The first log after start is scheduled (once per process). */
+  #startedLogging = false
   /** What the timers were set for: they are set again only when it changes. */
   #timers = ''
 
@@ -116,6 +121,11 @@ export class MlflowLink {
     if (this.#writes) {
       this.#logTimer = setInterval(() => { void this.logNow() }, cfg.log_interval_ms)
       this.#logTimer.unref()
+      // The run shows up in MLflow a moment after start, not a whole log_interval later.
+      if (!this.#startedLogging) {
+        this.#startedLogging = true
+        setTimeout(() => { void this.logNow() }, FIRST_LOG_MS).unref()
+      }
     }
     if (follows) {
       this.#refreshTimer = setInterval(() => { void this.refreshNow() }, cfg.refresh_ms)

@@ -6,26 +6,14 @@
 // directory for its records and state, so a demo running beside the tests does not collide.
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { compile } from '../src/plan/index.js'
+import { freePort } from './helpers/upstream.js'
 
 const ROOT = join(import.meta.dirname, '..')
 const bundled = await readFile(join(ROOT, 'config/rollout.yaml'), 'utf8')
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 /** Replaces exactly one occurrence, so the test notices when the bundled config changes shape. */
 function replaceOnce(text: string, from: string, to: string): string {

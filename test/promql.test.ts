@@ -1,10 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { startUpstream, type Upstream } from './helpers/upstream.js'
+import { freePort, startUpstream, type Upstream } from './helpers/upstream.js'
 import { startRouter, type RunningRouter } from './helpers/router.js'
 
 const prometheusBin = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).stdout.trim()
@@ -15,14 +14,6 @@ async function readmeQuery(marker: string): Promise<string> {
   const m = new RegExp(`<!-- promql:${marker} -->\\s*\`\`\`promql\\n([\\s\\S]*?)\`\`\``).exec(readme)
   if (m?.[1] === undefined) throw new Error(`README has no promql:${marker} block`)
   return m[1]
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
 }
 
 interface Vector { metric: Record<string, string>; value: [number, string] }

@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { vi, expect } from 'vitest'
+import { freePort } from './upstream.js'
 
 /** The prometheus binary on PATH (Debian's package: scripts/install-prometheus.sh), or ''. */
 export const prometheusBin = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).stdout.trim()
@@ -15,14 +15,6 @@ export interface RunningPrometheus {
   /** An instant query; rejects with Prometheus's error when the query does not parse or fails. */
   query(q: string): Promise<Sample[]>
   close(): Promise<void>
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
 }
 
 /**

@@ -56,11 +56,17 @@ export function jsonEcho(name: string, status = 200): Handler {
   }
 }
 
-/** A port that refuses connections: bound, then closed. */
-export async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+/** A 127.0.0.1 port nothing listens on right now (bound to port 0, then closed): free to listen on, or refusing connections. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo
+      s.close(() => resolve(port))
+    })
+  })
 }
+
+/** A port that refuses connections: bound, then closed. */
+export const closedPort = freePort

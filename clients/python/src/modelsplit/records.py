@@ -360,20 +360,15 @@ def read_records(
         if chunksize < 1:
             raise ValueError("chunksize must be at least 1")
         return _chunks(files, include_input, chunksize, on_skip)
-    skipped = [0]
-
-    def skip(info: SkippedLine) -> None:
-        skipped[0] += 1
-        if on_skip is not None:
-            on_skip(info)
-
+    skipped, skip = _skip_counter(on_skip)
     builder = _Builder(include_input)
     for r in iter_records(files, on_skip=skip):
         builder.add(r)
     return builder.build(files, skipped[0])
 
 
-def _chunks(files: list[str], include_input: bool, chunksize: int, on_skip: Optional[Callable[[SkippedLine], None]]) -> Iterator[Records]:
+def _skip_counter(on_skip: Optional[Callable[[SkippedLine], None]]) -> tuple[list[int], Callable[[SkippedLine], None]]:
+    """A count of skipped lines (a one-element list, read as it grows) and the callback that keeps it."""
     skipped = [0]
 
     def skip(info: SkippedLine) -> None:
@@ -381,6 +376,11 @@ def _chunks(files: list[str], include_input: bool, chunksize: int, on_skip: Opti
         if on_skip is not None:
             on_skip(info)
 
+    return skipped, skip
+
+
+def _chunks(files: list[str], include_input: bool, chunksize: int, on_skip: Optional[Callable[[SkippedLine], None]]) -> Iterator[Records]:
+    skipped, skip = _skip_counter(on_skip)
     builder = _Builder(include_input)
     n = 0
     for r in iter_records(files, on_skip=skip):

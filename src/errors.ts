@@ -37,6 +37,13 @@ export const RolloutConflictError = createError<'MS_ROLLOUT_CONFLICT', 409, [str
   'MS_ROLLOUT_CONFLICT', '%s', 409)
 export const ConfigRejectedError = createError<'MS_CONFIG_INVALID', 422, [string]>(
   'MS_CONFIG_INVALID', '%s', 422)
+// A web page the operator has open must not drive or read the admin API (CSRF, DNS rebinding).
+export const AdminHostRefusedError = createError<'MS_ADMIN_HOST_REFUSED', 403, [string]>(
+  'MS_ADMIN_HOST_REFUSED', '%s', 403)
+export const AdminCrossSiteError = createError<'MS_ADMIN_CROSS_SITE', 403, [string]>(
+  'MS_ADMIN_CROSS_SITE', '%s', 403)
+export const AdminSimpleMutationError = createError<'MS_ADMIN_SIMPLE_MUTATION', 403, [string]>(
+  'MS_ADMIN_SIMPLE_MUTATION', '%s', 403)
 
 // --- upstream errors: one family, so callers can branch on `instanceof UpstreamError` -------
 export const UpstreamError = createError<'MS_UPSTREAM_ERROR', 502, [string, string, string, { cause: unknown }?]>(

@@ -1,13 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { STATUS_CODES } from 'node:http'
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { ReloadResult } from '../config/store.js'
 import { LOOPBACK_HOSTS } from '../config/schema.js'
-import { BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, UnauthorizedError, errorBody, formatProblem } from '../errors.js'
+import { AdminCrossSiteError, AdminHostRefusedError, AdminSimpleMutationError, BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, UnauthorizedError, errorBody, formatProblem } from '../errors.js'
 import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import { CONSOLE_PATHS, registerConsole } from './console/index.js'
+import { browserRefusal, isHostAllowed } from './guard.js'
 
 export type { ReloadResult }
 
@@ -25,12 +26,12 @@ export interface AdminDeps {
   configExtras?(): Record<string, unknown> | Promise<Record<string, unknown>>
   isReady(): boolean
   /** More for /readyz to say, ready or not (the record sink's state: a broker down does not make the router unready). */
-  readiness?(): Record<string, unknown>
+  readiness?(): Record<string, unknown> | Promise<Record<string, unknown>>
   reload(): Promise<ReloadResult>
   /** Rollouts and bandits, where this listener can act on them. */
   readonly rollouts?: {
-    list(): Record<string, unknown>[]
-    get(route: string): Record<string, unknown> | undefined
+    list(): Record<string, unknown>[] | Promise<Record<string, unknown>[]>
+    get(route: string): Record<string, unknown> | undefined | Promise<Record<string, unknown> | undefined>
     act(route: string, action: 'pause' | 'resume' | 'abort' | 'promote'): Promise<{ ok: true; status: unknown } | { ok: false; status: number; message: string }>
   }
 }
@@ -43,28 +44,58 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
     reply.code(err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500).type('application/json; charset=utf-8').send(errorBody(err))
   })
 
+  // The listener's settings as it started: a reload cannot change them (the store refuses it),
+  // and the check below reads this copy, so the socket and the check never disagree.
+  const cfg = deps.current().config.admin
+  const isLoopback = LOOPBACK_HOSTS.includes(cfg.host)
+  const refuse = (reply: FastifyReply, err: { statusCode: number; code: string; message: string }, headers: Record<string, string> = {}): FastifyReply =>
+    reply.code(err.statusCode).headers(headers).type('application/json; charset=utf-8').send(errorBody(err))
+
   // Who may use the admin API (admin.token_file): a bearer token in the Authorization header,
   // never a cookie, so a page elsewhere cannot make a browser act for it. Mutations are POST-only
   // and need the token; off loopback every endpoint does, but health (and /metrics unless
   // admin.protect_metrics) stay open for probes and Prometheus.
   admin.addHook('onRequest', async (request, reply) => {
-    const cfg = deps.current().config.admin
-    const path = request.url.split('?')[0] ?? ''
+    const headers = request.headers
+    // DNS rebinding: a page whose name now resolves to this listener sends its own name as Host.
+    // A request with the token is exempt (such a page cannot have it), so an in-cluster client
+    // may use a Service's name.
+    if (!isHostAllowed(headers.host, cfg.host) && !(cfg.token_file !== null && await tokenMatches(cfg.token_file, headers.authorization))) {
+      return refuse(reply, new AdminHostRefusedError(`Host "${String(headers.host).slice(0, 100)}" is not this admin listener's: use localhost, an IP address or admin.host (${cfg.host}), or send the bearer token`))
+    }
+    const refusal = browserRefusal(request.method, headers)
+    if (refusal !== undefined) {
+      return refuse(reply, refusal.kind === 'simple-mutation' ? new AdminSimpleMutationError(refusal.message) : new AdminCrossSiteError(refusal.message))
+    }
+    // The route the router matched (after percent-decoding, without query or fragment), never the
+    // raw URL: /%6detrics and /metrics#x are served as /metrics, so they are authorised as it.
+    const path = request.routeOptions.url ?? ''
     const mutating = request.method !== 'GET' && request.method !== 'HEAD'
     const open = path === '/healthz' || path === '/readyz' || (path === '/metrics' && !cfg.protect_metrics) || (!mutating && CONSOLE_PATHS.includes(path))
-    const needed = cfg.token_file !== null && !open && (mutating || !LOOPBACK_HOSTS.includes(cfg.host) || path === '/metrics')
+    const needed = cfg.token_file !== null && !open && (mutating || !isLoopback || path === '/metrics')
     if (!needed) return
-    if (await tokenMatches(cfg.token_file as string, request.headers.authorization)) return
+    if (await tokenMatches(cfg.token_file as string, headers.authorization)) return
     const err = new UnauthorizedError('this admin endpoint needs the bearer token of admin.token_file: send Authorization: Bearer <token>')
-    return reply.code(401).header('www-authenticate', 'Bearer realm="modelsplit-admin"').type('application/json; charset=utf-8').send(errorBody(err))
+    return refuse(reply, err, { 'www-authenticate': 'Bearer realm="modelsplit-admin"' })
+  })
+
+  // Mutations carry no body; a client that marks itself with Content-Type: application/json
+  // may send an empty one (fastify's own parser refuses that).
+  admin.removeContentTypeParser('application/json')
+  admin.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body: string | Buffer, done) => {
+    try {
+      done(null, body === '' ? undefined : JSON.parse(String(body)))
+    } catch (err) {
+      done(new BadQueryError(`the body is not JSON: ${(err as Error).message}`), undefined)
+    }
   })
 
   admin.get('/healthz', async () => ({ status: 'ok' }))
   registerConsole(admin)
 
   admin.get('/readyz', async (_request, reply) => {
-    if (deps.isReady()) return { status: 'ready', sha256: deps.current().loaded.sha256, ...deps.readiness?.() }
-    return reply.code(503).send({ status: 'not ready', ...deps.readiness?.() })
+    if (deps.isReady()) return { status: 'ready', sha256: deps.current().loaded.sha256, ...await deps.readiness?.() }
+    return reply.code(503).send({ status: 'not ready', ...await deps.readiness?.() })
   })
 
   admin.get('/metrics', async (_request, reply) => {
@@ -113,13 +144,13 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
 
   const rollouts = deps.rollouts
   if (rollouts !== undefined) {
-    admin.get('/admin/rollouts', async () => ({ routes: rollouts.list() }))
+    admin.get('/admin/rollouts', async () => ({ routes: await rollouts.list() }))
     admin.get('/admin/rollouts/:route', async (request) => {
       const name = (request.params as { route: string }).route
-      const status = rollouts.get(name)
+      const status = await rollouts.get(name)
       if (status === undefined) {
         routeNamed(name) // a 404 naming the routes when there is no such route at all
-        throw new RolloutConflictError(`route "${name}" has no rollout or bandit; routes with one: ${rollouts.list().map((r) => r.route).join(', ') || 'none'}`)
+        throw new RolloutConflictError(`route "${name}" has no rollout or bandit; routes with one: ${(await rollouts.list()).map((r) => r.route).join(', ') || 'none'}`)
       }
       return status
     })

@@ -64,6 +64,9 @@ export const CONSOLE_JS = String.raw`'use strict';
     var headers = { accept: 'application/json' };
     var t = token();
     if (t) headers.authorization = 'Bearer ' + t;
+    // The admin refuses mutations a foreign page could send without a CORS preflight; this header
+    // marks the console's own (same-origin, so it costs no preflight).
+    if (opts.method && opts.method !== 'GET') headers['x-modelsplit-admin'] = '1';
     return fetch(path, { method: opts.method || 'GET', headers: headers, cache: 'no-store', credentials: 'omit' }).then(function (res) {
       if (res.status === 401) {
         askToken(t ? 'The token was refused (401). Enter the admin token again.' : 'This admin endpoint needs the bearer token (admin.token_file).');

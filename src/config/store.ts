@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events'
 import type { ConfigProblem } from '../errors.js'
-import { compileFile, type Plan } from '../plan/index.js'
+import { compile, type Plan } from '../plan/index.js'
+import { readConfigText } from './load.js'
+import { parseYaml } from './yaml.js'
 
 export interface ReloadResult {
   readonly result: 'success' | 'failure' | 'unchanged'
@@ -95,9 +97,13 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
     const old = this.#current
     const oldSha = this.#planOf(old).loaded.sha256
     try {
-      const compiled = await compileFile(this.file)
+      const text = await readConfigText(this.file)
+      const compiled = text.ok ? compile(text.text, this.file) : text
+      const fixed = compiled.ok && text.ok ? adminChanges(this.#base, compiled.plan, text.text) : []
       if (!compiled.ok) {
         result = { result: 'failure', sha256: oldSha, problems: compiled.problems }
+      } else if (fixed.length > 0) {
+        result = { result: 'failure', sha256: oldSha, problems: fixed }
       } else if (compiled.plan.loaded.sha256 === oldSha) {
         result = { result: 'unchanged', sha256: oldSha }
       } else {
@@ -126,8 +132,29 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
 function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   const a = old.config
   const b = next.config
-  if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host || a.admin.port !== b.admin.port || a.admin.host !== b.admin.host) {
-    return { notes: ['listen and admin addresses take effect on restart only'] }
+  if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host) {
+    return { notes: ['listen addresses take effect on restart only'] }
   }
   return {}
+}
+
+const ADMIN_FIXED = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
+
+/**
+ * The admin listener's settings are fixed at start: its socket is bound once, and a check that
+ * followed a reload while the socket did not could drop the token on a public address. A file
+ * that changes them is refused whole, each changed key located.
+ */
+function adminChanges(old: Plan, next: Plan, text: string): ConfigProblem[] {
+  const a = old.config.admin
+  const b = next.config.admin
+  const changed = ADMIN_FIXED.filter((k) => a[k] !== b[k])
+  if (changed.length === 0) return []
+  const { lineOf } = parseYaml(text, next.loaded.file)
+  return changed.map((k) => ({
+    file: next.loaded.file,
+    line: lineOf(['admin', k]),
+    path: `admin.${k}`,
+    message: `the admin listener's settings are fixed at start: it still runs with ${k}: ${JSON.stringify(a[k])}, and this file says ${JSON.stringify(b[k])}; restart the router to change it, or put the old value back (nothing of this file was applied)`,
+  }))
 }

@@ -25,6 +25,7 @@ import { parseMetrics } from './helpers/router.js'
 import { startUpstream, jsonEcho, type Upstream } from './helpers/upstream.js'
 
 const run = promisify(execFile)
+const TOKEN = '7c4a8d09ca3762af61e59520943dc264'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const dir = join(root, 'deploy/kubernetes')
 const kubectl = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' }).stdout.trim()
@@ -138,7 +139,21 @@ describe('deploy/kubernetes manifests', () => {
       const args = d.spec?.template.spec?.containers[0]?.args ?? []
       return args[args.indexOf('--config') + 1] as string
     }
-    const routerYaml = (): string => (one<{ data: Record<string, string> }>('ConfigMap')).data['router.yaml'] as string
+    const configMapYaml = (): string => (one<{ data: Record<string, string> }>('ConfigMap')).data['router.yaml'] as string
+    const secretMount = (): string => {
+      const d = one<IDeployment>('Deployment')
+      const volume = d.spec?.template.spec?.volumes?.find((v) => v.secret?.secretName === 'modelsplit-admin-token')
+      return d.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === volume?.name)?.mountPath as string
+    }
+    // The router reads admin.token_file at compile: here the Secret is a directory with a token
+    // in it, as the kubelet mounts it, at a temporary path instead of the pod's.
+    let secretDir: string
+    beforeAll(async () => {
+      secretDir = await mkdtemp(join(tmpdir(), 'modelsplit-k8s-secret-'))
+      await writeFile(join(secretDir, 'token'), `${TOKEN}\n`)
+    })
+    afterAll(() => rm(secretDir, { recursive: true, force: true }))
+    const routerYaml = (): string => configMapYaml().replaceAll(`${secretMount()}/`, `${secretDir}/`)
 
     it('holds a router.yaml that `modelsplit validate` accepts', async () => {
       const tmp = await mkdtemp(join(tmpdir(), 'modelsplit-k8s-'))
@@ -208,9 +223,9 @@ describe('deploy/kubernetes manifests', () => {
       const cfgMount = mountOf(cfgVolume?.name as string)
       expect(cfgMount?.subPath).toBeUndefined()
       expect(posix.join(cfgMount?.mountPath as string, 'router.yaml')).toBe(configPath(d))
-      // The admin token Secret.
+      // The admin token Secret: required, so a pod without it waits instead of failing to start.
       const token = [...volumes.values()].find((v) => v.secret !== undefined)
-      expect(token?.secret).toMatchObject({ secretName: 'modelsplit-admin-token', optional: true })
+      expect(token?.secret).toMatchObject({ secretName: 'modelsplit-admin-token', optional: false })
       expect(mountOf(token?.name as string)).toMatchObject({ mountPath: '/etc/modelsplit/secrets', readOnly: true })
 
       const r = compile(routerYaml(), configPath(d))
@@ -248,6 +263,48 @@ describe('deploy/kubernetes manifests', () => {
       const needed = preStop + t + 2 + t
       expect(spec?.terminationGracePeriodSeconds).toBeGreaterThan(needed)
       expect(spec?.terminationGracePeriodSeconds).toBeLessThanOrEqual(needed + 10)
+    })
+
+    it('runs the admin API with the token from the Secret, not insecure, and says so', async () => {
+      const cfg = yaml.load(configMapYaml()) as { admin: { host: string; port: number; token_file?: string; insecure?: boolean; protect_metrics?: boolean } }
+      expect(cfg.admin.insecure ?? false).toBe(false)
+      // The key `kubectl create secret generic modelsplit-admin-token --from-file=token=…` makes.
+      expect(cfg.admin.token_file).toBe(posix.join(secretMount(), 'token'))
+      for (const file of ['deployment.yaml', 'configmap.yaml', 'service.yaml', 'kustomization.yaml']) {
+        const text = await readFile(join(dir, file), 'utf8')
+        expect(text, file).not.toMatch(/not read it yet|no authentication yet|insecure: true/)
+      }
+      const howTo = 'kubectl create secret generic modelsplit-admin-token --from-file=token='
+      expect(await readFile(join(dir, 'kustomization.yaml'), 'utf8')).toContain(howTo)
+      const readme = await readFile(join(root, 'README.md'), 'utf8')
+      const k8s = readme.slice(readme.indexOf('## Running on Kubernetes'), readme.indexOf('\n## ', readme.indexOf('## Running on Kubernetes') + 1))
+      expect(k8s).toContain(howTo)
+      expect(k8s).not.toMatch(/does not read it yet|no authentication yet/)
+
+      // A router with the example's admin block: the kubelet's probes and the ServiceMonitor's
+      // scrape get in without the token; the admin API only with it.
+      const u = await startUpstream(jsonEcho('m'))
+      const tmp = await mkdtemp(join(tmpdir(), 'modelsplit-k8s-admin-'))
+      const adminBlock = /^admin: .*$/m.exec(routerYaml())?.[0] as string
+      await writeFile(join(tmp, 'router.yaml'), `${adminBlock}\nmodels:\n  m: { url: "${u.url}" }\nroutes:\n  - { name: r, path: /r, split: [{ model: m, weight: 1 }] }\n`)
+      const r = await buildServer({ configFile: join(tmp, 'router.yaml'), watch: false, defaultMetrics: false })
+      try {
+        const { adminUrl } = await r.listen({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0 })
+        const d = one<IDeployment>('Deployment').spec?.template.spec?.containers[0]
+        const sm = one<{ spec: { endpoints: { path: string }[] } }>('ServiceMonitor')
+        for (const path of [d?.readinessProbe?.httpGet?.path, d?.livenessProbe?.httpGet?.path, sm.spec.endpoints[0]?.path]) {
+          expect((await fetch(`${adminUrl}${path}`)).status, path).toBe(200)
+        }
+        const auth = { authorization: `Bearer ${TOKEN}` }
+        expect((await fetch(`${adminUrl}/admin/config`)).status).toBe(401)
+        expect((await fetch(`${adminUrl}/admin/reload`, { method: 'POST' })).status).toBe(401)
+        expect((await fetch(`${adminUrl}/admin/config`, { headers: auth })).status).toBe(200)
+        expect((await fetch(`${adminUrl}/admin/reload`, { method: 'POST', headers: auth })).status).toBe(200)
+      } finally {
+        await r.close()
+        await u.close()
+        await rm(tmp, { recursive: true, force: true })
+      }
     })
   })
 })

@@ -94,3 +94,30 @@ describe('recording.sink', () => {
     expect(parseBroker(text)).toEqual(want)
   })
 })
+
+// Issue 18 items 14 and 15: a directory records can never be kept in is a located problem at
+// compile (validate, serve and every reload), not a router that accepts records it cannot keep.
+describe('where records are kept', () => {
+  beforeAll(async () => {
+    await writeFile(join(dir, 'a-file'), 'x\n')
+  })
+
+  it.each([
+    ['a spool path that is a file', '  sink: http\n  http: { url: "http://c/r" }\n  spool: { path: a-file }\n', 'router.yaml:8: recording.spool.path', 'is a file, not a directory'],
+    ['a spool path below a file', '  sink: http\n  http: { url: "http://c/r" }\n  spool: { path: a-file/spool }\n', 'router.yaml:8: recording.spool.path', 'is a file, not a directory'],
+    ['a spool path in a missing directory under /proc', '  sink: http\n  http: { url: "http://c/r" }\n  spool: { path: /proc/modelsplit-missing/spool }\n', 'router.yaml:8: recording.spool.path', 'proc file system'],
+    ['a record file in a missing directory under /proc', '  path: /proc/modelsplit-missing/records.jsonl\n', 'router.yaml:6: recording.path', 'proc file system'],
+    ['a record file under /sys', '  path: /sys/modelsplit-missing/records.jsonl\n', 'router.yaml:6: recording.path', 'sysfs file system'],
+    ['a record file below a file', '  path: a-file/records.jsonl\n', 'router.yaml:6: recording.path', 'is a file, not a directory'],
+  ])('%s', (_name, recording, where, message) => {
+    const found = problems(recording)
+    const p = found.find((x) => x.where === where)
+    expect(p, JSON.stringify(found)).toBeDefined()
+    expect(p?.code).toBe('MS_CONFIG_INVALID')
+    expect(p?.message).toContain(message)
+  })
+
+  it('accepts a spool directory that does not exist yet under a writable one', () => {
+    expect(problems('  sink: http\n  http: { url: "http://c/r" }\n  spool: { path: ./new/spool }\n')).toEqual([])
+  })
+})

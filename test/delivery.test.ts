@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -124,17 +124,20 @@ describe('DeliverySink', () => {
     expect(sink.write(rec(2000))).toBe(true)
   })
 
-  it('sends halves of a batch the destination refuses as too large, and drops a record too large alone', async () => {
+  it('sends halves of a batch the destination refuses as too large, and quarantines a record too large alone', async () => {
     const transport = new FakeTransport()
     transport.maxCount = 3
-    const { sink, results } = await setup({ transport })
+    const { sink, results, dir } = await setup({ transport })
     for (let i = 0; i < 20; i++) sink.write(rec(i))
     await sink.flush()
     expect(transport.keys()).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`))
     transport.maxCount = 0
     sink.write(rec(20))
     await sink.flush()
-    expect(results).toEqual({ written: 20, dropped: 1 })
+    expect(results).toEqual({ written: 20, dropped: 0 })
+    expect(sink.stats().quarantined).toBe(1)
+    const kept = JSON.parse(await readFile(join(dir, 'spool', 'quarantine.jsonl'), 'utf8')) as { record: string }
+    expect(JSON.parse(kept.record)).toEqual(rec(20))
   })
 
   it('spools records that pile up behind a slow destination, and feedback does not wait on it', async () => {

@@ -1,8 +1,8 @@
 // The record sink keys of `recording` (sink, kafka, http, spool): read and checked like the rest
 // of the document, each problem with its key path; files they name are checked once the config
 // file's directory is known (checkSinkFiles).
-import { accessSync, constants, readFileSync, statSync } from 'node:fs'
-import { isAbsolute, resolve } from 'node:path'
+import { accessSync, constants, readFileSync, statSync, statfsSync } from 'node:fs'
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { describe, type Checker, type KeyPath, type RawProblem } from './check.js'
 import type { HttpSinkConfig, KafkaCompression, KafkaSinkConfig, RecordingConfig, SinkKind, SpoolConfig } from './types.js'
 
@@ -191,6 +191,11 @@ export function checkSinkFiles(recording: RecordingConfig): RawProblem[] {
     if (kafka.sasl !== undefined) files.push([['recording', 'kafka', 'sasl', 'password_file'], kafka.sasl.password_file])
     for (const [k, v] of Object.entries(kafka.tls ?? {})) files.push([['recording', 'kafka', 'tls', k], v])
   }
+  // Where records are kept: the file's directory, or the spool of a remote sink.
+  const isFile = recording.sink === 'file' || (recording.kafka === undefined && recording.http === undefined)
+  const dir = isFile ? dirname(recording.path) : recording.spool.path
+  const unusable = directoryProblem(dir)
+  if (unusable !== undefined) problems.push({ path: isFile ? ['recording', 'path'] : ['recording', 'spool', 'path'], message: unusable })
   const headersFile = recording.sink === 'http' ? recording.http?.headers_file : undefined
   if (headersFile !== undefined) files.push([['recording', 'http', 'headers_file'], headersFile])
   for (const [path, file] of files) {
@@ -210,6 +215,82 @@ export function checkSinkFiles(recording: RecordingConfig): RawProblem[] {
     }
   }
   return problems
+}
+
+// statfs(2) f_type of kernel file systems that hold no files of ours: proc, sysfs, cgroup, cgroup2,
+// debugfs, securityfs, tracefs, bpf, devpts, pstore, configfs. Node 20's recursive mkdir loops
+// forever on a missing directory under /proc, so such a path must never reach it.
+const PSEUDO_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, 'proc'], [0x62656572, 'sysfs'], [0x27e0eb, 'cgroup'], [0x63677270, 'cgroup2'], [0x64626720, 'debugfs'],
+  [0x73636673, 'securityfs'], [0x74726163, 'tracefs'], [0xcafe4a11, 'bpf'], [0x1cd1, 'devpts'], [0x6165676c, 'pstore'],
+  [0x62656570, 'configfs'],
+])
+
+/** The nearest existing ancestor of `dir` (itself if it exists), or an error message; `isMissing` when it is not `dir`. */
+function nearestExisting(dir: string): { path: string; isMissing: boolean } | { problem: string } {
+  let p = resolve(dir)
+  let isMissing = false
+  for (;;) {
+    let isDir: boolean
+    try {
+      isDir = statSync(p).isDirectory()
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      const parent = dirname(p)
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && parent !== p) {
+        p = parent
+        isMissing = true
+        continue
+      }
+      return { problem: `cannot use ${dir} (${code ?? (err as Error).message})` }
+    }
+    if (!isDir) return { problem: `cannot use ${dir}: ${p} is a file, not a directory; name a directory on a disk, e.g. ./data` }
+    return { path: p, isMissing }
+  }
+}
+
+function kernelFileSystem(dir: string, existing: string): string | undefined {
+  let fsType: number | undefined
+  try {
+    fsType = statfsSync(existing).type
+  } catch {
+    fsType = undefined
+  }
+  const name = fsType === undefined ? undefined : PSEUDO_FILE_SYSTEMS.get(fsType)
+  return name === undefined ? undefined : `cannot keep records in ${dir}: ${existing} is on the kernel's ${name} file system; name a directory on a disk, e.g. ./data`
+}
+
+/**
+ * Why records cannot be kept in directory `dir` (created if missing), or undefined when they can:
+ * a file in the way, a kernel file system such as /proc, a read-only file system, or an existing
+ * directory this process may not write. A missing directory under a writable one is fine (it is
+ * created); one whose nearest existing parent this user cannot write is left to start-up, so that
+ * `validate` of a deployment's config passes on a laptop.
+ */
+export function directoryProblem(dir: string): string | undefined {
+  const found = nearestExisting(dir)
+  if ('problem' in found) return found.problem
+  const pseudo = kernelFileSystem(dir, found.path)
+  if (pseudo !== undefined) return pseudo
+  try {
+    accessSync(found.path, constants.W_OK | constants.X_OK)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EROFS') return `cannot keep records in ${dir}: ${found.path} is on a read-only file system; name a writable volume`
+    if (!found.isMissing) return `cannot write to ${dir} (${code ?? (err as Error).message}): give this user write access or name another directory`
+  }
+  return undefined
+}
+
+/**
+ * Throws when `dir` is on a kernel file system (/proc, /sys): call before a recursive mkdir, which
+ * on Node 20 never returns for a missing directory under /proc (it spins a core and holds SIGTERM).
+ */
+export function assertNotKernelFileSystem(dir: string): void {
+  const found = nearestExisting(dir)
+  if ('problem' in found) return
+  const pseudo = kernelFileSystem(dir, found.path)
+  if (pseudo !== undefined) throw Object.assign(new Error(pseudo), { code: 'MS_RECORD_DIR_UNUSABLE' })
 }
 
 /** `Name: value` lines (blank lines and `#` comments skipped) as header pairs; throws naming the first bad line. */

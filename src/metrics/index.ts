@@ -138,6 +138,17 @@ export class Metrics {
     name: 'modelsplit_records_spooled_bytes', help: 'Bytes of records waiting in the spool on disk for the Kafka or HTTP sink to take them (0 with the file sink).',
     registers: [this.registry],
   })
+  readonly recordsQuarantined = new Counter({
+    name: 'modelsplit_records_quarantined_total', help: 'Records the Kafka or HTTP sink refused for good (a 4xx other than 408/429/413 for a batch, a record too large alone, a damaged spool line), each one written to quarantine.jsonl in its spool directory and not sent again.',
+    labelNames: ['sink'] as const, registers: [this.registry],
+  })
+  /** What modelsplit_records_buffered reports at each scrape: the sink in force sets it. */
+  bufferedRecords: () => number = () => 0
+  readonly recordsBuffered = new Gauge({
+    name: 'modelsplit_records_buffered', help: 'Records accepted and held in memory, not yet in the record file, the sink or its spool (e.g. while the spool directory cannot be opened).',
+    registers: [this.registry],
+    collect: () => { this.recordsBuffered.set(this.bufferedRecords()) },
+  })
   readonly sinkErrors = new Counter({
     name: 'modelsplit_sink_errors_total', help: 'Failed sends to the Kafka or HTTP sink, and failed spool writes, by sink and reason (unreachable, timeout, rejected, too_large, spool, other); the records wait in the spool.',
     labelNames: ['sink', 'reason'] as const, registers: [this.registry],

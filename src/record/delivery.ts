@@ -1,3 +1,5 @@
+import { appendFile, rmdir, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
@@ -32,6 +34,18 @@ export interface DeliverySinkOptions {
   /** Bytes waiting in the spool, after each change: `modelsplit_records_spooled_bytes`. */
   readonly onSpooled?: (bytes: number) => void
   readonly onDropWarning?: (warning: DropWarning) => void
+  /** Records the sink refused for good, kept in `quarantineFile`: `modelsplit_records_quarantined_total`. */
+  readonly onQuarantined?: (count: number, err: unknown) => void
+  /** Where refused records go, one JSON line each. Default `quarantine.jsonl` in the spool directory. */
+  readonly quarantineFile?: string
+  /**
+   * Spool directories of earlier processes (workers that died, or a larger --workers) this sink
+   * drains: their records move into its own spool, in order, and the emptied directory is removed.
+   * Each directory's lock keeps two processes from draining the same one.
+   */
+  readonly adopt?: () => Promise<readonly string[]>
+  /** Records moved out of an adopted directory, once it is empty. */
+  readonly onAdopted?: (dir: string, count: number) => void
   /** Errors worth a log line that are not a failed send (a spool held by another process). */
   readonly onError?: (err: unknown) => void
   /** The sink stopped taking records (with the error), or takes them again: for one log line per change, not per retry. */
@@ -132,6 +146,9 @@ export class DeliverySink implements RecordSink {
   #isStopped = false
   #closing: Promise<void> | undefined
   #started: Promise<void>
+  #adopting: Promise<void> = Promise.resolve()
+  readonly #quarantineFile: string
+  #quarantined = 0
 
   constructor(opts: DeliverySinkOptions) {
     this.#opts = opts
@@ -144,6 +161,7 @@ export class DeliverySink implements RecordSink {
     this.#spillBytes = opts.spillBytes ?? Math.max(4 * opts.maxBatchBytes, 4 * 1024 * 1024)
     this.#closeTimeoutMs = opts.closeTimeoutMs
     this.#warnings = new DropWarnings(opts.dropWarningIntervalMs ?? 10_000, opts.onDropWarning)
+    this.#quarantineFile = opts.quarantineFile ?? join(opts.spoolDir, 'quarantine.jsonl')
     this.#started = this.#start()
   }
 
@@ -227,8 +245,9 @@ export class DeliverySink implements RecordSink {
     }
   }
 
-  stats(): { written: number; dropped: number; buffered: number; spooledBytes: number } {
-    return { written: this.#written, dropped: this.#dropped, buffered: this.#queue.length, spooledBytes: this.#spool?.bytes ?? 0 }
+  /** `buffered`: records accepted and held in memory, in neither the sink nor the spool yet. */
+  stats(): { written: number; dropped: number; quarantined: number; buffered: number; spooledBytes: number } {
+    return { written: this.#written, dropped: this.#dropped, quarantined: this.#quarantined, buffered: this.#queue.length, spooledBytes: this.#spool?.bytes ?? 0 }
   }
 
   #envelope(record: object): Envelope | undefined {
@@ -269,6 +288,7 @@ export class DeliverySink implements RecordSink {
     this.#transport.connect().then(() => this.#reachable(), (err: unknown) => this.#failed(err))
     this.#admitWaiters()
     this.#kick()
+    this.#adopting = this.#adoptAll()
   }
 
   #kick(): void {
@@ -355,8 +375,10 @@ export class DeliverySink implements RecordSink {
         // Too large as a batch: try halves (from the spool, in order) until each goes or is refused alone.
         this.#batchLimit = Math.ceil(envelopes.length / 2)
       } else if (permanent) {
+        // Refused alone: set aside before it leaves the spool, so what is behind it goes on.
+        const isKept = await this.#quarantine(envelopes, error)
         if (read !== undefined) await spool.ack(read)
-        this.#refused(envelopes, taken?.tags)
+        this.#refused(envelopes, taken?.tags, isKept, error)
         continue
       } else {
         this.#backoff()
@@ -413,14 +435,104 @@ export class DeliverySink implements RecordSink {
     this.#admitWaiters()
   }
 
-  /** Records the sink refuses for good (too large even alone): dropped and counted. */
-  #refused(envelopes: Envelope[], groups: Array<Group | undefined> | undefined): void {
-    if (groups !== undefined) this.#settleGroups(envelopes, groups, true)
+  /**
+   * Records the sink refuses for good (too large even alone, or their content refused): kept in
+   * the quarantine file and counted, or dropped and counted when that file cannot be written.
+   */
+  #refused(envelopes: Envelope[], groups: Array<Group | undefined> | undefined, isKept: boolean, err: unknown): void {
+    if (groups !== undefined) this.#settleGroups(envelopes, groups, !isKept)
     let ours = 0
     for (const e of envelopes) if (groups !== undefined || this.#factory.owns(e.id)) ours++
-    this.#drop('rejected', envelopes.length)
+    if (isKept) {
+      this.#quarantined += envelopes.length
+      try {
+        this.#opts.onQuarantined?.(envelopes.length, err)
+      } catch {
+        // A metrics or log callback must not stop delivery.
+      }
+    } else {
+      this.#drop('rejected', envelopes.length)
+    }
     this.#settle(ours)
     this.#reportSpooled()
+  }
+
+  /** Appends refused records to the quarantine file, one JSON line each; false when the disk refused. */
+  async #quarantine(envelopes: readonly Envelope[], err: unknown): Promise<boolean> {
+    const at = new Date().toISOString()
+    const reason = err instanceof Error ? err.message : String(err)
+    // The record stays a string: a damaged line may not be JSON, and must be kept as it was.
+    const lines = envelopes.map((e) => JSON.stringify({ quarantined_at: at, reason, id: e.id, type: e.type, key: e.key, time: e.time, record: e.value }) + '\n')
+    try {
+      await appendFile(this.#quarantineFile, lines.join(''))
+      return true
+    } catch (error) {
+      this.#opts.onError?.(error)
+      return false
+    }
+  }
+
+  async #adoptAll(): Promise<void> {
+    let dirs: readonly string[]
+    try {
+      dirs = (await this.#opts.adopt?.()) ?? []
+    } catch (err) {
+      this.#opts.onError?.(err)
+      return
+    }
+    for (const dir of dirs) {
+      if (this.#isStopped) return
+      await this.#adopt(dir)
+    }
+  }
+
+  /** Moves the records of an earlier process's spool directory into ours, then removes the directory. */
+  async #adopt(dir: string): Promise<void> {
+    let orphan: Spool
+    try {
+      orphan = await Spool.open(dir, { segmentBytes: 1024 * 1024 })
+    } catch (err) {
+      // A live process holds it: that one drains it.
+      if (!(err instanceof SpoolLockedError)) this.#opts.onError?.(err)
+      return
+    }
+    const own = this.#spool as Spool
+    let moved = 0
+    try {
+      while (!this.#isStopped) {
+        const read = await orphan.read(this.#maxBatchBytes, Number.POSITIVE_INFINITY)
+        if (read === undefined) break
+        let bytes = 0
+        for (const e of read.envelopes) bytes += e.bytes
+        // These were acknowledged to someone: never dropped for room, they wait until the sink makes some.
+        if (!own.isEmpty && own.bytes + this.#appending + this.#reserved + bytes > this.#spoolMax) {
+          await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
+          continue
+        }
+        this.#appending += bytes
+        try {
+          await own.append(read.envelopes)
+        } finally {
+          this.#appending -= bytes
+        }
+        // In ours before it leaves theirs: a crash in between sends it twice, never not at all.
+        await orphan.ack(read)
+        moved += read.envelopes.length
+        this.#isSpooling = true
+        this.#reportSpooled()
+        this.#kick()
+      }
+    } catch (err) {
+      this.#opts.onError?.(err)
+    }
+    const isEmpty = orphan.isEmpty
+    await orphan.close()
+    if (isEmpty) {
+      // A quarantine file (or anything else an operator put there) keeps the directory.
+      await unlink(join(dir, 'ack')).catch(() => {})
+      await rmdir(dir).catch(() => {})
+    }
+    if (moved > 0) this.#opts.onAdopted?.(dir, moved)
   }
 
   /** The spill loop: while spooling, records in memory go to the end of the spool. */
@@ -598,6 +710,8 @@ export class DeliverySink implements RecordSink {
     this.#isStopped = true
     clearTimeout(this.#timer)
     this.#timer = undefined
+    // An adoption under way stops between two batches, before our spool closes under it.
+    await this.#adopting
     const spool = this.#spool
     if (spool !== undefined) {
       await this.#spilling

@@ -1,6 +1,7 @@
 import { mkdir, open, stat } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { assertNotKernelFileSystem } from '../config/sink.js'
 import { rotateFiles } from './files.js'
 
 /**
@@ -171,6 +172,8 @@ export class RecordFile {
   }
 
   async #open (): Promise<void> {
+    // Checked before mkdir, which never returns for a missing directory under /proc (Node 20).
+    assertNotKernelFileSystem(dirname(this.#path))
     await mkdir(dirname(this.#path), { recursive: true })
     const fh = await open(this.#path, 'a+')
     try {

@@ -6,6 +6,9 @@ import type { HttpSinkConfig } from '../config/types.js'
 import { cloudEventType, type Envelope } from './envelope.js'
 import { SinkError, isNetworkError, type Transport } from './transport.js'
 
+// 401/403/407 (credentials), 404/405/421 (the wrong URL or server), 408 (slow), 425/429 (not now).
+const RETRYABLE_4XX: ReadonlySet<number> = new Set([401, 403, 404, 405, 407, 408, 421, 425, 429])
+
 /** The media type of a CloudEvents JSON batch (CloudEvents JSON Event Format 1.0, §4). */
 export const CLOUDEVENTS_BATCH = 'application/cloudevents-batch+json; charset=utf-8'
 
@@ -13,8 +16,9 @@ export const CLOUDEVENTS_BATCH = 'application/cloudevents-batch+json; charset=ut
  * Posts records to an HTTP collector as CloudEvents 1.0 JSON batches: one event per record, its
  * `data` the record's JSON exactly as the file sink writes it, `type` org.modelsplit.prediction,
  * .outcome or .decision, `partitionkey` (the partitioning extension) the request id. A 2xx answer
- * acknowledges the whole batch; 413 says it is too large (the sink then sends halves); any other
- * answer or failure is retried from the spool.
+ * acknowledges the whole batch; 413 says it is too large, and a 4xx other than those about access,
+ * the URL or the rate refuses its content (the sink then sends halves, and quarantines a record
+ * refused alone); any other answer or failure is retried from the spool.
  */
 export class HttpTransport implements Transport {
   readonly name = 'http' as const
@@ -63,6 +67,10 @@ export class HttpTransport implements Transport {
     }
     if (status >= 200 && status < 300) return
     if (status === 413) throw new SinkError('too_large', 'the collector refused the batch as too large (413)', true)
+    // RFC 9110 §15.5: a 4xx is the client's fault. These are about the request as a whole (who
+    // asks, where, or not now), so the same records may go later; any other 4xx refuses what was
+    // sent, and the sink narrows it down to the record refused and quarantines it.
+    if (status >= 400 && status < 500 && !RETRYABLE_4XX.has(status)) throw new SinkError('rejected', `the collector refused the records (${status})`, true)
     throw new SinkError('rejected', `the collector answered ${status}`)
   }
 

@@ -7,3 +7,4 @@ export type { AnyRecord, Attribution, DecisionRecord, OutcomeRecord, PredictionR
 export { readRecords } from './reader.js'
 export type { ReadRecordsOptions, RecordReader, SkippedLine } from './reader.js'
 export { recordFiles } from './files.js'
+export { setWorkerSlot } from './sinks.js'

@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
+import { assertNotKernelFileSystem } from '../config/sink.js'
 import type { Envelope } from './envelope.js'
 
 /**
@@ -111,6 +112,8 @@ export class Spool {
    */
   static async open(dir: string, opts: { segmentBytes: number; onCorrupt?: (lines: number) => void }): Promise<Spool> {
     if (heldHere.has(dir)) throw new SpoolLockedError(dir, process.pid)
+    // Checked before mkdir, which never returns for a missing directory under /proc (Node 20).
+    assertNotKernelFileSystem(dir)
     await mkdir(dir, { recursive: true })
     const lock = join(dir, 'lock')
     heldHere.add(dir)

@@ -38,7 +38,8 @@ export function browserRefusal(method: string, headers: IncomingHttpHeaders): Re
   if (origin !== undefined && !isSameOrigin(origin, headers.host)) {
     return {
       kind: 'cross-site',
-      message: `admin requests from another origin are refused (Origin: ${origin.slice(0, 100)}): open the console at the admin's own address, or call the API from outside a browser`,
+      message: `admin requests from another origin are refused (Origin: ${origin.slice(0, 100)}): `
+        + 'open the console at the admin\'s own address, or call the API from outside a browser',
     }
   }
   // Fetch Metadata (W3C): 'none' is the operator typing the address, 'same-origin' the console.
@@ -46,19 +47,23 @@ export function browserRefusal(method: string, headers: IncomingHttpHeaders): Re
   if (site !== undefined && site !== 'same-origin' && site !== 'none') {
     return {
       kind: 'cross-site',
-      message: `admin requests from another site are refused (Sec-Fetch-Site: ${String(site).slice(0, 20)}): open the console at the admin's own address`,
+      message: `admin requests from another site are refused (Sec-Fetch-Site: ${String(site).slice(0, 20)}): `
+        + 'open the console at the admin\'s own address',
     }
   }
   if (SAFE_METHODS.has(method) || isNonSimple(headers)) return undefined
   // A body-less request with no trace of a browser (curl -X POST, the CLI) is not a form or a
   // fetch from a page: every browser since 2020 sends Origin with a POST, and Sec-Fetch-Site too
   // to loopback. Anything with a body or a browser's headers must show it is not a simple request.
-  const hasBody = headers['content-type'] !== undefined || headers['transfer-encoding'] !== undefined || (headers['content-length'] ?? '0') !== '0'
+  const hasBody = headers['content-type'] !== undefined
+    || headers['transfer-encoding'] !== undefined
+    || (headers['content-length'] ?? '0') !== '0'
   const fromBrowser = origin !== undefined || site !== undefined || headers.referer !== undefined
   if (!hasBody && !fromBrowser) return undefined
   return {
     kind: 'simple-mutation',
-    message: `${method} on the admin API needs Content-Type: application/json or the header X-Modelsplit-Admin: 1 (a form or a no-cors fetch from a web page cannot send either)`,
+    message: `${method} on the admin API needs Content-Type: application/json or the header X-Modelsplit-Admin: 1 `
+      + '(a form or a no-cors fetch from a web page cannot send either)',
   }
 }
 

@@ -4,7 +4,18 @@ import { STATUS_CODES } from 'node:http'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { ReloadResult } from '../config/store.js'
 import { LOOPBACK_HOSTS } from '../config/schema.js'
-import { AdminCrossSiteError, AdminHostRefusedError, AdminSimpleMutationError, BadQueryError, ConfigRejectedError, RolloutConflictError, RouteUnknownError, UnauthorizedError, errorBody, formatProblem } from '../errors.js'
+import {
+  AdminCrossSiteError,
+  AdminHostRefusedError,
+  AdminSimpleMutationError,
+  BadQueryError,
+  ConfigRejectedError,
+  RolloutConflictError,
+  RouteUnknownError,
+  UnauthorizedError,
+  errorBody,
+  formatProblem,
+} from '../errors.js'
 import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import { CONSOLE_PATHS, registerConsole } from './console/index.js'
@@ -48,24 +59,32 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
   // and the check below reads this copy, so the socket and the check never disagree.
   const cfg = deps.current().config.admin
   const isLoopback = LOOPBACK_HOSTS.includes(cfg.host)
-  const refuse = (reply: FastifyReply, err: { statusCode: number; code: string; message: string }, headers: Record<string, string> = {}): FastifyReply =>
-    reply.code(err.statusCode).headers(headers).type('application/json; charset=utf-8').send(errorBody(err))
+  const refuse = (
+    reply: FastifyReply,
+    err: { statusCode: number; code: string; message: string },
+    headers: Record<string, string> = {},
+  ): FastifyReply => reply.code(err.statusCode).headers(headers).type('application/json; charset=utf-8').send(errorBody(err))
 
-  // Who may use the admin API (admin.token_file): a bearer token in the Authorization header,
+  // First what no web page may do, token or not (guard.ts): send a foreign Host (DNS rebinding),
+  // come from another origin or site, or mutate with a request it can send without a preflight.
+  // Then who may use the admin API (admin.token_file): a bearer token in the Authorization header,
   // never a cookie, so a page elsewhere cannot make a browser act for it. Mutations are POST-only
   // and need the token; off loopback every endpoint does, but health (and /metrics unless
   // admin.protect_metrics) stay open for probes and Prometheus.
   admin.addHook('onRequest', async (request, reply) => {
     const headers = request.headers
-    // DNS rebinding: a page whose name now resolves to this listener sends its own name as Host.
-    // A request with the token is exempt (such a page cannot have it), so an in-cluster client
-    // may use a Service's name.
-    if (!isHostAllowed(headers.host, cfg.host) && !(cfg.token_file !== null && await tokenMatches(cfg.token_file, headers.authorization))) {
-      return refuse(reply, new AdminHostRefusedError(`Host "${String(headers.host).slice(0, 100)}" is not this admin listener's: use localhost, an IP address or admin.host (${cfg.host}), or send the bearer token`))
+    // DNS rebinding: a page whose name now resolves here sends that name as Host. Such a page
+    // cannot have the token, so a request with it may use any name (an in-cluster Service's).
+    const hasToken = async (): Promise<boolean> => cfg.token_file !== null && await tokenMatches(cfg.token_file, headers.authorization)
+    if (!isHostAllowed(headers.host, cfg.host) && !await hasToken()) {
+      const host = String(headers.host).slice(0, 100)
+      return refuse(reply, new AdminHostRefusedError(
+        `Host "${host}" is not this admin listener's: use localhost, an IP address or admin.host (${cfg.host}), or send the bearer token`))
     }
     const refusal = browserRefusal(request.method, headers)
     if (refusal !== undefined) {
-      return refuse(reply, refusal.kind === 'simple-mutation' ? new AdminSimpleMutationError(refusal.message) : new AdminCrossSiteError(refusal.message))
+      const err = refusal.kind === 'simple-mutation' ? new AdminSimpleMutationError(refusal.message) : new AdminCrossSiteError(refusal.message)
+      return refuse(reply, err)
     }
     // The route the router matched (after percent-decoding, without query or fragment), never the
     // raw URL: /%6detrics and /metrics#x are served as /metrics, so they are authorised as it.

@@ -45,11 +45,12 @@ describe('decision keys', () => {
   it.each([
     ['a candidate not in the split', '    rollout: { candidate: v3, steps: [10, 100] }\n', 12, 'routes[0].rollout.candidate', /"v3" must be a model in this route's split/],
     ['steps not strictly increasing', '    rollout: { candidate: v2, steps: [10, 5, 100] }\n', 12, 'routes[0].rollout.steps[1]', /strictly increasing: 5 follows 10/],
+    ['a single step of 100', '    rollout: { candidate: v2, steps: [100] }\n', 12, 'routes[0].rollout.steps', /cannot start at 100: .* list a step below it first, e\.g\. \[50, 100\]/],
     ['a step outside 0–100', '    rollout: { candidate: v2, steps: [10, 150] }\n', 12, 'routes[0].rollout.steps[1]', /percent in \(0, 100\], got 150/],
     ['a duration without a unit', '    rollout: { candidate: v2, steps: [10, 100], step_interval: 600 }\n', 12, 'routes[0].rollout.step_interval', /duration with a unit/],
-    ['rollout and bandit on one route', '    rollout: { candidate: v2, steps: [100] }\n    bandit: { metric: converted }\n', 13, 'routes[0].bandit', /a rollout or a bandit, not both/],
+    ['rollout and bandit on one route', '    rollout: { candidate: v2, steps: [50, 100] }\n    bandit: { metric: converted }\n', 13, 'routes[0].bandit', /a rollout or a bandit, not both/],
     ['a bandit metric the route does not declare', '    bandit: { metric: revenue }\n', 12, 'routes[0].bandit.metric', /metric "revenue" is not declared/],
-    ['a guardrail the route does not declare', '    rollout: { candidate: v2, steps: [100], gates: { guardrails: [revenue] } }\n', 12, 'routes[0].rollout.gates.guardrails[0]', /metric "revenue" is not declared/],
+    ['a guardrail the route does not declare', '    rollout: { candidate: v2, steps: [50, 100], gates: { guardrails: [revenue] } }\n', 12, 'routes[0].rollout.gates.guardrails[0]', /metric "revenue" is not declared/],
     ['promote_when on a route without rollout', '    shadow: [{ model: v3, promote_when: { min_compared: 10 } }]\n', 12, 'routes[0].shadow[0].promote_when', /needs a rollout on this route/],
   ])('names %s with its line and key path', (_name, route, line, path, message) => {
     const problems = problemsOf(base(route))

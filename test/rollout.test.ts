@@ -246,7 +246,7 @@ routes:
   - name: churn
     path: /churn
     split: [{ model: v1, weight: 100 }, { model: v2, weight: 0 }, { model: v3, weight: 0 }]
-    rollout: { candidate: v2, steps: [100], step_interval: 1s, min_requests: 5, gates: { max_p99_latency_ratio: null } }
+    rollout: { candidate: v2, steps: [50, 100], step_interval: 1s, min_requests: 5, gates: { max_p99_latency_ratio: null } }
     shadow: [{ model: v3, promote_when: { min_compared: 100, min_agreement: 0.9 } }]
 `
     for (const [shadow, promoted] of [[good.url, true], [bad.url, false]] as const) {

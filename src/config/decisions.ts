@@ -157,6 +157,11 @@ export function readRollout(c: Checker, value: unknown, path: KeyPath): RolloutC
     if (steps !== undefined && steps.length === 0) {
       c.add([...path, 'steps'], 'must list at least one step, e.g. [1, 5, 25, 100]')
       steps = undefined
+    } else if (steps !== undefined && steps[0] === 100) {
+      // The 100 % step is judged against the control's figures on the step before: with none,
+      // everyone would move to the candidate unguarded, and the rollout could never be judged.
+      c.add([...path, 'steps'], 'cannot start at 100: the candidate at 100% is judged against the control\'s figures on the step before, so list a step below it first, e.g. [50, 100]')
+      steps = undefined
     }
   }
   const stepInterval = duration(c, o.step_interval, [...path, 'step_interval'], { fallback: 600_000, min: 1000 })

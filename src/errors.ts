@@ -13,6 +13,8 @@ export const UserIdRequiredError = createError<'MS_USER_ID_REQUIRED', 400, [stri
   'MS_USER_ID_REQUIRED', 'route "%s" needs a user id (%s) and rejects requests without one: %s', 400)
 export const BadRequestPathError = createError<'MS_BAD_PATH', 400, [string, { cause: unknown }?]>(
   'MS_BAD_PATH', 'request path is not allowed: %s', 400)
+export const HostRequiredError = createError<'MS_HOST_REQUIRED', 400, []>(
+  'MS_HOST_REQUIRED', 'an HTTP/1.1 request must carry a Host header (RFC 9112 §3.2)', 400)
 export const TransferCodingError = createError<'MS_TRANSFER_CODING_UNSUPPORTED', 501, [string]>(
   'MS_TRANSFER_CODING_UNSUPPORTED', 'Transfer-Encoding "%s" is not supported; only chunked is (RFC 9112 §6.1)', 501)
 export const BodyTimeoutError = createError<'MS_BODY_TIMEOUT', 408, [string, number]>(
@@ -56,6 +58,11 @@ export const UpstreamResetError = createError<'MS_UPSTREAM_RESET', 502, [string,
   'MS_UPSTREAM_RESET', 'model "%s" on route "%s" closed the connection: %s', 502, UpstreamBase)
 export const UpstreamTimeoutError = createError<'MS_UPSTREAM_TIMEOUT', 504, [string, string, number, { cause: unknown }?]>(
   'MS_UPSTREAM_TIMEOUT', 'model "%s" on route "%s" did not answer within timeout_ms=%s', 504, UpstreamBase)
+
+// --- the router's own saturation: never the model's error ------------------------------------
+/** Every pooled connection to the model stayed busy for its timeout_ms: the router's pool is full, the model may be fine. */
+export const OverloadedError = createError<'MS_OVERLOADED', 503, [string, string, number, number]>(
+  'MS_OVERLOADED', 'the router has no free connection to model "%s" on route "%s": all %s of its connections stayed busy for %sms; retry later, or raise the model\'s connections', 503)
 
 // --- lifecycle ---------------------------------------------------------------------------------
 export const ShuttingDownError = createError<'MS_SHUTTING_DOWN', 503, []>(

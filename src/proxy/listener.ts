@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { BadRequestPathError, BodyTooLargeError, RouteNotFoundError, ShuttingDownError, TransferCodingError, errorBody } from '../errors.js'
+import { BadRequestPathError, BodyTooLargeError, HostRequiredError, RouteNotFoundError, ShuttingDownError, TransferCodingError, errorBody } from '../errors.js'
 import { matchRoute } from '../plan/index.js'
 import { badPath } from '../upstream/path.js'
 import { Exchange, type ProxyContext } from './exchange.js'
@@ -46,6 +46,8 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
     const q = url.indexOf('?')
     const pathname = q < 0 ? url : url.slice(0, q)
     const method = req.method
+    // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host (1.0 has none).
+    if (req.headers.host === undefined && req.httpVersionMinor === 1) return reject(ctx, req, res, requestIdOf(req.headers['x-request-id']), new HostRequiredError(), '')
     // POST /feedback has a handler of its own, answered before any prediction route.
     if (method === 'POST' && pathname === '/feedback') return deps.other(req, res)
     const requestId = requestIdOf(req.headers['x-request-id'])

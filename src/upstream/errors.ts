@@ -19,6 +19,8 @@ function rootCode(err: unknown): string | undefined {
  */
 export function translateUpstreamError(err: unknown, route: string, model: string, timeoutMs: number): { error: Error & { statusCode: number }; reason: UpstreamReason } {
   const code = rootCode(err)
+  // Already ours (the router judged the model's answer itself): passed on as it is.
+  if (code === 'MS_UPSTREAM_ERROR' && err instanceof UpstreamError) return { error: err as Error & { statusCode: number }, reason: 'other' }
   const cause = { cause: err }
   // undici reports an answer it cannot parse (an unsolicited 100 Continue, a stray upgrade) as a
   // socket error: that is the model speaking badly, not the connection failing.

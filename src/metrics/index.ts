@@ -9,6 +9,7 @@ export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.
 
 export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable' | 'capture_budget'
 export type { AssignmentSource, MissingReason } from '../plan/index.js'
+export { WorkerMetrics, type MetricsSnapshot } from './cluster.js'
 
 /**
  * The router's Prometheus instruments, created once per server on its own registry (so two
@@ -36,6 +37,10 @@ export class Metrics {
   readonly captureBudgetExceeded = new FastCounter({
     name: 'modelsplit_capture_budget_exceeded_total', help: 'Answers streamed to the client uncaptured because limits.max_capture_total_bytes was in use; their comparison is recorded as an error.',
     labelNames: ['route'] as const, registers: [this.registry],
+  })
+  readonly overloaded = new FastCounter({
+    name: 'modelsplit_overloaded_total', help: 'Requests answered 503 MS_OVERLOADED because every pooled connection to the model stayed busy for its timeout_ms: the router\'s saturation (raise connections), never counted as the model\'s error.',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
   })
   readonly upstreamErrors = new FastCounter({
     name: 'modelsplit_upstream_errors_total', help: 'Failed calls to a model server, by reason (refused, reset, timeout, dns, other).',
@@ -130,6 +135,27 @@ export class Metrics {
     name: 'modelsplit_outcome_value_squares_sum', help: 'Sum of squared outcome values: with the count and sum, the variance per arm (Welch\'s test in PromQL).',
     labelNames: ['route', 'model', 'metric'] as const, registers: [this.registry],
   })
+  // Per bucket of users (analysis.unit: user): totals that add up across replicas, from which the
+  // delta method gives a user-level variance (see the README's "Unit of analysis").
+  readonly outcomeBucketSum = new Counter({
+    name: 'modelsplit_outcome_bucket_value_sum', help: 'Sum of outcome values per bucket of users (a hash of the user id, independent of the split): the user-level analysis reads these.',
+    labelNames: ['route', 'model', 'metric', 'bucket'] as const, registers: [this.registry],
+  })
+  readonly outcomeBucketCount = new Counter({
+    name: 'modelsplit_outcome_bucket_count', help: 'Outcomes per bucket of users (a hash of the user id, independent of the split).',
+    labelNames: ['route', 'model', 'metric', 'bucket'] as const, registers: [this.registry],
+  })
+  /** Set by the tally: sampled users per arm and how many were expected, read at each scrape. */
+  usersSource: (() => readonly { route: string; model: string; users: number; expected: number }[]) | undefined
+  readonly experimentUsers = new Gauge({
+    name: 'modelsplit_experiment_users', help: 'Users first exposed to each arm on this replica, in the hashed sample the sample-ratio check reads (analysis.unit: user).',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+    collect: () => this.#collectUsers(),
+  })
+  readonly experimentUsersExpected = new Gauge({
+    name: 'modelsplit_experiment_users_expected', help: 'Users each arm was expected to get on this replica under the weights in force when they first came (same sample).',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+  })
   readonly recordFileReopened = new Counter({
     name: 'modelsplit_record_file_reopened_total', help: 'Times the record file was closed and opened again by name, by reason (missing: deleted or renamed away, replaced: another file at the path, deleted: unlinked during a write, requested: SIGHUP).',
     labelNames: ['reason'] as const, registers: [this.registry],
@@ -166,6 +192,17 @@ export class Metrics {
     name: 'modelsplit_model_version_info', help: 'The MLflow registered version behind each model (models.NAME.mlflow), as resolved now; value is always 1.',
     labelNames: ['model', 'registered_model', 'version'] as const, registers: [this.registry], aggregator: 'max',
   })
+
+  #collectUsers(): void {
+    const rows = this.usersSource?.()
+    if (rows === undefined) return
+    this.experimentUsers.reset()
+    this.experimentUsersExpected.reset()
+    for (const r of rows) {
+      this.experimentUsers.set({ route: r.route, model: r.model }, r.users)
+      this.experimentUsersExpected.set({ route: r.route, model: r.model }, r.expected)
+    }
+  }
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     this.records.inc({ result: 'written' }, 0)

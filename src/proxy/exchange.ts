@@ -1,8 +1,9 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import { BodyTimeoutError, BodyTooLargeError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
+import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
 import type { AssignmentMemory } from '../evaluation/index.js'
+import { unitHash } from '../experiment/index.js'
 import type { Metrics } from '../metrics/index.js'
 import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
 import type { Observation, Observer, ShadowDispatcher } from '../shadow/index.js'
@@ -32,6 +33,8 @@ const kExchange = Symbol('modelsplit.exchange')
 type Tagged = { [kExchange]?: Exchange }
 
 const CLIENT_GONE = 'the client closed the connection before the response ended'
+/** Retry-After on 503 MS_OVERLOADED: a short back-off, long enough for a burst to drain. */
+const RETRY_AFTER_SECONDS = '1'
 
 /**
  * One proxied request from start to end: reads the body if the route needs it, decides, sends
@@ -62,6 +65,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #head: string[] | null = null
   /** This request's trace; null unless tracing is on. */
   #trace: RequestTrace | null = null
+  /** The error answer carries Retry-After (the router's own saturation). */
+  #retryAfter = false
 
   constructor(
     readonly ctx: ProxyContext,
@@ -206,6 +211,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     if (d.source === 'hash') {
       arm.assignedByHash.inc()
       arm.assigned.count++
+      // The user's first exposure, for the sample-ratio check on users (unit user only).
+      if (arm.users !== null) arm.users.see(unitHash(d.userId as string), d.target)
     } else if (d.source === 'override') arm.assignedByOverride.inc()
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
@@ -264,14 +271,18 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.#state === DONE) {
-      // Answered (timed out, client gone) while it waited for a pooled connection: never send it.
-      abort(new Error(CLIENT_GONE))
-      return
+      // Answered (overloaded, client gone) while it waited for a pooled connection: never send
+      // it. Throwing makes undici drop the request and keep the connection for the next one;
+      // abort() would close a healthy keep-alive connection for a request that never used it.
+      throw new Error(CLIENT_GONE)
     }
     this.#abort = abort
     // A body that streams in as the client sends it is the client's time, guarded by
     // body_timeout_ms; the model's timeout_ms starts again once the request is sent.
     if (this.#streaming) clearTimeout(this.#timer)
+    // The model's clock starts when it gets the request: time spent waiting for a pooled
+    // connection was the router's, bounded by the same timeout_ms (then 503 MS_OVERLOADED).
+    else this.#timer?.refresh()
   }
 
   onRequestSent(): void {
@@ -280,6 +291,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (this.#state === DONE) return false
+    if (statusCode < 100 || statusCode > 599) return this.#badStatus(statusCode)
     if (statusCode < 200) return true // 1xx informational: the final answer follows
     this.#status = statusCode
     this.#resume = resume
@@ -292,7 +304,22 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // still gets the client a clean 502. The model's reason phrase is not passed on: node writes
     // the standard one (a phrase outside Latin-1 would make writeHead throw).
     this.#head = clientResponseHeaders(rawHeaders, this.requestId, (this.arm as Arm).model, closing)
+    // A captured answer's buffer is sized once from its declared length.
+    if (this.#capture !== null) this.#capture.expect(declaredLength(rawHeaders))
     return true
+  }
+
+  /**
+   * RFC 9110 §15: status codes run 100–599, and a client cannot tell what 999 means (node would
+   * relay it as is). The model answered badly: a 502 of its own, and its connection is dropped
+   * since the rest of its answer cannot be trusted either.
+   */
+  #badStatus(statusCode: number): false {
+    const arm = this.arm as Arm
+    const err = new UpstreamError(arm.model, arm.route, `it answered HTTP status ${statusCode}, outside 100–599 (RFC 9110 §15)`)
+    if (this.#abort !== null) this.#abort(err) // undici calls onError with it
+    else this.onError(err)
+    return false
   }
 
   /** Writes the held answer head; false if node refused it (the exchange is then failed). */
@@ -315,7 +342,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     if (this.#state === DONE) return false
     if (this.#head !== null && !this.#writeHead()) return false
     const capture = this.#capture
-    if (capture !== null && capture.chunks !== null) {
+    if (capture !== null && capture.active) {
       capture.add(chunk, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
       if (capture.skipped === 'capture_budget') this.route.captureBudgetExceeded.inc()
     }
@@ -391,14 +418,25 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
 
   /** @internal */ onTimeout(): void {
     if (this.#state !== DISPATCHED) return
-    this.#timedOut = true
     const arm = this.arm as Arm
+    if (this.#abort === null) {
+      // Still waiting for a connection: answered now; onConnect drops it when its turn comes.
+      // Waiting behind busy connections is the router's saturation, not the model's slowness
+      // (its clock starts at onConnect); waiting for a connection to open is the model's.
+      const stats = arm.pool.stats
+      if (stats.connected > 0 && stats.free === 0) {
+        arm.overloaded.inc()
+        this.#retryAfter = true
+        this.#fail(new OverloadedError(arm.model, arm.route, stats.connected, arm.timeoutMs), false)
+        return
+      }
+    }
+    this.#timedOut = true
     const err = new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs)
     if (this.#abort !== null) {
       this.#abort(err) // undici calls onError with it
       return
     }
-    // Still waiting for a pooled connection: answer now; onConnect drops it when its turn comes.
     this.onError(err)
   }
 
@@ -469,10 +507,24 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       'content-length': Buffer.byteLength(body),
       'x-request-id': this.requestId,
       ...(model !== undefined ? { 'x-modelsplit-model': model } : {}),
+      // RFC 9110 §10.2.3: how long a client should wait before trying again.
+      ...(this.#retryAfter ? { 'retry-after': RETRY_AFTER_SECONDS } : {}),
       ...(this.ctx.isShuttingDown() || !res.shouldKeepAlive ? { connection: 'close' } : {}),
     })
     res.end(body)
   }
+}
+
+/** A response's Content-Length from undici's raw headers, or 0 when it has none (or a bad one). */
+function declaredLength(raw: readonly Buffer[]): number {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer
+    if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length') {
+      const n = Number((raw[i + 1] as Buffer).toString('latin1'))
+      return Number.isSafeInteger(n) && n > 0 ? n : 0
+    }
+  }
+  return 0
 }
 
 // Module-level listeners: `this` is the req or res, and the exchange hangs off it.

@@ -1,8 +1,9 @@
-import type { Dispatcher } from 'undici'
+import type { Dispatcher, Pool } from 'undici'
 import type { Config, MetricConfig } from '../config/index.js'
 import type { Metrics, MissingReason, ShadowDropReason } from '../metrics/index.js'
 import type { ModelTarget, Plan, RoutePlan, ShadowPlan } from '../plan/index.js'
 import type { Pools } from '../upstream/pools.js'
+import type { RouteSpec, UserSample } from '../experiment/index.js'
 
 type CounterChild = ReturnType<Metrics['requests']['labels']>
 type HistogramChild = ReturnType<Metrics['duration']['labels']>
@@ -10,16 +11,20 @@ type HistogramChild = ReturnType<Metrics['duration']['labels']>
 /** One model as a route uses it: its plan target, its pool and its metric children, bound once. */
 export interface Arm extends ModelTarget {
   readonly route: string
-  readonly pool: Dispatcher
+  readonly pool: Pool
   readonly assignedByHash: CounterChild
   readonly assignedByOverride: CounterChild
   readonly assignedByMissing: CounterChild
   readonly duration: HistogramChild
   /** Indexed by HTTP status; filled on first use, since codes are not known in advance. */
   readonly byCode: (CounterChild | undefined)[]
+  /** Requests the router answered 503 itself because this model's pool stayed full (not in byCode). */
+  readonly overloaded: CounterChild
   readonly metrics: Metrics
   /** Requests assigned by hash, for the sample-ratio check; shared across reloads. */
   readonly assigned: { count: number }
+  /** Where users are counted at first exposure (analysis.unit: user), else null. */
+  readonly users: UserSample | null
 }
 
 /** A shadow model as a route mirrors to it, with its pool and bound metric children. */
@@ -65,7 +70,9 @@ export interface Runtime {
 export interface Counters {
   assignmentCounter(route: string, model: string): { count: number }
   /** Follows each route's experiment and weights as plans come into force (the tally). */
-  observe?(route: string, identity: string, models: readonly string[], shares: ArrayLike<number>): void
+  observe?(route: string, identity: string, models: readonly string[], shares: ArrayLike<number>, spec?: Omit<RouteSpec, 'identity' | 'models'>): void
+  /** The route experiment's sample of users (unit user), bound after observe. */
+  userSample?(route: string): UserSample | null
 }
 
 /** Binds a compiled plan to metrics and pools. Cannot fail on a compiled plan: only label binding. */
@@ -77,14 +84,13 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
     const origin = new URL(m.url).origin
     sizes.set(origin, Math.max(sizes.get(origin) ?? 0, m.connections))
   }
-  const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
   for (const r of plan.routes) {
-    // An experiment is its arms, control and salt, and the registered versions behind the arms (a
-    // new version is a new experiment: versions never mix in one experiment's numbers); weights (a
-    // rollout's step) only start a period.
-    const identity = experimentIdentity(r)
-    counters.observe?.(r.name, identity, r.assigner.models, r.assigner.shares)
+    // An experiment is its arms, control and salt, its unit of analysis, and the registered
+    // versions behind the arms (a new version is a new experiment: versions never mix in one
+    // experiment's numbers); weights (a rollout's step) only start a period.
+    counters.observe?.(r.name, experimentIdentity(r), r.assigner.models, r.assigner.shares, { control: r.control, analysis: r.config.analysis, metrics: r.metrics })
   }
+  const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
   return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes) })
 }
 
@@ -92,7 +98,10 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
 export function experimentIdentity(r: RoutePlan): string {
   const arms = r.targets.slice(0, r.config.split.length)
   const versions = arms.some((t) => t.registry !== null) ? { versions: arms.map((t) => t.registry === null ? null : `${t.registry.model}/${t.registry.version ?? '?'}`) } : {}
-  return JSON.stringify({ models: r.config.split.map((s) => s.model), control: r.control, salt: r.config.salt, ...versions })
+  const a = r.config.analysis
+  // A route analysed by user (the default) names its buckets; request-level keeps its old identity.
+  const unit = a.unit === 'user' ? { unit: a.unit, buckets: a.buckets } : {}
+  return JSON.stringify({ models: r.config.split.map((s) => s.model), control: r.control, salt: r.config.salt, ...versions, ...unit })
 }
 
 /**
@@ -119,7 +128,7 @@ export function poolsOf(runtime: Runtime): Set<Dispatcher> {
   return out
 }
 
-function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool: (kind: 'primary' | 'shadow', origin: string) => Dispatcher): RouteRuntime {
+function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool: (kind: 'primary' | 'shadow', origin: string) => Pool): RouteRuntime {
   const targets = route.targets.map((t): Arm => {
     const labels = { route: route.name, model: t.model }
     return {
@@ -131,8 +140,10 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
       assignedByMissing: metrics.assignments.labels({ ...labels, source: 'missing_user_id' }),
       duration: metrics.duration.labels(labels),
       byCode: keep(metrics, `primary\u0000${route.name}\u0000${t.model}`, () => []),
+      overloaded: metrics.overloaded.labels(labels),
       metrics,
       assigned: counters.assignmentCounter(route.name, t.model),
+      users: counters.userSample?.(route.name) ?? null,
     }
   })
   const reasons: MissingReason[] = ['absent', 'body_not_json', 'unknown_override']

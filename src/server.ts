@@ -265,7 +265,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       act: (route, action) => engine.act(route, action),
     },
   }, logger as boolean)
-  if (decides(plan)) engine.start()
+  // A replica takes the fleet's rollouts (with evaluation.prometheus) before it serves.
+  if (decides(plan)) await engine.start()
   else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 

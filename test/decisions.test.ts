@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import type { BanditConfig, RolloutConfig } from '../src/config/decisions.js'
 import { floorShares, thompson } from '../src/decisions/bandit.js'
+import { counterIncrease } from '../src/decisions/counters.js'
 import { bucketQuantile } from '../src/decisions/histogram.js'
 import { checkPromotion } from '../src/decisions/promotion.js'
 import { Random } from '../src/decisions/random.js'
@@ -30,6 +31,19 @@ function walk(cfg: RolloutConfig, data: (s: RolloutState) => RolloutInputs, n: n
   return { state, trail }
 }
 
+describe('a counter\'s growth over a window, across restarts', () => {
+  it.each([
+    ['no restart: the last value minus the start', 100, [110, 130, 160], 60],
+    ['a series born inside the window counts its first sample', undefined, [5, 9], 9],
+    ['a restart counts from zero: growth before it, then all of the new value', 100, [120, 3, 10], 30],
+    ['a replica that died inside the window keeps what it served', 100, [140], 40],
+    ['two restarts', 50, [60, 2, 7, 1, 4], 10 + 2 + 5 + 1 + 3],
+    ['nothing after the start', 100, [], 0],
+  ])('%s', (_name, start, samples, growth) => {
+    expect(counterIncrease(start, samples)).toBe(growth)
+  })
+})
+
 describe('progressive rollout', () => {
   it('walks a healthy candidate through every step, each held step_interval, and promotes it at 100%', () => {
     const { state, trail } = walk(CFG, healthy, 100)
@@ -40,6 +54,8 @@ describe('progressive rollout', () => {
     expect(advances.map((x) => x.t)).toEqual([600_000, 1_200_000, 1_800_000, 2_400_000, 3_000_000])
     expect(trail.at(-1)).toMatchObject({ result: 'promote', percent: 100, t: 3_600_000 })
     expect(rolloutWeights(SPLIT, CFG, state)).toEqual([0, 100])
+    // The reason says the candidate is the control now, and so does the state.
+    expect(state.control).toBe('v2')
   })
 
   it('rolls back at the first judged step when the candidate has +2% errors, naming the gate and its numbers', () => {

@@ -10,9 +10,9 @@ import { moments, msprtPValue, type Sample, type Totals } from '../stats/index.j
 import { thompson, type BanditResult } from './bandit.js'
 import { checkPromotion, type ShadowEvidence } from './promotion.js'
 import { LocalData } from './local.js'
-import { PrometheusData } from './prometheus.js'
+import { PrometheusData, type FleetRollout, type ReplicaRollout } from './prometheus.js'
 import { Random } from './random.js'
-import { ROLLOUT_STATUSES, applyAction, decideRollout, rolloutPercent, rolloutWeights, startRollout, type ArmWindow, type GuardrailResult, type RolloutState } from './rollout.js'
+import { ROLLOUT_STATUSES, applyAction, decideRollout, isAhead, rolloutPercent, rolloutWeights, startRollout, stepOf, type ArmWindow, type GuardrailResult, type RolloutState, type RolloutStatus } from './rollout.js'
 
 /** What the engine needs of the router; no transport, so a test drives it with a fake clock. */
 export interface DecisionHost {
@@ -42,7 +42,12 @@ interface RouteDecisions {
   rollout: RolloutState | null
   bandit: { shares: Record<string, number>; winner: string | null; probability_best: Record<string, number>; expected_loss: Record<string, number> } | null
   history: DecisionEntry[]
+  /** The last boundary this replica decided the route at (ms). */
+  decidedAt?: number
 }
+
+/** A route's decisions as /admin/rollouts shows them: as of the weights in force. */
+type View = Pick<RouteDecisions, 'rollout' | 'bandit' | 'history'>
 
 
 const HISTORY = 100
@@ -65,7 +70,12 @@ export class DecisionEngine {
   #fleet: { key: string; data: DecisionData } | undefined
   /** Routes whose rollout this process started afresh (no saved state): a fleet may be ahead. */
   readonly #fresh = new Set<string>()
+  /** The decisions the last plan built was built from, and those shown with the runtime in force. */
+  #built = new Map<string, View>()
+  #view = new Map<string, View>()
+  #viewOf: unknown
   #timer: NodeJS.Timeout | undefined
+  #catchUp: NodeJS.Timeout | undefined
   #stopped = false
   #ticking: Promise<void> | undefined
   #nextAt = 0
@@ -132,7 +142,18 @@ export class DecisionEngine {
       }
       out.set(route.name, this.#weights(route, d))
     }
+    this.#built = this.#snapshot()
     return out
+  }
+
+  #snapshot(): Map<string, View> {
+    return new Map([...this.#routes].map(([name, d]) => [name, { rollout: d.rollout, bandit: d.bandit, history: d.history.slice() }]))
+  }
+
+  /** The weights in force now follow the decisions: /admin/rollouts shows them from here on. */
+  #commit(): void {
+    this.#view = this.#snapshot()
+    this.#viewOf = this.#host.runtime()
   }
 
   #weights(route: RoutePlan, d: RouteDecisions): number[] {
@@ -142,50 +163,116 @@ export class DecisionEngine {
     return cfg.split.map((s) => shares === undefined ? 100 / cfg.split.length : 100 * (shares[s.model] ?? 0))
   }
 
-  /** Starts deciding at the next aligned boundary. */
-  start(): void {
+  /**
+   * Starts deciding at the next aligned boundary. With evaluation.prometheus a replica first takes
+   * the fleet's rollouts where they are ahead of its own (it starts afresh, or from a decisions.json
+   * older than the fleet), before it serves; and when it starts between a boundary and the fleet's
+   * decision there, it takes that decision itself, from the same figures, at the same time.
+   */
+  async start(): Promise<void> {
     this.#stopped = false
-    this.#schedule()
-    // A replica that starts with no saved state joins the fleet's rollout rather than start over.
-    if (this.#fresh.size > 0 && this.#data instanceof PrometheusData) {
-      void this.#joinFleet(this.#host.now()).then(async (changed) => {
-        if (changed) await this.#host.refresh()
-        this.#publish()
-      })
+    if (this.#data instanceof PrometheusData) {
+      const now = this.#host.now()
+      let changed = false
+      for (const route of this.#host.runtime().routes) {
+        const d = this.#routes.get(route.name)
+        if (d?.rollout == null || route.plan.config.rollout === null) continue
+        const fleet = await (this.#data as PrometheusData).rollout(route.name, now)
+        if (typeof fleet === 'string') {
+          this.#host.log('warn', `route ${route.name}: cannot read the fleet's rollout (${fleet}); going on from this replica's state, the next boundary tries again`)
+          continue
+        }
+        changed = await this.#reconcile(route, d, fleet, now) || changed
+      }
+      if (changed) {
+        await this.#save()
+        const r = await this.#host.refresh()
+        if (!r.ok) this.#host.log('warn', `the fleet's weights not applied, the plan in force stays: ${r.error}`)
+      }
+      this.#publish()
+      this.#scheduleCatchUp(now)
     }
+    this.#schedule()
   }
 
-  /** Adopts the fleet's rollout for routes started afresh here; true if any weights changed. */
-  async #joinFleet(at: number): Promise<boolean> {
-    const data = this.#data
-    if (!(data instanceof PrometheusData)) return false
-    let changed = false
-    for (const name of [...this.#fresh]) {
-      const d = this.#routes.get(name)
-      const route = this.#host.runtime().routes.find((r) => r.name === name)
-      const cfg = route?.plan.config.rollout
-      if (d?.rollout == null || cfg == null) continue
-      const fleet = await data.rollout(name, at)
-      if (typeof fleet === 'string') {
-        this.#host.log('warn', `route ${name}: cannot read the fleet's rollout (${fleet}); starting it here`)
-        continue
-      }
-      this.#fresh.delete(name)
-      if (fleet.definition !== d.definition || fleet.candidate === null || fleet.control === null || fleet.stepStartedAt === null || fleet.percent === null) continue
-      const status = (ROLLOUT_STATUSES as readonly string[]).includes(fleet.state ?? '') ? fleet.state as RolloutState['status'] : 'running'
-      const step = Math.max(0, cfg.steps.findIndex((p) => p >= (fleet.percent as number)))
-      d.rollout = { ...d.rollout, candidate: fleet.candidate, control: fleet.control, status, step, stepStartedAt: fleet.stepStartedAt, pausedBy: status === 'paused' ? 'operator' : null, operatorAt: fleet.lastAction?.at }
-      this.#data.startWindow(name, fleet.stepStartedAt)
-      this.#note(name, d, { kind: 'rollout', result: 'join', reason: `joined the fleet's rollout of ${fleet.candidate}: ${status} at ${cfg.steps[step]}% since ${new Date(fleet.stepStartedAt).toISOString()}` })
-      changed = true
+  /**
+   * The last boundary's decision, for a replica that started after it: the fleet's state it took
+   * may not show that decision yet (the others take it a scrape after the boundary). Deciding it
+   * again from a state that already shows it holds, so it is taken unless the step began there.
+   */
+  #scheduleCatchUp(now: number): void {
+    const evaluation = this.#host.runtime().config.evaluation
+    const boundary = Math.floor(now / evaluation.interval_ms) * evaluation.interval_ms
+    const behind = [...this.#routes.values()].some((d) => d.rollout !== null && d.rollout.stepStartedAt < boundary && (d.decidedAt ?? 0) < boundary)
+    if (!behind) return
+    const settle = evaluation.prometheus?.scrape_interval_ms ?? 0
+    this.#catchUp = setTimeout(() => { void this.#tick(boundary, true) }, Math.max(0, boundary + settle - now))
+    this.#catchUp.unref()
+  }
+
+  /**
+   * Takes the fleet's rollout when a replica is ahead of this one (isAhead: replicas never go back,
+   * so that is where the fleet is); true if this replica's state changed.
+   */
+  async #reconcile(route: RouteRuntime, d: RouteDecisions, fleet: FleetRollout, at: number): Promise<boolean> {
+    const cfg = route.plan.config.rollout
+    const mine = d.rollout
+    if (cfg === null || mine === null) return false
+    const known = (x: ReplicaRollout): RolloutStatus => (ROLLOUT_STATUSES as readonly string[]).includes(x.state) ? x.state as RolloutStatus : 'running'
+    // A rollout this replica started afresh is no state of the fleet's: any replica's is ahead of it.
+    const fresh = this.#fresh.delete(route.name)
+    let ahead: ReplicaRollout | undefined
+    for (const r of fleet.replicas) {
+      if (r.definition !== d.definition) continue
+      const than = ahead !== undefined ? { ...mine, stepStartedAt: ahead.stepStartedAt, status: known(ahead) } : fresh ? undefined : mine
+      if (than === undefined || isAhead({ stepStartedAt: r.stepStartedAt, status: known(r) }, than)) ahead = r
     }
-    if (changed) await this.#save()
-    return changed
+    if (ahead === undefined) return false
+    const status = known(ahead)
+    const step = stepOf(cfg.steps, ahead.percent)
+    const operator = fleet.lastAction !== null && fleet.lastAction.action === 'pause' && fleet.lastAction.at >= ahead.stepStartedAt
+    let next: RolloutState = {
+      ...mine, candidate: ahead.candidate, control: ahead.control, status, step, stepStartedAt: ahead.stepStartedAt,
+      pausedBy: status === 'paused' ? (operator ? 'operator' : 'gate') : null, baseline: null, operatorAt: fleet.lastAction?.at ?? mine.operatorAt,
+    }
+    // At 100 % the candidate is judged against the control's figures on the step before, which
+    // this replica did not see: they are read from Prometheus as the others read them then.
+    if ((cfg.steps[step] ?? 0) >= 100 && (status === 'running' || status === 'holding' || status === 'paused')) {
+      const baseline = await this.#baseline(route, next)
+      if (typeof baseline !== 'string') next = { ...next, baseline }
+    }
+    const was = `${rolloutPercent(cfg.steps, mine)}% (${mine.status}) since ${new Date(mine.stepStartedAt).toISOString()}`
+    d.rollout = next
+    this.#data.startWindow(route.name, next.stepStartedAt)
+    this.#note(route.name, d, {
+      kind: 'rollout',
+      result: fresh ? 'join' : 'catch_up',
+      reason: `${fresh ? 'joined' : 'caught up with'} the fleet's rollout of ${next.candidate}: ${status} at ${rolloutPercent(cfg.steps, next)}% since ${new Date(next.stepStartedAt).toISOString()}${fresh ? '' : ` (this replica was at ${was}, from a state saved before it stopped or a boundary it missed)`}`,
+    }, at)
+    return true
+  }
+
+  /**
+   * The control's figures on the step before a 100 % step, from Prometheus: the window from that
+   * step's start (the fleet's step start gauge just before) to the 100 % step's start.
+   */
+  async #baseline(route: RouteRuntime, state: RolloutState): Promise<ArmWindow | string> {
+    const data = this.#data
+    if (!(data instanceof PrometheusData)) return 'no earlier step on this replica'
+    const before = await data.rollout(route.name, state.stepStartedAt - 1)
+    if (typeof before === 'string') return before
+    let since: number | undefined
+    for (const r of before.replicas) if (r.definition === state.definition && r.stepStartedAt < state.stepStartedAt) since = Math.max(since ?? 0, r.stepStartedAt)
+    if (since === undefined) return `the step before ${new Date(state.stepStartedAt).toISOString()} is not in Prometheus`
+    const w = await data.window(route, since, state.stepStartedAt)
+    if (typeof w === 'string') return w
+    return w.get(state.control) ?? EMPTY_WINDOW
   }
 
   stop(): void {
     this.#stopped = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#catchUp)
   }
 
   /** When the next decision is due (ms since the epoch), or 0 when stopped. */
@@ -210,12 +297,19 @@ export class DecisionEngine {
 
   /** Takes every route's decision as of `boundary` (the scheduler calls it; tests may too). */
   tick(boundary: number): Promise<void> {
+    return this.#tick(boundary, false)
+  }
+
+  /** A catch-up decides only the routes that have not decided at `boundary` yet. */
+  #tick(boundary: number, catchUp: boolean): Promise<void> {
     const run = async (): Promise<void> => {
+      if (this.#stopped && catchUp) return
       const runtime = this.#host.runtime()
       let changed = false
       for (const route of runtime.routes) {
         const d = this.#routes.get(route.name)
-        if (d === undefined) continue
+        if (d === undefined || (catchUp && (d.decidedAt ?? 0) >= boundary)) continue
+        d.decidedAt = Math.max(d.decidedAt ?? 0, boundary)
         try {
           if (route.plan.config.rollout !== null) changed = await this.#rolloutTick(route, route.plan.config.rollout, d, boundary) || changed
           else if (route.plan.config.bandit !== null) changed = await this.#banditTick(route, route.plan.config.bandit, d, boundary) || changed
@@ -230,6 +324,7 @@ export class DecisionEngine {
         if (!r.ok) this.#host.log('warn', `decided weights not applied, the plan in force stays: ${r.error}`)
       }
       this.#publish()
+      this.#commit()
     }
     this.#ticking = (this.#ticking ?? Promise.resolve()).then(run, run)
     return this.#ticking
@@ -237,14 +332,32 @@ export class DecisionEngine {
 
   async #rolloutTick(route: RouteRuntime, cfg: RolloutConfig, d: RouteDecisions, boundary: number): Promise<boolean> {
     let followed = false
-    if (this.#data instanceof PrometheusData) {
-      if (this.#fresh.has(route.name)) followed = await this.#joinFleet(boundary)
-      followed = await this.#followOperators(route.name, d, boundary) || followed
+    const data = this.#data
+    if (data instanceof PrometheusData) {
+      // The fleet's state as of the boundary: a replica that missed a decision (down across a
+      // boundary, started from an older state) takes it before deciding this one like the others.
+      const fleet = await data.rollout(route.name, boundary)
+      if (typeof fleet !== 'string') {
+        followed = this.#followOperators(route.name, d, fleet, boundary)
+        followed = await this.#reconcile(route, d, fleet, boundary) || followed
+      }
     }
     let state = d.rollout as RolloutState
     const live = { ...cfg, candidate: state.candidate }
+    // An operator's resume after the boundary restarted the step later than the boundary's data.
+    if (state.stepStartedAt > boundary && (state.status === 'running' || state.status === 'holding')) {
+      this.#note(route.name, d, { kind: 'rollout', result: 'hold', reason: `holding at ${rolloutPercent(cfg.steps, state)}%: the step restarted at ${new Date(state.stepStartedAt).toISOString()}, after this boundary; its figures are judged from the next one` }, boundary)
+      return followed
+    }
+    // At 100 % the control serves nobody: only its figures from the step before are judged.
+    let noBaseline: string | null = null
+    if ((cfg.steps[state.step] ?? 0) >= 100 && state.baseline == null && (state.status === 'running' || state.status === 'holding') && data instanceof PrometheusData) {
+      const baseline = await this.#baseline(route, state)
+      if (typeof baseline === 'string') noBaseline = `the control's figures from the step before 100% are not known (${baseline})`
+      else d.rollout = state = { ...state, baseline }
+    }
     const window = await this.#data.window(route, state.stepStartedAt, boundary)
-    const missing = typeof window === 'string' ? window : null
+    const missing = typeof window === 'string' ? window : noBaseline
     const control = (typeof window === 'string' ? undefined : window.get(state.control)) ?? EMPTY_WINDOW
     const candidate = (typeof window === 'string' ? undefined : window.get(state.candidate)) ?? EMPTY_WINDOW
     const guardrails: GuardrailResult[] = []
@@ -313,6 +426,11 @@ export class DecisionEngine {
       }
       arms.push({ model: a.model, totals })
     }
+    // With no outcome yet every arm's posterior is the prior: shares drawn from it move on noise.
+    if (arms.every((a) => a.totals.n === 0)) {
+      this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `shares kept: no outcome of ${cfg.metric} on any arm yet, nothing to reweight on` }, boundary)
+      return false
+    }
     const r: BanditResult = thompson(cfg, metric?.type ?? 'binary', arms, metric?.higher_is_better ?? true, Random.seedFor(route.name, boundary))
     const before = JSON.stringify(d.bandit?.shares ?? null)
     d.bandit = {
@@ -330,11 +448,8 @@ export class DecisionEngine {
    * An operator acts on one replica: the others read its action from Prometheus at the next
    * boundary and take it too, at the action's own time (a resume restarts the step then).
    */
-  async #followOperators(name: string, d: RouteDecisions, boundary: number): Promise<boolean> {
-    const data = this.#data
-    if (!(data instanceof PrometheusData) || d.rollout === null) return false
-    const fleet = await data.rollout(name, boundary)
-    if (typeof fleet === 'string' || fleet.lastAction === null) return false
+  #followOperators(name: string, d: RouteDecisions, fleet: FleetRollout, boundary: number): boolean {
+    if (d.rollout === null || fleet.lastAction === null) return false
     const { action, at } = fleet.lastAction
     if (at <= (d.rollout.operatorAt ?? 0) + 999) return false
     const next = applyAction(d.rollout, action as OperatorAction, at)
@@ -370,14 +485,21 @@ export class DecisionEngine {
     await this.#save()
     const r = await this.#host.refresh()
     this.#publish()
+    this.#commit()
     if (!r.ok) return { ok: false, status: 500, message: r.error }
     return { ok: true, status: this.status(routeName) }
   }
 
   /** What /admin/rollouts shows of one route (undefined when it has no decision). */
   status(routeName: string): Record<string, unknown> | undefined {
-    const route = this.#host.runtime().routes.find((r) => r.name === routeName)
-    const d = this.#routes.get(routeName)
+    const runtime = this.#host.runtime()
+    const route = runtime.routes.find((r) => r.name === routeName)
+    // The decisions the weights in force were built from: a decision shows once its weights apply.
+    if (runtime !== this.#viewOf) {
+      this.#view = this.#built
+      this.#viewOf = runtime
+    }
+    const d = this.#view.get(routeName) ?? this.#routes.get(routeName)
     if (route === undefined || d === undefined) return undefined
     const cfg = route.plan.config
     const configured = this.#host.runtime().plan.loaded.config.routes.find((r) => r.name === routeName)?.split ?? cfg.split

@@ -1,29 +1,37 @@
 import type { PrometheusSource } from '../config/decisions.js'
-import { queryVector, type VectorSample } from '../metrics/prom-query.js'
+import { queryMatrix, queryVector, type VectorSample } from '../metrics/prom-query.js'
 import type { RouteRuntime } from '../proxy/runtime.js'
 import type { Summary } from '../stats/index.js'
 import type { DecisionData } from './engine.js'
 import type { ShadowEvidence } from './promotion.js'
+import { counterIncrease, seriesKey } from './counters.js'
 import { bucketQuantile } from './histogram.js'
 import type { ArmWindow } from './rollout.js'
 
 
+/** One replica's rollout on a route, from the gauges it exports. */
+export interface ReplicaRollout {
+  readonly definition: string
+  readonly candidate: string
+  readonly control: string
+  /** The candidate's share in force on that replica, percent. */
+  readonly percent: number
+  readonly stepStartedAt: number
+  readonly state: string
+}
+
 /** What Prometheus knows of a route's rollout across the fleet. */
 export interface FleetRollout {
-  readonly definition: string | null
-  readonly candidate: string | null
-  readonly control: string | null
-  readonly percent: number | null
-  readonly stepStartedAt: number | null
-  readonly state: string | null
+  /** Every replica's rollout that Prometheus has as of the time asked (none: no replica exports one). */
+  readonly replicas: readonly ReplicaRollout[]
   readonly lastAction: { readonly action: string; readonly at: number } | null
 }
 
 /**
  * The fleet's figures from Prometheus: instant queries at the boundary's timestamp over the
  * metrics every replica exports, so every replica that reads the same Prometheus gets the same
- * numbers and takes the same decision, without talking to the others. A step's window is the
- * difference of the cumulative counters at its start and at the boundary; outcome totals are raw sums.
+ * numbers and takes the same decision, without talking to the others. A step's window is each
+ * counter's growth from its start to the boundary, across replica restarts; outcome totals are raw sums.
  */
 export class PrometheusData implements DecisionData {
   readonly #source: PrometheusSource
@@ -37,38 +45,80 @@ export class PrometheusData implements DecisionData {
   }
 
   async window(route: RouteRuntime, since: number, boundary: number): Promise<Map<string, ArmWindow> | string> {
-    const r = JSON.stringify(route.name)
-    // Cumulative counts at the boundary minus those at the step's start. (increase() would lose
-    // the first sample of a series born inside the window, such as a candidate's first requests.)
-    const queries = [
-      `sum by (model) (modelsplit_requests_total{route=${r}})`,
-      `sum by (model) (modelsplit_requests_total{route=${r},code=~"5.."})`,
-      `sum by (model, le) (modelsplit_request_duration_seconds_bucket{route=${r}})`,
-    ]
-    const at = await Promise.all([...queries.map((q) => this.#query(q, boundary)), ...queries.map((q) => this.#query(q, since))])
-    for (const x of at) if (typeof x === 'string') return x
-    const [reqB, errB, bucketsB, reqS, errS, bucketsS] = at as VectorSample[][]
-    const byModel = (v: VectorSample[]): Map<string, number> => new Map(v.map((x) => [x.metric.model ?? '', Number(x.value[1])]))
-    const buckets = (v: VectorSample[], model: string): Map<number, number> => new Map(v.filter((x) => x.metric.model === model).map((x) => [x.metric.le === '+Inf' ? Infinity : Number(x.metric.le), Number(x.value[1])]))
-    const [rb, eb, rs, es] = [byModel(reqB as VectorSample[]), byModel(errB as VectorSample[]), byModel(reqS as VectorSample[]), byModel(errS as VectorSample[])]
+    const r = `route=${JSON.stringify(route.name)}`
+    const [requests, buckets] = await Promise.all([
+      this.#increase('modelsplit_requests_total', r, since, boundary),
+      this.#increase('modelsplit_request_duration_seconds_bucket', r, since, boundary),
+    ])
+    if (typeof requests === 'string') return requests
+    if (typeof buckets === 'string') return buckets
     const out = new Map<string, ArmWindow>()
     for (const arm of route.targets) {
-      const requests = (rb.get(arm.model) ?? 0) - (rs.get(arm.model) ?? 0)
-      // A replica that restarted inside the window counts from zero again: the difference cannot
-      // be trusted, so the decision holds rather than judge on it.
-      if (requests < 0) return `counters of ${arm.model} went down inside the window (a replica restarted)`
-      const b1 = buckets(bucketsB as VectorSample[], arm.model)
-      const b0 = buckets(bucketsS as VectorSample[], arm.model)
-      const bounds = [...b1.keys()].filter((le) => Number.isFinite(le)).sort((x, y) => x - y)
+      let total = 0
+      let errors = 0
+      for (const s of requests) {
+        if (s.metric.model !== arm.model) continue
+        total += s.increase
+        if (/^5\d\d$/.test(s.metric.code ?? '')) errors += s.increase
+      }
+      const cumulative = new Map<number, number>()
+      for (const s of buckets) {
+        if (s.metric.model !== arm.model) continue
+        const le = s.metric.le === '+Inf' ? Infinity : Number(s.metric.le)
+        cumulative.set(le, (cumulative.get(le) ?? 0) + s.increase)
+      }
+      const bounds = [...cumulative.keys()].filter((le) => Number.isFinite(le)).sort((x, y) => x - y)
       let previous = 0
       const counts = bounds.map((le) => {
-        const cumulative = (b1.get(le) ?? 0) - (b0.get(le) ?? 0)
-        const c = cumulative - previous
-        previous = cumulative
+        const c = (cumulative.get(le) ?? 0) - previous
+        previous = cumulative.get(le) ?? 0
         return Math.max(0, c)
       })
-      const total = (b1.get(Infinity) ?? 0) - (b0.get(Infinity) ?? 0)
-      out.set(arm.model, { requests, errors: (eb.get(arm.model) ?? 0) - (es.get(arm.model) ?? 0), p99: bucketQuantile(bounds, counts, total, 0.99) })
+      out.set(arm.model, { requests: total, errors, p99: bucketQuantile(bounds, counts, cumulative.get(Infinity) ?? 0, 0.99) })
+    }
+    return out
+  }
+
+  /**
+   * Each series' growth over (since, boundary], counted across restarts (counters.ts). Most series
+   * did not restart: their growth is the last value in the window minus the value at its start
+   * (zero for a series born inside it). The series of a replica that restarted (resets(), or a
+   * value below the start) are read sample by sample, one query per such replica.
+   */
+  async #increase(name: string, matchers: string, since: number, boundary: number): Promise<{ metric: Record<string, string>; increase: number }[] | string> {
+    const width = Math.round(boundary - since)
+    if (width <= 0) return []
+    const sel = `${name}{${matchers}}`
+    // resets() reaches back past the window's start to the sample the start value came from, so a
+    // drop between that sample and the first one inside the window counts too.
+    const reach = width + 2 * this.#source.scrape_interval_ms
+    const [start, end, resets] = await Promise.all([
+      this.#query(sel, since),
+      this.#query(`last_over_time(${sel}[${width}ms])`, boundary),
+      this.#query(`resets(${sel}[${reach}ms]) > 0`, boundary),
+    ])
+    if (typeof start === 'string') return start
+    if (typeof end === 'string') return end
+    if (typeof resets === 'string') return resets
+    const startOf = new Map(start.map((s) => [seriesKey(s.metric), Number(s.value[1])]))
+    const replica = (m: Record<string, string>): string => `job=${JSON.stringify(m.job ?? '')},instance=${JSON.stringify(m.instance ?? '')}`
+    const restarted = new Set(resets.map((s) => replica(s.metric)))
+    for (const s of end) {
+      const v0 = startOf.get(seriesKey(s.metric))
+      if (v0 !== undefined && Number(s.value[1]) < v0) restarted.add(replica(s.metric))
+    }
+    const out: { metric: Record<string, string>; increase: number }[] = []
+    for (const s of end) {
+      if (restarted.has(replica(s.metric))) continue
+      out.push({ metric: s.metric, increase: Number(s.value[1]) - (startOf.get(seriesKey(s.metric)) ?? 0) })
+    }
+    const raw = await Promise.all([...restarted].map((who) => queryMatrix(this.#source.url, `${name}{${matchers},${who}}[${width}ms]`, boundary)))
+    for (const series of raw) {
+      if (typeof series === 'string') return series
+      for (const s of series) {
+        const after = s.values.filter(([t]) => 1000 * t > since).map(([, v]) => Number(v))
+        out.push({ metric: s.metric, increase: counterIncrease(startOf.get(seriesKey(s.metric)), after) })
+      }
     }
     return out
   }
@@ -109,30 +159,34 @@ export class PrometheusData implements DecisionData {
   }
 
   /**
-   * The fleet's rollout on a route as of a time: what a new replica resumes (its step, state,
-   * candidate and when the step began) and the latest operator action on any replica.
+   * The fleet's rollout on a route as of a time: each replica's (its step, state, candidate and
+   * when the step began, read per scraped instance so one replica's figures are never mixed with
+   * another's) and the latest operator action on any replica.
    */
   async rollout(route: string, at: number): Promise<FleetRollout | string> {
-    const r = JSON.stringify(route)
+    const r = `{route=${JSON.stringify(route)}}`
     const [info, step, started, state, action] = await Promise.all([
-      this.#query(`max by (definition, candidate, control) (modelsplit_rollout_info{route=${r}})`, at),
-      this.#query(`max(modelsplit_rollout_step{route=${r}})`, at),
-      this.#query(`max(modelsplit_rollout_step_started_seconds{route=${r}})`, at),
-      this.#query(`max by (state) (modelsplit_rollout_state{route=${r}}) == 1`, at),
-      this.#query(`max by (action) (modelsplit_rollout_operator_action_seconds{route=${r}})`, at),
+      this.#query(`modelsplit_rollout_info${r}`, at),
+      this.#query(`modelsplit_rollout_step${r}`, at),
+      this.#query(`modelsplit_rollout_step_started_seconds${r}`, at),
+      this.#query(`modelsplit_rollout_state${r} == 1`, at),
+      this.#query(`max by (action) (modelsplit_rollout_operator_action_seconds${r})`, at),
     ])
-    for (const x of [info, step, started, state, action]) if (typeof x === 'string') return x
-    const first = (v: VectorSample[] | string): VectorSample | undefined => (v as VectorSample[])[0]
-    const latest = (action as VectorSample[]).reduce<VectorSample | undefined>((a, b) => (a === undefined || Number(b.value[1]) > Number(a.value[1]) ? b : a), undefined)
-    return {
-      definition: first(info)?.metric.definition ?? null,
-      candidate: first(info)?.metric.candidate ?? null,
-      control: first(info)?.metric.control ?? null,
-      percent: first(step) === undefined ? null : Number(first(step)?.value[1]),
-      stepStartedAt: first(started) === undefined ? null : 1000 * Number(first(started)?.value[1]),
-      state: first(state)?.metric.state ?? null,
-      lastAction: latest === undefined ? null : { action: latest.metric.action ?? '', at: 1000 * Number(latest.value[1]) },
+    if (typeof info === 'string') return info
+    for (const x of [step, started, state, action]) if (typeof x === 'string') return x
+    const replica = (m: Record<string, string>): string => `${m.job ?? ''}/${m.instance ?? ''}`
+    const of = (v: VectorSample[]): Map<string, VectorSample> => new Map(v.map((x) => [replica(x.metric), x]))
+    const [steps, starts, states] = [of(step as VectorSample[]), of(started as VectorSample[]), of(state as VectorSample[])]
+    const replicas: ReplicaRollout[] = []
+    for (const i of info) {
+      const who = replica(i.metric)
+      const [p, s, st] = [steps.get(who), starts.get(who), states.get(who)]
+      const { definition, candidate, control } = i.metric
+      if (p === undefined || s === undefined || st === undefined || definition === undefined || candidate === undefined || control === undefined) continue
+      replicas.push({ definition, candidate, control, percent: Number(p.value[1]), stepStartedAt: 1000 * Number(s.value[1]), state: st.metric.state ?? '' })
     }
+    const latest = (action as VectorSample[]).reduce<VectorSample | undefined>((a, b) => (a === undefined || Number(b.value[1]) > Number(a.value[1]) ? b : a), undefined)
+    return { replicas, lastAction: latest === undefined ? null : { action: latest.metric.action ?? '', at: 1000 * Number(latest.value[1]) } }
   }
 
   /** An instant query at a time (ms); a string says why it failed. */

@@ -27,6 +27,25 @@ export interface RolloutState {
   readonly operatorAt?: number
 }
 
+/** How far a rollout has gone within one step: a pause, then an end, come after running on it. */
+const PROGRESS: Record<RolloutStatus, number> = { running: 0, holding: 0, paused: 1, rolled_back: 2, promoted: 2 }
+
+/**
+ * Whether a rollout state (another replica's) is ahead of this one: a later step start (an advance,
+ * a resume, a promoted shadow's new rollout), or on the same step a pause or an end this one has not
+ * taken. Replicas never go back, so the state ahead is the fleet's.
+ */
+export function isAhead(other: { readonly stepStartedAt: number; readonly status: RolloutStatus }, mine: RolloutState): boolean {
+  if (other.stepStartedAt !== mine.stepStartedAt) return other.stepStartedAt > mine.stepStartedAt
+  return PROGRESS[other.status] > PROGRESS[mine.status]
+}
+
+/** The step index a percent in force stands for (a rolled back rollout stands at its first step). */
+export function stepOf(steps: readonly number[], percent: number): number {
+  // Shares in force are fractions: 20 may come back as 20.000000000000004.
+  return Math.max(0, steps.findIndex((p) => p >= percent - 1e-6))
+}
+
 /** What one arm did during the current step's window. */
 export interface ArmWindow {
   readonly requests: number
@@ -43,6 +62,8 @@ export interface GuardrailResult {
   readonly p: number | null
   /** The candidate's mean is worse in the metric's direction. */
   readonly worse: boolean
+  /** With a non-inferiority margin (metrics[].guardrail): shown not worse by more than it; null without one. */
+  readonly nonInferior?: boolean | null
 }
 
 export interface RolloutInputs {
@@ -111,6 +132,10 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
     if (cfg.on_failure === 'pause') return { state: { ...state, status: 'paused', pausedBy: 'gate' }, result: 'pause', reason: `${why}; paused (on_failure: pause)` }
     return { state: { ...state, status: 'rolled_back' }, result: 'rollback', reason: `${why}; rolled back: ${state.candidate} to 0%` }
   }
+  // A guardrail with a margin must be shown non-inferior before the step goes on; until then the
+  // step holds (it is not a failure: the evidence may still come).
+  const unproven = data.guardrails.filter((r) => r.nonInferior === false).map((r) => r.metric)
+  if (unproven.length > 0) return hold(`holding at ${percent}%: guardrail ${unproven.join(', ')} not yet shown non-inferior (within its margin)`, 'running')
   const elapsed = now - state.stepStartedAt
   if (elapsed < cfg.step_interval_ms) {
     return { state: { ...state, status: 'running' }, result: 'hold', reason: `gates hold at ${percent}%; on this step ${Math.round(elapsed / 1000)} s of ${Math.round(cfg.step_interval_ms / 1000)} s` }
@@ -120,7 +145,7 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
     return { state: { ...state, status: 'running', step: state.step + 1, stepStartedAt: now, baseline: control }, result: 'advance', reason: `gates held for ${Math.round(elapsed / 1000)} s at ${percent}% (errors ${pct(errCandidate)} vs ${pct(errControl)}): step up to ${next}%` }
   }
   if (percent >= 100 && cfg.promote) {
-    return { state: { ...state, status: 'promoted' }, result: 'promote', reason: `gates held at 100% for ${Math.round(elapsed / 1000)} s: ${state.candidate} promoted, it is the control now` }
+    return { state: { ...state, status: 'promoted', control: state.candidate }, result: 'promote', reason: `gates held at 100% for ${Math.round(elapsed / 1000)} s: ${state.candidate} promoted, it is the control now` }
   }
   return { state: { ...state, status: 'running' }, result: 'hold', reason: `gates hold at the last step (${percent}%)${percent >= 100 ? '; promote: false keeps it there' : ''}` }
 }
@@ -154,7 +179,7 @@ export function applyAction(s: RolloutState, action: string, at: number): Rollou
     case 'pause': return s.status === 'running' || s.status === 'holding' ? { ...s, status: 'paused', pausedBy: 'operator', operatorAt: at } : null
     case 'resume': return s.status === 'paused' ? { ...s, status: 'running', pausedBy: null, stepStartedAt: at, operatorAt: at } : null
     case 'abort': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'rolled_back', operatorAt: at }
-    case 'promote': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'promoted', operatorAt: at }
+    case 'promote': return s.status === 'rolled_back' || s.status === 'promoted' ? null : { ...s, status: 'promoted', control: s.candidate, operatorAt: at }
     default: return null
   }
 }

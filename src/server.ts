@@ -265,8 +265,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       act: (route, action) => engine.act(route, action),
     },
   }, logger as boolean)
-  // A replica takes the fleet's rollouts (with evaluation.prometheus) before it serves.
-  if (decides(plan)) await engine.start()
+  if (decides(plan)) engine.start()
   else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 
@@ -311,6 +310,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   async function shutdown(): Promise<void> {
     shuttingDown = true
+    const startedAt = performance.now()
     engine.stop()
     await engine.idle()
     await mlflow.close()
@@ -339,9 +339,11 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     clearTimeout(last)
     shadows.close()
     await pools.close()
+    // The last spans go out beside the records, within what is left of shutdown_timeout_ms: a
+    // collector that hangs must not hold the exit (the exporter's own timeout is 10 s).
+    const traces = tracingChange.then(() => ctx.tracing?.shutdown(Math.max(0, deadline - (performance.now() - startedAt))))
     await writer?.close()
-    await tracingChange
-    await ctx.tracing?.shutdown()
+    await traces
     await admin.close()
   }
 }

@@ -1,7 +1,7 @@
 // OpenTelemetry traces for the request path. The exchange talks to this module through
 // `Tracing` and `RequestTrace` only; with `tracing` absent from the config none of it is built,
 // and the exchange pays one null check per request.
-import type { IncomingHttpHeaders } from 'node:http'
+import type { Agent, IncomingHttpHeaders } from 'node:http'
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, trace, type Context, type Span, type SpanContext, type Tracer } from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
@@ -137,20 +137,58 @@ class Request implements RequestTrace {
   }
 }
 
+/** How long shutdown() waits for the last export when the caller gives no budget (a reload). */
+const DEFAULT_SHUTDOWN_MS = 5000
+
 /** Builds the provider (batching, ratio sampler honouring a sampled parent) and its exporter. */
 export function startTracing(plan: TracingPlan, version = '0.1.0'): Tracing {
+  // Our own agent, so that a last export still waiting when the budget ends can be cut: the
+  // exporter's own timeout (10 s) would otherwise hold the process after SIGTERM. The error has
+  // a code the exporter does not retry (ECONNRESET would be retried until that timeout).
+  const agents: Agent[] = []
+  let isCut = false
+  const stoppedError = (): Error => Object.assign(new Error('tracing stopped at shutdown'), { code: 'MS_TRACING_STOPPED' })
+  const agentFactory = async (protocol: string): Promise<Agent> => {
+    const { Agent: HttpAgent } = await import(protocol === 'https:' ? 'node:https' : 'node:http')
+    const agent = new HttpAgent({ keepAlive: true })
+    // Node's Agent calls createConnection(options, oncreate); @types/node does not declare it.
+    const slot = agent as unknown as { createConnection: (options: unknown, oncreate?: (err: Error | null) => void) => unknown }
+    const connect = slot.createConnection.bind(agent)
+    slot.createConnection = (options, oncreate) => {
+      if (!isCut) return connect(options, oncreate)
+      oncreate?.(stoppedError())
+      return undefined
+    }
+    agents.push(agent)
+    return agent
+  }
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: plan.serviceName, [ATTR_SERVICE_VERSION]: version }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(plan.sampleRatio) }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: plan.endpoint }))],
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: plan.endpoint, httpAgentOptions: agentFactory }))],
   })
   const tracer = provider.getTracer('modelsplit', version)
   let stopped: Promise<void> | undefined
   return {
     plan,
     request: (route, method, headers) => new Request(tracer, route, method, headers),
-    shutdown() {
-      stopped ??= provider.shutdown().catch(() => undefined)
+    shutdown(timeoutMs = DEFAULT_SHUTDOWN_MS) {
+      stopped ??= new Promise<void>((resolve) => {
+        const cut = (): void => {
+          isCut = true
+          for (const a of agents) {
+            for (const list of Object.values(a.sockets)) for (const socket of list ?? []) socket.destroy(stoppedError())
+            a.destroy()
+          }
+          resolve()
+        }
+        const timer = setTimeout(cut, Math.max(0, timeoutMs))
+        timer.unref()
+        void provider.shutdown().catch(() => undefined).then(() => {
+          clearTimeout(timer)
+          cut()
+        })
+      })
       return stopped
     },
   }

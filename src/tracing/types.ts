@@ -46,6 +46,9 @@ export interface Tracing {
   readonly plan: TracingPlan
   /** Starts a request's span, continuing an incoming `traceparent` when there is one. */
   request(route: string, method: string, headers: IncomingHttpHeaders): RequestTrace
-  /** Exports what is queued and stops; later spans are dropped. */
-  shutdown(): Promise<void>
+  /**
+   * Exports what is queued and stops; later spans are dropped. Resolves within `timeoutMs`
+   * (default 5 s): an export still under way then is abandoned and its connection closed.
+   */
+  shutdown(timeoutMs?: number): Promise<void>
 }

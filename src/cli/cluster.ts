@@ -7,6 +7,7 @@ import { ConfigError } from '../errors.js'
 import { mergeTallies, snapshotTally, type TallySnapshot } from '../evaluation/snapshot.js'
 import type { Plan } from '../plan/index.js'
 import type { PeerRecall } from '../evaluation/plugin.js'
+import { setWorkerSlot } from '../record/index.js'
 import { buildServer } from '../server.js'
 import type { Io } from './run.js'
 
@@ -34,11 +35,20 @@ type FromWorker =
   | { readonly ms: 'recall'; readonly id: number; readonly ids: string[] }
   | { readonly ms: 'recalled'; readonly id: number; readonly found: PeerRecall[] }
 
+// How the primary tells a worker its slot (1…N) and N.
+const SLOT_ENV = 'MODELSPLIT_WORKER_SLOT'
+const SLOTS_ENV = 'MODELSPLIT_WORKER_SLOTS'
+
 const isMessage = (m: unknown): m is FromWorker => typeof m === 'object' && m !== null && typeof (m as { ms?: unknown }).ms === 'string'
 
 /** The worker side: serve predictions, answer the primary, drain on its word or on a signal. */
 export async function runWorker(configFile: string, plan: Plan, logLevel: string): Promise<number> {
-  const id = cluster.worker?.id ?? 0
+  // The slot, not cluster's id (which grows with each replacement), names this worker's record
+  // file and spool directory: a replacement takes over what the worker before it left.
+  const slot = Number(process.env[SLOT_ENV])
+  const slots = Number(process.env[SLOTS_ENV])
+  const id = Number.isInteger(slot) && slot > 0 ? slot : cluster.worker?.id ?? 0
+  if (Number.isInteger(slots) && slots > 0) setWorkerSlot(id, slots)
   // Feedback for a request another worker served: ask the primary, which asks the others.
   let seq = 0
   const waiting = new Map<number, (found: PeerRecall[]) => void>()
@@ -148,7 +158,12 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
     return { ...own, notes: [...(own.notes ?? []), `applied by ${results.length} workers`] }
   }
 
-  const fork = (): Worker => cluster.fork()
+  const slotOf = new Map<number, number>()
+  const fork = (slot: number): Worker => {
+    const w = cluster.fork({ [SLOT_ENV]: String(slot), [SLOTS_ENV]: String(workers) })
+    slotOf.set(w.id, slot)
+    return w
+  }
   const restarts: number[] = []
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id)
@@ -166,9 +181,10 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
       process.kill(process.pid, 'SIGTERM')
       return
     }
-    fork()
+    fork(slotOf.get(worker.id) ?? 1)
+    slotOf.delete(worker.id)
   })
-  for (let i = 0; i < workers; i++) fork()
+  for (let i = 1; i <= workers; i++) fork(i)
   // Every worker listens before the primary says the router is up.
   await new Promise<void>((resolve, reject) => {
     const check = (): void => {

@@ -9,7 +9,8 @@ import { runCli } from '../src/cli/run.js'
 import { PassThrough } from 'node:stream'
 import { request } from 'undici'
 import type { Config, MetricConfig } from '../src/config/index.js'
-import { AssignmentMemory, Tally, analyseRoute, handleFeedback, type FeedbackDeps } from '../src/evaluation/index.js'
+import { AssignmentMemory, Tally, handleFeedback, type FeedbackDeps } from '../src/evaluation/index.js'
+import { analyseExperiment } from '../src/experiment/index.js'
 import { MAX_NESTING } from '../src/evaluation/feedback.js'
 import { Metrics } from '../src/metrics/index.js'
 import type { RouteRuntime, Runtime } from '../src/proxy/runtime.js'
@@ -434,7 +435,7 @@ describe('handleFeedback', () => {
     const a = await handleFeedback(Buffer.from('[{"route":"churn","user_id":"ab","metric":"converted","value":true},{"route":"churn","user_id":"abc","metric":"converted","value":false}]'), runtime, route, deps(sink))
     expect(a.status).toBe(200)
     expect(batches).toEqual([[
-      { type: 'outcome', schema: 1, ts: expect.any(String), route: 'churn', request_id: null, user_id: 'ab', model: 'a', metric: 'converted', value: 1, attributed_by: 'user_id' },
+      { type: 'outcome', schema: 1, ts: expect.any(String), route: 'churn', request_id: null, user_id: 'ab', model: 'a', metric: 'converted', value: 1, attributed_by: 'user_id', bucket: expect.any(Number) },
       expect.objectContaining({ user_id: 'abc', model: 'b', value: 0 }),
     ]])
   })
@@ -454,7 +455,10 @@ describe('handleFeedback', () => {
     const draw = (mean: number): number => mean + 0.25 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform())
     const values = { a: [] as number[], b: [] as number[] }
     const d = deps(undefined)
-    const report = new ExperimentAccumulator()
+    const analysis = { unit: 'request', buckets: 64, correction: 'holm', alpha: 0.05 } as const
+    const config = { routes: [{ name: 'churn', control: 'a', split: [{ model: 'a', weight: 1 }, { model: 'b', weight: 1 }], metrics: route.metrics, analysis }] } as unknown as Config
+    d.tally.observe('churn', 'test', ['a', 'b'], [0.5, 0.5], { control: 'a', analysis, metrics: route.metrics })
+    const report = new ExperimentAccumulator(config)
     for (let batch = 0; batch < 20; batch++) {
       const outcomes = Array.from({ length: 500 }, (_, i) => ({ model: i % 2 === 0 ? 'a' : 'b', value: draw(i % 2 === 0 ? 1e6 : 1e6 + 0.01) }))
       const body = outcomes.map((o) => JSON.stringify({ route: 'churn', model: o.model, metric: 'revenue', value: o.value })).join('\n')
@@ -464,8 +468,7 @@ describe('handleFeedback', () => {
         report.add({ type: 'outcome', schema: 1, route: 'churn', model: o.model, metric: 'revenue', value: o.value })
       }
     }
-    const config = { routes: [{ name: 'churn', control: 'a', split: [{ model: 'a', weight: 1 }, { model: 'b', weight: 1 }], metrics: route.metrics }] } as unknown as Config
-    const live = analyseRoute({ route: 'churn', control: 'a', weights: { a: 1, b: 1 }, metrics: route.metrics, assignments: () => 0, outcomes: (model, metric) => d.tally.outcomes('churn', model, metric) })
+    const live = analyseExperiment(d.tally.route('churn')?.input() as NonNullable<ReturnType<Tally['input']>>)
     expect(report.result(config)[0]).toEqual(live)
 
     // Two passes over values shifted by the first: the mean of the small differences, then Σ(x − mean)².

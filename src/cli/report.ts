@@ -91,7 +91,7 @@ export async function reportKafkaCommand(source: { brokers: readonly string[]; t
 /** Runs every record through the report (and, with a config, the experiments); undefined after saying why reading failed. */
 async function summarise(reader: AsyncIterable<Record<string, unknown>>, opts: ReportOptions, io: Io, progress: Progress | undefined): Promise<Report & { experiments?: ReturnType<ExperimentAccumulator['result']> } | undefined> {
   const acc = new ReportAccumulator()
-  const experiments = opts.config === undefined ? undefined : new ExperimentAccumulator()
+  const experiments = opts.config === undefined ? undefined : new ExperimentAccumulator(opts.config)
   try {
     for await (const record of reader) {
       acc.add(record)

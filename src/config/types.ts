@@ -58,10 +58,29 @@ export interface CompareConfig {
 
 export interface MetricConfig {
   readonly name: string
-  readonly type: 'binary' | 'continuous'
-  /** Minimum detectable effect (absolute); null: 0.01 for binary, 5% of the control mean for continuous. */
+  /** `ratio`: Σ numerator / Σ denominator (two other metrics of the route), by the delta method. */
+  readonly type: 'binary' | 'continuous' | 'ratio'
+  /** Minimum detectable effect (absolute); null: 0.01 for binary, 5% of the control mean otherwise. */
   readonly mde: number | null
   readonly higher_is_better: boolean
+  /** `covariate`: a pre-period value fed back like an outcome, used by CUPED, not tested on its own. */
+  readonly role: 'outcome' | 'covariate'
+  readonly numerator: string | null
+  readonly denominator: string | null
+  /** CUPED: the covariate metric whose per-user value adjusts this one; null: none. */
+  readonly cuped: string | null
+  /** Non-inferiority guardrail: the candidate may not be worse by more than `margin`; null: none. */
+  readonly guardrail: { readonly margin: number } | null
+}
+
+/** How a route's outcomes are analysed (the `analysis` key). */
+export interface AnalysisConfig {
+  /** `user`: users hashed into buckets, the delta method over buckets; `request`: every outcome independent. */
+  readonly unit: 'user' | 'request'
+  readonly buckets: number
+  /** Across the route's metrics × candidates. */
+  readonly correction: 'holm' | 'bh' | 'none'
+  readonly alpha: number
 }
 
 export interface RouteConfig {
@@ -80,6 +99,8 @@ export interface RouteConfig {
   readonly record: boolean
   /** Outcomes fed back for this route (POST /feedback). */
   readonly metrics: readonly MetricConfig[]
+  /** How the metrics are analysed: unit, buckets, correction, alpha. */
+  readonly analysis: AnalysisConfig
   /** The model candidates are compared against; defaults to the split's first model. */
   readonly control: string
   /** A progressive canary of one candidate against the control, or null. */

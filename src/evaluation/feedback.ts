@@ -162,6 +162,7 @@ function validateOne(item: unknown, runtime: Runtime, memory: AssignmentMemory, 
     const declared = route.metrics.map((m) => m.name).join(', ')
     return void fail(422, 'metric', `route "${route.name}" declares no metric ${quote(metricName)}; declared: ${declared || '(none: add metrics: [{ name, type }] to the route)'}`)
   }
+  if (metric.type === 'ratio') return void fail(422, 'metric', `metric "${metric.name}" is the ratio ${metric.numerator}/${metric.denominator}: feed back ${metric.numerator} and ${metric.denominator}, and the router divides their totals`)
   let value: number
   if (typeof o.value === 'boolean') value = o.value ? 1 : 0
   else if (typeof o.value === 'number' && Number.isFinite(o.value)) value = o.value

@@ -1,61 +1,92 @@
+import type { ExperimentInput } from '../experiment/index.js'
 import { queryVector, type VectorSample } from '../metrics/prom-query.js'
-import type { Summary } from '../stats/index.js'
+import type { RoutePlan } from '../plan/index.js'
+import { specOf, type TallyView } from './experiments.js'
 import type { Tally } from './tally.js'
 
-/** The experiments' numbers as the admin API reads them. */
-export interface FleetTally {
-  assignments(route: string, model: string): number
-  outcomes(route: string, model: string, metric: string): Summary
-  expected(route: string, model: string): number | undefined
-  runningMin(route: string, metric: string, candidate: string, p: number): number
-}
-
 /**
- * Every replica's totals, from Prometheus: assignments by hash and the outcome count, sum and sum
- * of squares per arm, summed over the replicas it scrapes. The sample-ratio check's periods are
- * this replica's (every replica applies the same plans): the fleet's assignments at each period's
- * start weigh its shares. A string says why the fleet's numbers cannot be had.
+ * Every replica's totals, from Prometheus: requests by hash, per-bucket outcome sums and counts
+ * (they add up across replicas, so the user-level analysis of their sum is the fleet's), raw
+ * count, sum and sum of squares per arm (unit request), and each replica's sampled users with the
+ * number expected. The weight periods are this replica's (every replica applies the same plans):
+ * the fleet's requests at each period's start weigh its shares. A string says why the fleet's
+ * numbers cannot be had.
  */
-export async function fleetTally(url: string, routes: readonly string[], local: Tally, now: number): Promise<FleetTally | string> {
-  const [assigned, count, sum, squares] = await Promise.all([
-    queryVector(url, 'sum by (route, model) (modelsplit_assignments_total{source="hash"})', now),
-    queryVector(url, 'sum by (route, model, metric) (modelsplit_outcomes_total)', now),
-    queryVector(url, 'sum by (route, model, metric) (modelsplit_outcome_value_sum)', now),
-    queryVector(url, 'sum by (route, model, metric) (modelsplit_outcome_value_squares_sum)', now),
-  ])
-  for (const x of [assigned, count, sum, squares]) if (typeof x === 'string') return x
-  const key = (s: VectorSample, withMetric: boolean): string => `${s.metric.route}\u0000${s.metric.model}${withMetric ? `\u0000${s.metric.metric}` : ''}`
-  const table = (v: VectorSample[], withMetric: boolean): Map<string, number> => new Map(v.map((s) => [key(s, withMetric), Number(s.value[1])]))
-  const a = table(assigned as VectorSample[], false)
-  const [n, total, sq] = [table(count as VectorSample[], true), table(sum as VectorSample[], true), table(squares as VectorSample[], true)]
-  // The fleet's assignments per route at the start of each weight period after the first.
+export async function fleetTally(url: string, routes: readonly RoutePlan[], local: Tally, now: number): Promise<TallyView | string> {
+  const queries = [
+    'sum by (route, model) (modelsplit_assignments_total{source="hash"})',
+    'sum by (route, model, metric) (modelsplit_outcomes_total)',
+    'sum by (route, model, metric) (modelsplit_outcome_value_sum)',
+    'sum by (route, model, metric) (modelsplit_outcome_value_squares_sum)',
+    'sum by (route, model, metric, bucket) (modelsplit_outcome_bucket_value_sum)',
+    'sum by (route, model, metric, bucket) (modelsplit_outcome_bucket_count)',
+    'sum by (route, model) (modelsplit_experiment_users)',
+    'sum by (route, model) (modelsplit_experiment_users_expected)',
+  ]
+  const answers = await Promise.all(queries.map((q) => queryVector(url, q, now)))
+  for (const x of answers) if (typeof x === 'string') return x
+  const [assigned, count, sum, squares, bucketSum, bucketCount, users, usersExpected] = answers as VectorSample[][]
+  const key = (...parts: (string | undefined)[]): string => parts.join('\u0000')
+  const table = (v: VectorSample[] | undefined, labels: readonly string[]): Map<string, number> =>
+    new Map((v ?? []).map((s) => [key(...labels.map((l) => s.metric[l])), Number(s.value[1])]))
+  const a = table(assigned, ['route', 'model'])
+  const [n, total, sq] = [count, sum, squares].map((v) => table(v, ['route', 'model', 'metric'])) as [Map<string, number>, Map<string, number>, Map<string, number>]
+  const u = table(users, ['route', 'model'])
+  const ue = table(usersExpected, ['route', 'model'])
+  const buckets = new Map<string, { sum: Float64Array; count: Float64Array }>()
+  const fill = (v: VectorSample[] | undefined, field: 'sum' | 'count'): void => {
+    for (const s of v ?? []) {
+      const route = routes.find((r) => r.name === s.metric.route)
+      const b = Number(s.metric.bucket)
+      if (route === undefined || !Number.isInteger(b) || b < 0 || b >= route.config.analysis.buckets) continue
+      const k = key(s.metric.route, s.metric.model, s.metric.metric)
+      let cell = buckets.get(k)
+      if (cell === undefined) buckets.set(k, cell = { sum: new Float64Array(route.config.analysis.buckets), count: new Float64Array(route.config.analysis.buckets) })
+      cell[field][b] = Number(s.value[1])
+    }
+  }
+  fill(bucketSum, 'sum')
+  fill(bucketCount, 'count')
+  // The fleet's requests per route at the start of each weight period after the first.
   const expected = new Map<string, number>()
   for (const route of routes) {
-    const periods = local.periods(route)
+    const periods = local.periods(route.name)
     if (periods.length === 0) continue
     const starts: number[] = [0]
     for (const p of periods.slice(1)) {
-      const v = await queryVector(url, `sum(modelsplit_assignments_total{route=${JSON.stringify(route)},source="hash"})`, p.at)
+      const v = await queryVector(url, `sum(modelsplit_assignments_total{route=${JSON.stringify(route.name)},source="hash"})`, p.at)
       if (typeof v === 'string') return v
       starts.push(Number(v[0]?.value[1] ?? 0))
     }
     let routeTotal = 0
-    for (const [k, v] of a) if (k.startsWith(`${route}\u0000`)) routeTotal += v
+    for (const [k, v] of a) if (k.startsWith(`${route.name}\u0000`)) routeTotal += v
     periods.forEach((p, i) => {
       const span = (starts[i + 1] ?? routeTotal) - (starts[i] as number)
-      for (const [model, share] of Object.entries(p.shares)) {
-        const k = `${route}\u0000${model}`
-        expected.set(k, (expected.get(k) ?? 0) + span * share)
-      }
+      for (const [model, share] of Object.entries(p.shares)) expected.set(key(route.name, model), (expected.get(key(route.name, model)) ?? 0) + span * share)
     })
   }
   return {
-    assignments: (route, model) => a.get(`${route}\u0000${model}`) ?? 0,
-    outcomes: (route, model, metric) => {
-      const k = `${route}\u0000${model}\u0000${metric}`
-      return { n: n.get(k) ?? 0, sum: total.get(k) ?? 0, sumSquares: sq.get(k) ?? 0 }
+    input: (route: RoutePlan): ExperimentInput => {
+      const b = route.config.analysis.buckets
+      const empty = { sum: new Float64Array(b), count: new Float64Array(b) }
+      const byUser = route.config.analysis.unit === 'user'
+      return {
+        route: route.name,
+        ...specOf(route),
+        arms: route.assigner.models.map((model, i) => ({
+          model,
+          weight: route.assigner.shares[i] ?? 0,
+          requests: a.get(key(route.name, model)) ?? 0,
+          ...(expected.has(key(route.name, model)) ? { expectedRequests: expected.get(key(route.name, model)) as number } : {}),
+          ...(byUser ? { users: u.get(key(route.name, model)) ?? 0, expectedUsers: ue.get(key(route.name, model)) ?? 0 } : {}),
+        })),
+        cells: (model, metric) => buckets.get(key(route.name, model, metric)) ?? empty,
+        totals: (model, metric) => {
+          const k = key(route.name, model, metric)
+          return { n: n.get(k) ?? 0, sum: total.get(k) ?? 0, sumSquares: sq.get(k) ?? 0 }
+        },
+        runningMin: (k, p) => local.runningMin(route.name, `fleet\u0000${k}`, p),
+      }
     },
-    expected: (route, model) => expected.get(`${route}\u0000${model}`),
-    runningMin: (route, metric, candidate, p) => local.runningMin(route, `fleet\u0000${metric}`, candidate, p),
   }
 }

@@ -42,15 +42,19 @@ export async function handleFeedback(raw: Buffer | undefined, runtime: Runtime, 
 
   const batch = new OutcomeBatch()
   const by = { model: 0, request_id: 0, user_id: 0 }
+  // Each outcome's unit bucket (its user's, else its request's), recorded so the report uses the same.
+  const buckets: number[] = []
   for (let i = 0; i < outcomes.length; i++) {
     const o = outcomes[i] as Outcome
-    if (o.counted) batch.add(o.route.name, o.model, o.metric, o.value)
+    const bucket = deps.tally.bucketOf(o.route.name, o.userId ?? o.requestId)
+    buckets.push(bucket)
+    if (o.counted) batch.add(o.route.name, o.model, o.metric, o.value, bucket)
     by[o.attributedBy]++
     if ((i & 255) === 255) await slicer.pause()
   }
   // Acknowledged means recorded: the sink takes every record or none, before anything is counted.
   const sink = deps.sink()
-  if (sink !== undefined && !await sink.writeBatch(outcomeRecords(outcomes, new Date().toISOString()), { timeoutMs: deps.sinkWaitMs ?? DEFAULT_SINK_WAIT_MS })) {
+  if (sink !== undefined && !await sink.writeBatch(outcomeRecords(outcomes, buckets, new Date().toISOString()), { timeoutMs: deps.sinkWaitMs ?? DEFAULT_SINK_WAIT_MS })) {
     return unavailable(outcomes.length)
   }
   // Nothing is awaited between the sink taking the records and this: the two cannot drift apart.
@@ -60,9 +64,10 @@ export async function handleFeedback(raw: Buffer | undefined, runtime: Runtime, 
 }
 
 /** The outcome records of a batch, made one at a time as the sink serializes them. */
-function * outcomeRecords(outcomes: readonly Outcome[], ts: string): Generator<OutcomeRecord> {
-  for (const o of outcomes) {
-    const record: OutcomeRecord = { type: 'outcome', schema: SCHEMA_VERSION, ts, route: o.route.name, request_id: o.requestId, user_id: o.userId, model: o.model, metric: o.metric, value: o.value, attributed_by: o.attributedBy }
+function * outcomeRecords(outcomes: readonly Outcome[], buckets: readonly number[], ts: string): Generator<OutcomeRecord> {
+  for (let i = 0; i < outcomes.length; i++) {
+    const o = outcomes[i] as Outcome
+    const record: OutcomeRecord = { type: 'outcome', schema: SCHEMA_VERSION, ts, route: o.route.name, request_id: o.requestId, user_id: o.userId, model: o.model, metric: o.metric, value: o.value, attributed_by: o.attributedBy, bucket: buckets[i] as number }
     yield o.modelVersion === undefined ? record : { ...record, model_version: o.modelVersion, ...(o.counted ? {} : { counted: false }) }
   }
 }

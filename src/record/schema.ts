@@ -40,6 +40,8 @@ export interface PredictionRecord {
   readonly request_id: string
   readonly route: string
   readonly user_id: string | null
+  /** The shares (0..1) of the split in force when it was assigned: the report's weight periods. */
+  readonly shares?: Readonly<Record<string, number>> | null
   readonly assignment: RecordAssignment
   readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
   /** Every shadow selected for this request: answered (or failed), or not sent and why. */
@@ -65,6 +67,8 @@ export interface OutcomeRecord {
   /** Finite, 0 ≤ value ≤ MAX_OUTCOME_VALUE (0 or 1 for binary metrics). */
   readonly value: number
   readonly attributed_by: Attribution
+  /** The bucket of its unit (a hash of its user id, else its request id; see analysis.buckets) the router counted it in. */
+  readonly bucket?: number
   /** The MLflow version of the model it is for (its request's, else the one serving), when the model has one. */
   readonly model_version?: string | null
   /** false: its request was answered by an earlier version than the route's experiment is about, so it is not counted there. */

@@ -1,50 +1,64 @@
-import type { Config } from '../config/index.js'
-import { analyseRoute, type RouteExperiment } from '../evaluation/index.js'
+import type { Config, RouteConfig } from '../config/index.js'
+import { RouteAccumulator, analyseExperiment, unitBucket, unitHash, type RouteExperiment } from '../experiment/index.js'
 import { asOutcomeRecord, asPredictionRecord } from '../record/index.js'
-import { Accumulator } from '../stats/index.js'
-
-const NO_OUTCOMES = new Accumulator().totals()
 
 /**
- * Tallies what A/B statistics need from record files: requests assigned by hash per (route,
- * model), from prediction records, and stable totals (count, sum, Welford's mean and M2) per
- * (route, model, metric), from outcome records. Memory grows with the number of arms, not records.
- * Outcomes are added in file order, the order the router applied them, so the totals match its
- * own bit for bit.
+ * Replays records into one RouteAccumulator per route with metrics, as the router fed its own:
+ * requests assigned by hash and users at first exposure from prediction records (the shares in
+ * force recorded with each start the weight periods), outcomes with the bucket the router
+ * recorded (older records: their user's or request's). Records are read in file order, the order
+ * the router applied them, so the running minima of sequential p's are taken at the same
+ * checkpoints and the numbers match /admin/experiments field for field. Memory grows with the
+ * arms, buckets and the bounded user sample, not with the records.
  */
 export class ExperimentAccumulator {
-  readonly #assignments = new Map<string, number>()
-  readonly #outcomes = new Map<string, Accumulator>()
+  readonly #routes = new Map<string, { config: RouteConfig; acc: RouteAccumulator }>()
+
+  constructor(config: Config) {
+    for (const r of config.routes) {
+      if (r.metrics.length === 0) continue
+      const models = r.split.map((s) => s.model)
+      const acc = new RouteAccumulator(r.name, { identity: '', models, control: r.control, analysis: r.analysis, metrics: r.metrics })
+      this.#routes.set(r.name, { config: r, acc })
+    }
+  }
 
   add(record: Record<string, unknown>): void {
     const prediction = asPredictionRecord(record)
     if (prediction !== undefined) {
-      if (prediction.assignment === 'hash') {
-        const key = `${prediction.route}\u0000${prediction.primary.model}`
-        this.#assignments.set(key, (this.#assignments.get(key) ?? 0) + 1)
-      }
+      const route = this.#routes.get(prediction.route)
+      if (route === undefined || prediction.assignment !== 'hash') return
+      const { acc, config } = route
+      const arm = acc.spec.models.indexOf(prediction.primary.model)
+      if (arm < 0) return
+      const recorded = prediction.shares
+      const shares = recorded !== undefined && recorded !== null ? acc.spec.models.map((m) => recorded[m] ?? 0) : weightsOf(config)
+      acc.setShares(shares, Date.parse(prediction.ts))
+      acc.expose(arm, acc.spec.analysis.unit === 'user' && typeof prediction.user_id === 'string' ? unitHash(prediction.user_id) : null)
       return
     }
     const outcome = asOutcomeRecord(record)
-    if (outcome === undefined) return
-    const key = `${outcome.route}\u0000${outcome.model}\u0000${outcome.metric}`
-    let acc = this.#outcomes.get(key)
-    if (acc === undefined) {
-      acc = new Accumulator()
-      this.#outcomes.set(key, acc)
-    }
-    acc.add(outcome.value)
+    if (outcome === undefined || outcome.counted === false) return
+    const route = this.#routes.get(outcome.route)
+    if (route === undefined || !route.config.metrics.some((m) => m.name === outcome.metric)) return
+    const { acc } = route
+    if (acc.periods.length === 0) acc.setShares(weightsOf(route.config), Date.parse(outcome.ts))
+    const unit = typeof outcome.user_id === 'string' ? outcome.user_id : typeof outcome.request_id === 'string' ? outcome.request_id : null
+    const bucket = typeof outcome.bucket === 'number' ? outcome.bucket : unit !== null ? unitBucket(unit, acc.spec.analysis.buckets) : acc.nextBucket()
+    acc.add(acc.cell(outcome.model, outcome.metric), outcome.value, bucket)
   }
 
-  /** The statistics of every route of `config` that declares metrics, over the records read. */
+  /** The statistics of every route of the config that declares metrics, over the records read. */
   result(config: Config): RouteExperiment[] {
-    return config.routes.filter((r) => r.metrics.length > 0).map((r) => analyseRoute({
-      route: r.name,
-      control: r.control,
-      weights: Object.fromEntries(r.split.map((s) => [s.model, s.weight])),
-      metrics: r.metrics,
-      assignments: (model) => this.#assignments.get(`${r.name}\u0000${model}`) ?? 0,
-      outcomes: (model, metric) => this.#outcomes.get(`${r.name}\u0000${model}\u0000${metric}`)?.totals() ?? NO_OUTCOMES,
-    }))
+    return config.routes.filter((r) => r.metrics.length > 0).map((r) => {
+      const acc = this.#routes.get(r.name)?.acc
+      if (acc !== undefined && acc.periods.length === 0) acc.setShares(weightsOf(r), 0)
+      return analyseExperiment((acc as RouteAccumulator).input('read'))
+    })
   }
+}
+
+function weightsOf(r: RouteConfig): number[] {
+  const total = r.split.reduce((a, s) => a + s.weight, 0)
+  return r.split.map((s) => (total > 0 ? s.weight / total : 0))
 }

@@ -205,6 +205,7 @@ export class Observer {
       route: route.name,
       user_id: obs.userId ?? null,
       assignment: obs.source,
+      shares: sharesOf(route),
       // `error` is a failure to get an answer (the same for both sides); `prediction_error` says
       // why an answer that came had no prediction to read (a 4xx, not JSON, no such field).
       primary: {
@@ -243,4 +244,16 @@ export class Observer {
     ;(comparison.agree ? c.agree : c.disagree).inc()
     if (comparison.abs_diff_max !== null) c.absDiff.observe(comparison.abs_diff_max)
   }
+}
+
+const SHARES = new WeakMap<object, Readonly<Record<string, number>>>()
+
+/** The shares in force on a route as a frozen object, built once per bound plan (the report's weight periods). */
+function sharesOf(route: RouteRuntime): Readonly<Record<string, number>> {
+  let s = SHARES.get(route.assigner)
+  if (s === undefined) {
+    s = Object.freeze(Object.fromEntries(route.assigner.models.map((m, i) => [m, route.assigner.shares[i] ?? 0])))
+    SHARES.set(route.assigner, s)
+  }
+  return s
 }

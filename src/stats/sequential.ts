@@ -50,3 +50,14 @@ export function msprtPValue(control: Sample, candidate: Sample, options: MsprtOp
   const pValue = Number.isNaN(logLambda) ? Number.NaN : Math.min(1, Math.exp(-logLambda))
   return { pValue, lambda, tau2, n, thetaHat }
 }
+
+/**
+ * The same always-valid p-value from a difference and its variance alone: with s² = V/n the
+ * variance of θ̂, Λ = √(s²/(s² + τ²)) · exp(τ²θ̂² / (2s²(s² + τ²))). This is what a clustered
+ * (user-level) analysis feeds it, where V/n comes from the delta method over buckets.
+ */
+export function msprtFromVariance(thetaHat: number, variance: number, tau2: number): number {
+  const spread = variance + tau2
+  const logLambda = 0.5 * Math.log(variance / spread) + (tau2 * thetaHat * thetaHat) / (2 * variance * spread)
+  return Number.isNaN(logLambda) ? Number.NaN : Math.min(1, Math.exp(-logLambda))
+}

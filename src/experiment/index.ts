@@ -1,0 +1,8 @@
+export { analyseExperiment, defaultMde } from './analyse.js'
+export { adjustPValues, type Correction } from './corrections.js'
+export { cuped, ratioCovariance, ratioEstimate, welchDf, type BucketSeries, type CupedResult, type RatioEstimate } from './estimate.js'
+export type { ComparisonReport, MetricReport, ModelReport, RouteExperiment, SrmReport } from './report.js'
+export type { AnalysisSpec, AnalysisUnit, ArmCounts, ExperimentInput, MetricSpec } from './types.js'
+export { DEFAULT_BUCKETS, MAX_BUCKETS, MIN_BUCKETS, unitBucket, unitHash } from './unit.js'
+export { DEFAULT_USER_SAMPLE, UserSample, usersObservedExpected } from './users.js'
+export { CHECKPOINT_EVERY, RouteAccumulator, type MetricCell, type RouteSpec, type WeightPeriod } from './accumulator.js'

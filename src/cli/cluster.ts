@@ -1,5 +1,4 @@
 import cluster, { type Worker } from 'node:cluster'
-import { AggregatorRegistry } from 'prom-client'
 import { buildAdmin } from '../admin/index.js'
 import { ConfigStore, type ReloadResult } from '../config/store.js'
 import { watchFile } from '../config/index.js'
@@ -10,12 +9,14 @@ import type { PeerRecall } from '../evaluation/plugin.js'
 import { setWorkerSlot } from '../record/index.js'
 import { buildServer } from '../server.js'
 import type { Io } from './run.js'
+import { answerAdmin, primaryAdmin, type AdminQuestion } from './cluster-admin.js'
 
 // `serve --workers N`: N node:cluster workers share the prediction port (the primary hands out
 // connections round-robin); the primary runs the admin listener and speaks for all of them:
-// /metrics aggregates every worker's registry, reloads and SIGHUP reach every worker, SIGTERM
-// drains every worker. Each worker compiles the same file with the same compile, so every worker
-// assigns identically (assignment is a pure function of the plan and the user id).
+// /metrics aggregates every worker's registry (keeping what workers that died had counted),
+// /admin/rollouts and /readyz ask the workers (cluster-admin.ts), reloads and SIGHUP reach every
+// worker, SIGTERM drains every worker. Each worker compiles the same file with the same compile,
+// so every worker assigns identically (assignment is a pure function of the plan and the user id).
 
 type ToWorker =
   | { readonly ms: 'reload'; readonly id: number }
@@ -26,6 +27,7 @@ type ToWorker =
   | { readonly ms: 'mlflow'; readonly id: number }
   | { readonly ms: 'mlflow-writer'; readonly on: boolean }
   | { readonly ms: 'shutdown' }
+  | AdminQuestion
 
 type FromWorker =
   | { readonly ms: 'listening'; readonly url: string }
@@ -34,6 +36,7 @@ type FromWorker =
   | { readonly ms: 'mlflow'; readonly id: number; readonly status: Record<string, unknown> }
   | { readonly ms: 'recall'; readonly id: number; readonly ids: string[] }
   | { readonly ms: 'recalled'; readonly id: number; readonly found: PeerRecall[] }
+  | { readonly ms: 'answer'; readonly id: number; readonly value: unknown }
 
 // How the primary tells a worker its slot (1…N) and N.
 const SLOT_ENV = 'MODELSPLIT_WORKER_SLOT'
@@ -59,9 +62,6 @@ export async function runWorker(configFile: string, plan: Plan, logLevel: string
     send({ ms: 'recall', id: n, ids })
   })
   const router = await buildServer({ configFile, plan, logger: { level: logLevel }, watch: false, worker: id, peers })
-  // prom-client answers the primary's metric requests from these registries.
-  new AggregatorRegistry()
-  AggregatorRegistry.setRegistries([router.metrics.registry])
   const send = (m: FromWorker): void => { process.send?.(m) }
   const { url } = await router.listen()
   let stopped: () => void = () => undefined
@@ -77,6 +77,9 @@ export async function runWorker(configFile: string, plan: Plan, logLevel: string
       case 'recall': send({ ms: 'recalled', id: m.id, found: router.recall(m.ids) }); break
       case 'recalled': waiting.get(m.id)?.(m.found); waiting.delete(m.id); break
       case 'shutdown': stopped(); break
+      case 'metrics': case 'rollouts': case 'rollout-act': case 'readiness':
+        void answerAdmin(router, m).then((value) => send({ ms: 'answer', id: m.id, value }))
+        break
     }
   })
   send({ ms: 'listening', url })
@@ -96,23 +99,30 @@ export async function runWorker(configFile: string, plan: Plan, logLevel: string
 export async function runPrimary(configFile: string, plan: Plan, workers: number, logLevel: string, io: Io): Promise<number> {
   const log = (line: string): void => { if (logLevel !== 'silent') io.err.write(`modelsplit: ${line}\n`) }
   const store = new ConfigStore<Plan>({ file: configFile, initial: plan, planOf: (p) => p, prepare: async (p) => p })
-  const aggregator = new AggregatorRegistry()
   let shuttingDown = false
   let seq = 0
-  const pending = new Map<number, { want: number; got: unknown[]; done: (got: unknown[]) => void }>()
+  const pending = new Map<number, { waiting: Set<Worker>; got: Map<Worker, unknown>; done: () => void }>()
   const listening = new Map<number, string>()
 
-  const ask = <T>(make: (id: number) => ToWorker, except?: Worker, only?: Worker): Promise<T[]> => {
+  // Asks the workers that listen (one still starting has no one to answer yet) and resolves with
+  // the answers in by the deadline; a worker that dies is not waited for.
+  type AskOptions = { except?: Worker; only?: Worker; timeoutMs?: number }
+  const askEach = <T>(make: (id: number) => ToWorker, opts: AskOptions = {}): Promise<Map<Worker, T>> => {
     const id = ++seq
-    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w !== except && (only === undefined || w === only) && w.isConnected())
-    if (live.length === 0) return Promise.resolve([])
+    const live = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && listening.has(w.id) && w.isConnected()
+      && w !== opts.except && (opts.only === undefined || w === opts.only))
+    const got = new Map<Worker, T>()
+    if (live.length === 0) return Promise.resolve(got)
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { pending.delete(id); resolve(entry.got as T[]) }, 10_000)
-      const entry = { want: live.length, got: [] as unknown[], done: (got: unknown[]) => { clearTimeout(timer); resolve(got as T[]) } }
-      pending.set(id, entry)
+      const done = (): void => { clearTimeout(timer); pending.delete(id); resolve(got) }
+      const timer = setTimeout(done, opts.timeoutMs ?? 10_000)
+      pending.set(id, { waiting: new Set(live), got: got as Map<Worker, unknown>, done })
       for (const w of live) w.send(make(id))
     })
   }
+  const ask = async <T>(make: (id: number) => ToWorker, except?: Worker, only?: Worker): Promise<T[]> =>
+    [...(await askEach<T>(make, { except, only })).values()]
+  const fromWorkers = primaryAdmin((make, timeoutMs) => askEach(make, { timeoutMs }))
   // One worker writes MLflow runs and aliases: the oldest listening once all have started; when
   // it dies, the oldest left (a replacement, once it listens, if none is).
   let writer: Worker | undefined
@@ -140,12 +150,10 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
       return
     }
     const entry = pending.get(m.id)
-    if (entry === undefined) return
-    entry.got.push(m.ms === 'reloaded' ? m.result : m.ms === 'tally' ? m.snapshot : m.ms === 'mlflow' ? m.status : m.found)
-    if (entry.got.length >= entry.want) {
-      pending.delete(m.id)
-      entry.done(entry.got)
-    }
+    if (entry === undefined || !entry.waiting.delete(worker)) return
+    const value = m.ms === 'reloaded' ? m.result : m.ms === 'tally' ? m.snapshot : m.ms === 'mlflow' ? m.status : m.ms === 'answer' ? m.value : m.found
+    entry.got.set(worker, value)
+    if (entry.waiting.size === 0) entry.done()
   })
 
   const reload = async (): Promise<ReloadResult> => {
@@ -162,11 +170,16 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   const fork = (slot: number): Worker => {
     const w = cluster.fork({ [SLOT_ENV]: String(slot), [SLOTS_ENV]: String(workers) })
     slotOf.set(w.id, slot)
+    // A message sent as the worker dies fails on its closed channel: the exit below handles the death.
+    w.on('error', (err: Error) => log(`worker ${w.id}: ${err.message}`))
     return w
   }
   const restarts: number[] = []
   cluster.on('exit', (worker, code, signal) => {
     listening.delete(worker.id)
+    // Questions to it are answered without it; what it counted stays in /metrics.
+    for (const entry of pending.values()) if (entry.waiting.delete(worker) && entry.waiting.size === 0) entry.done()
+    fromWorkers.retire(worker)
     if (shuttingDown) return
     if (worker === writer) {
       writer = undefined
@@ -206,7 +219,7 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   nameWriter()
 
   const admin = buildAdmin({
-    metricsText: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
+    metricsText: fromWorkers.metricsText,
     tally: async () => mergeTallies(await ask<TallySnapshot>((id) => ({ ms: 'tally', id }))),
     scope: `every worker of this replica (${workers}) since it started; PromQL over modelsplit_outcome_* sums all replicas`,
     current: () => store.current(),
@@ -218,6 +231,8 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
       return { mlflow: status ?? null }
     },
     isReady: () => !shuttingDown && listening.size >= workers,
+    readiness: fromWorkers.readiness,
+    rollouts: fromWorkers.rollouts,
     reload,
   }, logLevel === 'silent' ? false : { level: logLevel })
   const cfg = plan.config
@@ -244,7 +259,10 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise<void>((resolve) => {
     if (w === undefined || w.isDead()) return resolve()
     w.once('exit', () => resolve())
-    w.send({ ms: 'shutdown' } satisfies ToWorker)
+    if (listening.has(w.id)) w.send({ ms: 'shutdown' } satisfies ToWorker)
+    // A replacement still starting has nothing to drain and no one to hear the word yet (it would
+    // be killed only after the deadline): the signal stops it.
+    else w.process.kill('SIGTERM')
   }))
   // A worker that outlives its own deadline (plus a margin) is killed.
   const kill = setTimeout(() => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL') }, store.current().config.shutdown_timeout_ms + 5000)

@@ -107,12 +107,28 @@ type Fleet = Awaited<ReturnType<typeof fleet>>
 const until = <T>(check: () => Promise<T>, timeout = 20_000): Promise<T> => vi.waitFor(check, { timeout, interval: 50 })
 
 /** The model each of 200 users gets from a replica. */
-async function modelsOf(f: Fleet, r: Replica): Promise<string[]> {
+async function modelsOf(r: Replica): Promise<string[]> {
   return Promise.all(Array.from({ length: 200 }, async (_, i) => {
     const res = await fetch(`${r.running?.url}/churn`, { headers: { 'x-user-id': `same-${i}` } })
     await res.text()
     return res.headers.get('x-served-by') ?? ''
   }))
+}
+
+/**
+ * The models 200 users get from each replica, asked while no decision moved any of them (their
+ * step starts the same before and after): the fleet's decisions land at one instant on every
+ * replica, but the requests cannot, so a round that straddles a boundary is asked again.
+ */
+async function modelsOfEach(f: Fleet, rs: readonly Replica[]): Promise<string[][]> {
+  return until(async () => {
+    const steps = async (): Promise<string> => JSON.stringify((await Promise.all(rs.map((r) => f.status(r)))).map((s) => [s.state, s.step_started_at]))
+    const before = await steps()
+    const models = await Promise.all(rs.map(modelsOf))
+    expect(await steps()).toBe(before)
+    expect(new Set(JSON.parse(before).map((x: unknown) => JSON.stringify(x))).size, before).toBe(1)
+    return models
+  })
 }
 
 const noRestartHold = (s: Status): void => {
@@ -175,9 +191,8 @@ describe.skipIf(prometheusBin === '')('a fleet whose replicas restart and join d
     })
     expect(Date.now() - moved, 'C followed within a scrape of the fleet').toBeLessThan(1000)
     expect(sc.step_started_at).toBe(sa.step_started_at)
-    expect(sc.decisions.find((d) => d.result === 'advance')?.at).toBe(sa.step_started_at)
     expect(sc.effective_shares).toEqual(sa.effective_shares)
-    const [ma, mb, mc] = await Promise.all([a, b, c].map((r) => modelsOf(f, r)))
+    const [ma, mb, mc] = await modelsOfEach(f, [a, b, c])
     expect(mc).toEqual(ma)
     expect(mb).toEqual(ma)
     // And from there on the three decide together: each promotes at the same boundary.
@@ -227,10 +242,14 @@ describe.skipIf(prometheusBin === '')('a fleet whose replicas restart and join d
     await until(async () => expect(await f.max('modelsplit_rollout_step{route="churn"}')).toBe(60))
     await f.start(b)
     // Before it answered anyone it was on the fleet's step, said so, and serves what A serves.
+    // (A decision at a later boundary may already have followed: B takes it with A.)
     const back = await f.status(b)
-    expect(back).toMatchObject({ percent: 60, step_started_at: at60.step_started_at })
-    expect(back.decisions.at(-1)).toMatchObject({ result: 'catch_up', reason: expect.stringMatching(/this replica was at 20% \(\w+\) since/) })
-    expect(await modelsOf(f, b)).toEqual(await modelsOf(f, a))
+    expect(back.percent).toBeGreaterThanOrEqual(60)
+    expect(back.decisions.filter((d) => d.result === 'catch_up')).toEqual([expect.objectContaining({
+      reason: expect.stringMatching(new RegExp(`\\w+ at 60% since ${at60.step_started_at} \\(this replica was at 20% \\(\\w+\\) since`)),
+    })])
+    const [ma, mb] = await modelsOfEach(f, [a, b])
+    expect(mb).toEqual(ma)
     const promoted = await Promise.all([a, b].map((r) => until(async () => {
       const s = await f.status(r)
       expect(s.state, JSON.stringify(s.decisions.slice(-2))).toBe('promoted')

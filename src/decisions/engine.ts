@@ -171,18 +171,20 @@ export class DecisionEngine {
    */
   async start(): Promise<void> {
     this.#stopped = false
-    if (this.#data instanceof PrometheusData) {
+    const data = this.#data
+    if (data instanceof PrometheusData) {
       const now = this.#host.now()
+      const routes = this.#host.runtime().routes.filter((r) => r.plan.config.rollout !== null && this.#routes.get(r.name)?.rollout != null)
+      // One round of queries for every route at once: start-up waits for Prometheus at most once.
+      const fleets = await Promise.all(routes.map((r) => data.rollout(r.name, now)))
       let changed = false
-      for (const route of this.#host.runtime().routes) {
-        const d = this.#routes.get(route.name)
-        if (d?.rollout == null || route.plan.config.rollout === null) continue
-        const fleet = await (this.#data as PrometheusData).rollout(route.name, now)
+      for (const [i, route] of routes.entries()) {
+        const fleet = fleets[i] as FleetRollout | string
         if (typeof fleet === 'string') {
           this.#host.log('warn', `route ${route.name}: cannot read the fleet's rollout (${fleet}); going on from this replica's state, the next boundary tries again`)
           continue
         }
-        changed = await this.#reconcile(route, d, fleet, now) || changed
+        changed = await this.#reconcile(route, this.#routes.get(route.name) as RouteDecisions, fleet, now) || changed
       }
       if (changed) {
         await this.#save()
@@ -190,6 +192,7 @@ export class DecisionEngine {
         if (!r.ok) this.#host.log('warn', `the fleet's weights not applied, the plan in force stays: ${r.error}`)
       }
       this.#publish()
+      this.#commit()
       this.#scheduleCatchUp(now)
     }
     this.#schedule()

@@ -7,7 +7,7 @@ import { counterIncrease } from '../src/decisions/counters.js'
 import { bucketQuantile } from '../src/decisions/histogram.js'
 import { checkPromotion } from '../src/decisions/promotion.js'
 import { Random } from '../src/decisions/random.js'
-import { applyAction, decideRollout, rolloutWeights, startRollout, type ArmWindow, type RolloutInputs, type RolloutState } from '../src/decisions/rollout.js'
+import { applyAction, decideRollout, isAhead, rolloutWeights, startRollout, stepOf, type ArmWindow, type RolloutInputs, type RolloutState, type RolloutStatus } from '../src/decisions/rollout.js'
 import { Accumulator } from '../src/stats/index.js'
 
 const CFG: RolloutConfig = {
@@ -41,6 +41,26 @@ describe('a counter\'s growth over a window, across restarts', () => {
     ['nothing after the start', 100, [], 0],
   ])('%s', (_name, start, samples, growth) => {
     expect(counterIncrease(start, samples)).toBe(growth)
+  })
+})
+
+describe('which replica\'s rollout is the fleet\'s', () => {
+  const mine = (status: RolloutStatus, stepStartedAt: number): RolloutState => ({ ...startRollout(CFG, 'def', 'v1', stepStartedAt), status })
+  it.each([
+    ['a later step start (an advance, a resume, a new candidate)', 'running', 120, 'paused', 60, true],
+    ['an earlier step start, whatever its status', 'promoted', 60, 'running', 120, false],
+    ['the same step, paused there', 'paused', 60, 'running', 60, true],
+    ['the same step, rolled back there', 'rolled_back', 60, 'holding', 60, true],
+    ['the same step, promoted after a pause', 'promoted', 60, 'paused', 60, true],
+    ['the same step and status', 'running', 60, 'running', 60, false],
+    ['the same step, running against holding (the same progress)', 'running', 60, 'holding', 60, false],
+    ['the same step, running where this one paused', 'running', 60, 'paused', 60, false],
+  ] as const)('%s', (_name, status, at, myStatus, myAt, ahead) => {
+    expect(isAhead({ status, stepStartedAt: at }, mine(myStatus, myAt))).toBe(ahead)
+  })
+
+  it('reads the step from the share in force, which is a fraction', () => {
+    expect([0, 1, 19.999999999, 20.000000000000004, 60, 100].map((p) => stepOf([1, 20, 60, 100], p))).toEqual([0, 0, 1, 1, 2, 3])
   })
 })
 

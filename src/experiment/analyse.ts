@@ -235,16 +235,20 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
   // The relative lift's interval: the delta method on the ratio of the two estimates.
   const ratio = (a.estimate + diff) / a.estimate
   const seRatio = Math.sqrt(b.variance + ratio * ratio * a.variance) / Math.abs(a.estimate)
-  const pSeq = runningMin(input, `${metric.name}\u0000${candidate}\u0000diff`, msprtFromVariance(diff, variance, tau2Of(mde)))
   const controlN = outcomesOf(input, metric, input.control)
   const candidateN = outcomesOf(input, metric, candidate)
+  const minGroups = Math.min(MIN_GROUPS, input.analysis.buckets)
+  // Only a look with enough data joins the running minimum: with a handful of users the variance
+  // itself is noise (a few all-zero buckets make it 0), and one such look would decide for good.
+  const ready = a.groups >= minGroups && b.groups >= minGroups && controlN >= MIN_OUTCOMES && candidateN >= MIN_OUTCOMES
+  const snapshot = msprtFromVariance(diff, variance, tau2Of(mde))
+  const pSeq = ready ? runningMin(input, `${metric.name}\u0000${candidate}\u0000diff`, snapshot) : snapshot
   // Outcomes per arm for the MDE: the per-outcome variance including the users' clustering
   // (each arm's Var(R)·n), so the design effect is in the answer.
   const perOutcome = (a.variance * controlN + b.variance * candidateN) / 2
   const zAlpha = zCritical(1 - alpha)
   const zBeta = zCritical(2 * POWER - 1)
   const required = mde > 0 && Number.isFinite(perOutcome) ? Math.ceil((2 * perOutcome * (zAlpha + zBeta) ** 2) / (mde * mde) - 1e-9) : Number.NaN
-  const minGroups = Math.min(MIN_GROUPS, input.analysis.buckets)
   return {
     metric,
     candidate,
@@ -269,7 +273,7 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
       required_per_arm: finite(required),
       remaining: finite(remainingSamples(required, Math.min(controlN, candidateN))),
       ...(cupedReport !== undefined ? { cuped: cupedReport } : {}),
-      ...guardrailOf(input, metric, candidate, diff, variance, df, mde),
+      ...guardrailOf(input, metric, candidate, diff, variance, df, mde, ready),
     },
   }
 }
@@ -280,15 +284,15 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
  * for the fixed horizon, and the always-valid mixture test of s·Δ + m against 0 for the sequential
  * p (1 while s·Δ + m ≤ 0). Not adjusted across the family: a guardrail is shown non-inferior on its own.
  */
-function guardrailOf(input: ExperimentInput, metric: MetricSpec, candidate: string, diff: number, variance: number, df: number, mde: number): { guardrail?: ComparisonReport['guardrail'] } {
+function guardrailOf(input: ExperimentInput, metric: MetricSpec, candidate: string, diff: number, variance: number, df: number, mde: number, ready: boolean): { guardrail?: ComparisonReport['guardrail'] } {
   if (metric.guardrail === null) return {}
   const margin = metric.guardrail.margin
   const shifted = (metric.higher_is_better ? diff : -diff) + margin
   const se = Math.sqrt(variance)
   const p = 1 - studentCdf(shifted / se, df)
   const snapshot = shifted > 0 ? msprtFromVariance(shifted, variance, tau2Of(Math.max(mde, margin))) : 1
-  const pSeq = runningMin(input, `${metric.name}\u0000${candidate}\u0000ni`, snapshot)
-  return { guardrail: { margin, p_value: finite(p), p_value_sequential: finite(pSeq), non_inferior: Number.isFinite(pSeq) && pSeq < input.analysis.alpha } }
+  const pSeq = ready ? runningMin(input, `${metric.name}\u0000${candidate}\u0000ni`, snapshot) : snapshot
+  return { guardrail: { margin, p_value: finite(p), p_value_sequential: finite(pSeq), non_inferior: ready && Number.isFinite(pSeq) && pSeq < input.analysis.alpha } }
 }
 
 function runningMin(input: ExperimentInput, key: string, p: number): number {
@@ -319,7 +323,13 @@ function independent(input: ExperimentInput, metric: MetricSpec, mde: number): R
     mde,
     alpha: input.analysis.alpha,
     higherIsBetter: metric.higher_is_better,
-    ...(input.runningMin !== undefined ? { runningMin: (candidate: string, p: number) => runningMin(input, `${metric.name}\u0000${candidate}\u0000diff`, p) } : {}),
+    ...(input.runningMin !== undefined ? {
+      runningMin: (candidate: string, p: number) => {
+        // As for users: only a look with enough outcomes in both arms joins the running minimum.
+        const ready = input.totals(input.control, metric.name).n >= MIN_OUTCOMES && input.totals(candidate, metric.name).n >= MIN_OUTCOMES
+        return ready ? runningMin(input, `${metric.name}\u0000${candidate}\u0000diff`, p) : p
+      },
+    } : {}),
   })
 }
 
@@ -357,7 +367,7 @@ function requestComparison(input: ExperimentInput, metric: MetricSpec, candidate
       p_value_sequential: c?.p_value_sequential ?? null,
       required_per_arm: c?.required_per_arm ?? null,
       remaining: c?.remaining ?? null,
-      ...guardrailOf(input, metric, candidate, diff, va + vb, df, mde),
+      ...guardrailOf(input, metric, candidate, diff, va + vb, df, mde, a.n >= MIN_OUTCOMES && b.n >= MIN_OUTCOMES),
     },
   }
 }

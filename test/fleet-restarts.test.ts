@@ -150,6 +150,7 @@ describe.skipIf(prometheusBin === '')('a fleet whose replicas restart and join d
     await f.stop(b)
     await f.start(b)
     expect(Date.now(), 'B restarted inside the 100% step').toBeLessThan(Date.parse(at100.step_started_at) + 4000)
+    const promoted: (string | undefined)[] = []
     for (const r of [a, b]) {
       const s = await until(async () => {
         const s = await f.status(r)
@@ -160,8 +161,10 @@ describe.skipIf(prometheusBin === '')('a fleet whose replicas restart and join d
       // The candidate's requests on the step count B's before and after its restart.
       const promote = s.decisions.find((d) => d.result === 'promote')
       expect(promote?.inputs?.candidate?.requests).toBeGreaterThanOrEqual(20)
-      expect(promote?.at).toBe(new Date(Date.parse(at100.step_started_at) + 4000).toISOString())
+      expect(Date.parse(String(promote?.at))).toBeGreaterThanOrEqual(Date.parse(at100.step_started_at) + 4000)
+      promoted.push(promote?.at)
     }
+    expect(promoted[1]).toBe(promoted[0])
   }, 60_000)
 
   it('a replica started just after a boundary takes that boundary\'s decision with the fleet, and every user gets the same model from every replica', async () => {
@@ -213,7 +216,7 @@ describe.skipIf(prometheusBin === '')('a fleet whose replicas restart and join d
     await f.start(c)
     const joined = await f.status(c)
     expect(joined).toMatchObject({ percent: 100, state: expect.stringMatching(/running|holding/) })
-    expect(joined.decisions.at(-1)).toMatchObject({ result: 'join', reason: expect.stringMatching(/at 100% since/) })
+    expect(joined.decisions.filter((d) => d.result === 'join')).toEqual([expect.objectContaining({ reason: expect.stringMatching(/at 100% since/) })])
     const [pa, pc] = await Promise.all([a, c].map((r) => until(async () => {
       const s = await f.status(r)
       expect(s.state, JSON.stringify(s.decisions.slice(-2))).toBe('promoted')

@@ -256,20 +256,29 @@ export class DecisionEngine {
   }
 
   /**
-   * The control's figures on the step before a 100 % step, from Prometheus: the window from that
-   * step's start (the fleet's step start gauge just before) to the 100 % step's start.
+   * The control's figures on the step before a 100 % step, from Prometheus, as the others judged
+   * them when they stepped up: the window from that step's start to the 100 % step's first start
+   * (the fleet's step gauges just before each start; a resume at 100 % restarted the step later).
    */
   async #baseline(route: RouteRuntime, state: RolloutState): Promise<ArmWindow | string> {
     const data = this.#data
     if (!(data instanceof PrometheusData)) return 'no earlier step on this replica'
-    const before = await data.rollout(route.name, state.stepStartedAt - 1)
-    if (typeof before === 'string') return before
-    let since: number | undefined
-    for (const r of before.replicas) if (r.definition === state.definition && r.stepStartedAt < state.stepStartedAt) since = Math.max(since ?? 0, r.stepStartedAt)
-    if (since === undefined) return `the step before ${new Date(state.stepStartedAt).toISOString()} is not in Prometheus`
-    const w = await data.window(route, since, state.stepStartedAt)
-    if (typeof w === 'string') return w
-    return w.get(state.control) ?? EMPTY_WINDOW
+    let end = state.stepStartedAt
+    for (let hops = 0; hops < 10; hops++) {
+      const before = await data.rollout(route.name, end - 1)
+      if (typeof before === 'string') return before
+      let previous: ReplicaRollout | undefined
+      for (const r of before.replicas) {
+        if (r.definition === state.definition && r.stepStartedAt < end && r.stepStartedAt > (previous?.stepStartedAt ?? -Infinity)) previous = r
+      }
+      if (previous === undefined) return `the step before ${new Date(end).toISOString()} is not in Prometheus`
+      if (previous.percent < 100 - 1e-6) {
+        const w = await data.window(route, previous.stepStartedAt, end)
+        return typeof w === 'string' ? w : w.get(state.control) ?? EMPTY_WINDOW
+      }
+      end = previous.stepStartedAt
+    }
+    return 'the 100% step was restarted too often to find the step before it'
   }
 
   stop(): void {

@@ -17,6 +17,7 @@ import {
   formatProblem,
 } from '../errors.js'
 import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
+import { agreementOf } from '../experiment/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import { CONSOLE_PATHS, registerConsole } from './console/index.js'
 import { browserRefusal, isHostAllowed } from './guard.js'
@@ -33,6 +34,8 @@ export interface AdminDeps {
   /** Which replicas' numbers /admin/experiments speaks for. */
   readonly scope: string
   current(): Plan
+  /** Each shadow's comparisons with each primary, per route (this process's counts). */
+  shadows?(): { readonly route: string; readonly pairs: { primary: string; shadow: string; agree: number; disagree: number; error: number }[] }[]
   /** More for /admin/config to show beside the file's config (the MLflow versions resolved). */
   configExtras?(): Record<string, unknown> | Promise<Record<string, unknown>>
   isReady(): boolean
@@ -155,6 +158,11 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
     const tally = await deps.tally()
     return { routes: routes.map((r) => experiment(r, tally)) }
   })
+
+  // Shadow agreement with its interval, computed by the experiment's owner (the console shows it as is).
+  admin.get('/admin/shadows', async () => ({
+    routes: (deps.shadows?.() ?? []).map((r) => ({ route: r.route, pairs: r.pairs.map((p) => agreementOf(p.primary, p.shadow, p.agree, p.disagree, p.error)) })),
+  }))
 
   admin.get('/admin/experiments/:route', async (request) => {
     const route = routeNamed((request.params as { route: string }).route)

@@ -223,7 +223,7 @@ export function readPromoteWhen(c: Checker, value: unknown, path: KeyPath): Prom
 /** What the cross-checks need of a route. */
 export interface DecisionRoute {
   readonly split: readonly { readonly model: string; readonly weight: number }[]
-  readonly metrics: readonly { readonly name: string; readonly type: string }[]
+  readonly metrics: readonly { readonly name: string; readonly type: string; readonly role?: string }[]
   readonly control: string
   readonly rollout: RolloutConfig | null
   readonly bandit: BanditConfig | null
@@ -236,6 +236,7 @@ export function checkDecisions(c: Checker, route: DecisionRoute, path: KeyPath):
   const inSplit = (m: string): boolean => route.split.some((s) => s.model === m)
   const names = route.split.map((s) => s.model).join(', ')
   const declared = route.metrics.map((m) => m.name)
+  const isCovariate = (name: string): boolean => route.metrics.some((m) => m.name === name && m.role === 'covariate')
   if (route.rollout !== null && route.bandit !== null) {
     c.add([...path, 'bandit'], 'a route takes a rollout or a bandit, not both: remove one of them')
   }
@@ -245,11 +246,13 @@ export function checkDecisions(c: Checker, route: DecisionRoute, path: KeyPath):
     else if (r.candidate === route.control) c.add([...path, 'rollout', 'candidate'], `"${r.candidate}" is the route's control; the candidate is the model rolled out against it`)
     r.gates.guardrails.forEach((g, i) => {
       if (!declared.includes(g)) c.add([...path, 'rollout', 'gates', 'guardrails', i], `metric "${g}" is not declared in this route's metrics (${declared.join(', ') || 'none'})`)
+      else if (isCovariate(g)) c.add([...path, 'rollout', 'gates', 'guardrails', i], `metric "${g}" is a covariate (a pre-period value for CUPED): it is not tested, so it cannot guard a rollout`)
     })
   }
   const b = route.bandit
   if (b !== null) {
     if (!declared.includes(b.metric)) c.add([...path, 'bandit', 'metric'], `metric "${b.metric}" is not declared in this route's metrics (${declared.join(', ') || 'none: add metrics: [{ name, type }]'})`)
+    else if (isCovariate(b.metric)) c.add([...path, 'bandit', 'metric'], `metric "${b.metric}" is a covariate (a pre-period value for CUPED): a bandit optimises an outcome`)
     const arms = route.split.length
     if (arms < 2) c.add([...path, 'bandit'], 'a bandit needs at least two models in the split')
     else if (b.min_share * arms > 1) c.add([...path, 'bandit', 'min_share'], `${b.min_share} × ${arms} arms is over 1: the floors cannot all hold`)

@@ -137,13 +137,6 @@ export const CONSOLE_JS = String.raw`'use strict';
     }
     return prevLe;
   }
-  function wilson(k, n) {
-    if (!(n > 0)) return null;
-    var z = 1.959963984540054, p = k / n, d = 1 + z * z / n;
-    var c = (p + z * z / (2 * n)) / d, h = z * Math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d;
-    return [Math.max(0, c - h), Math.min(1, c + h)];
-  }
-
   // ---- pictures (decorative: the numbers beside them say the same) ----
   function whisker(lo, hi, est, min, max, zero) {
     var W = 180, pad = 4;
@@ -284,7 +277,7 @@ export const CONSOLE_JS = String.raw`'use strict';
     return el('div', { 'data-metric': name, 'data-section': 'metric' }, el('h4', { text: 'Metric ' + name }), armTable, cmpTable, srm);
   }
 
-  function shadowSection(route, series, prevSeries, now) {
+  function shadowSection(route, series, prevSeries, now, agreement) {
     var pairs = {};
     series.forEach(function (x) { if (x.name === 'modelsplit_shadow_comparisons_total' && x.labels.route === route) pairs[x.labels.primary + '|' + x.labels.shadow] = x.labels; });
     var shadows = {};
@@ -305,8 +298,10 @@ export const CONSOLE_JS = String.raw`'use strict';
       Object.keys(pairs).filter(function (k) { return pairs[k].shadow === sh; }).forEach(function (k) {
         var p = pairs[k];
         var by = each(series, 'modelsplit_shadow_comparisons_total', function (l) { return l.route === route && l.primary === p.primary && l.shadow === sh ? l.result : null; });
-        var n = (by.agree || 0) + (by.disagree || 0) + (by.error || 0);
-        var rate = n > 0 ? (by.agree || 0) / n : NaN, ci = wilson(by.agree || 0, n);
+        // Agreement and its interval come from /admin/shadows (the router's statistics), not from here.
+        var a = (agreement || []).filter(function (x) { return x.primary === p.primary && x.shadow === sh; })[0];
+        var n = a ? a.compared : (by.agree || 0) + (by.disagree || 0) + (by.error || 0);
+        var rate = a && a.rate !== null ? a.rate : NaN, ci = a ? a.ci : [null, null];
         var key = route + '|' + k, hist = agreementHistory[key] = agreementHistory[key] || [];
         if (n > 0 && (!hist.length || hist[hist.length - 1].t !== now)) { hist.push({ t: now, rate: rate, lo: ci[0], hi: ci[1] }); if (hist.length > 120) hist.shift(); }
         var db = buckets(series, 'modelsplit_shadow_abs_diff', { route: route, primary: p.primary, shadow: sh });
@@ -370,6 +365,7 @@ export const CONSOLE_JS = String.raw`'use strict';
       json('/admin/experiments').catch(function () { return { routes: [] }; }),
       json('/admin/rollouts').catch(function (e) { if (e.status === 404) return { routes: [] }; throw e; }),
       api('/metrics').then(function (r) { return r.ok ? r.text() : ''; }),
+      json('/admin/shadows').catch(function () { return { routes: [] }; }),
     ]).then(function (all) {
       var cfg = all[0], exps = all[1], rolls = all[2], now = Date.now();
       var series = parseMetrics(all[3]);
@@ -395,7 +391,7 @@ export const CONSOLE_JS = String.raw`'use strict';
           el('div', { class: 'grid' }, splitSection(rc.name, configured, effective), r ? rolloutSection(r) : el('div', null, el('h3', { text: 'Rollout' }), el('p', { class: 'muted', text: 'No rollout or bandit on this route.' }))),
           e ? el('div', { 'data-section': 'experiments' }, el('h3', { text: 'Experiments' }), el('p', { class: 'muted', text: e.scope || '' }),
             Object.keys(e.metrics || {}).map(function (mn) { return metricSection(mn, e.metrics[mn]); })) : null,
-          shadowSection(rc.name, series, prev && prev.series, now),
+          shadowSection(rc.name, series, prev && prev.series, now, ((all[4].routes || []).filter(function (x) { return x.route === rc.name; })[0] || {}).pairs),
           el('h3', { text: 'Per model' }),
           modelsSection(rc.name, series, prev && prev.series, dt, (cfg.mlflow && cfg.mlflow.models) || {})));
       });

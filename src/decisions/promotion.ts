@@ -1,5 +1,5 @@
 import type { PromoteWhen } from '../config/decisions.js'
-import { wilsonInterval } from '../stats/index.js'
+import { agreementOf } from '../experiment/index.js'
 
 /** A shadow's record against the route's control, as of a boundary. */
 export interface ShadowEvidence {
@@ -24,8 +24,10 @@ export interface PromotionCheck {
  */
 export function checkPromotion(model: string, pw: PromoteWhen, e: ShadowEvidence): PromotionCheck {
   if (e.compared < pw.min_compared) return { ready: false, reason: `${model}: ${e.compared} of ${pw.min_compared} comparisons` }
-  const w = wilsonInterval(e.agreed, e.compared)
-  if (w.low < pw.min_agreement) return { ready: false, reason: `${model}: agreement ${(100 * w.rate).toFixed(2)}%, 95% lower bound ${(100 * w.low).toFixed(2)}% < ${(100 * pw.min_agreement).toFixed(2)}%` }
+  // The agreement and its interval are the experiment module's (what /admin/shadows shows).
+  const a = agreementOf('control', model, e.agreed, e.compared - e.agreed, 0)
+  const w = { rate: a.rate ?? Number.NaN, low: a.ci[0] ?? Number.NaN }
+  if (!(w.low >= pw.min_agreement)) return { ready: false, reason: `${model}: agreement ${(100 * w.rate).toFixed(2)}%, 95% lower bound ${(100 * w.low).toFixed(2)}% < ${(100 * pw.min_agreement).toFixed(2)}%` }
   if (pw.max_p99_latency_ratio !== null) {
     if (e.shadowP99 === null || e.controlP99 === null || e.controlP99 <= 0) return { ready: false, reason: `${model}: no p99 latency to compare yet` }
     const ratio = e.shadowP99 / e.controlP99

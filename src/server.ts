@@ -116,18 +116,19 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const tallyView = async (): Promise<TallyView> => {
     const prom = current().config.evaluation.prometheus
     if (prom === null) return tally
-    const routes = current().routes.filter((r) => r.metrics.length > 0).map((r) => r.name)
+    const routes = current().routes.filter((r) => r.metrics.length > 0).map((r) => r.plan)
     const fleet = await fleetTally(prom.url, routes, tally, Date.now())
     if (typeof fleet === 'string') {
-      return { assignments: (r: string, m: string) => tally.assignments(r, m), outcomes: (r: string, m: string, x: string) => tally.outcomes(r, m, x), expected: (r: string, m: string) => tally.expected(r, m), runningMin: (r: string, x: string, c: string, p: number) => tally.runningMin(r, x, c, p), scope: `this replica since it started: the fleet's totals could not be read (${fleet})` }
+      return { input: (route) => tally.input(route), scope: `this replica since it started: the fleet's totals could not be read (${fleet})` }
     }
-    return { ...fleet, scope: `every replica Prometheus at ${prom.url} scrapes (the fleet's totals; variances from raw sums)` }
+    return { ...fleet, scope: `every replica Prometheus at ${prom.url} scrapes (the fleet's totals)` }
   }
   const logger0: { log?: FastifyInstance['log'] } = {}
   const early: ['info' | 'warn', string][] = []
   const engine = new DecisionEngine({
     runtime: () => current(),
-    outcomes: (route, model, metric) => tally.outcomes(route, model, metric),
+    experiment: (route) => tally.input(route),
+    fleet: (url, at) => fleetTally(url, current().routes.filter((r) => r.metrics.length > 0).map((r) => r.plan), tally, at),
     refresh: () => store.refresh(),
     record: (r) => {
       writer?.write(r)
@@ -255,6 +256,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     tally: tallyView,
     scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
     current: () => current().plan,
+    shadows: () => current().routes.filter((r) => r.shadows.length > 0).map((r) => ({
+      route: r.name,
+      pairs: r.shadows.flatMap((s) => [...s.comparisons].map(([primary, c]) => ({ primary, shadow: s.model, agree: c.agree.value, disagree: c.disagree.value, error: c.error.value }))),
+    })),
     configExtras: () => current().config.mlflow === null && !Object.values(current().config.models).some((m) => m.mlflow !== null) ? {} : { mlflow: mlflow.status() },
     isReady: () => listening && !shuttingDown,
     readiness: () => ({ sink: sinkStatus(writer) ?? { sink: writerConfig === undefined ? 'none' : 'file' } }),
@@ -265,7 +270,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       act: (route, action) => engine.act(route, action),
     },
   }, logger as boolean)
-  if (decides(plan)) engine.start()
+  // A replica takes the fleet's rollouts (with evaluation.prometheus) before it serves.
+  if (decides(plan)) await engine.start()
   else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 

@@ -6,7 +6,9 @@ import type { Metrics } from '../metrics/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import type { RouteRuntime, Runtime } from '../proxy/runtime.js'
 import { SCHEMA_VERSION, type DecisionRecord } from '../record/schema.js'
-import { moments, msprtPValue, type Sample, type Totals } from '../stats/index.js'
+import type { Summary } from '../stats/index.js'
+import type { ExperimentInput, ModelReport, RouteExperiment } from '../experiment/index.js'
+import type { TallyView } from '../evaluation/index.js'
 import { thompson, type BanditResult } from './bandit.js'
 import { checkPromotion, type ShadowEvidence } from './promotion.js'
 import { LocalData } from './local.js'
@@ -18,7 +20,10 @@ import { ROLLOUT_STATUSES, applyAction, decideRollout, isAhead, rolloutPercent, 
 export interface DecisionHost {
   /** The runtime in force (its arms carry the counters the local data come from). */
   runtime(): Runtime
-  outcomes(route: string, model: string, metric: string): Totals
+  /** This replica's numbers of a route's experiment (the tally's). */
+  experiment(route: RoutePlan): ExperimentInput | undefined
+  /** The fleet's numbers through Prometheus as of a time (evaluation.prometheus). */
+  fleet?(url: string, at: number): Promise<TallyView | string>
   /** Rebuilds the plan in force with the engine's weights (after a decision changed them). */
   refresh(): Promise<{ ok: true } | { ok: false; error: string }>
   record(record: DecisionRecord): void
@@ -96,7 +101,7 @@ export class DecisionEngine {
     const source = plan.config.evaluation.prometheus
     if (source === null) return this.#local
     const key = JSON.stringify(source)
-    if (this.#fleet?.key !== key) this.#fleet = { key, data: new PrometheusData(source) }
+    if (this.#fleet?.key !== key) this.#fleet = { key, data: new PrometheusData(source, this.#host.fleet?.bind(this.#host)) }
     return this.#fleet.data
   }
 
@@ -374,8 +379,10 @@ export class DecisionEngine {
     const candidate = (typeof window === 'string' ? undefined : window.get(state.candidate)) ?? EMPTY_WINDOW
     const guardrails: GuardrailResult[] = []
     let guardMissing: string | null = null
-    for (const metric of cfg.gates.guardrails) {
-      const g = await this.#guardrail(route, metric, state.control, state.candidate, boundary)
+    // The gates' guardrails, and every metric declared with a non-inferiority margin.
+    const guarded = [...new Set([...cfg.gates.guardrails, ...route.metrics.filter((m) => m.guardrail !== null).map((m) => m.name)])]
+    for (const metric of guarded) {
+      const g = await this.#guardrail(route, metric, state.candidate, boundary)
       if (typeof g === 'string') guardMissing ??= g
       else guardrails.push(g)
     }
@@ -429,21 +436,21 @@ export class DecisionEngine {
       return false
     }
     const metric = route.metrics.find((m) => m.name === cfg.metric)
-    const arms: { model: string; totals: Sample }[] = []
-    for (const a of route.arms) {
-      const totals = await this.#data.outcomes(route.name, a.model, cfg.metric, boundary)
-      if (typeof totals === 'string') {
-        this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `shares kept: ${totals}` }, boundary)
-        return false
-      }
-      arms.push({ model: a.model, totals })
+    const exp = await this.#data.experiment(route, boundary)
+    if (typeof exp === 'string') {
+      this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `shares kept: ${exp}` }, boundary)
+      return false
     }
+    // The posterior of each arm's mean matches the experiment's estimate and its standard error at
+    // the unit of analysis (users send correlated outcomes: an arm is no surer than its users).
+    const models = exp.metrics[cfg.metric]?.models ?? {}
+    const arms = route.arms.map((a) => ({ model: a.model, totals: effectiveSample(models[a.model], metric?.type === 'binary') }))
     // With no outcome yet every arm's posterior is the prior: shares drawn from it move on noise.
     if (arms.every((a) => a.totals.n === 0)) {
       this.#note(route.name, d, { kind: 'bandit', result: 'hold', reason: `shares kept: no outcome of ${cfg.metric} on any arm yet, nothing to reweight on` }, boundary)
       return false
     }
-    const r: BanditResult = thompson(cfg, metric?.type ?? 'binary', arms, metric?.higher_is_better ?? true, Random.seedFor(route.name, boundary))
+    const r: BanditResult = thompson(cfg, metric?.type === 'binary' ? 'binary' : 'continuous', arms, metric?.higher_is_better ?? true, Random.seedFor(route.name, boundary))
     const before = JSON.stringify(d.bandit?.shares ?? null)
     d.bandit = {
       shares: Object.fromEntries(r.arms.map((a) => [a.model, a.share])),
@@ -543,16 +550,25 @@ export class DecisionEngine {
     await this.#ticking
   }
 
-  async #guardrail(route: RouteRuntime, metric: string, control: string, candidate: string, boundary: number): Promise<GuardrailResult | string> {
-    const m = route.metrics.find((x) => x.name === metric)
-    const a = await this.#data.outcomes(route.name, control, metric, boundary)
-    const b = await this.#data.outcomes(route.name, candidate, metric, boundary)
-    if (typeof a === 'string') return a
-    if (typeof b === 'string') return b
-    if (a.n < 2 || b.n < 2) return { metric, p: null, worse: false }
-    const r = msprtPValue(a, b, m?.mde === null || m?.mde === undefined ? {} : { mde: m.mde })
-    const diff = moments(b).mean - moments(a).mean
-    return { metric, p: Number.isFinite(r.pValue) ? r.pValue : null, worse: (m?.higher_is_better ?? true) ? diff < 0 : diff > 0 }
+  /**
+   * A guardrail read from the experiment's own analysis (the user-level numbers every reader
+   * shows): worse when the candidate is significantly worse (adjusted sequential p, in the
+   * metric's direction); with a margin, whether non-inferiority is shown yet.
+   */
+  async #guardrail(route: RouteRuntime, metric: string, candidate: string, boundary: number): Promise<GuardrailResult | string> {
+    const exp = await this.#data.experiment(route, boundary)
+    if (typeof exp === 'string') return exp
+    const m = exp.metrics[metric]
+    const c = m?.comparisons[candidate]
+    if (m === undefined || c === undefined) return { metric, p: null, worse: false, nonInferior: null }
+    const higher = route.metrics.find((x) => x.name === metric)?.higher_is_better ?? true
+    const lift = c.abs_lift ?? 0
+    return {
+      metric,
+      p: c.p_value_sequential_adjusted,
+      worse: higher ? lift < 0 : lift > 0,
+      nonInferior: c.guardrail === undefined ? null : c.guardrail.non_inferior,
+    }
   }
 
   // --- visibility ---------------------------------------------------------------------------------
@@ -614,10 +630,29 @@ export interface DecisionData {
   startWindow(route: string, at: number): void
   /** Per model: requests, 5xx and p99 from `since` to `boundary`. */
   window(route: RouteRuntime, since: number, boundary: number): Promise<Map<string, ArmWindow> | string>
-  /** An arm's outcome totals for a metric, as of the boundary. */
-  outcomes(route: string, model: string, metric: string, boundary: number): Promise<Sample | string>
+  /** The route's experiment (experiment/'s analysis of this replica's or the fleet's numbers), as of the boundary. */
+  experiment(route: RouteRuntime, boundary: number): Promise<RouteExperiment | string>
   /** A shadow's comparisons with the control and its own figures, as of the boundary. */
   shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string>
+}
+
+/**
+ * Outcome totals whose moments give an arm's estimate and its standard error: for a rate p with
+ * standard error se, the effective count p(1 − p)/se² (the outcomes over the design effect); for
+ * a mean, the outcomes with the variance se²·n. Without an estimate, no outcomes.
+ */
+export function effectiveSample(m: ModelReport | undefined, binary: boolean): Summary {
+  const value = m === undefined ? null : binary ? m.rate ?? null : m.mean ?? null
+  const se = m?.se ?? null
+  const outcomes = m?.outcomes ?? 0
+  if (value === null || outcomes === 0) return { n: 0, sum: 0, sumSquares: 0 }
+  if (binary) {
+    const n = se !== null && se > 0 ? Math.min(outcomes, (value * (1 - value)) / (se * se)) : outcomes
+    return { n, sum: value * n, sumSquares: value * n }
+  }
+  const n = outcomes
+  const variance = se !== null && Number.isFinite(se) ? se * se * n : 0
+  return { n, sum: value * n, sumSquares: (n - 1) * variance + value * value * n }
 }
 
 function definitionOf(route: RoutePlan): string {

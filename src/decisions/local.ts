@@ -1,6 +1,6 @@
 import { LATENCY_BUCKETS } from '../metrics/index.js'
 import { answered, type Arm, type RouteRuntime } from '../proxy/runtime.js'
-import type { Sample } from '../stats/index.js'
+import { experimentOf, type RouteExperiment } from '../evaluation/index.js'
 import type { DecisionData, DecisionHost } from './engine.js'
 import { bucketQuantile } from './histogram.js'
 import type { ShadowEvidence } from './promotion.js'
@@ -22,8 +22,8 @@ export class LocalData implements DecisionData {
     this.#host = host
   }
 
-  async outcomes(route: string, model: string, metric: string): Promise<Sample> {
-    return this.#host.outcomes(route, model, metric)
+  async experiment(route: RouteRuntime): Promise<RouteExperiment> {
+    return experimentOf(route.plan, { input: (r) => this.#host.experiment(r) })
   }
 
 

@@ -1,7 +1,7 @@
 import type { PrometheusSource } from '../config/decisions.js'
 import { queryMatrix, queryVector, type VectorSample } from '../metrics/prom-query.js'
 import type { RouteRuntime } from '../proxy/runtime.js'
-import type { Summary } from '../stats/index.js'
+import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
 import type { DecisionData } from './engine.js'
 import type { ShadowEvidence } from './promotion.js'
 import { counterIncrease, seriesKey } from './counters.js'
@@ -35,9 +35,12 @@ export interface FleetRollout {
  */
 export class PrometheusData implements DecisionData {
   readonly #source: PrometheusSource
+  readonly #fleet: ((url: string, at: number) => Promise<TallyView | string>) | undefined
 
-  constructor(source: PrometheusSource) {
+  /** `fleet` reads the experiments' totals every replica exports (the same reader /admin/experiments uses). */
+  constructor(source: PrometheusSource, fleet?: (url: string, at: number) => Promise<TallyView | string>) {
     this.#source = source
+    this.#fleet = fleet
   }
 
   startWindow(): void {
@@ -123,15 +126,11 @@ export class PrometheusData implements DecisionData {
     return out
   }
 
-  async outcomes(route: string, model: string, metric: string, boundary: number): Promise<Summary | string> {
-    const sel = `{route=${JSON.stringify(route)},model=${JSON.stringify(model)},metric=${JSON.stringify(metric)}}`
-    const [n, sum, squares] = await Promise.all([
-      this.#scalar(`sum(modelsplit_outcomes_total${sel})`, boundary),
-      this.#scalar(`sum(modelsplit_outcome_value_sum${sel})`, boundary),
-      this.#scalar(`sum(modelsplit_outcome_value_squares_sum${sel})`, boundary),
-    ])
-    for (const x of [n, sum, squares]) if (typeof x === 'string') return x
-    return { n: n as number, sum: sum as number, sumSquares: squares as number }
+  /** The fleet's experiment as of the boundary: the analysis of every replica's totals. */
+  async experiment(route: RouteRuntime, boundary: number): Promise<RouteExperiment | string> {
+    if (this.#fleet === undefined) return 'no fleet reader'
+    const view = await this.#fleet(this.#source.url, boundary)
+    return typeof view === 'string' ? view : experimentOf(route.plan, view)
   }
 
   async shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string> {

@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util'
 
 export const HELP = `Usage: npm run bench -- [options]
+       npm run bench -- calibration [options]   (the analysis' calibration: bench/calibration.mjs)
 
 Benchmarks modelsplit against direct calls, against a bare Node proxy (node-floor: node:http +
 murmur2 split + undici Pool) and against nginx (same split, same mirror) with autocannon, plus a

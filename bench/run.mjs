@@ -91,6 +91,8 @@ async function settledRecords(adminUrl) {
 }
 
 async function main() {
+  // `npm run bench -- calibration [options]`: the statistics' calibration, a script of its own.
+  if (process.argv[2] === 'calibration') return (await import('./calibration.mjs')).runCalibration(process.argv.slice(3))
   let opts
   try {
     opts = parseOptions(process.argv.slice(2))

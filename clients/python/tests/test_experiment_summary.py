@@ -1,18 +1,30 @@
-"""modelsplit.experiment_summary gives the numbers and verdicts `modelsplit report --config CFG
-FILES --json` prints (and the live router's /admin/experiments), to 1e-9."""
+"""modelsplit.experiment_summary is the router's own report: what `modelsplit report --config CFG
+FILES --json` prints under `experiments` (and the live router's /admin/experiments), from files
+or from DataFrames written back as records; its numbers are statsmodels' (see oracle.py)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelsplit import experiment_summary, read_records, summary_frame
-from support import run_cli
+from experiment_data import ARMS, OUTCOMES, make_experiment, write_experiment
+from modelsplit import (
+    ReportError,
+    RouterNotFoundError,
+    experiment_summary,
+    read_records,
+    router_command,
+    routes_with_metrics,
+    summary_frame,
+)
+from oracle import Oracle
+from support import REPO, run_cli
 
 REL = 1e-9
 
@@ -55,20 +67,19 @@ def report_experiments(cli: Path, config: Path, *files: Path) -> list[dict[str, 
     return json.loads(cmd.stdout)["experiments"]
 
 
-def test_agrees_with_report_on_records_a_real_router_wrote(cli, traffic) -> None:
+def test_is_the_report_on_records_a_real_router_wrote(cli, traffic) -> None:
     theirs = report_experiments(cli, traffic["config"], traffic["base"])
+    streamed = experiment_summary(traffic["base"], traffic["config"], modelsplit_bin=cli)
+    assert streamed == theirs
+    # The live router's own numbers, taken before it stopped, are the same.
     worst: list[float] = []
-    streamed = experiment_summary(traffic["base"], traffic["config"])
-    assert compare(streamed, theirs, "streamed", worst) == []
-    from_frames = experiment_summary(read_records(traffic["base"]), str(traffic["config"]))
-    assert compare(from_frames, theirs, "frames", worst) == []
-    # The live router's own numbers, taken before it stopped, are the same too.
     live = [{k: v for k, v in r.items() if k != "scope"} for r in traffic["live_experiments"]]
     assert compare(streamed, live, "live", worst) == []
-    print(f"largest relative difference from the router: {max(worst):.3g} over {len(worst)} numbers")
+    print(f"largest relative difference from the live router: {max(worst):.3g} over {len(worst)} numbers")
 
     churn = streamed[0]["metrics"]
     assert streamed[0]["route"] == "churn" and streamed[1]["route"] == "fraud"
+    assert streamed[0]["unit"] == "user" and streamed[0]["family"] == 3
     assert churn["converted"]["comparisons"]["churn-v2"]["verdict"] == "candidate better"
     assert churn["converted"]["srm"]["mismatch"] is False
     assert churn["revenue"]["models"]["churn-v1"]["mean"] == pytest.approx(1e6, abs=1)
@@ -76,15 +87,24 @@ def test_agrees_with_report_on_records_a_real_router_wrote(cli, traffic) -> None
     frame = summary_frame(streamed)
     row = frame[(frame["metric"] == "converted") & (frame["model"] == "churn-v2")].iloc[0]
     assert row["verdict"] == "candidate better" and row["estimate"] == churn["converted"]["models"]["churn-v2"]["rate"]
+    assert row["p_value_adjusted"] == churn["converted"]["comparisons"]["churn-v2"]["p_value_adjusted"]
+    assert row["se"] == churn["converted"]["models"]["churn-v2"]["se"]
     assert len(frame) == 3 * 2 + 2
 
 
-def test_a_filtered_window_is_analysed_as_given(traffic) -> None:
+def test_dataframes_are_written_back_as_the_records_they_were(cli, traffic) -> None:
+    theirs = report_experiments(cli, traffic["config"], traffic["base"])
+    recs = read_records(traffic["base"])
+    assert recs.predictions["shares"].notna().all() and recs.outcomes["bucket"].notna().all()
+    assert compare(experiment_summary(recs, str(traffic["config"]), modelsplit_bin=cli), theirs, "frames") == []
+
+
+def test_a_filtered_window_is_analysed_as_given(cli, traffic) -> None:
     recs = read_records(traffic["base"])
     first_half = recs.predictions.iloc[: len(recs.predictions) // 2]
     recs.predictions = first_half
     recs.outcomes = recs.outcomes[recs.outcomes["request_id"].isin(set(first_half["request_id"]))]
-    s = experiment_summary(recs, traffic["config"])
+    s = experiment_summary(recs, traffic["config"], modelsplit_bin=cli)
     converted = s[0]["metrics"]["converted"]["models"]
     assert sum(m["assignments"] for m in converted.values()) == int((first_half[first_half["route"] == "churn"]["assignment"] == "hash").sum())
     assert sum(m["outcomes"] for m in converted.values()) == int((recs.outcomes["metric"] == "converted").sum())
@@ -180,32 +200,127 @@ def edge_records(path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type":"outcome","route":"zero","model":"x","metric":"fl', encoding="utf-8")
 
 
-def test_edge_cases_agree_with_report(cli, tmp_path: Path) -> None:
+def test_edge_cases_are_the_report(cli, tmp_path: Path) -> None:
     config = tmp_path / "edge.yaml"
     config.write_text(EDGE_CONFIG, encoding="utf-8")
     records = tmp_path / "edge.jsonl"
     edge_records(records)
     theirs = report_experiments(cli, config, records)
-    mine = experiment_summary(records, config)
-    assert compare(mine, theirs) == []
-    assert compare(experiment_summary(read_records(records), config), theirs) == []
+    mine = experiment_summary(records, config, modelsplit_bin=cli)
+    assert mine == theirs
+    assert compare(experiment_summary(read_records(records), config, modelsplit_bin=cli), theirs) == []
 
     num = mine[0]["metrics"]
     assert list(num["conv"]["models"]) == ["2", "10", "b"]  # JavaScript's key order, as the report prints it
-    assert num["conv"]["verdict"] == "sample ratio mismatch: investigate"
+    assert num["conv"]["srm"]["unit"] == "user"  # one user ("u"), first seen on b: no mismatch on users
     assert num["conv"]["models"]["2"]["rate"] == 0.0
-    assert num["amount"]["models"]["10"]["ci"] == [None, None]
     zero = mine[1]["metrics"]
-    assert zero["flat"]["models"]["y"]["outcomes"] == 1 and zero["flat"]["models"]["y"]["weight"] == 0
+    assert zero["flat"]["models"]["y"]["outcomes"] == 1
     assert zero["big"]["comparisons"]["z"]["abs_lift"] == pytest.approx(0.2, abs=0.05)
     empty = mine[2]["metrics"]["conv"]
     assert empty["verdict"] == "collecting data" and empty["models"]["x"]["rate"] is None
     assert [r["route"] for r in mine] == ["num", "zero", "empty"]  # routes without metrics are left out
 
 
-def test_config_from_admin_config_answer(traffic) -> None:
+def test_config_from_admin_config_answer(cli, traffic, tmp_path: Path) -> None:
     import yaml
 
     doc = yaml.safe_load(Path(traffic["config"]).read_text())
     wrapped = {"file": str(traffic["config"]), "sha256": "x", "config": doc}
-    assert experiment_summary(traffic["base"], wrapped) == experiment_summary(traffic["base"], traffic["config"])
+    expected = experiment_summary(traffic["base"], traffic["config"], modelsplit_bin=cli)
+    assert experiment_summary(traffic["base"], wrapped, modelsplit_bin=cli) == expected
+    saved = tmp_path / "admin-config.json"
+    saved.write_text(json.dumps(wrapped), encoding="utf-8")
+    assert experiment_summary(traffic["base"], saved, modelsplit_bin=cli) == expected
+
+
+def test_numbers_are_statsmodels(cli, tmp_path: Path) -> None:
+    """The summary's per-arm means and standard errors, and the lifts' standard errors, are
+    statsmodels' cluster-robust OLS (clusters = buckets) on the raw rows (the full oracle, CUPED,
+    ratios and corrections included, is test_experiment_oracle.py)."""
+    e = make_experiment(seed=5, n_users=600)
+    config, records = write_experiment(tmp_path, e, buckets=32)
+    (route,) = experiment_summary(records, config, modelsplit_bin=cli)
+    oracle = Oracle(e, 32)
+    control, candidate = ARMS
+    for name in OUTCOMES:
+        m = route["metrics"][name]
+        est = {arm: oracle.estimate(name, arm) for arm in ARMS}
+        for arm in ARMS:
+            assert math.isclose(m["models"][arm].get("rate", m["models"][arm].get("mean")), est[arm]["estimate"], rel_tol=REL)
+            assert math.isclose(m["models"][arm]["se"], est[arm]["se"], rel_tol=REL)
+        if name != "revenue":  # revenue's lift is CUPED-adjusted
+            c = m["comparisons"][candidate]
+            assert math.isclose(c["abs_lift"], est[candidate]["estimate"] - est[control]["estimate"], rel_tol=REL)
+            assert math.isclose(c["se"], math.hypot(est[control]["se"], est[candidate]["se"]), rel_tol=REL)
+    frame = summary_frame([route])
+    assert set(frame["role"]) == {"outcome", "covariate"} and frame["cuped_theta"].notna().sum() == 1
+    assert frame.loc[frame["metric"] == "errors_seen", "guardrail_p_value"].notna().sum() == 1
+
+
+def test_routes_with_metrics_fills_the_router_defaults(tmp_path: Path) -> None:
+    config, _ = write_experiment(tmp_path, make_experiment(n_users=10), buckets=100, correction="bh")
+    (r,) = routes_with_metrics(config)
+    assert r["analysis"] == {"unit": "user", "buckets": 100, "correction": "bh", "alpha": 0.05}
+    by = {m["name"]: m for m in r["metrics"]}
+    assert by["ctr"]["numerator"] == "clicked" and by["ctr"]["denominator"] == "impressions"
+    assert by["revenue"]["cuped"] == "revenue_pre" and by["revenue_pre"]["role"] == "covariate"
+    assert by["errors_seen"]["guardrail"] == {"margin": 0.05} and by["clicked"]["guardrail"] is None
+    assert by["converted"]["mde"] is None and by["converted"]["higher_is_better"] is True
+
+
+# ---- finding the router's command line ---------------------------------------------------------
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> tuple[Path, Path]:
+    return write_experiment(tmp_path / "data", make_experiment(seed=3, n_users=40))
+
+
+def test_the_router_is_found_by_argument_env_or_path(cli, small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, records = small
+    expected = report_experiments(cli, config, records)
+    monkeypatch.setenv("MODELSPLIT_BIN", str(cli))
+    assert router_command()[1:] == [str(cli)]
+    assert experiment_summary(records, config) == expected
+    monkeypatch.setenv("MODELSPLIT_BIN", str(REPO))  # a checkout: its dist/cli/main.js
+    assert experiment_summary(records, config) == expected
+    # `modelsplit` on PATH (as `npm install -g` puts it there).
+    monkeypatch.delenv("MODELSPLIT_BIN")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "modelsplit"
+    shim.write_text(f'#!/bin/sh\nexec node "{cli}" "$@"\n', encoding="utf-8")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert router_command() == [str(shim)]
+    assert experiment_summary(records, config) == expected
+    # The argument wins over both.
+    monkeypatch.setenv("MODELSPLIT_BIN", str(tmp_path / "nowhere"))
+    assert experiment_summary(records, config, modelsplit_bin=["node", str(cli)]) == expected
+
+
+def test_a_missing_router_is_named(small, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config, records = small
+    monkeypatch.setenv("MODELSPLIT_BIN", str(tmp_path / "nowhere" / "main.js"))
+    with pytest.raises(RouterNotFoundError, match="MODELSPLIT_BIN=.*nowhere.*no such file"):
+        experiment_summary(records, config)
+    monkeypatch.delenv("MODELSPLIT_BIN")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(RouterNotFoundError, match="MODELSPLIT_BIN is not set.*neither `modelsplit` nor `npx` is on PATH"):
+        experiment_summary(records, config)
+    with pytest.raises(RouterNotFoundError, match="modelsplit_bin=.*no such file"):
+        experiment_summary(records, config, modelsplit_bin=tmp_path / "nowhere")
+
+
+def test_the_routers_refusal_is_raised(cli, small, tmp_path: Path) -> None:
+    config, records = small
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("cuped: revenue_pre", "cuped: clicked"), encoding="utf-8")
+    with pytest.raises(ReportError, match="revenue_pre|covariate") as info:
+        experiment_summary(records, bad, modelsplit_bin=cli)
+    assert info.value.returncode != 0
+    with pytest.raises(FileNotFoundError, match="no record file matches"):
+        experiment_summary(tmp_path / "missing.jsonl", config, modelsplit_bin=cli)

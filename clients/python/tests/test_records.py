@@ -73,7 +73,7 @@ def test_lines_that_are_not_records(tmp_path: Path) -> None:
     assert recs.invalid == 4 and recs.other == 1
     assert recs.outcomes.to_dict("records")[0] | {"ts": None} == {
         "ts": None, "route": "churn", "request_id": None, "user_id": "u1", "model": "v1", "metric": "m", "value": 3.0,
-        "attributed_by": "user_id", "schema": 1, "model_version": None, "counted": True}
+        "attributed_by": "user_id", "schema": 1, "model_version": None, "counted": True, "bucket": None}
     assert recs.outcomes["value"].dtype == "float64"
     assert recs.decisions.loc[0, "action"] == "step" and recs.decisions.loc[0, "weights"] == {"v1": 50}
 

@@ -6,11 +6,20 @@
   retries on 503 after ``Retry-After``, a bounded queue and :meth:`Feedback.flush`.
 * :func:`read_records` -- the router's JSONL record files as pandas DataFrames (predictions with a
   column group per shadow model, outcomes, decisions); :func:`iter_records` to stream them.
-* :func:`experiment_summary` -- the A/B statistics ``modelsplit report --config`` prints.
+* :func:`experiment_summary` -- the A/B statistics ``modelsplit report --config`` prints, read
+  from the router's own report (its one owner), so every number is the router's.
 """
 
 from .assign import Assigner, assign, explain, nginx_percents
-from .experiments import experiment_summary, load_config, routes_with_metrics, summary_frame
+from .experiments import (
+    ReportError,
+    RouterNotFoundError,
+    experiment_summary,
+    load_config,
+    router_command,
+    routes_with_metrics,
+    summary_frame,
+)
 from .feedback import (
     Feedback,
     FeedbackError,
@@ -30,6 +39,8 @@ __all__ = [
     "FeedbackRejected",
     "FeedbackUnavailable",
     "Records",
+    "ReportError",
+    "RouterNotFoundError",
     "SkippedLine",
     "assign",
     "expand_paths",
@@ -40,6 +51,7 @@ __all__ = [
     "nginx_percents",
     "read_records",
     "record_files",
+    "router_command",
     "routes_with_metrics",
     "summary_frame",
 ]

@@ -1,36 +1,69 @@
-"""A/B statistics from record files: what ``modelsplit report --config CONFIG FILES --json`` prints
-under ``experiments`` (and ``GET /admin/experiments`` answers), computed in Python.
+"""A/B statistics from record files, read from their one owner: the router's own analysis.
 
-Per route with ``metrics`` and per metric: each arm's weight, assignments (prediction records
-assigned by hash), outcomes, rate (binary; Wilson interval) or mean (continuous; Student t
-interval); each candidate against the control: absolute and relative lift with intervals, the
-two-proportion z-test or Welch's t-test p-value, the always-valid mixture-SPRT p-value, the sample
-size per arm needed for the metric's ``mde`` and what remains of it, and a verdict; the
-sample-ratio-mismatch test; and the route's verdict.
+:func:`experiment_summary` runs ``modelsplit report --config CONFIG FILES --json`` (the router's
+command line) and returns what it prints under ``experiments``: the numbers ``GET
+/admin/experiments`` answers, computed by the same code (``src/experiment`` in the router). Nothing
+here computes a statistic: per route and metric, each arm's estimate with its standard error and
+interval at the unit of analysis (users hashed into buckets, or requests), lifts, fixed-horizon
+and always-valid p-values with the family's adjusted ones, CUPED, guardrails, the sample-ratio
+check and the verdicts are the router's, exactly.
+
+The router's command line is found, in order: the ``modelsplit_bin`` argument, the environment
+variable ``MODELSPLIT_BIN``, ``modelsplit`` on ``PATH``, then ``npx --no-install modelsplit`` (a
+project with the router installed in ``node_modules``). ``modelsplit_bin`` and ``MODELSPLIT_BIN``
+may name the router's ``dist/cli/main.js`` (run with ``node``), a checkout of the router (its
+``dist/cli/main.js``), an executable, or a command line such as ``"npx modelsplit"``.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-import re
+import shlex
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Optional, Union
 
-import numpy as np
+from .records import PathsOrGlob, Records, expand_paths
 
-from . import _stats as st
-from .records import PathsOrGlob, Records, as_outcome_record, as_prediction_record, iter_records
-
-__all__ = ["experiment_summary", "summary_frame", "load_config", "routes_with_metrics"]
+__all__ = [
+    "experiment_summary",
+    "summary_frame",
+    "load_config",
+    "routes_with_metrics",
+    "router_command",
+    "RouterNotFoundError",
+    "ReportError",
+]
 
 ConfigLike = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+RouterCommand = Union[str, "os.PathLike[str]", Sequence[str]]
 
-_ARRAY_INDEX = re.compile(r"^(0|[1-9][0-9]*)$")
+_GLOB_CHARS = frozenset("*?[")
+
+
+class RouterNotFoundError(FileNotFoundError):
+    """The router's command line (``modelsplit``) could not be found; the message says where it
+    was looked for and how to point at it."""
+
+
+class ReportError(RuntimeError):
+    """``modelsplit report`` failed: ``returncode`` and ``stderr`` say why."""
+
+    def __init__(self, message: str, returncode: int, stderr: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr
 
 
 def load_config(config: ConfigLike) -> dict[str, Any]:
     """The router config as a dict: read from a YAML file, or given as a dict (the file's content,
-    or ``GET /admin/config``'s answer, whose ``config`` is taken)."""
+    or ``GET /admin/config``'s answer, whose ``config`` is taken). Not validated: the router
+    validates it when :func:`experiment_summary` runs its report."""
     if isinstance(config, Mapping):
         doc = dict(config)
     else:
@@ -48,9 +81,13 @@ def load_config(config: ConfigLike) -> dict[str, Any]:
 
 
 def routes_with_metrics(config: ConfigLike) -> list[dict[str, Any]]:
-    """The routes that declare metrics, with the router's defaults filled in: ``name``, ``split``
-    (``[(model, weight)]``), ``control`` (the split's first model unless set) and ``metrics``
-    (``type`` binary, ``mde`` None, ``higher_is_better`` True unless set)."""
+    """The routes that declare metrics, as the config declares them, with the router's defaults
+    filled in (to list or filter what :func:`experiment_summary` will report; the statistics
+    themselves come from the router): ``name``, ``split`` (``[(model, weight)]``), ``control``
+    (the split's first model unless set), ``analysis`` (``unit``: user where the route reads a user
+    id, which it does unless ``user_id: []``, else request; ``buckets`` 64; ``correction`` holm;
+    ``alpha`` 0.05) and ``metrics`` (``type`` binary, ``mde`` None, ``higher_is_better`` True,
+    ``role`` outcome, ``numerator``, ``denominator``, ``cuped`` and ``guardrail`` None unless set)."""
     out = []
     for i, r in enumerate(load_config(config)["routes"]):
         if not isinstance(r, Mapping):
@@ -66,179 +103,277 @@ def routes_with_metrics(config: ConfigLike) -> list[dict[str, Any]]:
             raise ValueError(f"route {r['name']}: control {control!r} is not in its split")
         ms = []
         for m in metrics:
+            guardrail = m.get("guardrail")
             ms.append({
                 "name": str(m["name"]),
                 "type": m.get("type") or "binary",
                 "mde": m.get("mde"),
                 "higher_is_better": True if m.get("higher_is_better") is None else bool(m["higher_is_better"]),
+                "role": m.get("role") or "outcome",
+                "numerator": m.get("numerator"),
+                "denominator": m.get("denominator"),
+                "cuped": m.get("cuped"),
+                "guardrail": {"margin": guardrail["margin"]} if isinstance(guardrail, Mapping) else None,
             })
-        out.append({"name": str(r["name"]), "split": split, "control": control, "metrics": ms})
+        a = r.get("analysis") or {}
+        has_user_id = r.get("user_id", "header:x-user-id") not in ([], None, "")
+        analysis = {
+            "unit": a.get("unit") or ("user" if has_user_id else "request"),
+            "buckets": a.get("buckets") or 64,
+            "correction": a.get("correction") or "holm",
+            "alpha": a.get("alpha") or 0.05,
+        }
+        out.append({"name": str(r["name"]), "split": split, "control": control, "analysis": analysis, "metrics": ms})
     return out
 
 
-def _js_key_order(keys: Sequence[str]) -> list[str]:
-    """Keys in the order JavaScript's Object.keys gives them: integer-like keys first, ascending,
-    then the others in insertion order (it decides the order of arms in the report)."""
-    index = [k for k in keys if _ARRAY_INDEX.match(k) and int(k) < 2**32 - 1]
-    rest = [k for k in keys if k not in set(index)]
-    return sorted(index, key=int) + rest
+# ---- the router's command line -------------------------------------------------------------------
 
 
-def _default_mde(metric: Mapping[str, Any], control_mean: Any) -> float:
-    if metric["mde"] is not None:
-        return float(metric["mde"])
-    if metric["type"] == "binary":
-        return 0.01
-    m = abs(float(control_mean))
-    return 0.05 * m if np.isfinite(m) and m > 0 else 1.0
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise RouterNotFoundError("the router's command line is a Node.js script, but `node` is not on PATH; install Node.js (>= 20.18.1)")
+    return node
 
 
-def _interval(low: Any, high: Any) -> list[Optional[float]]:
-    return [st.finite(low), st.finite(high)]
+def _command_from(value: RouterCommand, origin: str) -> list[str]:
+    """The command line a ``modelsplit_bin`` argument or ``MODELSPLIT_BIN`` names."""
+    if not isinstance(value, (str, os.PathLike)):
+        parts = [os.fspath(p) for p in value]
+        if not parts:
+            raise RouterNotFoundError(f"{origin} is an empty command")
+        return parts
+    text = os.fspath(value)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        main = path / "dist" / "cli" / "main.js"
+        if main.is_file():
+            return [_node(), str(main)]
+        raise RouterNotFoundError(f"{origin}={text!r} is a directory without dist/cli/main.js; run `npm run build` there, "
+                                  "or name the router's dist/cli/main.js or its `modelsplit` executable")
+    if path.is_file():
+        return [_node(), str(path)] if path.suffix in (".js", ".mjs", ".cjs") else [str(path)]
+    parts = shlex.split(text)
+    if parts and shutil.which(parts[0]) is not None:
+        return parts
+    raise RouterNotFoundError(f"{origin}={text!r}: no such file, directory or command; name the router's dist/cli/main.js, "
+                              "its `modelsplit` executable, or a command line such as 'npx modelsplit'")
 
 
-def _analyse_experiment(*, type: str, control: str, totals: dict[str, st.Totals], assignments: dict[str, int],
-                        weights: dict[str, Any], mde: float, higher_is_better: bool, alpha: float = 0.05,
-                        power: float = 0.8) -> dict[str, Any]:
-    names = list(weights)  # the router's Object.keys(weights), already in its order
-    models: dict[str, Any] = {}
-    for name in names:
-        t = totals[name]
-        base = {"weight": weights[name], "assignments": assignments[name], "outcomes": t.n}
-        if type == "binary":
-            rate, low, high = st.wilson_interval(t.sum, t.n)
-            models[name] = {**base, "rate": st.finite(rate), "ci": _interval(low, high)}
+def router_command(modelsplit_bin: Optional[RouterCommand] = None) -> list[str]:
+    """The command line that runs the router's CLI: ``modelsplit_bin``, else ``MODELSPLIT_BIN``,
+    else ``modelsplit`` on PATH, else ``npx --no-install modelsplit``. Raises
+    :class:`RouterNotFoundError`, naming what was looked for, when none is there."""
+    if modelsplit_bin is not None:
+        return _command_from(modelsplit_bin, "modelsplit_bin")
+    env = os.environ.get("MODELSPLIT_BIN")
+    if env:
+        return _command_from(env, "MODELSPLIT_BIN")
+    exe = shutil.which("modelsplit")
+    if exe is not None:
+        return [exe]
+    npx = shutil.which("npx")
+    if npx is not None:
+        return [npx, "--no-install", "modelsplit"]
+    raise RouterNotFoundError(
+        "the router's command line was not found: no modelsplit_bin argument, MODELSPLIT_BIN is not set, "
+        "and neither `modelsplit` nor `npx` is on PATH. Install the router (npm install modelsplit, or "
+        "npm run build in a checkout) and set MODELSPLIT_BIN to its dist/cli/main.js, or pass modelsplit_bin=")
+
+
+# ---- records given as DataFrames -----------------------------------------------------------------
+
+
+def _value(v: Any) -> Any:
+    """A DataFrame cell as JSON: None for every kind of missing, plain Python numbers."""
+    if v is None:
+        return None
+    try:
+        import pandas as pd
+
+        if v is pd.NaT or v is pd.NA:
+            return None
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        try:
+            return v.item()
+        except (ValueError, AttributeError):
+            return v
+    return v
+
+
+def _ts(v: Any) -> Optional[str]:
+    v = _value(v)
+    if v is None:
+        return None
+    if hasattr(v, "isoformat"):
+        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+    return str(v)
+
+
+def _write_records(records: Records, path: Path) -> None:
+    """Writes a :class:`Records`' predictions and outcomes back as record lines, the two merged
+    in ``ts`` order (each keeping its own order), as the router wrote them."""
+    p = records.predictions
+    o = records.outcomes
+
+    def column(frame: Any, name: str) -> list[Any]:
+        return list(frame[name]) if name in frame.columns else [None] * len(frame)
+
+    preds = zip(column(p, "ts"), column(p, "request_id"), column(p, "route"), column(p, "user_id"),
+                column(p, "assignment"), column(p, "shares"), column(p, "model"), column(p, "status"),
+                column(p, "latency_ms"))
+    outs = zip(column(o, "ts"), column(o, "route"), column(o, "request_id"), column(o, "user_id"), column(o, "model"),
+               column(o, "metric"), column(o, "value"), column(o, "attributed_by"), column(o, "bucket"), column(o, "counted"))
+
+    def prediction(row: tuple[Any, ...]) -> dict[str, Any]:
+        ts, request_id, route, user_id, assignment, shares, model, status, latency = row
+        r: dict[str, Any] = {"type": "prediction", "schema": 1, "ts": _ts(ts), "request_id": _value(request_id),
+                             "route": route, "user_id": _value(user_id), "assignment": _value(assignment)}
+        shares = _value(shares)
+        if isinstance(shares, Mapping):
+            r["shares"] = {str(k): float(v) for k, v in shares.items()}
+        r["primary"] = {"model": model, "status": _value(status), "latency_ms": _value(latency), "prediction": None, "error": None}
+        r["shadows"] = []
+        return r
+
+    def outcome(row: tuple[Any, ...]) -> dict[str, Any]:
+        ts, route, request_id, user_id, model, metric, value, attributed_by, bucket, counted = row
+        r: dict[str, Any] = {"type": "outcome", "schema": 1, "ts": _ts(ts), "route": route, "request_id": _value(request_id),
+                             "user_id": _value(user_id), "model": model, "metric": metric, "value": float(value)}
+        if _value(attributed_by) is not None:
+            r["attributed_by"] = attributed_by
+        if _value(bucket) is not None:
+            r["bucket"] = int(bucket)
+        if _value(counted) is False:
+            r["counted"] = False
+        return r
+
+    def later(a: Any, b: Any) -> bool:
+        """Whether timestamp a is after b (missing ones are never after)."""
+        a, b = _value(a), _value(b)
+        return a is not None and b is not None and a > b
+
+    with open(path, "w", encoding="utf-8") as f:
+        def write(r: dict[str, Any]) -> None:
+            f.write(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n")
+
+        next_p = next(preds, None)
+        next_o = next(outs, None)
+        while next_p is not None or next_o is not None:
+            if next_p is not None and (next_o is None or not later(next_p[0], next_o[0])):
+                write(prediction(next_p))
+                next_p = next(preds, None)
+            else:
+                assert next_o is not None
+                write(outcome(next_o))
+                next_o = next(outs, None)
+
+
+def _record_paths(records: PathsOrGlob) -> list[str]:
+    """The record paths to give the report: each path as given (the report reads its rotated
+    siblings), each glob pattern's matches; FileNotFoundError as :func:`read_records` raises it."""
+    expand_paths(records)  # every path or pattern names a file, or FileNotFoundError says which does not
+    items = [records] if isinstance(records, (str, os.PathLike)) else list(records)
+    out: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        if any(c in _GLOB_CHARS for c in text) and not os.path.exists(text):
+            import glob
+
+            out.extend(sorted(glob.glob(text)))
         else:
-            mean, low, high = st.mean_interval(t)
-            models[name] = {**base, "mean": st.finite(mean), "ci": _interval(low, high)}
-
-    srm = st.srm_test([assignments[n] for n in names], [float(weights[n]) for n in names])
-
-    c = totals[control]
-    comparisons: dict[str, Any] = {}
-    for name in names:
-        if name == control:
-            continue
-        cand = totals[name]
-        if type == "binary":
-            lift = st.two_proportion_z_test(c, cand)
-            required = st.required_sample_size(baseline_rate=st.F(c.sum) / st.F(c.n), mde=mde, alpha=alpha, power=power)
-        else:
-            lift = st.welch_t_test(c, cand)
-            sd = np.sqrt((st.moments(c).variance + st.moments(cand).variance) / 2)
-            required = st.required_sample_size(sd=sd, mde=mde, alpha=alpha, power=power)
-        p_seq = st.msprt_p_value(c, cand, mde=mde)
-        v = st.verdict(srm_mismatch=srm["mismatch"], control_outcomes=c.n, candidate_outcomes=cand.n,
-                       p_sequential=p_seq, abs_lift=lift["abs_lift"], required_per_arm=required, alpha=alpha,
-                       higher_is_better=higher_is_better)
-        comparisons[name] = {
-            "abs_lift": st.finite(lift["abs_lift"]),
-            "abs_lift_ci": _interval(lift["abs_lift_low"], lift["abs_lift_high"]),
-            "rel_lift": st.finite(lift["rel_lift"]),
-            "rel_lift_ci": _interval(lift["rel_lift_low"], lift["rel_lift_high"]),
-            "p_value": st.finite(lift["p_value"]),
-            "p_value_sequential": st.finite(p_seq),
-            "required_per_arm": st.finite(required),
-            "remaining": st.finite(st.remaining_samples(required, min(c.n, cand.n))),
-            "verdict": v,
-        }
-    return {
-        "type": type,
-        "control": control,
-        "alpha": alpha,
-        "mde": mde,
-        "models": models,
-        "comparisons": comparisons,
-        "srm": srm,
-        "verdict": "sample ratio mismatch: investigate" if srm["mismatch"] else st.combine_verdicts([x["verdict"] for x in comparisons.values()]),
-    }
+            out.append(text)
+    return out
 
 
-class _Tally:
-    """Assignments per (route, model) and stable outcome totals per (route, model, metric)."""
-
-    def __init__(self) -> None:
-        self.assignments: dict[tuple[str, str], int] = {}
-        self.outcomes: dict[tuple[str, str, str], st.Totals] = {}
-
-    def assigned(self, route: str, model: str, count: int = 1) -> None:
-        key = (route, model)
-        self.assignments[key] = self.assignments.get(key, 0) + count
-
-    def outcome(self, route: str, model: str, metric: str, value: float) -> None:
-        key = (route, model, metric)
-        t = self.outcomes.get(key)
-        if t is None:
-            t = self.outcomes[key] = st.Totals()
-        t.add(float(value))
-
-    def add_record(self, r: dict[str, Any]) -> None:
-        p = as_prediction_record(r)
-        if p is not None:
-            if p.get("assignment") == "hash":
-                self.assigned(p["route"], p["primary"]["model"])
-            return
-        o = as_outcome_record(r)
-        if o is not None:
-            self.outcome(o["route"], o["model"], o["metric"], o["value"])
+def _run_report(command: list[str], config: str, paths: list[str]) -> list[dict[str, Any]]:
+    args = [*command, "report", "--config", config, "--json", *paths]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, encoding="utf-8", stdin=subprocess.DEVNULL)
+    except FileNotFoundError as err:
+        raise RouterNotFoundError(f"cannot run {command[0]!r}: {err}") from err
+    if done.returncode != 0:
+        hint = ("; is the router installed in this project (npm install modelsplit)? Otherwise set MODELSPLIT_BIN to its "
+                "dist/cli/main.js" if command[1:3] == ["--no-install", "modelsplit"] else "")
+        raise ReportError(f"`{shlex.join(args[:len(command) + 4])} ...` exited with {done.returncode}: "
+                          f"{done.stderr.strip() or done.stdout.strip()}{hint}", done.returncode, done.stderr)
+    try:
+        doc = json.loads(done.stdout)
+    except ValueError as err:
+        raise ReportError(f"`{shlex.join(command)} report` printed no JSON document: {done.stdout[:200]!r}", 0, done.stderr) from err
+    experiments = doc.get("experiments") if isinstance(doc, dict) else None
+    if not isinstance(experiments, list):
+        raise ReportError(f"`{shlex.join(command)} report --config` printed no experiments: is it an older router?", 0, done.stderr)
+    return experiments
 
 
-def experiment_summary(records: Union[Records, PathsOrGlob], config: ConfigLike) -> list[dict[str, Any]]:
+def experiment_summary(records: Union[Records, PathsOrGlob], config: ConfigLike, *,
+                       modelsplit_bin: Optional[RouterCommand] = None) -> list[dict[str, Any]]:
     """The A/B statistics of every route of ``config`` that declares metrics, over ``records``:
-    the same numbers and verdicts as ``modelsplit report --config CONFIG FILES --json`` prints under
-    ``experiments`` (a list of ``{"route", "control", "metrics": {name: {...}}}`` with None where
-    the router prints null).
+    what ``modelsplit report --config CONFIG FILES --json`` prints under ``experiments`` (and
+    ``GET /admin/experiments`` answers), as parsed JSON: a list of
+    ``{"route", "control", "unit", "buckets", "correction", "alpha", "family", "srm", "metrics":
+    {name: {...}}, "verdict"}`` with None where the router prints null. It runs the router's own
+    report, so every number is the router's.
 
-    ``records``: record files (paths or a glob, streamed: any size) or a :class:`Records` from
-    :func:`~modelsplit.read_records`, whose DataFrames may be filtered first (a date range, say):
-    assignments are its prediction rows with ``assignment == "hash"``, outcomes its outcome rows in
-    order. ``config``: the router's YAML file, or its content as a dict (``GET /admin/config``'s
-    answer works too).
+    ``records``: record files (paths or a glob; each path's rotated siblings are read too), given to
+    the report as they are; or a :class:`Records` from :func:`~modelsplit.read_records`, whose
+    DataFrames may be filtered first (a date range, say): its prediction and outcome rows are
+    written back as records (merged in ``ts`` order) to a temporary file for the report.
+    ``config``: the router's YAML file, or its content as a dict (``GET /admin/config``'s answer
+    works too). ``modelsplit_bin``: the router's command line (see the module's documentation for
+    how it is found otherwise).
+
+    Raises :class:`RouterNotFoundError` when the router's command line cannot be found, and
+    :class:`ReportError` when the report fails (an invalid config, an unreadable file).
 
     >>> s = experiment_summary("data/predictions.jsonl", "config/router.yaml")   # doctest: +SKIP
     >>> s[0]["metrics"]["converted"]["verdict"]                                  # doctest: +SKIP
     'candidate better'
     """
-    routes = routes_with_metrics(config)
-    tally = _Tally()
-    if isinstance(records, Records):
-        p = records.predictions
-        if len(p) > 0:
-            hashed = p[p["assignment"] == "hash"]
-            sizes = hashed.groupby(["route", "model"], sort=False).size()
-            for key, count in zip(sizes.index, sizes.to_numpy()):
-                route, model = key
-                tally.assigned(str(route), str(model), int(count))
-        o = records.outcomes
-        for route, model, metric, value in zip(o["route"], o["model"], o["metric"], o["value"]):
-            tally.outcome(route, model, metric, value)
-    else:
-        for r in iter_records(records):
-            tally.add_record(r)
+    command = router_command(modelsplit_bin)
+    with tempfile.TemporaryDirectory(prefix="modelsplit-") as tmp:
+        config_path = _config_path(config, Path(tmp))
+        if isinstance(records, Records):
+            path = Path(tmp) / "records.jsonl"
+            _write_records(records, path)
+            paths = [str(path)]
+        else:
+            paths = _record_paths(records)
+        return _run_report(command, config_path, paths)
 
-    out = []
-    with np.errstate(all="ignore"):
-        for r in routes:
-            name = r["name"]
-            weights: dict[str, Any] = {}
-            for model, w in r["split"]:
-                weights[model] = w
-            weights = {k: weights[k] for k in _js_key_order(list(weights))}
-            metrics: dict[str, Any] = {}
-            for metric in r["metrics"]:
-                totals = {m: tally.outcomes.get((name, m, metric["name"])) or st.Totals() for m in weights}
-                assignments = {m: tally.assignments.get((name, m), 0) for m in weights}
-                mde = _default_mde(metric, st.moments(totals[r["control"]]).mean)
-                metrics[metric["name"]] = _analyse_experiment(
-                    type=metric["type"], control=r["control"], totals=totals, assignments=assignments,
-                    weights=weights, mde=mde, higher_is_better=metric["higher_is_better"])
-            out.append({"route": name, "control": r["control"], "metrics": metrics})
-    return out
+
+def _config_path(config: ConfigLike, tmp: Path) -> str:
+    """A file the report can read the config from: the YAML file itself (the router reads and
+    validates it), or a JSON file (JSON is YAML) with the dict, or with a file's ``GET
+    /admin/config`` answer unwrapped."""
+    if not isinstance(config, Mapping):
+        import yaml
+
+        try:
+            with open(os.fspath(config), encoding="utf-8") as f:
+                raw = yaml.safe_load(f)
+        except yaml.YAMLError:
+            return os.fspath(config)  # the router says what is wrong with it
+        if not (isinstance(raw, dict) and "routes" not in raw and isinstance(raw.get("config"), Mapping)):
+            return os.fspath(config)
+        config = raw
+    path = tmp / "config.json"
+    path.write_text(json.dumps(load_config(config), default=str), encoding="utf-8")
+    return str(path)
 
 
 def summary_frame(summary: list[dict[str, Any]]) -> Any:
     """:func:`experiment_summary`'s result as one tidy DataFrame: a row per (route, metric, model)
-    with the arm's numbers and, for candidates, the comparison with the control."""
+    with the arm's numbers (``estimate`` is the rate or mean, ``se`` its standard error at the unit
+    of analysis) and, for candidates, the comparison with the control (``lift_se``, ``df``, raw
+    and adjusted p-values, CUPED's ``cuped_theta``, ``unadjusted_abs_lift`` and
+    ``variance_reduction``, a guardrail's ``guardrail_p_value`` and ``non_inferior``)."""
     import pandas as pd
 
     rows = []
@@ -246,15 +381,24 @@ def summary_frame(summary: list[dict[str, Any]]) -> Any:
         for metric, rep in route["metrics"].items():
             for model, m in rep["models"].items():
                 cmp = rep["comparisons"].get(model, {})
+                cuped = cmp.get("cuped") or {}
+                guardrail = cmp.get("guardrail") or {}
                 rows.append({
-                    "route": route["route"], "metric": metric, "type": rep["type"], "model": model,
-                    "control": model == rep["control"], "weight": m["weight"], "assignments": m["assignments"],
-                    "outcomes": m["outcomes"], "estimate": m.get("rate", m.get("mean")),
+                    "route": route["route"], "metric": metric, "type": rep["type"], "role": rep.get("role"),
+                    "unit": rep.get("unit"), "model": model, "control": model == rep["control"], "weight": m["weight"],
+                    "assignments": m["assignments"], "users": m.get("users"), "outcomes": m["outcomes"],
+                    "buckets": m.get("buckets"), "estimate": m.get("rate", m.get("mean")), "se": m.get("se"),
                     "ci_low": m["ci"][0], "ci_high": m["ci"][1],
                     "abs_lift": cmp.get("abs_lift"), "abs_lift_low": (cmp.get("abs_lift_ci") or [None, None])[0],
                     "abs_lift_high": (cmp.get("abs_lift_ci") or [None, None])[1], "rel_lift": cmp.get("rel_lift"),
-                    "p_value": cmp.get("p_value"), "p_value_sequential": cmp.get("p_value_sequential"),
+                    "lift_se": cmp.get("se"), "df": cmp.get("df"),
+                    "p_value": cmp.get("p_value"), "p_value_adjusted": cmp.get("p_value_adjusted"),
+                    "p_value_sequential": cmp.get("p_value_sequential"),
+                    "p_value_sequential_adjusted": cmp.get("p_value_sequential_adjusted"),
                     "required_per_arm": cmp.get("required_per_arm"), "remaining": cmp.get("remaining"),
+                    "cuped_theta": cuped.get("theta"), "unadjusted_abs_lift": cuped.get("unadjusted_abs_lift"),
+                    "variance_reduction": cuped.get("variance_reduction"),
+                    "guardrail_p_value": guardrail.get("p_value"), "non_inferior": guardrail.get("non_inferior"),
                     "verdict": cmp.get("verdict"), "srm_p_value": rep["srm"]["p_value"], "route_verdict": rep["verdict"],
                 })
     return pd.DataFrame(rows)

@@ -183,7 +183,7 @@ PREDICTION_COLUMNS = ["ts", "request_id", "route", "user_id", "assignment", "mod
 SHADOW_FIELDS = ["status", "latency_ms", "prediction", "error", "prediction_error", "agree", "abs_diff_max",
                  "abs_diff_mean", "fraction_agree", "comparison_error", "dropped", "model_version"]
 OUTCOME_COLUMNS = ["ts", "route", "request_id", "user_id", "model", "metric", "value", "attributed_by", "schema",
-                   "model_version", "counted"]
+                   "model_version", "counted", "bucket"]
 
 
 def _prediction_row(r: dict[str, Any], include_input: bool) -> dict[str, Any]:
@@ -193,7 +193,7 @@ def _prediction_row(r: dict[str, Any], include_input: bool) -> dict[str, Any]:
         "assignment": r.get("assignment"), "model": p["model"], "status": p.get("status"),
         "latency_ms": p.get("latency_ms"), "prediction": p.get("prediction"), "error": p.get("error"),
         "prediction_error": p.get("prediction_error"), "input_omitted": r.get("input_omitted"), "schema": r.get("schema"),
-        "model_version": p.get("model_version"),
+        "model_version": p.get("model_version"), "shares": r.get("shares"),
     }
     if include_input:
         row["input"] = r.get("input")
@@ -228,7 +228,8 @@ def _outcome_row(r: dict[str, Any]) -> dict[str, Any]:
     return {"ts": r.get("ts"), "route": r["route"], "request_id": r.get("request_id"), "user_id": r.get("user_id"),
             "model": r["model"], "metric": r["metric"], "value": float(r["value"]),
             "attributed_by": r.get("attributed_by"), "schema": r.get("schema"),
-            "model_version": r.get("model_version"), "counted": r.get("counted", True) is not False}
+            "model_version": r.get("model_version"), "counted": r.get("counted", True) is not False,
+            "bucket": r.get("bucket") if isinstance(r.get("bucket"), int) and not isinstance(r.get("bucket"), bool) else None}
 
 
 @dataclass
@@ -239,7 +240,8 @@ class Records:
     ``assignment``, the primary's ``model``, ``status``, ``latency_ms``, ``prediction``, ``error``,
     ``prediction_error``, ``input_omitted``, ``schema``, ``model_version`` (the MLflow registered
     version behind the model, where ``models.NAME.mlflow`` names one; missing otherwise) (and
-    ``input`` with ``include_input=True``),
+    ``input`` with ``include_input=True``), ``shares`` (the split's shares in force when the request
+    was assigned, ``{model: share}``, where the record has them),
     then per shadow model ``M`` the columns ``shadow.M.status``, ``.latency_ms``, ``.prediction``,
     ``.error``, ``.agree``, ``.abs_diff_max``, ``.abs_diff_mean``, ``.fraction_agree`` (a comparison
     made), ``.comparison_error`` (none could be made), ``.dropped`` (selected but not sent) and
@@ -248,9 +250,10 @@ class Records:
 
     ``outcomes``: ``ts``, ``route``, ``request_id``, ``user_id``, ``model``, ``metric``, ``value``,
     ``attributed_by``, ``schema``, ``model_version`` (the MLflow version the outcome is for, where
-    there is one) and ``counted`` (False for an outcome of a request an earlier registered version
-    answered, which the router counted in no experiment), in file order (the order the router
-    applied them).
+    there is one), ``counted`` (False for an outcome of a request an earlier registered version
+    answered, which the router counted in no experiment) and ``bucket`` (the bucket of its unit the
+    router counted it in, where the record has one), in file order (the order the router applied
+    them).
 
     ``decisions``: every field of each decision record.
     """
@@ -300,7 +303,7 @@ class _Builder:
     def build(self, files: list[str], skipped: int) -> Records:
         import pandas as pd
 
-        base = PREDICTION_COLUMNS + (["input"] if self.include_input else []) + ["model_version"]
+        base = PREDICTION_COLUMNS + (["input"] if self.include_input else []) + ["model_version", "shares"]
         preds = pd.DataFrame.from_records(self.predictions) if self.predictions else pd.DataFrame(columns=base)
         shadow_cols = [c for c in preds.columns if c.startswith("shadow.")]
         models = sorted({c[len("shadow."):c.rindex(".")] for c in shadow_cols})
@@ -317,6 +320,7 @@ class _Builder:
 
         outcomes = pd.DataFrame.from_records(self.outcomes, columns=OUTCOME_COLUMNS) if self.outcomes else pd.DataFrame(columns=OUTCOME_COLUMNS)
         outcomes["value"] = outcomes["value"].astype("float64")
+        outcomes["bucket"] = _nullable(outcomes["bucket"], "Int64")
         _timestamps(outcomes)
         decisions = pd.DataFrame.from_records(self.decisions) if self.decisions else pd.DataFrame(columns=["type", "schema", "ts", "route"])
         _timestamps(decisions)

@@ -91,6 +91,7 @@ describe.skipIf(prometheusBin === '')('the fleet\'s experiment through Prometheu
     const offline = (JSON.parse(text) as { experiments: unknown[] }).experiments[0]
     expect(withoutLooks(offline)).toEqual(withoutLooks(fleet))
     // And the users the check counts are the 400 that came, split by the hash.
-    expect((offline as { srm: { observed: Record<string, number> } }).srm.observed.a + (offline as { srm: { observed: Record<string, number> } }).srm.observed.b).toBe(400)
+    const observed = (offline as { srm: { observed: Record<string, number> } }).srm.observed
+    expect((observed.a ?? 0) + (observed.b ?? 0)).toBe(400)
   })
 })

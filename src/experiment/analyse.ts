@@ -13,7 +13,7 @@ import {
   type Verdict,
 } from '../stats/index.js'
 import { adjustPValues } from './corrections.js'
-import { cuped, ratioCovariance, ratioEstimate, welchDf, type BucketSeries, type RatioEstimate } from './estimate.js'
+import { adjustedResiduals, cuped, liftDf, ratioCovariance, ratioEstimate, residualsOf, varianceOfVariance, welchDf, type BucketSeries, type RatioEstimate } from './estimate.js'
 import type { ArmCounts, ExperimentInput, MetricSpec } from './types.js'
 import type { ComparisonReport, MetricReport, ModelReport, RouteExperiment, SrmReport } from './report.js'
 
@@ -208,6 +208,10 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
   const b = ratioEstimate(sb)
   let diff = b.estimate - a.estimate
   let variance = a.variance + b.variance
+  let varA = a.variance
+  let varB = b.variance
+  let resA = residualsOf(sa, a)
+  let resB = residualsOf(sb, b)
   let cupedReport: ComparisonReport['cuped']
   if (metric.cuped !== null) {
     const cov = input.metrics.find((m) => m.name === metric.cuped)
@@ -221,13 +225,17 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
         cupedReport = { covariate: cov.name, theta: c.theta, unadjusted_abs_lift: finite(diff), unadjusted_se: finite(Math.sqrt(variance)), variance_reduction: finite(c.reduction) }
         diff = c.diff
         variance = c.variance
+        varA = c.controlVariance
+        varB = c.candidateVariance
+        resA = adjustedResiduals(resA, residualsOf(xa, ea), c.theta)
+        resB = adjustedResiduals(resB, residualsOf(xb, eb), c.theta)
       } else {
         cupedReport = { covariate: cov.name, theta: null, unadjusted_abs_lift: finite(diff), unadjusted_se: finite(Math.sqrt(variance)), variance_reduction: null }
       }
     }
   }
   const se = Math.sqrt(variance)
-  const df = welchDf(a.variance, a.groups, b.variance, b.groups)
+  const df = liftDf(varA, a.groups, varB, b.groups, varianceOfVariance(resA), varianceOfVariance(resB))
   const t = diff / se
   const p = studentTwoSidedP(t, df)
   const tc = studentQuantile(1 - alpha / 2, df)
@@ -314,7 +322,19 @@ function requestModels(input: ExperimentInput, metric: MetricSpec): { reports: R
   return { reports, controlMean: moments(input.totals(input.control, metric.name)).mean }
 }
 
+/** Each metric's request-level analysis, once per analysis (models and every candidate read it). */
+const independentCache = new WeakMap<ExperimentInput, Map<string, ReturnType<typeof analyseIndependent>>>()
+
 function independent(input: ExperimentInput, metric: MetricSpec, mde: number): ReturnType<typeof analyseIndependent> {
+  let cache = independentCache.get(input)
+  if (cache === undefined) independentCache.set(input, cache = new Map())
+  const key = `${metric.name}\u0000${mde}`
+  let r = cache.get(key)
+  if (r === undefined) cache.set(key, r = analyseOnce(input, metric, mde))
+  return r
+}
+
+function analyseOnce(input: ExperimentInput, metric: MetricSpec, mde: number): ReturnType<typeof analyseIndependent> {
   return analyseIndependent({
     type: metric.type === 'binary' ? 'binary' : 'continuous',
     control: input.control,

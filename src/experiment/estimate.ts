@@ -91,6 +91,9 @@ export interface CupedResult {
   readonly variance: number
   /** 1 − Var(adjusted) / Var(unadjusted): the share of the difference's variance CUPED removed. */
   readonly reduction: number
+  /** Each arm's Var(Ȳ − θ·X̄): the adjusted statistic's Welch degrees of freedom weigh these. */
+  readonly controlVariance: number
+  readonly candidateVariance: number
 }
 
 /**
@@ -103,6 +106,72 @@ export function cuped(control: CupedArm, candidate: CupedArm): CupedResult {
   const raw = candidate.y.variance + control.y.variance
   const diff = (candidate.y.estimate - control.y.estimate) - theta * (candidate.x.estimate - control.x.estimate)
   const adj = (a: CupedArm): number => a.y.variance - 2 * theta * a.cov + theta * theta * a.x.variance
-  const variance = adj(control) + adj(candidate)
-  return { theta, diff, variance, reduction: 1 - variance / raw }
+  const controlVariance = adj(control)
+  const candidateVariance = adj(candidate)
+  const variance = controlVariance + candidateVariance
+  return { theta, diff, variance, reduction: 1 - variance / raw, controlVariance, candidateVariance }
+}
+
+/** Per-bucket linearised residuals of a ratio estimate, d_b = (y_b − R·x_b) / Σx, and which buckets hold data. */
+export interface Residuals {
+  readonly d: Float64Array
+  readonly occupied: Uint8Array
+}
+
+/** The residuals whose G/(G − 1)·Σd² is the ratio's delta-method variance. */
+export function residualsOf(s: BucketSeries, r: RatioEstimate): Residuals {
+  const k = s.num.length
+  const d = new Float64Array(k)
+  const occupied = new Uint8Array(k)
+  for (let b = 0; b < k; b++) {
+    const y = s.num[b] as number
+    const x = s.den[b] as number
+    if (y === 0 && x === 0) continue
+    occupied[b] = 1
+    d[b] = (y - r.estimate * x) / r.den
+  }
+  return { d, occupied }
+}
+
+/** d_y − θ·d_x over the buckets either holds (CUPED's adjusted residuals). */
+export function adjustedResiduals(y: Residuals, x: Residuals, theta: number): Residuals {
+  const k = y.d.length
+  const d = new Float64Array(k)
+  const occupied = new Uint8Array(k)
+  for (let b = 0; b < k; b++) {
+    occupied[b] = (y.occupied[b] as number) | (x.occupied[b] as number)
+    d[b] = (y.d[b] as number) - theta * (x.d[b] as number)
+  }
+  return { d, occupied }
+}
+
+/**
+ * How uncertain a variance estimate V = Σ u_b (u_b = G/(G − 1)·d_b², over the G occupied buckets)
+ * is itself: G/(G − 1)·Σ (u_b − V/G)². A few heavy users make it large, and then the t test's
+ * degrees of freedom must be fewer than Welch's, which assumes V nearly known.
+ */
+export function varianceOfVariance(r: Residuals): number {
+  let g = 0
+  for (let b = 0; b < r.d.length; b++) g += r.occupied[b] as number
+  if (g < 2) return Number.NaN
+  const f = g / (g - 1)
+  let v = 0
+  for (let b = 0; b < r.d.length; b++) if (r.occupied[b] === 1) v += f * (r.d[b] as number) ** 2
+  const mean = v / g
+  let ss = 0
+  for (let b = 0; b < r.d.length; b++) if (r.occupied[b] === 1) ss += (f * (r.d[b] as number) ** 2 - mean) ** 2
+  return f * ss
+}
+
+/**
+ * Degrees of freedom of a lift's t statistic: Satterthwaite's 2V²/Var(V̂) from the spread of the
+ * buckets' squared residuals (Var(V̂) summed over the arms), or Welch's from each arm's G − 1,
+ * whichever is fewer. With well-behaved buckets the two agree (about G); with heavy-tailed users
+ * (a few who send 50 outcomes each) the variance is noisier than Welch assumes, and its df say so.
+ */
+export function liftDf(va: number, ga: number, vb: number, gb: number, noiseA: number, noiseB: number): number {
+  const welch = welchDf(va, ga, vb, gb)
+  const v = va + vb
+  const noise = (2 * v * v) / (noiseA + noiseB)
+  return Number.isFinite(noise) && noise > 0 ? Math.min(welch, noise) : welch
 }

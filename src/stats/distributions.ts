@@ -37,23 +37,52 @@ export function studentTwoSidedP(t: number, df: number): number {
   return 2 * studentCdf(-Math.abs(t), df)
 }
 
-/** Student's t quantile by bisection on the CDF (@stdlib ships no t quantile in our deps). */
+/**
+ * Student's t quantile: regula falsi (the Illinois variant) on the CDF, from a bracket around the
+ * Cornish–Fisher start x + (x³ + x)/(4·df) (@stdlib ships no t quantile in our deps). It converges
+ * to the double-precision root in about ten CDF evaluations where plain bisection takes fifty.
+ */
 export function studentQuantile(p: number, df: number): number {
   if (!(p > 0 && p < 1) || !(df > 0)) return Number.NaN
   if (df > NORMAL_DF) return phiInverse(p)
   if (p === 0.5) return 0
   if (p < 0.5) return -studentQuantile(1 - p, df)
-  let lo = 0
-  let hi = Math.max(1, phiInverse(p))
-  while (studentCdf(hi, df) < p) {
+  const z = phiInverse(p)
+  const guess = z + (z * z * z + z) / (4 * df)
+  let lo = Math.max(0, 0.9 * guess)
+  let hi = Math.max(1e-300, 1.1 * guess)
+  let flo = studentCdf(lo, df) - p
+  let fhi = studentCdf(hi, df) - p
+  while (flo > 0) {
+    hi = lo
+    fhi = flo
+    lo /= 2
+    flo = studentCdf(lo, df) - p
+  }
+  while (fhi < 0) {
     lo = hi
+    flo = fhi
     hi *= 2
     if (hi > 1e300) return Number.POSITIVE_INFINITY
+    fhi = studentCdf(hi, df) - p
   }
-  for (let i = 0; i < 200 && hi - lo > 1e-13 * hi; i++) {
-    const mid = (lo + hi) / 2
-    if (studentCdf(mid, df) < p) lo = mid
-    else hi = mid
+  let side = 0
+  for (let i = 0; i < 200 && hi - lo > 1e-15 * hi; i++) {
+    const x = fhi === flo ? (lo + hi) / 2 : (lo * fhi - hi * flo) / (fhi - flo)
+    const mid = x > lo && x < hi ? x : (lo + hi) / 2
+    const f = studentCdf(mid, df) - p
+    if (f === 0) return mid
+    if (f < 0) {
+      lo = mid
+      flo = f
+      if (side === -1) fhi /= 2
+      side = -1
+    } else {
+      hi = mid
+      fhi = f
+      if (side === 1) flo /= 2
+      side = 1
+    }
   }
   return (lo + hi) / 2
 }

@@ -58,6 +58,28 @@ class Oracle:
         return {"estimate": float(res.params[0]), "se": float(res.bse[0]), "var": float(res.bse[0] ** 2),
                 "G": len(np.unique(g)), "n": sum(1 for _, a, _ in self.e.rows[num] if a == arm)}
 
+    def residuals(self, metric: str, arm: str) -> dict[int, float]:
+        """Per occupied bucket, Σ (y − R·x) over its rows (users for the ratio) divided by Σx: the
+        scores whose G/(G − 1)·Σ² is the variance above (numpy, from the raw rows)."""
+        if metric == "ctr":
+            est = self.ratio("clicked", "impressions", arm)["estimate"]
+            out: dict[int, float] = {}
+            den = 0.0
+            for u, a, v in self.e.rows["clicked"]:
+                if a == arm:
+                    out[self.bucket[u]] = out.get(self.bucket[u], 0.0) + v
+            for u, a, v in self.e.rows["impressions"]:
+                if a == arm:
+                    out[self.bucket[u]] = out.get(self.bucket[u], 0.0) - est * v
+                    den += v
+            return {b: d / den for b, d in out.items()}
+        y, g, _ = self._rows(metric, arm)
+        est = y.mean()
+        out = {}
+        for v, b in zip(y, g):
+            out[int(b)] = out.get(int(b), 0.0) + (v - est)
+        return {b: d / len(y) for b, d in out.items()}
+
     def estimate(self, metric: str, arm: str) -> dict[str, float]:
         return self.ratio("clicked", "impressions", arm) if metric == "ctr" else self.mean(metric, arm)
 
@@ -88,3 +110,20 @@ class Oracle:
 
 def welch_df(va: float, ga: int, vb: float, gb: int) -> float:
     return (va + vb) ** 2 / (va**2 / (ga - 1) + vb**2 / (gb - 1))
+
+
+def variance_noise(d: dict[int, float]) -> float:
+    """The spread of a variance estimate V = Σ u_b, u_b = G/(G − 1)·d_b²: G/(G − 1)·Σ (u_b − V/G)²."""
+    G = len(d)
+    f = G / (G - 1)
+    u = np.array([f * x * x for x in d.values()])
+    return float(f * ((u - u.sum() / G) ** 2).sum())
+
+
+def lift_df(va: float, ga: int, vb: float, gb: int, na: float, nb: float) -> float:
+    """Welch's df, or Satterthwaite's 2V²/Var(V̂) from the buckets' squared scores, whichever is fewer."""
+    return min(welch_df(va, ga, vb, gb), 2 * (va + vb) ** 2 / (na + nb))
+
+
+def adjusted(dy: dict[int, float], dx: dict[int, float], theta: float) -> dict[int, float]:
+    return {b: dy.get(b, 0.0) - theta * dx.get(b, 0.0) for b in set(dy) | set(dx)}

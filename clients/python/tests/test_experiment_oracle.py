@@ -18,9 +18,11 @@ and every estimate's variance is cluster-robust with the buckets as clusters:
   covariance is taken without statsmodels' (N − 1)/(N − K) factor (``use_correction=False``) and
   scaled by G/(G − 1), the factor of the one-mean fits: its diagonal then equals their variances;
 * a lift's standard error is sqrt(se_a² + se_b²) (arms are independent); its fixed-horizon p is the
-  two-sided Student t with Welch–Satterthwaite df from each arm's G − 1; the family of outcome
+  two-sided Student t with the fewer of Welch–Satterthwaite's df (each arm's G − 1) and
+  Satterthwaite's 2V²/Var(V̂), Var(V̂) from the spread of the buckets' squared scores (numpy from
+  the raw rows: a variance estimate is noisier than Welch assumes when a few users weigh a lot); the family of outcome
   metrics × candidates is adjusted with ``multipletests`` (holm, fdr_bh);
-* also: the intervals (Student t at G − 1 df per arm, at the Welch df for a lift), the relative
+* also: the intervals (Student t at G − 1 df per arm, at the lift's df for a lift), the relative
   lift's delta-method interval, a guardrail's one-sided non-inferiority p, the sample-ratio
   chi-square on users (scipy.stats.chisquare). Not here: the always-valid (mSPRT) p-values, which
   have no statsmodels counterpart, and the relative lift's interval under CUPED.
@@ -39,7 +41,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from experiment_data import ARMS, COVARIATE, OUTCOMES, Experiment, make_experiment, write_experiment
-from oracle import Oracle, welch_df
+from oracle import Oracle, adjusted, lift_df, variance_noise
 from support import run_cli
 
 REL = 1e-9
@@ -117,7 +119,9 @@ def test_report_equals_statsmodels(cli: Path, tmp_path: Path, experiment: Experi
         a, b = oracle.estimate(name, control), oracle.estimate(name, candidate)
         c = metrics[name]["comparisons"][candidate]
         where = f"{name}.comparisons.{candidate}"
-        df = welch_df(a["var"], a["G"], b["var"], b["G"])
+        noise_a = variance_noise(oracle.residuals(name, control))
+        noise_b = variance_noise(oracle.residuals(name, candidate))
+        df = lift_df(a["var"], a["G"], b["var"], b["G"], noise_a, noise_b)
         if name == "revenue":
             cu = oracle.cuped(name, COVARIATE, control, candidate)
             # The stacked fit's diagonal is each mean's own variance (no bucket is empty here).
@@ -174,16 +178,11 @@ def test_report_equals_statsmodels(cli: Path, tmp_path: Path, experiment: Experi
     print(f"{check.count} numbers match statsmodels/scipy; largest relative difference {check.worst:.2g}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src/experiment/analyse.ts userComparison: `df = welchDf(a.variance, a.groups, b.variance, b.groups)` takes "
-    "the arms' unadjusted variances of Ȳ while the t statistic divides the CUPED lift by the adjusted se; "
-    "Welch–Satterthwaite for that statistic weighs the arms' Var(Ȳ − θX̄) (df 125.94 here, the router 125.45, "
-    "p 0.0068202 against 0.0068238). Remove this mark when the df follows the adjusted variances."))
 @pytest.mark.parametrize(("buckets", "correction", "method"), CASES[:1])
 def test_cuped_p_value_and_interval(cli: Path, tmp_path: Path, experiment: Experiment, buckets: Any, correction: Any, method: str) -> None:
     """The fixed-horizon test of the CUPED-adjusted lift: Student t on ΔȲ − θ·ΔX̄ over its
-    standard error, Welch–Satterthwaite df from the two arms' variances of Ȳ − θ·X̄ (the estimates
-    being compared), each with G − 1 df."""
+    standard error, df from the two arms' variances of Ȳ − θ·X̄ (the estimates being compared) and
+    the buckets' adjusted scores d_Y − θ·d_X."""
     config, records = write_experiment(tmp_path, experiment, buckets=buckets, correction=correction)
     route = report(cli, config, records)
     oracle = Oracle(experiment, buckets or 64)
@@ -191,7 +190,10 @@ def test_cuped_p_value_and_interval(cli: Path, tmp_path: Path, experiment: Exper
     cu = oracle.cuped("revenue", COVARIATE, control, candidate)
     a, b = oracle.mean("revenue", control), oracle.mean("revenue", candidate)
     c = route["metrics"]["revenue"]["comparisons"][candidate]
-    df = welch_df(cu["var_a"], a["G"], cu["var_b"], b["G"])
+    th = cu["theta"]
+    na = variance_noise(adjusted(oracle.residuals("revenue", control), oracle.residuals(COVARIATE, control), th))
+    nb = variance_noise(adjusted(oracle.residuals("revenue", candidate), oracle.residuals(COVARIATE, candidate), th))
+    df = lift_df(cu["var_a"], a["G"], cu["var_b"], b["G"], na, nb)
     check = Checker()
     check.close("revenue.comparisons.b.df (CUPED)", c["df"], df)
     check.close("revenue.comparisons.b.p_value (CUPED)", c["p_value"], 2 * stats.t.sf(abs(cu["diff"] / cu["se"]), df))

@@ -14,7 +14,7 @@ import { compileFile, withVersions, withWeights, type Plan } from './plan/index.
 import { MlflowLink } from './mlflow/index.js'
 import { DecisionEngine } from './decisions/engine.js'
 import { predictionHandler } from './proxy/listener.js'
-import { bindPlan, poolsOf, type Runtime } from './proxy/runtime.js'
+import { bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
 import type { RecordSink } from './record/index.js'
 import { openSink, sameSink, sinkStatus } from './record/sinks.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
@@ -162,6 +162,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     return withVersions(r.plan, mlflow.versions())
   }
   const initial = bindPlan(decided(plan), metrics, tally, pools)
+  observePlan(initial, tally)
+  engine.adopt()
   publish(initial)
   const store = new ConfigStore<Runtime>({
     file: opts.configFile,
@@ -179,6 +181,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   })
   mlflow.follow(initial)
   store.on('change', (next, old) => {
+    // Only now, with the plan in force, do experiments and decisions follow it (a reload that
+    // failed before its swap changed neither).
+    observePlan(next, tally)
+    engine.adopt()
     mlflow.follow(next)
     memory.configure(next.config.feedback.request_memory, next.config.feedback.request_ttl_ms)
     budget.limit = next.plan.maxCaptureTotalBytes

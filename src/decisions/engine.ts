@@ -75,6 +75,8 @@ export class DecisionEngine {
   #fleet: { key: string; data: DecisionData } | undefined
   /** Routes whose rollout this process started afresh (no saved state): a fleet may be ahead. */
   readonly #fresh = new Set<string>()
+  /** Decisions a plan being prepared starts or ends, applied by adopt() once it is swapped in. */
+  #pending: { plan: Plan; routes: Map<string, RouteDecisions | null> } | undefined
   /** The decisions the last plan built was built from, and those shown with the runtime in force. */
   #built = new Map<string, View>()
   #view = new Map<string, View>()
@@ -123,10 +125,13 @@ export class DecisionEngine {
     const out = new Map<string, number[]>()
     const now = this.#host.now()
     const interval = plan.config.evaluation.interval_ms
+    // Nothing here is observable until the plan is swapped in (adopt): a reload that fails after
+    // this (a record file it cannot open) leaves every decision as it was.
+    this.#pending = { plan, routes: new Map() }
     for (const route of plan.routes) {
       const cfg = route.config
       if (cfg.rollout === null && cfg.bandit === null) {
-        this.#routes.delete(route.name)
+        if (this.#routes.has(route.name)) this.#pending.routes.set(route.name, null)
         continue
       }
       const definition = definitionOf(route)
@@ -137,18 +142,43 @@ export class DecisionEngine {
           definition,
           rollout: cfg.rollout === null ? null : startRollout(cfg.rollout, definition, cfg.control, started),
           bandit: null,
-          history: d?.history ?? [],
+          history: d?.history.slice() ?? [],
         }
-        this.#routes.set(route.name, d)
-        if (d.rollout !== null) this.#fresh.add(route.name)
-        this.#dataFor(plan).startWindow(route.name, d.rollout?.stepStartedAt ?? started)
-        this.#note(route.name, d, { kind: cfg.rollout !== null ? 'rollout' : 'bandit', result: 'start', reason: cfg.rollout !== null ? `rollout of ${cfg.rollout.candidate} starts at ${cfg.rollout.steps[0]}%` : `bandit on ${cfg.bandit?.metric} starts with even shares` })
-        void this.#save()
+        this.#pending.routes.set(route.name, d)
       }
       out.set(route.name, this.#weights(route, d))
     }
-    this.#built = this.#snapshot()
+    const built = this.#snapshot()
+    for (const [name, d] of this.#pending.routes) {
+      if (d === null) built.delete(name)
+      else built.set(name, { rollout: d.rollout, bandit: d.bandit, history: d.history.slice() })
+    }
+    this.#built = built
+    if (this.#pending.routes.size === 0) this.#pending = undefined
     return out
+  }
+
+  /**
+   * The plan weightsFor last saw is in force: decisions it started (a new or redefined rollout or
+   * bandit) begin now, and those its plan dropped end. Called after the swap, never before.
+   */
+  adopt(): void {
+    const pending = this.#pending
+    this.#pending = undefined
+    if (pending === undefined) return
+    const interval = pending.plan.config.evaluation.interval_ms
+    for (const [name, d] of pending.routes) {
+      if (d === null) {
+        this.#routes.delete(name)
+        continue
+      }
+      const cfg = pending.plan.routes.find((r) => r.name === name)?.config
+      this.#routes.set(name, d)
+      if (d.rollout !== null) this.#fresh.add(name)
+      this.#dataFor(pending.plan).startWindow(name, d.rollout?.stepStartedAt ?? Math.floor(this.#host.now() / interval) * interval)
+      this.#note(name, d, { kind: cfg?.rollout != null ? 'rollout' : 'bandit', result: 'start', reason: cfg?.rollout != null ? `rollout of ${cfg.rollout.candidate} starts at ${cfg.rollout.steps[0]}%` : `bandit on ${cfg?.bandit?.metric} starts with even shares` })
+    }
+    void this.#save()
   }
 
   #snapshot(): Map<string, View> {

@@ -63,6 +63,7 @@ export class Tally {
   readonly #assignments = new Map<string, { count: number }>()
   readonly #routes = new Map<string, RouteAccumulator>()
   readonly #exposed = new Map<string, Exposed>()
+  readonly #slots = new Map<string, { sample: UserSample | null }>()
 
   constructor(metrics: Metrics) {
     this.#metrics = metrics
@@ -89,10 +90,18 @@ export class Tally {
     return this.#routes.get(route)
   }
 
-  /** Where the request path counts a route's users at first exposure; null when its unit is not the user. */
-  userSample(route: string): UserSample | null {
-    const acc = this.#routes.get(route)
-    return acc !== undefined && acc.spec.analysis.unit === 'user' ? acc.users : null
+  /**
+   * Where the request path counts a route's users at first exposure: a slot per route that observe
+   * fills with the experiment's sample (null when its unit is not the user), so arms bound before
+   * the swap count into the experiment that is in force after it.
+   */
+  userSlot(route: string): { readonly sample: UserSample | null } {
+    let slot = this.#slots.get(route)
+    if (slot === undefined) {
+      const acc = this.#routes.get(route)
+      this.#slots.set(route, slot = { sample: acc !== undefined && acc.spec.analysis.unit === 'user' ? acc.users : null })
+    }
+    return slot
   }
 
   /**
@@ -195,6 +204,8 @@ export class Tally {
     } else if (spec !== undefined) {
       acc.spec = { ...acc.spec, ...spec }
     }
+    const slot = this.#slots.get(route)
+    if (slot !== undefined) slot.sample = acc.spec.analysis.unit === 'user' ? acc.users : null
     acc.setShares(shares, Date.now())
   }
 

@@ -212,7 +212,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       arm.assignedByHash.inc()
       arm.assigned.count++
       // The user's first exposure, for the sample-ratio check on users (unit user only).
-      if (arm.users !== null) arm.users.see(unitHash(d.userId as string), d.target)
+      const users = arm.users.sample
+      if (users !== null) users.see(unitHash(d.userId as string), d.target)
     } else if (d.source === 'override') arm.assignedByOverride.inc()
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)

@@ -23,8 +23,8 @@ export interface Arm extends ModelTarget {
   readonly metrics: Metrics
   /** Requests assigned by hash, for the sample-ratio check; shared across reloads. */
   readonly assigned: { count: number }
-  /** Where users are counted at first exposure (analysis.unit: user), else null. */
-  readonly users: UserSample | null
+  /** Where users are counted at first exposure: the route experiment's sample (analysis.unit: user), else null in it. */
+  readonly users: { readonly sample: UserSample | null }
 }
 
 /** A shadow model as a route mirrors to it, with its pool and bound metric children. */
@@ -71,9 +71,11 @@ export interface Counters {
   assignmentCounter(route: string, model: string): { count: number }
   /** Follows each route's experiment and weights as plans come into force (the tally). */
   observe?(route: string, identity: string, models: readonly string[], shares: ArrayLike<number>, spec?: Omit<RouteSpec, 'identity' | 'models'>): void
-  /** The route experiment's sample of users (unit user), bound after observe. */
-  userSample?(route: string): UserSample | null
+  /** The slot holding the route experiment's sample of users (unit user); observe fills it. */
+  userSlot?(route: string): { readonly sample: UserSample | null }
 }
+
+const NO_USERS: { readonly sample: UserSample | null } = Object.freeze({ sample: null })
 
 /** Binds a compiled plan to metrics and pools. Cannot fail on a compiled plan: only label binding. */
 export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools: Pools): Runtime {
@@ -84,14 +86,21 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
     const origin = new URL(m.url).origin
     sizes.set(origin, Math.max(sizes.get(origin) ?? 0, m.connections))
   }
-  for (const r of plan.routes) {
-    // An experiment is its arms, control and salt, its unit of analysis, and the registered
-    // versions behind the arms (a new version is a new experiment: versions never mix in one
-    // experiment's numbers); weights (a rollout's step) only start a period.
-    counters.observe?.(r.name, experimentIdentity(r), r.assigner.models, r.assigner.shares, { control: r.control, analysis: r.config.analysis, metrics: r.metrics })
-  }
   const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
   return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes) })
+}
+
+/**
+ * Tells the tally which experiment each route of a runtime now runs: called once the runtime is
+ * in force (after the swap), so a reload that fails never resets a route's numbers. An experiment
+ * is its arms, control and salt, its unit of analysis, and the registered versions behind the arms
+ * (a new version is a new experiment: versions never mix in one experiment's numbers); weights (a
+ * rollout's step) only start a period.
+ */
+export function observePlan(runtime: Runtime, counters: Counters): void {
+  for (const r of runtime.plan.routes) {
+    counters.observe?.(r.name, experimentIdentity(r), r.assigner.models, r.assigner.shares, { control: r.control, analysis: r.config.analysis, metrics: r.metrics })
+  }
 }
 
 /** What identifies a route's experiment: its arms, their registered versions, the control and salt. */
@@ -143,7 +152,7 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
       overloaded: metrics.overloaded.labels(labels),
       metrics,
       assigned: counters.assignmentCounter(route.name, t.model),
-      users: counters.userSample?.(route.name) ?? null,
+      users: counters.userSlot?.(route.name) ?? NO_USERS,
     }
   })
   const reasons: MissingReason[] = ['absent', 'body_not_json', 'unknown_override']

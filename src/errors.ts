@@ -65,6 +65,12 @@ export const OverloadedError = createError<'MS_OVERLOADED', 503, [string, string
   'MS_OVERLOADED', 'the router has no free connection to model "%s" on route "%s": all %s of its connections stayed busy for %sms; retry later, or raise the model\'s connections', 503)
 
 // --- lifecycle ---------------------------------------------------------------------------------
+/** A record or spool directory on a kernel file system (/proc, /sys), where mkdir never returns. */
+export const RecordDirUnusableError = createError<'MS_RECORD_DIR_UNUSABLE', 500, [string]>(
+  'MS_RECORD_DIR_UNUSABLE', '%s', 500)
+/** The last span export was cut at shutdown: its budget (shutdown_timeout_ms) ran out. */
+export const TracingStoppedError = createError<'MS_TRACING_STOPPED', 500, []>(
+  'MS_TRACING_STOPPED', 'tracing stopped at shutdown', 500)
 export const ShuttingDownError = createError<'MS_SHUTTING_DOWN', 503, []>(
   'MS_SHUTTING_DOWN', 'the router is shutting down', 503)
 

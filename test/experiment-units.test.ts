@@ -8,17 +8,12 @@ import { jsonEcho } from './helpers/upstream.js'
 import { router, upstream } from './helpers/servers.js'
 import type { RunningRouter } from './helpers/router.js'
 import { runCli } from '../src/cli/run.js'
+import { Random } from '../src/decisions/random.js'
 
-/** mulberry32: a small seeded PRNG, so every run sends the same users and outcomes. */
+/** A seeded PRNG (the bandit's), so every run sends the same users and outcomes. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const r = new Random(seed)
+  return () => r.next()
 }
 
 async function feedback(r: RunningRouter, outcomes: unknown[]): Promise<void> {

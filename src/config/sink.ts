@@ -1,6 +1,7 @@
 // The record sink keys of `recording` (sink, kafka, http, spool): read and checked like the rest
 // of the document, each problem with its key path; files they name are checked once the config
 // file's directory is known (checkSinkFiles).
+import { RecordDirUnusableError } from '../errors.js'
 import { accessSync, constants, readFileSync, statSync, statfsSync } from 'node:fs'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import { describe, type Checker, type KeyPath, type RawProblem } from './check.js'
@@ -290,7 +291,7 @@ export function assertNotKernelFileSystem(dir: string): void {
   const found = nearestExisting(dir)
   if ('problem' in found) return
   const pseudo = kernelFileSystem(dir, found.path)
-  if (pseudo !== undefined) throw Object.assign(new Error(pseudo), { code: 'MS_RECORD_DIR_UNUSABLE' })
+  if (pseudo !== undefined) throw new RecordDirUnusableError(pseudo)
 }
 
 /** `Name: value` lines (blank lines and `#` comments skipped) as header pairs; throws naming the first bad line. */

@@ -1,34 +1,15 @@
+import type { AnalysisConfig, MetricConfig } from '../config/types.js'
 import type { Sample } from '../stats/index.js'
-import type { Correction } from './corrections.js'
 import type { BucketSeries } from './estimate.js'
 
 /** What an outcome's statistics are computed per: each user (hashed into buckets), or each outcome on its own. */
 export type AnalysisUnit = 'user' | 'request'
 
-/** A route's analysis settings (the `analysis` key), defaults filled in. */
-export interface AnalysisSpec {
-  readonly unit: AnalysisUnit
-  readonly buckets: number
-  readonly correction: Correction
-  readonly alpha: number
-}
+/** A route's analysis settings: the `analysis` key, defaults filled in (config/types.ts documents each). */
+export type AnalysisSpec = AnalysisConfig
 
-/** One metric as the analysis needs it (the route's `metrics` entry, defaults filled in). */
-export interface MetricSpec {
-  readonly name: string
-  readonly type: 'binary' | 'continuous' | 'ratio'
-  readonly mde: number | null
-  readonly higher_is_better: boolean
-  /** `covariate`: fed back like an outcome, used by CUPED, not tested on its own. */
-  readonly role: 'outcome' | 'covariate'
-  /** Ratio metrics: Σ numerator / Σ denominator, both metrics of the route. */
-  readonly numerator: string | null
-  readonly denominator: string | null
-  /** CUPED: the covariate metric (its pre-period value, per user). */
-  readonly cuped: string | null
-  /** Non-inferiority: the candidate may not be worse by more than `margin` (absolute). */
-  readonly guardrail: { readonly margin: number } | null
-}
+/** One metric as the analysis needs it: the route's `metrics` entry, defaults filled in. */
+export type MetricSpec = MetricConfig
 
 /** One arm of a route's experiment: its weight and how many requests and users it was assigned. */
 export interface ArmCounts {

@@ -8,6 +8,7 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
 import type { RequestTrace, ShadowComparison, ShadowTrace, Tracing, TracingPlan } from './types.js'
+import { TracingStoppedError } from '../errors.js'
 import { ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions'
 
 export type { RequestTrace, ShadowComparison, ShadowTrace, Tracing, TracingPlan } from './types.js'
@@ -147,7 +148,7 @@ export function startTracing(plan: TracingPlan, version = '0.1.0'): Tracing {
   // a code the exporter does not retry (ECONNRESET would be retried until that timeout).
   const agents: Agent[] = []
   let isCut = false
-  const stoppedError = (): Error => Object.assign(new Error('tracing stopped at shutdown'), { code: 'MS_TRACING_STOPPED' })
+  const stoppedError = (): Error => new TracingStoppedError()
   const agentFactory = async (protocol: string): Promise<Agent> => {
     const { Agent: HttpAgent } = await import(protocol === 'https:' ? 'node:https' : 'node:http')
     const agent = new HttpAgent({ keepAlive: true })

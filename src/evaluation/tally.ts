@@ -99,7 +99,7 @@ export class Tally {
     let slot = this.#slots.get(route)
     if (slot === undefined) {
       const acc = this.#routes.get(route)
-      this.#slots.set(route, slot = { sample: acc !== undefined && acc.spec.analysis.unit === 'user' ? acc.users : null })
+      this.#slots.set(route, slot = { sample: acc !== undefined && countsUsers(acc) ? acc.users : null })
     }
     return slot
   }
@@ -205,7 +205,7 @@ export class Tally {
       acc.spec = { ...acc.spec, ...spec }
     }
     const slot = this.#slots.get(route)
-    if (slot !== undefined) slot.sample = acc.spec.analysis.unit === 'user' ? acc.users : null
+    if (slot !== undefined) slot.sample = countsUsers(acc) ? acc.users : null
     acc.setShares(shares, Date.now())
   }
 
@@ -269,4 +269,9 @@ export class Tally {
     }
     return out
   }
+}
+
+/** Users are counted where an experiment is analysed by user: a route with metrics and unit user (others pay nothing). */
+function countsUsers(acc: RouteAccumulator): boolean {
+  return acc.spec.analysis.unit === 'user' && acc.spec.metrics.length > 0
 }

@@ -237,7 +237,6 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   const cfg = plan.config
   const adminUrl = await admin.listen({ host: cfg.admin.host, port: cfg.admin.port })
   const url = [...listening.values()][0] as string
-  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`)
 
   const watcher = watchFile(configFile, () => { void reload() })
   const onHup = (): void => {
@@ -247,10 +246,14 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
     })
   }
   process.on('SIGHUP', onHup)
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // The handlers are in place before the banner says the router is up: a SIGTERM sent as soon as
+  // it is read drains, where the default action would end the primary by the signal.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'))
     process.once('SIGINT', () => resolve('SIGINT'))
   })
+  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`)
+  const signal = await signalled
   process.off('SIGHUP', onHup)
   watcher.close()
   shuttingDown = true

@@ -13,15 +13,18 @@ export async function serve(configFile: string, plan: Plan, logLevel: string, io
   if (workers > 1) return runPrimary(configFile, plan, workers, logLevel, io)
   const router = await buildServer({ configFile, plan, logger: { level: logLevel } })
   const { url, adminUrl } = await router.listen()
-  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`)
 
   // SIGHUP: reload the config and reopen the record file (the logrotate convention).
   const onHup = (): void => { void router.reload().then(() => router.reopenRecords()) }
   process.on('SIGHUP', onHup)
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // The handlers are in place before the banner says the router is up (a signal sent as soon as
+  // it is read would otherwise end the process by its default action).
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'))
     process.once('SIGINT', () => resolve('SIGINT'))
   })
+  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`)
+  const signal = await signalled
   process.off('SIGHUP', onHup)
   router.app.log.info(`${signal}: draining in-flight requests (shutdown_timeout_ms=${router.current().config.shutdown_timeout_ms})`)
   await router.close()

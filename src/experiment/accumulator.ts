@@ -1,5 +1,5 @@
 import { Accumulator, type Totals } from '../stats/index.js'
-import { analyseExperiment } from './analyse.js'
+import { foldLooks } from './analyse.js'
 import type { AnalysisSpec, ExperimentInput, MetricSpec } from './types.js'
 import { UserSample, usersObservedExpected } from './users.js'
 
@@ -119,7 +119,7 @@ export class RouteAccumulator {
   /** Folds every sequential p of the analysis now into the running minima. */
   checkpoint(): void {
     if (!this.spec.models.includes(this.spec.control)) return
-    analyseExperiment(this.input('fold'))
+    foldLooks(this.input('fold'))
   }
 
   /** Requests each arm was expected to get: each period's requests times its share then. */

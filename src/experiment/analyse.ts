@@ -13,7 +13,7 @@ import {
   type Verdict,
 } from '../stats/index.js'
 import { adjustPValues } from './corrections.js'
-import { adjustedResiduals, cuped, liftDf, ratioCovariance, ratioEstimate, residualsOf, varianceOfVariance, welchDf, type BucketSeries, type RatioEstimate } from './estimate.js'
+import { adjustedResiduals, cuped, liftDf, ratioCovariance, ratioEstimate, residualsOf, varianceOfVariance, welchDf, type BucketSeries, type RatioEstimate, type Residuals } from './estimate.js'
 import type { ArmCounts, ExperimentInput, MetricSpec } from './types.js'
 import type { ComparisonReport, MetricReport, ModelReport, RouteExperiment, SrmReport } from './report.js'
 
@@ -200,8 +200,25 @@ function tau2Of(mde: number): number {
   return mde * mde
 }
 
-function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: string, mde: number): Raw {
-  const alpha = input.analysis.alpha
+/** One candidate's lift on a metric at the user level (CUPED-adjusted where the metric names a covariate), before any test. */
+interface UserLift {
+  readonly a: RatioEstimate
+  readonly b: RatioEstimate
+  readonly diff: number
+  readonly variance: number
+  readonly varA: number
+  readonly varB: number
+  readonly controlN: number
+  readonly candidateN: number
+  readonly groupsOk: boolean
+  /** Enough data for a look to join the running minimum. */
+  readonly ready: boolean
+  readonly cuped: ComparisonReport['cuped']
+  /** The buckets' scores behind each arm's variance (for the degrees of freedom), made on demand. */
+  residuals(): [Residuals, Residuals]
+}
+
+function userLift(input: ExperimentInput, metric: MetricSpec, candidate: string): UserLift {
   const sa = seriesOf(input, metric, input.control)
   const sb = seriesOf(input, metric, candidate)
   const a = ratioEstimate(sa)
@@ -210,8 +227,7 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
   let variance = a.variance + b.variance
   let varA = a.variance
   let varB = b.variance
-  let resA = residualsOf(sa, a)
-  let resB = residualsOf(sb, b)
+  let residuals = (): [Residuals, Residuals] => [residualsOf(sa, a), residualsOf(sb, b)]
   let cupedReport: ComparisonReport['cuped']
   if (metric.cuped !== null) {
     const cov = input.metrics.find((m) => m.name === metric.cuped)
@@ -227,13 +243,54 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
         variance = c.variance
         varA = c.controlVariance
         varB = c.candidateVariance
-        resA = adjustedResiduals(resA, residualsOf(xa, ea), c.theta)
-        resB = adjustedResiduals(resB, residualsOf(xb, eb), c.theta)
+        residuals = () => [
+          adjustedResiduals(residualsOf(sa, a), residualsOf(xa, ea), c.theta),
+          adjustedResiduals(residualsOf(sb, b), residualsOf(xb, eb), c.theta),
+        ]
       } else {
         cupedReport = { covariate: cov.name, theta: null, unadjusted_abs_lift: finite(diff), unadjusted_se: finite(Math.sqrt(variance)), variance_reduction: null }
       }
     }
   }
+  const controlN = outcomesOf(input, metric, input.control)
+  const candidateN = outcomesOf(input, metric, candidate)
+  const minGroups = Math.min(MIN_GROUPS, input.analysis.buckets)
+  const groupsOk = a.groups >= minGroups && b.groups >= minGroups
+  // Only a look with enough data joins the running minimum: with a handful of users the variance
+  // itself is noise (a few all-zero buckets make it 0), and one such look would decide for good.
+  const ready = groupsOk && controlN >= MIN_OUTCOMES && candidateN >= MIN_OUTCOMES
+  return { a, b, diff, variance, varA, varB, controlN, candidateN, groupsOk, ready, cuped: cupedReport, residuals }
+}
+
+/**
+ * A checkpoint: folds every sequential p of the route into its running minima, without the rest
+ * of the analysis (intervals, fixed-horizon tests), which no look needs. The same numbers as
+ * analyseExperiment's sequential p's, so a read after it finds the same minima.
+ */
+export function foldLooks(given: ExperimentInput): void {
+  const input: ExperimentInput = { ...given, metrics: given.metrics.map(withDefaults) }
+  if (input.analysis.unit !== 'user') {
+    analyseExperiment(given)
+    return
+  }
+  for (const metric of input.metrics) {
+    if (metric.role !== 'outcome') continue
+    const mde = defaultMde(metric, ratioEstimate(seriesOf(input, metric, input.control)).estimate)
+    for (const arm of input.arms) {
+      if (arm.model === input.control) continue
+      const l = userLift(input, metric, arm.model)
+      if (!l.ready) continue
+      runningMin(input, `${metric.name}\u0000${arm.model}\u0000diff`, msprtFromVariance(l.diff, l.variance, tau2Of(mde)))
+      if (metric.guardrail !== null) runningMin(input, `${metric.name}\u0000${arm.model}\u0000ni`, nonInferiorSnapshot(metric, l.diff, l.variance, mde))
+    }
+  }
+}
+
+function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: string, mde: number): Raw {
+  const alpha = input.analysis.alpha
+  const lift = userLift(input, metric, candidate)
+  const { a, b, diff, variance, varA, varB, controlN, candidateN, groupsOk, ready, cuped: cupedReport } = lift
+  const [resA, resB] = lift.residuals()
   const se = Math.sqrt(variance)
   const df = liftDf(varA, a.groups, varB, b.groups, varianceOfVariance(resA), varianceOfVariance(resB))
   const t = diff / se
@@ -243,12 +300,6 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
   // The relative lift's interval: the delta method on the ratio of the two estimates.
   const ratio = (a.estimate + diff) / a.estimate
   const seRatio = Math.sqrt(b.variance + ratio * ratio * a.variance) / Math.abs(a.estimate)
-  const controlN = outcomesOf(input, metric, input.control)
-  const candidateN = outcomesOf(input, metric, candidate)
-  const minGroups = Math.min(MIN_GROUPS, input.analysis.buckets)
-  // Only a look with enough data joins the running minimum: with a handful of users the variance
-  // itself is noise (a few all-zero buckets make it 0), and one such look would decide for good.
-  const ready = a.groups >= minGroups && b.groups >= minGroups && controlN >= MIN_OUTCOMES && candidateN >= MIN_OUTCOMES
   const snapshot = msprtFromVariance(diff, variance, tau2Of(mde))
   const pSeq = ready ? runningMin(input, `${metric.name}\u0000${candidate}\u0000diff`, snapshot) : snapshot
   // Outcomes per arm for the MDE: the per-outcome variance including the users' clustering
@@ -267,7 +318,7 @@ function userComparison(input: ExperimentInput, metric: MetricSpec, candidate: s
     pSequential: pSeq,
     controlN,
     candidateN,
-    groupsOk: a.groups >= minGroups && b.groups >= minGroups,
+    groupsOk,
     required,
     report: {
       abs_lift: finite(diff),
@@ -298,9 +349,16 @@ function guardrailOf(input: ExperimentInput, metric: MetricSpec, candidate: stri
   const shifted = (metric.higher_is_better ? diff : -diff) + margin
   const se = Math.sqrt(variance)
   const p = 1 - studentCdf(shifted / se, df)
-  const snapshot = shifted > 0 ? msprtFromVariance(shifted, variance, tau2Of(Math.max(mde, margin))) : 1
+  const snapshot = nonInferiorSnapshot(metric, diff, variance, mde)
   const pSeq = ready ? runningMin(input, `${metric.name}\u0000${candidate}\u0000ni`, snapshot) : snapshot
   return { guardrail: { margin, p_value: finite(p), p_value_sequential: finite(pSeq), non_inferior: ready && Number.isFinite(pSeq) && pSeq < input.analysis.alpha } }
+}
+
+/** The always-valid p of non-inferiority now: the mixture test of s·Δ + m against 0 (1 while s·Δ + m ≤ 0). */
+function nonInferiorSnapshot(metric: MetricSpec, diff: number, variance: number, mde: number): number {
+  const margin = metric.guardrail?.margin ?? 0
+  const shifted = (metric.higher_is_better ? diff : -diff) + margin
+  return shifted > 0 ? msprtFromVariance(shifted, variance, tau2Of(Math.max(mde, margin))) : 1
 }
 
 function runningMin(input: ExperimentInput, key: string, p: number): number {

@@ -407,7 +407,7 @@ function markdown(result) {
     }
   }
   L.push('', '## The simulation', '')
-  L.push(`Each user: an arm (equal shares, by the seeded generator, as a split would), a click propensity Beta(1, 3) (+lift on the lifted arm, capped at 1), outcomes m with P(m ≥ k) = k^-${TAIL} capped at ${MAX_OUTCOMES} (mean ≈ ${meta.meanOutcomes.toFixed(2)}, E[m²]/E[m] ≈ ${meta.designRatio.toFixed(1)}), an arrival time U(0, 1) and its other requests uniform between arrival and the end. Each request: an exposure (\`expose\`), then \`clicked\` ~ Bernoulli(p) and, when clicked, \`order_value\` = 10·λ·Exp(1) with the user's λ ~ lognormal(0, 0.75). Each user: \`revenue_pre\` with its first request and \`revenue\` with its last, 10·(√ρ·S + √(1−ρ)·E) with S, E, E′ iid lognormal(0, 1), so corr = ρ = ${RHO} exactly. All requests of an experiment are fed in time order, so the sequential p's running minimum is folded at a checkpoint every 100 outcomes (~${meta.meanCheckpoints} looks per experiment). Seeded sfc32 per experiment: the same seed gives the same table whatever --jobs.`)
+  L.push(`Each user: an arm (equal shares, by the seeded generator, as a split would), a click propensity Beta(1, 3) (+lift on the lifted arm, capped at 1), outcomes m with P(m ≥ k) = k^-${TAIL} capped at ${MAX_OUTCOMES} (mean ≈ ${meta.meanOutcomes.toFixed(2)}, E[m²]/E[m] ≈ ${meta.designRatio.toFixed(1)}), an arrival time U(0, 1) and its other requests uniform between arrival and the end. Each request: an exposure (\`expose\`), then \`clicked\` ~ Bernoulli(p) and, when clicked, \`order_value\` = 10·λ·Exp(1) with the user's λ ~ lognormal(0, 0.75). Each user: \`revenue_pre\` with its first request and \`revenue\` with its last, 10·(√ρ·S + √(1−ρ)·E) with S, E, E′ iid lognormal(0, 1), so corr = ρ = ${RHO} exactly. All requests of an experiment are fed in time order, so the sequential p's running minimum is folded at the router's looks (the 100th outcome, then every 5 % more: ~${meta.meanCheckpoints} looks per experiment). Seeded sfc32 per experiment: the same seed gives the same table whatever --jobs.`)
   return `${L.join('\n')}\n`
 }
 
@@ -528,7 +528,7 @@ async function calibrate(opts, dist, log) {
     meanOutcomes: em,
     designRatio: em2 / em,
     // A/A/A outcomes per user: m clicks, ~m/4 orders (E[Beta(1, 3)] = 1/4), revenue and its pre-period value.
-    meanCheckpoints: Math.round((opts.users * (1.25 * em + 2)) / 100),
+    meanCheckpoints: looksUpTo(opts.users * (1.25 * em + 2)),
   }
   const tallies = tally(aa, power)
   const result = { meta, options: opts, targets: targetsOf(tallies, opts.experiments), tallies }
@@ -549,4 +549,11 @@ if (!isMainThread) {
   parentPort.postMessage(await work(workerData))
 } else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   process.exitCode = await runCalibration(process.argv.slice(2))
+}
+
+/** How many looks the router takes up to `total` outcomes (src/experiment/accumulator.ts: FIRST_LOOK, then 5 % more each). */
+function looksUpTo(total) {
+  let looks = 0
+  for (let n = 100; n <= total; n = Math.max(n + 1, Math.ceil(n * 1.05))) looks++
+  return looks
 }

@@ -29,11 +29,20 @@ export interface MetricCell {
 }
 
 /**
- * The sequential p's running minimum is taken at checkpoints: after every CHECKPOINT_EVERY
- * outcomes of a route, in the order they were applied, and (without keeping it) at every read.
- * The offline report replays the records in the same order, so it finds the same minimum.
+ * The sequential p's running minimum is taken at looks: at the route's 100th outcome, then each
+ * time its outcomes have grown by another LOOK_GROWTH (5 %), in the order they were applied, and
+ * (without keeping it) at every read. The offline report replays the records in the same order, so
+ * it takes the same looks and finds the same minimum. A geometric schedule keeps a look's cost
+ * per outcome falling as an experiment grows (about 150 looks up to 200 000 outcomes), so a large
+ * feedback batch, applied in one step, does not hold the event loop for a look per 100 outcomes.
  */
-export const CHECKPOINT_EVERY = 100
+export const FIRST_LOOK = 100
+export const LOOK_GROWTH = 1.05
+
+/** The outcome count of the look after the one at `n`. */
+export function nextLook(n: number): number {
+  return Math.max(n + 1, Math.ceil(n * LOOK_GROWTH))
+}
 
 const EMPTY_CELL_CACHE = new Map<number, { sum: Float64Array; count: Float64Array }>()
 
@@ -54,6 +63,7 @@ export class RouteAccumulator {
   readonly cells = new Map<string, MetricCell>()
   readonly minima = new Map<string, number>()
   #outcomes = 0
+  #nextLook = FIRST_LOOK
   #roundRobin = 0
 
   constructor(route: string, spec: RouteSpec, assigned?: { count: number }[]) {
@@ -107,13 +117,16 @@ export class RouteAccumulator {
     return c
   }
 
-  /** Adds one outcome; a checkpoint of the sequential p's follows every CHECKPOINT_EVERY outcomes. */
+  /** Adds one outcome; a look at the sequential p's follows when the outcomes reach the next look (see FIRST_LOOK). */
   add(cell: MetricCell, value: number, bucket: number): void {
     cell.acc.add(value)
     const b = bucket % cell.sum.length
     cell.sum[b] = (cell.sum[b] as number) + value
     cell.count[b] = (cell.count[b] as number) + 1
-    if (++this.#outcomes % CHECKPOINT_EVERY === 0) this.checkpoint()
+    if (++this.#outcomes >= this.#nextLook) {
+      this.#nextLook = nextLook(this.#outcomes)
+      this.checkpoint()
+    }
   }
 
   /** Folds every sequential p of the analysis now into the running minima. */

@@ -5,5 +5,5 @@ export type { ComparisonReport, MetricReport, ModelReport, RouteExperiment, SrmR
 export type { AnalysisSpec, AnalysisUnit, ArmCounts, ExperimentInput, MetricSpec } from './types.js'
 export { DEFAULT_BUCKETS, MAX_BUCKETS, MIN_BUCKETS, unitBucket, unitHash } from './unit.js'
 export { DEFAULT_USER_SAMPLE, UserSample, usersObservedExpected } from './users.js'
-export { CHECKPOINT_EVERY, RouteAccumulator, type MetricCell, type RouteSpec, type WeightPeriod } from './accumulator.js'
+export { FIRST_LOOK, LOOK_GROWTH, RouteAccumulator, nextLook, type MetricCell, type RouteSpec, type WeightPeriod } from './accumulator.js'
 export { agreementOf, type AgreementReport } from './agreement.js'

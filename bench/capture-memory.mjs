@@ -79,7 +79,11 @@ ${record ? '    record: true\n' : ''}`)
       failed += out.filter((o) => o.status !== 200 || o.bytes !== answerBytes).length
     }
     const after = await status(r.pid)
-    return { record, idleRss: idle.rss, peakRss: after.hwm, rise: after.hwm - idle.rss, failed }
+    const text = await (await fetch(`${r.adminUrl}/metrics`)).text()
+    const sum = (re) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0)
+    const skipped = sum(/^modelsplit_capture_budget_exceeded_total\{[^}]*\} (\S+)$/gm)
+    const written = sum(/^modelsplit_records_total\{[^}]*result="written"[^}]*\} (\S+)$/gm)
+    return { record, idleRss: idle.rss, peakRss: after.hwm, rise: after.hwm - idle.rss, failed, skipped, written }
   } finally {
     await r.close()
     await rm(dir, { recursive: true, force: true })
@@ -93,7 +97,7 @@ try {
   for (const record of [false, true]) {
     const c = await runCase(opts.dist, model.url, record)
     results.push(c)
-    console.log(`${record ? 'recorded  ' : 'unrecorded'}: idle RSS ${mb(c.idleRss)} MB, peak ${mb(c.peakRss)} MB, rise ${mb(c.rise)} MB, failed ${c.failed}`)
+    console.log(`${record ? 'recorded  ' : 'unrecorded'}: idle RSS ${mb(c.idleRss)} MB, peak ${mb(c.peakRss)} MB, rise ${mb(c.rise)} MB, failed ${c.failed}, records ${c.written}, uncaptured ${c.skipped}`)
   }
   const [plain, rec] = results
   console.log(`recording costs ${mb(rec.rise - plain.rise)} MB of peak RSS (${concurrency} × ${mb(answerBytes)} MB answers; capture budget 64 MiB)`)

@@ -19,6 +19,7 @@ import type { RecordSink } from './record/index.js'
 import { openSink, sameSink, sinkStatus } from './record/sinks.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
 import { CaptureBudget } from './upstream/capture.js'
+import { Lifecycle } from './lifecycle.js'
 import { Pools } from './upstream/pools.js'
 import { sameTracing, type TracingPlan } from './tracing/types.js'
 import type { ProxyContext } from './proxy/exchange.js'
@@ -281,6 +282,53 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
   const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
 
+  // How this process stops, part by part; lifecycle.ts holds the order (the same for the primary of many).
+  const lifecycle = new Lifecycle((message, err) => log().error({ err }, message))
+  lifecycle.add('decisions', async () => {
+    engine.stop()
+    await engine.idle()
+  })
+  lifecycle.add('mlflow', () => mlflow.close())
+  lifecycle.add('watcher', () => watcher?.close())
+  lifecycle.add('traffic', async (remainingMs) => {
+    const deadline = remainingMs()
+    let timer: NodeJS.Timeout | undefined
+    const forced = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        app.log.warn(`requests or shadows still running after shutdown_timeout_ms=${deadline}; closing them`)
+        app.server.closeAllConnections()
+        shadows.abortAll()
+        resolve()
+      }, deadline)
+      timer.unref()
+    })
+    // Stop accepting, let primaries finish, then the shadows paired with them; every
+    // observation then has its record in the writer, which the records part flushes.
+    shadows.stop()
+    app.server.closeIdleConnections()
+    await Promise.race([app.close().then(() => observer.idle()), forced])
+    clearTimeout(timer)
+    // After the deadline every request and mirror has been cut, so their records settle at once;
+    // a record that still does not would be a bug of ours, and must not hold the process forever.
+    const last = setTimeout(() => log().error(`${observer.open} records still open after shutdown; closing without them`), 2000)
+    await Promise.race([observer.idle(), new Promise((resolve) => { last.unref(); setTimeout(resolve, 2000).unref() })])
+    clearTimeout(last)
+    shadows.close()
+  })
+  lifecycle.add('pools', () => pools.close())
+  // The last spans go out beside the records, within what is left of shutdown_timeout_ms: a
+  // collector that hangs must not hold the exit (the exporter's own timeout is 10 s). They are
+  // started here and awaited after the records, so the two share the time left.
+  let traces: Promise<void> = Promise.resolve()
+  lifecycle.add('tracing', (remainingMs) => {
+    traces = tracingChange.then(() => ctx.tracing?.shutdown(remainingMs()))
+  })
+  lifecycle.add('records', async () => {
+    await writer?.close()
+    await traces
+  })
+  lifecycle.add('admin', () => admin.close())
+
   let closing: Promise<void> | undefined
   return {
     app,
@@ -322,41 +370,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   async function shutdown(): Promise<void> {
     shuttingDown = true
-    const startedAt = performance.now()
-    engine.stop()
-    await engine.idle()
-    await mlflow.close()
-    watcher?.close()
-    const deadline = current().config.shutdown_timeout_ms
-    let timer: NodeJS.Timeout | undefined
-    const forced = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        app.log.warn(`requests or shadows still running after shutdown_timeout_ms=${deadline}; closing them`)
-        app.server.closeAllConnections()
-        shadows.abortAll()
-        resolve()
-      }, deadline)
-      timer.unref()
-    })
-    // Stop accepting, let primaries finish, then the shadows paired with them; every
-    // observation then has its record in the writer, which close() flushes to disk.
-    shadows.stop()
-    app.server.closeIdleConnections()
-    await Promise.race([app.close().then(() => observer.idle()), forced])
-    clearTimeout(timer)
-    // After the deadline every request and mirror has been cut, so their records settle at once;
-    // a record that still does not would be a bug of ours, and must not hold the process forever.
-    const last = setTimeout(() => log().error(`${observer.open} records still open after shutdown; closing without them`), 2000)
-    await Promise.race([observer.idle(), new Promise((resolve) => { last.unref(); setTimeout(resolve, 2000).unref() })])
-    clearTimeout(last)
-    shadows.close()
-    await pools.close()
-    // The last spans go out beside the records, within what is left of shutdown_timeout_ms: a
-    // collector that hangs must not hold the exit (the exporter's own timeout is 10 s).
-    const traces = tracingChange.then(() => ctx.tracing?.shutdown(Math.max(0, deadline - (performance.now() - startedAt))))
-    await writer?.close()
-    await traces
-    await admin.close()
+    await lifecycle.stop(() => current().config.shutdown_timeout_ms)
   }
 }
 

@@ -7,6 +7,7 @@ import { mergeTallies, snapshotTally, type TallySnapshot } from '../evaluation/s
 import type { Plan } from '../plan/index.js'
 import type { PeerRecall } from '../evaluation/plugin.js'
 import { setWorkerSlot } from '../record/index.js'
+import { Lifecycle, serveUntilSignalled } from '../lifecycle.js'
 import { buildServer } from '../server.js'
 import type { Io } from './run.js'
 import { answerAdmin, primaryAdmin, type AdminQuestion } from './cluster-admin.js'
@@ -239,37 +240,36 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   const url = [...listening.values()][0] as string
 
   const watcher = watchFile(configFile, () => { void reload() })
-  const onHup = (): void => {
-    void reload().then((r) => {
+  // How the primary stops, in the order lifecycle.ts holds for every mode: the watcher, then the
+  // workers (each drains its own traffic, pools, traces and records), then the admin listener.
+  const lifecycle = new Lifecycle((message, err) => log(`${message}: ${String(err)}`))
+  lifecycle.add('watcher', () => watcher.close())
+  lifecycle.add('traffic', async (remainingMs) => {
+    shuttingDown = true
+    const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise<void>((resolve) => {
+      if (w === undefined || w.isDead()) return resolve()
+      w.once('exit', () => resolve())
+      if (listening.has(w.id)) w.send({ ms: 'shutdown' } satisfies ToWorker)
+      // A replacement still starting has nothing to drain and no one to hear the word yet (it would
+      // be killed only after the deadline): the signal stops it.
+      else w.process.kill('SIGTERM')
+    }))
+    // A worker that outlives its own deadline (plus a margin) is killed.
+    const kill = setTimeout(() => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL') }, remainingMs() + 5000)
+    await Promise.all(exits)
+    clearTimeout(kill)
+  })
+  lifecycle.add('admin', () => admin.close())
+  const signal = await serveUntilSignalled({
+    banner: `modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`,
+    out: io.out,
+    onHangup: async () => {
+      const r = await reload()
       if (r.result === 'failure') log(new ConfigError(r.problems ?? []).message)
       for (const w of Object.values(cluster.workers ?? {})) w?.send({ ms: 'reopen' } satisfies ToWorker)
-    })
-  }
-  process.on('SIGHUP', onHup)
-  // The handlers are in place before the banner says the router is up: a SIGTERM sent as soon as
-  // it is read drains, where the default action would end the primary by the signal.
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'))
-    process.once('SIGINT', () => resolve('SIGINT'))
+    },
   })
-  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`)
-  const signal = await signalled
-  process.off('SIGHUP', onHup)
-  watcher.close()
-  shuttingDown = true
   log(`${signal}: draining ${Object.keys(cluster.workers ?? {}).length} workers (shutdown_timeout_ms=${store.current().config.shutdown_timeout_ms})`)
-  const exits = Object.values(cluster.workers ?? {}).map((w) => new Promise<void>((resolve) => {
-    if (w === undefined || w.isDead()) return resolve()
-    w.once('exit', () => resolve())
-    if (listening.has(w.id)) w.send({ ms: 'shutdown' } satisfies ToWorker)
-    // A replacement still starting has nothing to drain and no one to hear the word yet (it would
-    // be killed only after the deadline): the signal stops it.
-    else w.process.kill('SIGTERM')
-  }))
-  // A worker that outlives its own deadline (plus a margin) is killed.
-  const kill = setTimeout(() => { for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL') }, store.current().config.shutdown_timeout_ms + 5000)
-  await Promise.all(exits)
-  clearTimeout(kill)
-  await admin.close()
+  await lifecycle.stop(() => store.current().config.shutdown_timeout_ms)
   return 0
 }

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
 import type { Plan } from '../plan/index.js'
 import { runPrimary, runWorker } from './cluster.js'
+import { serveUntilSignalled } from '../lifecycle.js'
 import { buildServer } from '../server.js'
 import type { Io } from './run.js'
 
@@ -14,18 +15,14 @@ export async function serve(configFile: string, plan: Plan, logLevel: string, io
   const router = await buildServer({ configFile, plan, logger: { level: logLevel } })
   const { url, adminUrl } = await router.listen()
 
-  // SIGHUP: reload the config and reopen the record file (the logrotate convention).
-  const onHup = (): void => { void router.reload().then(() => router.reopenRecords()) }
-  process.on('SIGHUP', onHup)
-  // The handlers are in place before the banner says the router is up (a signal sent as soon as
-  // it is read would otherwise end the process by its default action).
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'))
-    process.once('SIGINT', () => resolve('SIGINT'))
+  const signal = await serveUntilSignalled({
+    banner: `modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`,
+    out: io.out,
+    onHangup: async () => {
+      await router.reload()
+      await router.reopenRecords()
+    },
   })
-  io.out.write(`modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`)
-  const signal = await signalled
-  process.off('SIGHUP', onHup)
   router.app.log.info(`${signal}: draining in-flight requests (shutdown_timeout_ms=${router.current().config.shutdown_timeout_ms})`)
   await router.close()
   router.app.log.info('stopped')

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { buildAdmin } from './admin/index.js'
+import { buildAdmin, type ShadowCounts } from './admin/index.js'
 import { watchFile, type LoadedConfig, type RecordingConfig } from './config/index.js'
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
@@ -64,6 +64,8 @@ export interface Router {
   readonly decisions: DecisionEngine
   /** MLflow: registry versions, online runs, alias writes (logNow/refreshNow for tests that drive the clock). */
   readonly mlflow: MlflowLink
+  /** Each shadow's comparison counts with each primary, per route (what /admin/shadows reads). */
+  shadowCounts(): ShadowCounts
   /** The request ids of these this process remembers (for another worker's feedback). */
   recall(requestIds: readonly string[]): PeerRecall[]
   /** Reopens the record file (SIGHUP, after log rotation). */
@@ -253,6 +255,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   })
 
   const reload = (): Promise<ReloadResult> => store.reload()
+  const shadowCounts = (): ShadowCounts => current().routes.filter((r) => r.shadows.length > 0).map((r) => ({
+    route: r.name,
+    pairs: r.shadows.flatMap((s) => [...s.comparisons].map(([primary, c]) => ({ primary, shadow: s.model, agree: c.agree.value, disagree: c.disagree.value, error: c.error.value }))),
+  }))
 
   await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer }, ...(opts.peers !== undefined ? { peers: opts.peers } : {}) })
 
@@ -263,10 +269,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     tally: tallyView,
     scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
     current: () => current().plan,
-    shadows: () => current().routes.filter((r) => r.shadows.length > 0).map((r) => ({
-      route: r.name,
-      pairs: r.shadows.flatMap((s) => [...s.comparisons].map(([primary, c]) => ({ primary, shadow: s.model, agree: c.agree.value, disagree: c.disagree.value, error: c.error.value }))),
-    })),
+    shadows: shadowCounts,
     configExtras: () => current().config.mlflow === null && !Object.values(current().config.models).some((m) => m.mlflow !== null) ? {} : { mlflow: mlflow.status() },
     isReady: () => listening && !shuttingDown,
     readiness: () => ({ sink: sinkStatus(writer) ?? { sink: writerConfig === undefined ? 'none' : 'file' } }),
@@ -339,6 +342,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     reload,
     decisions: engine,
     mlflow,
+    shadowCounts,
     recall(requestIds) {
       const out: PeerRecall[] = []
       for (const requestId of requestIds) {

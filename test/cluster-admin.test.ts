@@ -253,3 +253,39 @@ routes:
     expect(await r.exited).toBe(0)
   }, 60_000)
 })
+
+describe('serve --workers 2: /admin/shadows on the primary', () => {
+  it('sums every worker\'s comparisons, as one process shows its own', async () => {
+    const v1 = await upstream(jsonEcho('a'))
+    const v2 = await upstream(jsonEcho('b'))
+    const dir = await tempDir()
+    const file = join(dir, 'router.yaml')
+    await writeFile(file, `listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+models:
+  v1: { url: "${v1.url}" }
+  v2: { url: "${v2.url}" }
+routes:
+  - name: r
+    path: /r
+    split: [{ model: v1, weight: 1 }]
+    shadow: [{ model: v2, percent: 100 }]
+`)
+    const r = await serve(file, ['--workers', '2'])
+    const n = 30
+    for (const res of await Promise.all(Array.from({ length: n }, (_, i) => fresh(`${r.url}/r`, `u${i}`)))) expect(res.status).toBe(200)
+    type Pair = { primary: string; shadow: string; agree: number; disagree: number; error: number }
+    let pairs: Pair[] = []
+    // A shadow's comparison lands after its client's answer: wait until every one is counted.
+    await until('every comparison counted', async () => {
+      const body = await (await fetch(`${r.adminUrl}/admin/shadows`)).json() as { routes: { route: string; pairs: Pair[] }[] }
+      pairs = body.routes.find((x) => x.route === 'r')?.pairs ?? []
+      return pairs.reduce((s, p) => s + p.agree + p.disagree + p.error, 0) >= n
+    })
+    expect(pairs).toHaveLength(1)
+    // The echoes answer ["a"] and ["b"]: every pair disagrees, none is an error.
+    expect(pairs[0]).toMatchObject({ primary: 'v1', shadow: 'v2', agree: 0, disagree: n, error: 0 })
+    r.child.kill('SIGTERM')
+    expect(await r.exited).toBe(0)
+  }, 60_000)
+})

@@ -27,6 +27,9 @@ export type { ReloadResult }
 /** The per-arm numbers the experiments endpoint reads: one Tally, or the merge of every worker's. */
 export type { TallyView }
 
+/** Comparison counts per route and (primary, shadow) pair, as /admin/shadows reads them. */
+export type ShadowCounts = readonly { readonly route: string; readonly pairs: readonly { primary: string; shadow: string; agree: number; disagree: number; error: number }[] }[]
+
 export interface AdminDeps {
   /** The Prometheus exposition (one registry, or every cluster worker's aggregated). */
   metricsText(): Promise<{ contentType: string; body: string }>
@@ -34,8 +37,8 @@ export interface AdminDeps {
   /** Which replicas' numbers /admin/experiments speaks for. */
   readonly scope: string
   current(): Plan
-  /** Each shadow's comparisons with each primary, per route (this process's counts). */
-  shadows?(): { readonly route: string; readonly pairs: { primary: string; shadow: string; agree: number; disagree: number; error: number }[] }[]
+  /** Each shadow's comparisons with each primary, per route (this process's counts, or every worker's summed). */
+  shadows?(): ShadowCounts | Promise<ShadowCounts>
   /** More for /admin/config to show beside the file's config (the MLflow versions resolved). */
   configExtras?(): Record<string, unknown> | Promise<Record<string, unknown>>
   isReady(): boolean
@@ -161,7 +164,7 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
 
   // Shadow agreement with its interval, computed by the experiment's owner (the console shows it as is).
   admin.get('/admin/shadows', async () => ({
-    routes: (deps.shadows?.() ?? []).map((r) => ({ route: r.route, pairs: r.pairs.map((p) => agreementOf(p.primary, p.shadow, p.agree, p.disagree, p.error)) })),
+    routes: ((await deps.shadows?.()) ?? []).map((r) => ({ route: r.route, pairs: r.pairs.map((p) => agreementOf(p.primary, p.shadow, p.agree, p.disagree, p.error)) })),
   }))
 
   admin.get('/admin/experiments/:route', async (request) => {

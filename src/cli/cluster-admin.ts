@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster'
-import type { AdminDeps } from '../admin/index.js'
+import type { AdminDeps, ShadowCounts } from '../admin/index.js'
 import type { OperatorAction } from '../decisions/engine.js'
 import { WorkerMetrics, type MetricsSnapshot } from '../metrics/index.js'
 import type { DeliveryStatus } from '../record/delivery.js'
@@ -16,6 +16,7 @@ export type AdminQuestion =
   | { readonly ms: 'rollouts'; readonly id: number; readonly route?: string }
   | { readonly ms: 'rollout-act'; readonly id: number; readonly route: string; readonly action: OperatorAction }
   | { readonly ms: 'readiness'; readonly id: number }
+  | { readonly ms: 'shadows'; readonly id: number }
 
 /**
  * Asks every listening worker; resolves with the answers in by `timeoutMs`. A worker that exits
@@ -24,7 +25,7 @@ export type AdminQuestion =
 export type AskEach = <T>(make: (id: number) => AdminQuestion, timeoutMs: number) => Promise<Map<Worker, T>>
 
 /** What the primary's admin takes from its workers, and the hook that keeps a dead worker's counts. */
-export type FromWorkers = Required<Pick<AdminDeps, 'metricsText' | 'rollouts' | 'readiness'>> & { retire(worker: Worker): void }
+export type FromWorkers = Required<Pick<AdminDeps, 'metricsText' | 'rollouts' | 'readiness' | 'shadows'>> & { retire(worker: Worker): void }
 
 type ActResult = Awaited<ReturnType<NonNullable<AdminDeps['rollouts']>['act']>>
 type SinkState = DeliveryStatus | { readonly sink: string }
@@ -42,6 +43,7 @@ export async function answerAdmin(router: Router, q: AdminQuestion): Promise<unk
     case 'metrics': return router.metrics.registry.getMetricsAsJSON()
     case 'rollouts': return q.route === undefined ? router.decisions.list() : router.decisions.status(q.route) ?? null
     case 'rollout-act': return router.decisions.act(q.route, q.action)
+    case 'shadows': return router.shadowCounts()
     case 'readiness': {
       // The single process's own /readyz, so the sink's state reads the same in both modes.
       const res = await router.admin.inject({ method: 'GET', url: '/readyz' })
@@ -80,6 +82,10 @@ export function primaryAdmin(askEach: AskEach): FromWorkers {
         return answer ?? { ok: false, status: 503, message: 'no worker answered (they are restarting): try again' }
       },
     },
+    // Each worker compared the shadows of its own share of the requests: the replica's counts are their sums.
+    async shadows() {
+      return sumShadows([...(await askEach<ShadowCounts>((id) => ({ ms: 'shadows', id }), STATUS_WAIT_MS)).values()])
+    },
     // Each worker has its own connection to the sink and its own spool: /readyz says how the
     // replica's records fare (spooling if any worker spools, bytes and drops summed), and each worker's.
     async readiness() {
@@ -108,4 +114,26 @@ export function mergeSinks(states: readonly SinkState[]): SinkState {
     last_error: delivering.find((s) => s.last_error !== null)?.last_error ?? null,
     dropped: delivering.reduce((n, s) => n + s.dropped, 0),
   }
+}
+
+/** Every worker's comparison counts summed per route and (primary, shadow) pair, in first-seen order. */
+export function sumShadows(answers: readonly ShadowCounts[]): ShadowCounts {
+  const routes = new Map<string, Map<string, { primary: string; shadow: string; agree: number; disagree: number; error: number }>>()
+  for (const answer of answers) {
+    for (const r of answer) {
+      let pairs = routes.get(r.route)
+      if (pairs === undefined) routes.set(r.route, pairs = new Map())
+      for (const p of r.pairs) {
+        const key = `${p.primary}\u0000${p.shadow}`
+        const sum = pairs.get(key)
+        if (sum === undefined) pairs.set(key, { ...p })
+        else {
+          sum.agree += p.agree
+          sum.disagree += p.disagree
+          sum.error += p.error
+        }
+      }
+    }
+  }
+  return [...routes].map(([route, pairs]) => ({ route, pairs: [...pairs.values()] }))
 }

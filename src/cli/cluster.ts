@@ -232,6 +232,7 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
     },
     isReady: () => !shuttingDown && listening.size >= workers,
     readiness: fromWorkers.readiness,
+    shadows: fromWorkers.shadows,
     rollouts: fromWorkers.rollouts,
     reload,
   }, logLevel === 'silent' ? false : { level: logLevel })

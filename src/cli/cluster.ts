@@ -219,7 +219,8 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   nameWriter()
 
   const admin = buildAdmin({
-    metricsText: fromWorkers.metricsText,
+    // What the workers answer (cluster-admin.ts): a new admin dependency added there needs no line here.
+    ...fromWorkers,
     tally: async () => mergeTallies(await ask<TallySnapshot>((id) => ({ ms: 'tally', id }))),
     scope: `every worker of this replica (${workers}) since it started; PromQL over modelsplit_outcome_* sums all replicas`,
     current: () => store.current(),
@@ -231,9 +232,6 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
       return { mlflow: status ?? null }
     },
     isReady: () => !shuttingDown && listening.size >= workers,
-    readiness: fromWorkers.readiness,
-    shadows: fromWorkers.shadows,
-    rollouts: fromWorkers.rollouts,
     reload,
   }, logLevel === 'silent' ? false : { level: logLevel })
   const cfg = plan.config

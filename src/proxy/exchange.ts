@@ -67,6 +67,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #trace: RequestTrace | null = null
   /** The error answer carries Retry-After (the router's own saturation). */
   #retryAfter = false
+  // The router's own time (routes with `overhead` on; never read the clock otherwise): the clock's
+  // reading when the request arrived, at the last change of hands between router and model, and the
+  // time each side had so far (ms, unrounded).
+  #arrived = 0
+  #mark = 0
+  #routerMs = 0
+  #upstreamMs = 0
 
   constructor(
     readonly ctx: ProxyContext,
@@ -84,8 +91,12 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.headers = req.headers
   }
 
-  /** Starts the exchange: reads the body as the route needs, then decides and dispatches. */
-  begin(contentLength: number, hasBody: boolean): void {
+  /**
+   * Starts the exchange: reads the body as the route needs, then decides and dispatches.
+   * `arrived`: performance.now() when the request came in, if the plan measures overhead.
+   */
+  begin(contentLength: number, hasBody: boolean, arrived: number): void {
+    this.#arrived = arrived
     const res = this.res as ServerResponse & Tagged
     res[kExchange] = this
     // The request's span starts with it, so it covers reading the body too.
@@ -229,10 +240,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
     this.#streaming = body !== undefined && !Buffer.isBuffer(body)
     const headers = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, contentLength)
+    const upstreamHeaders = this.#trace === null ? headers : this.#trace.upstream(headers, arm.model)
+    // From here the request is the model's (a pooled connection, the wire, its work) until its head.
+    if (arm.overhead !== null) this.#routerMs = (this.#mark = performance.now()) - this.#arrived
     arm.pool.dispatch({
       path: this.query === '' ? path : `${path}?${this.query}`,
       method: this.method as Dispatcher.HttpMethod,
-      headers: this.#trace === null ? headers : this.#trace.upstream(headers, arm.model),
+      headers: upstreamHeaders,
       body: body ?? null,
     }, this)
     // Shadows go out after the primary is dispatched, and nothing here waits for them.
@@ -294,6 +308,9 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     if (this.#state === DONE) return false
     if (statusCode < 100 || statusCode > 599) return this.#badStatus(statusCode)
     if (statusCode < 200) return true // 1xx informational: the final answer follows
+    const arm = this.arm as Arm
+    const got = arm.overhead === null ? 0 : performance.now()
+    if (arm.overhead !== null) this.#upstreamMs += got - this.#mark
     this.#status = statusCode
     this.#resume = resume
     this.#timer?.refresh()
@@ -304,9 +321,11 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // Held until the first byte of the body, so a model that fails between its head and its body
     // still gets the client a clean 502. The model's reason phrase is not passed on: node writes
     // the standard one (a phrase outside Latin-1 would make writeHead throw).
-    this.#head = clientResponseHeaders(rawHeaders, this.requestId, (this.arm as Arm).model, closing)
+    this.#head = clientResponseHeaders(rawHeaders, this.requestId, arm.model, closing)
     // A captured answer's buffer is sized once from its declared length.
     if (this.#capture !== null) this.#capture.expect(declaredLength(rawHeaders))
+    // Then the model's again, until the first byte of its body (or its end).
+    if (arm.overhead !== null) this.#routerMs += (this.#mark = performance.now()) - got
     return true
   }
 
@@ -328,8 +347,17 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const head = this.#head
     if (head === null) return true
     this.#head = null
+    const arm = this.arm as Arm
+    const got = arm.overhead === null ? 0 : performance.now()
+    if (arm.overhead !== null) {
+      this.#upstreamMs += got - this.#mark
+      // W3C Server-Timing (https://www.w3.org/TR/server-timing/): the router's time so far and the
+      // model's, in milliseconds. Writing the head comes after its value is made: the histogram has it.
+      if (arm.serverTiming) head.push('server-timing', `modelsplit;dur=${this.#routerMs.toFixed(3)}, upstream;dur=${this.#upstreamMs.toFixed(3)}`)
+    }
     try {
       this.res.writeHead(this.#status, head)
+      if (arm.overhead !== null) this.#routerMs += (this.#mark = performance.now()) - got
       return true
     } catch (err) {
       // A header node will not write (an invalid value): the model's answer cannot be relayed.
@@ -366,6 +394,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
 
   onComplete(): void {
     if (this.#state === DONE) return
+    // The end of the answer is the router's: from here to the last of its bookkeeping.
+    if (this.#head === null && (this.arm as Arm).overhead !== null) this.#mark = performance.now()
     if (this.#head !== null && !this.#writeHead()) return
     this.#state = DONE
     clearTimeout(this.#timer)
@@ -384,6 +414,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
           : `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)`
       obs.primaryDone(arm.model, this.#status, ms, capture.body(), error, capture)
     }
+    if (arm.overhead !== null) arm.overhead.observe((this.#routerMs + performance.now() - this.#mark) / 1000)
   }
 
   onError(err: Error): void {

@@ -139,6 +139,28 @@ describe('shadow traffic', () => {
     expect(m.get('modelsplit_shadow_dropped_total{route="churn",model="dead",reason="unavailable"}')).toBe(25)
   })
 
+  it('with the breaker open a recorded route still records the primary and names the refused shadow', async () => {
+    const primary = await upstream(model((x) => x * 2))
+    const dead = await closedPort()
+    const r = await router(recording() + cfg({ p: primary.url, dead: `http://127.0.0.1:${dead}` }, `  - name: churn
+    path: /churn
+    record: true
+    split: [{ model: p, weight: 1 }]
+    shadow: [{ model: dead }]`))
+    for (let i = 0; i < 8; i++) {
+      const res = await post(r, '/churn', { x: i }, `u${i}`)
+      expect(await res.json()).toEqual({ predictions: [i * 2] })
+      await r.router.flush()
+    }
+    const recs = await recordsOf(r)
+    expect(recs).toHaveLength(8)
+    // Five refusals open the breaker; the answers after it are captured for the record all the same.
+    expect(recs.slice(5).map((rec) => [rec.primary, rec.shadows])).toEqual([5, 6, 7].map((i) => [
+      expect.objectContaining({ model: 'p', status: 200, prediction: [i * 2], error: null }),
+      [{ model: 'dead', dropped: 'unavailable' }],
+    ]))
+  })
+
   it('holds max_in_flight: excess mirrors are dropped and counted, primaries all succeed', async () => {
     let release: () => void = () => undefined
     const gate = new Promise<void>((resolve) => { release = resolve })

@@ -229,10 +229,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
     this.#start = performance.now()
-    if (route.plan.observes) {
-      this.#capture = new Capture()
-      this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
-    }
+    if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     this.#state = DISPATCHED
     const obs = this.#obs
     obs?.hold()
@@ -249,16 +246,21 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       headers: upstreamHeaders,
       body: body ?? null,
     }, this)
-    // Shadows go out after the primary is dispatched, and nothing here waits for them.
-    if (route.shadows.length > 0) this.#sendShadows(arm)
+    // Shadows go out after the primary is dispatched, and nothing here waits for them. The answer
+    // is captured only for a record or a mirror's comparison: with every mirror refused (a dead
+    // shadow's open breaker) and no record, nothing would read it. The model cannot have
+    // answered yet: its head comes in a later turn of the event loop.
+    if (obs !== undefined && (this.#sendShadows(arm) || route.plan.record) && this.#state === DISPATCHED) this.#capture = new Capture()
     obs?.release()
   }
 
-  #sendShadows(arm: Arm): void {
+  /** Mirrors the request to the route's shadows; true if any was sent. */
+  #sendShadows(arm: Arm): boolean {
     const shadows = this.route.shadows
     const obs = this.#obs as Observation
     const userId = this.decision.userId
     let headers: string[] | undefined
+    let sent = false
     for (let i = 0; i < shadows.length; i++) {
       const target = shadows[i] as RouteRuntime['shadows'][number]
       // Mirroring a request to the model that answers it would only double its load.
@@ -268,15 +270,24 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         obs.shadowSkipped(target, 'body_too_large')
         continue
       }
+      const refused = this.ctx.shadows.refuse(target)
+      if (refused !== null && this.#trace === null) {
+        obs.shadowSkipped(target, refused)
+        continue
+      }
       headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, this.body.raw === undefined ? -1 : this.body.raw.length, 'x-modelsplit-shadow')
       const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
-      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
-      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
-      if (sent !== null) {
-        obs.shadowSkipped(target, sent)
-        trace?.span?.dropped(sent)
+      if (refused !== null) {
+        // Traced: the dropped mirror still gets its span, saying why.
+        obs.shadowSkipped(target, refused)
+        trace?.span?.dropped(refused)
+        continue
       }
+      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
+      this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
+      sent = true
     }
+    return sent
   }
 
   // --- undici's dispatch handler ----------------------------------------------------------------
@@ -407,12 +418,15 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#trace?.end(this.#status, null)
     const obs = this.#obs
     if (obs !== undefined) {
-      const capture = this.#capture as Capture
-      const skipped = capture.skipped
-      const error = skipped === null ? null
-        : skipped === 'capture_budget' ? `response not captured: limits.max_capture_total_bytes (${this.runtime.plan.maxCaptureTotalBytes} bytes) in use`
-          : `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)`
-      obs.primaryDone(arm.model, this.#status, ms, capture.body(), error, capture)
+      const capture = this.#capture
+      if (capture === null) obs.primaryDone(arm.model, this.#status, ms, undefined, null, null)
+      else {
+        const skipped = capture.skipped
+        const error = skipped === null ? null
+          : skipped === 'capture_budget' ? `response not captured: limits.max_capture_total_bytes (${this.runtime.plan.maxCaptureTotalBytes} bytes) in use`
+            : `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)`
+        obs.primaryDone(arm.model, this.#status, ms, capture.body(), error, capture)
+      }
     }
     if (arm.overhead !== null) arm.overhead.observe((this.#routerMs + performance.now() - this.#mark) / 1000)
   }

@@ -173,6 +173,8 @@ export class Observer {
 
   #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
     const route = obs.route
+    // Every mirror refused (a dead shadow's open breaker) and no record: nothing to compare or write.
+    if (shadows.length === 0 && !route.plan.record) return
     const p = predictionOf(route, primary.status, primary.body, primary.error)
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {

@@ -23,7 +23,7 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --out DIR             where results go (default bench/results)
   --help                this text
 
-Cases: direct, node-floor, ms-split, ms-record, ms-split-trace-1, ms-split-trace-001, ms-shadow-trace-1, nginx-split, node-floor-shadow, ms-shadow, nginx-shadow,
+Cases: direct, node-floor, ms-split, ms-split-overhead, ms-record, ms-record-kafka, ms-split-trace-1, ms-split-trace-001, ms-shadow-trace-1, nginx-split, node-floor-shadow, ms-shadow, nginx-shadow,
 ms-slow-shadow, nginx-slow-shadow, ms-dead-shadow, nginx-dead-shadow, ms-split-w1, ms-split-w2,
 ms-cluster-split, ms-cluster-shadow, direct-rate, ms-rate, nginx-rate, memory, reload, profile.
 Exit status: 0, or 1 when the memory case grows, the reload case has failed requests or

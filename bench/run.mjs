@@ -37,6 +37,10 @@ const CASES = {
   direct: { target: 'direct', path: '/predict' },
   'node-floor': { target: 'floor', path: '/split/predict' },
   'ms-split': { target: 'ms', path: '/split/predict' },
+  // The split on a route with `overhead: header`: every answer timed (router and model, on the
+  // router's clock), observed in modelsplit_overhead_seconds and sent as server-timing. Against
+  // ms-split (overhead off), the cost of the measurement; off, a request pays one branch per step.
+  'ms-split-overhead': { target: 'ms', path: '/timed/predict' },
   // The split on a route with `record: true` (inputs included): every request is a record in the
   // file sink, in the bench's temp dir. Reports modelsplit_records_total written / dropped.
   'ms-record': { target: 'ms', path: '/rec/predict', records: true, recordsTo: "the JSONL file in the bench's temp dir" },

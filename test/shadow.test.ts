@@ -179,6 +179,31 @@ describe('shadow traffic', () => {
     release()
   })
 
+  it('records each body as the client sent it: JSON as written (big integers digit for digit), pretty JSON, lenient NaN, or a string', async () => {
+    const primary = await upstream((_req, res) => answer(res, { predictions: [1] }))
+    const r = await router(recording() + cfg({ p: primary.url }, `  - name: churn
+    path: /churn
+    record: true
+    split: [{ model: p, weight: 1 }]`))
+    const bodies = [
+      '{"x":1,"id":12345678901234567890123,"s":"caf\\u00e9 ☕","f":[1.50,-0.0,2e3]}',
+      '{\n  "x": 2\n}',
+      '{"x": NaN}',
+      'not json at all',
+    ]
+    for (const [i, body] of bodies.entries()) {
+      const res = await fetch(`${r.url}/churn`, { method: 'POST', headers: { 'x-user-id': `u${i}` }, body })
+      await res.text()
+    }
+    await r.router.flush()
+    const lines = (await readFile(join(dirname(r.configFile), 'predictions.jsonl'), 'utf8')).trimEnd().split('\n')
+    expect(lines).toHaveLength(4)
+    // The first went in as its own text: the 23-digit id is not rounded to a double.
+    expect(lines[0]?.endsWith(`,"input":${bodies[0]}}`)).toBe(true)
+    const inputs = lines.map((l) => (JSON.parse(l) as { input: unknown }).input)
+    expect(inputs).toEqual([{ x: 1, id: 1.2345678901234568e22, s: 'café ☕', f: [1.5, -0, 2000] }, { x: 2 }, { x: null }, 'not json at all'])
+  })
+
   it('pairs each record with its own request under concurrency', async () => {
     const jitter = () => new Promise((resolve) => setImmediate(resolve))
     const primary = await upstream((req, res) => { void jitter().then(() => model((x) => x * 2)(req, res)) })

@@ -121,3 +121,18 @@ export function asPredictionRecord(record: Record<string, unknown>): PredictionR
   if (typeof record.route !== 'string' || typeof primary !== 'object' || primary === null || typeof (primary as { model?: unknown }).model !== 'string') return undefined
   return record as unknown as PredictionRecord
 }
+
+/**
+ * A prediction record's `input` as JSON text to write as it is (the request body, checked to be one
+ * JSON value on one line), instead of a parsed `input` serialised again. A symbol key, so nothing
+ * but recordJson() sees it; `input` is the record's last key, so the text goes at the end.
+ */
+export const kRawInput = Symbol('modelsplit.rawInput')
+
+/** A record as one JSON line's text (no newline): what the file, Kafka and HTTP sinks write. */
+export function recordJson(record: object): string | undefined {
+  const json = JSON.stringify(record)
+  const raw = (record as { [kRawInput]?: string })[kRawInput]
+  if (raw === undefined || json === undefined) return json
+  return `${json.slice(0, -1)},"input":${raw}}`
+}

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
 import { RecordFile, type ReopenReason } from './file.js'
+import { recordJson } from './schema.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
 
 export type { DropReason, DropWarning } from './drop-warnings.js'
@@ -248,7 +249,7 @@ export class RecordWriter implements RecordSink {
   #serialize (record: object): string | undefined {
     let json: string | undefined
     try {
-      json = JSON.stringify(record)
+      json = recordJson(record)
     } catch (err) {
       this.#reportError(err)
       return undefined

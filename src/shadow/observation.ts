@@ -2,7 +2,8 @@ import { comparePredictions, extractPrediction, parseModelJson } from '../compar
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
-import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { isJsonLine } from '../record/raw-json.js'
+import { SCHEMA_VERSION, kRawInput, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
@@ -219,8 +220,14 @@ export class Observer {
     if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'
       else if (obs.input !== undefined && obs.input.length > 0) {
-        const parsed = parseModelJson(obs.input.toString('utf8'))
-        record.input = parsed.ok ? parsed.value : obs.input.toString('utf8')
+        const text = obs.input.toString('utf8')
+        // A JSON body goes in as its own text, serialised once (see kRawInput); anything else as
+        // before: parsed leniently (NaN), or kept as a string.
+        if (isJsonLine(text)) (record as { [kRawInput]?: string })[kRawInput] = text
+        else {
+          const parsed = parseModelJson(text)
+          record.input = parsed.ok ? parsed.value : text
+        }
       }
     }
     sink.write(record)

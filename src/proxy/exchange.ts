@@ -67,6 +67,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #trace: RequestTrace | null = null
   /** The error answer carries Retry-After (the router's own saturation). */
   #retryAfter = false
+  /** The model's request headers, kept for the mirrors (routes with shadows only). */
+  #headers: string[] | null = null
   // The router's own time (routes with `overhead` on; never read the clock otherwise): the clock's
   // reading when the request arrived, at the last change of hands between router and model, and the
   // time each side had so far (ms, unrounded).
@@ -237,6 +239,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
     this.#streaming = body !== undefined && !Buffer.isBuffer(body)
     const headers = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, contentLength)
+    if (route.shadows.length > 0) this.#headers = headers
     const upstreamHeaders = this.#trace === null ? headers : this.#trace.upstream(headers, arm.model)
     // From here the request is the model's (a pooled connection, the wire, its work) until its head.
     if (arm.overhead !== null) this.#routerMs = (this.#mark = performance.now()) - this.#arrived
@@ -275,7 +278,12 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         obs.shadowSkipped(target, refused)
         continue
       }
-      headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, this.body.raw === undefined ? -1 : this.body.raw.length, 'x-modelsplit-shadow')
+      // The primary's headers (a mirrored body is whole, so its content-length is the same) and
+      // the mirror's mark, without filtering the client's headers a second time.
+      if (headers === undefined) {
+        headers = (this.#headers as string[]).slice()
+        headers.push('x-modelsplit-shadow', '1')
+      }
       const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
       if (refused !== null) {
         // Traced: the dropped mirror still gets its span, saying why.

@@ -177,6 +177,8 @@ export class Observer {
     // Every mirror refused (a dead shadow's open breaker) and no record: nothing to compare or write.
     if (shadows.length === 0 && !route.plan.record) return
     const p = predictionOf(route, primary.status, primary.body, primary.error)
+    // A route without records only counts the comparisons: no record objects are built for it.
+    const records = route.plan.record
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {
       const sp = predictionOf(route, s.status, s.body, s.error)
@@ -189,6 +191,7 @@ export class Observer {
       }
       this.#count(s.target, primary.model, comparison)
       obs.traceOf(s.target)?.compared(comparison)
+      if (!records) continue
       shadowRecords.push({
         model: s.target.model, ...(s.target.registry === null ? {} : { model_version: s.target.registry.version }), status: s.status, latency_ms: round(s.latencyMs),
         prediction: sp.ok ? sp.value : null, error: s.error,
@@ -196,8 +199,8 @@ export class Observer {
         comparison,
       })
     }
+    if (!records) return
     if (skipped !== undefined) shadowRecords.push(...skipped)
-    if (!route.plan.record) return
     const sink = this.#sink()
     if (sink === undefined) return
     const record: PredictionRecord = {

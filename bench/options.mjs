@@ -13,6 +13,9 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --connections N       autocannon connections, the same for every case (default 50)
   --repeats N           runs per case, interleaved A B C A B C; medians reported (default 3)
   --rate R              req/s for the fixed-rate latency cases (default 2000)
+  --same-rate           every load case at --rate req/s instead of as fast as it goes: on a loaded
+                        machine, CPU µs per request then compares at the same batching (a case
+                        that happens to run at half the rate pays more per request for that alone)
   --memory-requests N   requests in the memory case (default 1000000)
   --workers N           cluster workers for the ms-cluster-* cases (default: CPU count); by
                         \`serve --workers N\` if the build has it, else bench/cluster-router.mjs
@@ -43,6 +46,7 @@ export function parseOptions(argv) {
       workers: { type: 'string' },
       cases: { type: 'string' },
       'no-nginx': { type: 'boolean', default: false },
+      'same-rate': { type: 'boolean', default: false },
       smoke: { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -68,6 +72,7 @@ export function parseOptions(argv) {
     workers: values.workers === undefined ? undefined : num('workers', 2),
     cases: values.cases?.split(',').map((s) => s.trim()).filter(Boolean) ?? (smoke ? ['direct', 'ms-split', 'memory'] : undefined),
     nginx: !values['no-nginx'] && !smoke,
+    sameRate: values['same-rate'],
     out: values.out,
   }
 }

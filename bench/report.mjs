@@ -111,7 +111,7 @@ export function toMarkdown(r) {
   const L = []
   L.push(`# modelsplit benchmark — ${r.meta.date}`, '')
   L.push(`Machine: ${r.meta.cpus} CPUs (${r.meta.cpuModel}), ${mb(r.meta.memory)} RAM, ${r.meta.os}; Node ${r.meta.node}; nginx ${r.meta.nginx ?? '(not run)'}; autocannon ${r.meta.autocannon}; modelsplit ${r.meta.commit}.`)
-  L.push(`Load: ${r.options.connections} connections, ${r.options.duration} s per run, ${r.options.repeats} runs per case interleaved, medians shown; fixed-rate cases at ${r.options.rate} req/s; POST JSON bodies with \`x-user-id\` cycling over ${r.meta.userIds} ids.`, '')
+  L.push(`Load: ${r.options.connections} connections, ${r.options.duration} s per run, ${r.options.repeats} runs per case interleaved, medians shown; ${r.options.sameRate ? `every case at a fixed ${r.options.rate} req/s (--same-rate)` : `fixed-rate cases at ${r.options.rate} req/s`}; POST JSON bodies with \`x-user-id\` cycling over ${r.meta.userIds} ids.`, '')
   if (Object.keys(r.cases).length > 0) {
     L.push('| case | req/s | CPU µs/req | p50 ms | p90 ms | p99 ms | errors | req/s vs direct | added p50 / p99 ms | req/s vs nginx | p99 vs nginx | CPU/req vs node-floor | CPU/req vs node-floor-shadow |')
     L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')

@@ -156,7 +156,7 @@ async function main() {
       clockTicks: clockTicks(),
       workersVia: !loadCases.some((c) => /^w\d+$/.test(serverOf(c))) ? null : workersFlag ? 'modelsplit serve --workers N' : 'bench/cluster-router.mjs',
     },
-    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
+    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, sameRate: opts.sameRate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
     cases: {},
     floorSplit: undefined,
     targets: [],
@@ -242,7 +242,7 @@ async function main() {
           const cpu = startCpu(target.pid)
           const r = await runLoad({
             url: target.url, path: def.path, connections: opts.connections, duration: opts.duration,
-            overallRate: def.rate ? opts.rate : undefined,
+            overallRate: def.rate || opts.sameRate ? opts.rate : undefined,
           })
           const us = cpu.stop()
           r.cpuSeconds = us === null ? null : us / 1e6

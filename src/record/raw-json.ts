@@ -24,6 +24,63 @@ export function isJsonLine(text: string): boolean {
   return v.i === text.length
 }
 
+/** Where a value sits in a text: [start, end). */
+export interface Span {
+  readonly start: number
+  readonly end: number
+}
+
+/**
+ * Where `prediction: auto` finds the prediction in a model's answer, read without parsing it: the
+ * whole answer when it is an array, or the value of its top-level "predictions" (the last one, as
+ * JSON.parse keeps), provided the answer is exactly one valid JSON value with no line break outside
+ * its ends. Null when it is anything else (the caller parses it as before): an object without
+ * "predictions", a key written with escapes, a line break between tokens, invalid JSON. Allocates nothing.
+ */
+export function autoPredictionSpan(text: string): Span | null {
+  let lo = 0
+  let hi = text.length
+  while (lo < hi && isSpace(text.charCodeAt(lo))) lo++
+  while (hi > lo && isSpace(text.charCodeAt(hi - 1))) hi--
+  const v = new Validator(text)
+  v.i = lo
+  const first = text.charCodeAt(lo)
+  if (first === C.OpenBracket) return v.value(0) && v.i === hi ? { start: lo, end: hi } : null
+  if (first !== C.OpenBrace) return null
+  let found: Span | null = null
+  v.i++
+  v.space()
+  if (text.charCodeAt(v.i) === C.CloseBrace) return null
+  for (;;) {
+    const keyStart = v.i
+    if (text.charCodeAt(keyStart) !== C.Quote || !v.string()) return null
+    const isPredictions = v.i - keyStart === 13 && text.startsWith('"predictions"', keyStart)
+    // "predict\u0069ons" is "predictions" to JSON.parse: an escaped key is not read here.
+    if (!isPredictions && hasBackslash(text, keyStart, v.i)) return null
+    v.space()
+    if (text.charCodeAt(v.i) !== C.Colon) return null
+    v.i++
+    v.space()
+    const valueStart = v.i
+    if (!v.value(1)) return null
+    if (isPredictions) found = { start: valueStart, end: v.i }
+    v.space()
+    const c = text.charCodeAt(v.i++)
+    if (c === C.CloseBrace) return v.i === hi ? found : null
+    if (c !== C.Comma) return null
+    v.space()
+  }
+}
+
+function hasBackslash(s: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (s.charCodeAt(i) === C.Backslash) return true
+  return false
+}
+
+function isSpace(c: number): boolean {
+  return c === C.Space || c === C.Tab || c === C.Lf || c === C.Cr
+}
+
 class Validator {
   i = 0
   constructor(readonly s: string) {}

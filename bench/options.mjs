@@ -13,6 +13,9 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --connections N       autocannon connections, the same for every case (default 50)
   --repeats N           runs per case, interleaved A B C A B C; medians reported (default 3)
   --rate R              req/s for the fixed-rate latency cases (default 2000)
+  --same-rate           every load case at --rate req/s instead of as fast as it goes: on a loaded
+                        machine, CPU µs per request then compares at the same batching (a case
+                        that happens to run at half the rate pays more per request for that alone)
   --memory-requests N   requests in the memory case (default 1000000)
   --workers N           cluster workers for the ms-cluster-* cases (default: CPU count); by
                         \`serve --workers N\` if the build has it, else bench/cluster-router.mjs
@@ -23,7 +26,7 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --out DIR             where results go (default bench/results)
   --help                this text
 
-Cases: direct, node-floor, ms-split, ms-record, ms-split-trace-1, ms-split-trace-001, ms-shadow-trace-1, nginx-split, node-floor-shadow, ms-shadow, nginx-shadow,
+Cases: direct, node-floor, ms-split, ms-split-overhead, ms-record, ms-record-kafka, ms-split-trace-1, ms-split-trace-001, ms-shadow-trace-1, nginx-split, node-floor-shadow, ms-shadow, nginx-shadow,
 ms-slow-shadow, nginx-slow-shadow, ms-dead-shadow, nginx-dead-shadow, ms-split-w1, ms-split-w2,
 ms-cluster-split, ms-cluster-shadow, direct-rate, ms-rate, nginx-rate, memory, reload, profile.
 Exit status: 0, or 1 when the memory case grows, the reload case has failed requests or
@@ -43,6 +46,7 @@ export function parseOptions(argv) {
       workers: { type: 'string' },
       cases: { type: 'string' },
       'no-nginx': { type: 'boolean', default: false },
+      'same-rate': { type: 'boolean', default: false },
       smoke: { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -68,6 +72,7 @@ export function parseOptions(argv) {
     workers: values.workers === undefined ? undefined : num('workers', 2),
     cases: values.cases?.split(',').map((s) => s.trim()).filter(Boolean) ?? (smoke ? ['direct', 'ms-split', 'memory'] : undefined),
     nginx: !values['no-nginx'] && !smoke,
+    sameRate: values['same-rate'],
     out: values.out,
   }
 }

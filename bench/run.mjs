@@ -37,6 +37,10 @@ const CASES = {
   direct: { target: 'direct', path: '/predict' },
   'node-floor': { target: 'floor', path: '/split/predict' },
   'ms-split': { target: 'ms', path: '/split/predict' },
+  // The split on a route with `overhead: header`: every answer timed (router and model, on the
+  // router's clock), observed in modelsplit_overhead_seconds and sent as server-timing. Against
+  // ms-split (overhead off), the cost of the measurement; off, a request pays one branch per step.
+  'ms-split-overhead': { target: 'ms', path: '/timed/predict' },
   // The split on a route with `record: true` (inputs included): every request is a record in the
   // file sink, in the bench's temp dir. Reports modelsplit_records_total written / dropped.
   'ms-record': { target: 'ms', path: '/rec/predict', records: true, recordsTo: "the JSONL file in the bench's temp dir" },
@@ -152,7 +156,7 @@ async function main() {
       clockTicks: clockTicks(),
       workersVia: !loadCases.some((c) => /^w\d+$/.test(serverOf(c))) ? null : workersFlag ? 'modelsplit serve --workers N' : 'bench/cluster-router.mjs',
     },
-    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
+    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, sameRate: opts.sameRate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
     cases: {},
     floorSplit: undefined,
     targets: [],
@@ -238,7 +242,7 @@ async function main() {
           const cpu = startCpu(target.pid)
           const r = await runLoad({
             url: target.url, path: def.path, connections: opts.connections, duration: opts.duration,
-            overallRate: def.rate ? opts.rate : undefined,
+            overallRate: def.rate || opts.sameRate ? opts.rate : undefined,
           })
           const us = cpu.stop()
           r.cpuSeconds = us === null ? null : us / 1e6

@@ -17,6 +17,12 @@ export const ROUTES = {
   mem: ['shadow_slow', 'shadow_dead'],
 }
 
+/**
+ * Routes with `overhead: header` (the histogram and the server-timing header): the split, no
+ * shadow, so ms-split-overhead against ms-split is the cost of measuring the router's own time.
+ */
+export const TIMED = ['timed']
+
 /** Routes that record every request (`record: true`, inputs included): the split, no shadow. Path is `/<name>`. */
 export const RECORDED = ['rec']
 
@@ -47,6 +53,9 @@ export function routerConfig(urls, { canary } = {}) {
   }))
   for (const name of RECORDED) {
     routes.push({ name, path: `/${name}`, user_id: ['header:x-user-id'], hash: 'nginx', missing_user_id: 'model_a', split: SPLIT, record: true })
+  }
+  for (const name of TIMED) {
+    routes.push({ name, path: `/${name}`, user_id: ['header:x-user-id'], hash: 'nginx', missing_user_id: 'model_a', split: SPLIT, overhead: 'header' })
   }
   if (canary !== undefined) {
     routes.push({

@@ -139,6 +139,28 @@ describe('shadow traffic', () => {
     expect(m.get('modelsplit_shadow_dropped_total{route="churn",model="dead",reason="unavailable"}')).toBe(25)
   })
 
+  it('with the breaker open a recorded route still records the primary and names the refused shadow', async () => {
+    const primary = await upstream(model((x) => x * 2))
+    const dead = await closedPort()
+    const r = await router(recording() + cfg({ p: primary.url, dead: `http://127.0.0.1:${dead}` }, `  - name: churn
+    path: /churn
+    record: true
+    split: [{ model: p, weight: 1 }]
+    shadow: [{ model: dead }]`))
+    for (let i = 0; i < 8; i++) {
+      const res = await post(r, '/churn', { x: i }, `u${i}`)
+      expect(await res.json()).toEqual({ predictions: [i * 2] })
+      await r.router.flush()
+    }
+    const recs = await recordsOf(r)
+    expect(recs).toHaveLength(8)
+    // Five refusals open the breaker; the answers after it are captured for the record all the same.
+    expect(recs.slice(5).map((rec) => [rec.primary, rec.shadows])).toEqual([5, 6, 7].map((i) => [
+      expect.objectContaining({ model: 'p', status: 200, prediction: [i * 2], error: null }),
+      [{ model: 'dead', dropped: 'unavailable' }],
+    ]))
+  })
+
   it('holds max_in_flight: excess mirrors are dropped and counted, primaries all succeed', async () => {
     let release: () => void = () => undefined
     const gate = new Promise<void>((resolve) => { release = resolve })
@@ -155,6 +177,31 @@ describe('shadow traffic', () => {
     const m = await metricsOf(r)
     expect(m.get('modelsplit_shadow_dropped_total{route="churn",model="s",reason="max_in_flight"}')).toBe(7)
     release()
+  })
+
+  it('records each body as the client sent it: JSON as written (big integers digit for digit), pretty JSON, lenient NaN, or a string', async () => {
+    const primary = await upstream((_req, res) => answer(res, { predictions: [1] }))
+    const r = await router(recording() + cfg({ p: primary.url }, `  - name: churn
+    path: /churn
+    record: true
+    split: [{ model: p, weight: 1 }]`))
+    const bodies = [
+      '{"x":1,"id":12345678901234567890123,"s":"caf\\u00e9 ☕","f":[1.50,-0.0,2e3]}',
+      '{\n  "x": 2\n}',
+      '{"x": NaN}',
+      'not json at all',
+    ]
+    for (const [i, body] of bodies.entries()) {
+      const res = await fetch(`${r.url}/churn`, { method: 'POST', headers: { 'x-user-id': `u${i}` }, body })
+      await res.text()
+    }
+    await r.router.flush()
+    const lines = (await readFile(join(dirname(r.configFile), 'predictions.jsonl'), 'utf8')).trimEnd().split('\n')
+    expect(lines).toHaveLength(4)
+    // The first went in as its own text: the 23-digit id is not rounded to a double.
+    expect(lines[0]?.endsWith(`,"input":${bodies[0]}}`)).toBe(true)
+    const inputs = lines.map((l) => (JSON.parse(l) as { input: unknown }).input)
+    expect(inputs).toEqual([{ x: 1, id: 1.2345678901234568e22, s: 'café ☕', f: [1.5, -0, 2000] }, { x: 2 }, { x: null }, 'not json at all'])
   })
 
   it('pairs each record with its own request under concurrency', async () => {

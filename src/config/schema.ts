@@ -1,13 +1,13 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
-import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, ModelConfig, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
+import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
 import { readMlflow, readModelRef } from './mlflow.js'
 import { readAnalysis, readMetrics } from './metrics.js'
 
-const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing', 'mlflow'] as const
+const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing', 'mlflow', 'overhead'] as const
 const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
@@ -19,9 +19,10 @@ const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics']
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'overhead'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
+const OVERHEAD_MODES: readonly OverheadMode[] = ['off', 'metric', 'header']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
 
 /** Node's timers take at most 2^31 − 1 ms (about 24.8 days); a longer one fires after 1 ms. */
@@ -81,6 +82,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const evaluation = readEvaluation(c, top.evaluation)
   const tracing = readTracing(c, top.tracing)
   const mlflow = readMlflow(c, top.mlflow)
+  const overhead = c.oneOf(top.overhead, ['overhead'], OVERHEAD_MODES, 'off')
   const shutdown = c.number(top.shutdown_timeout_ms, ['shutdown_timeout_ms'], { min: 0, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.shutdown_timeout_ms })
   // Equal ports collide whenever either side binds a wildcard address, which is the default.
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
@@ -97,7 +99,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   // References are checked against every name written under models, valid or not, so one
   // mistake in a model is reported once, not again at each route that uses it.
   const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
-  const routes = readRoutes(c, top.routes, names)
+  const routes = readRoutes(c, top.routes, names, overhead)
 
   if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined || tracing === undefined || mlflow === undefined) {
     return { problems: c.problems }
@@ -123,6 +125,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
       evaluation: evaluation ?? EVALUATION_FALLBACK,
       tracing,
       mlflow,
+      overhead,
     },
   }
 }
@@ -228,7 +231,7 @@ function modelUrl(c: Checker, value: unknown, path: KeyPath): string | undefined
   return url.origin + url.pathname.replace(/\/+$/, '')
 }
 
-function readRoutes(c: Checker, value: unknown, models: Record<string, unknown> | undefined): RouteConfig[] | undefined {
+function readRoutes(c: Checker, value: unknown, models: Record<string, unknown> | undefined, overhead: OverheadMode): RouteConfig[] | undefined {
   if (value === undefined || value === null) return undefined // reported as required
   const list = c.list(value, ['routes'], 'routes ({ name, path, split })')
   if (list === undefined) return undefined
@@ -237,7 +240,7 @@ function readRoutes(c: Checker, value: unknown, models: Record<string, unknown> 
   const names = new Map<string, number>()
   const paths: { path: string; index: number }[] = []
   list.forEach((raw, i) => {
-    const r = readRoute(c, raw, ['routes', i], models)
+    const r = readRoute(c, raw, ['routes', i], models, overhead)
     if (r !== undefined) routes.push(r)
     // Uniqueness is checked on what was written, even when the route has other mistakes.
     const o = raw !== null && typeof raw === 'object' ? raw as Record<string, unknown> : {}
@@ -264,7 +267,7 @@ function overlaps(a: string, b: string): boolean {
   return a.startsWith(b + '/') || b.startsWith(a + '/')
 }
 
-function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<string, unknown> | undefined): RouteConfig | undefined {
+function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<string, unknown> | undefined, overheadDefault: OverheadMode): RouteConfig | undefined {
   const o = c.object(raw, path, ROUTE_KEYS, ['name', 'path', 'split'])
   if (o === undefined) return undefined
   const name = c.string(o.name, [...path, 'name'])
@@ -279,6 +282,7 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   const shadow = readShadows(c, o.shadow, [...path, 'shadow'], models)
   const compare = readCompare(c, o.compare, [...path, 'compare'])
   const record = c.boolean(o.record, [...path, 'record'], false)
+  const overhead = c.oneOf(o.overhead, [...path, 'overhead'], OVERHEAD_MODES, overheadDefault)
   const metrics = readMetrics(c, o.metrics, [...path, 'metrics'])
   const analysis = readAnalysis(c, o.analysis, [...path, 'analysis'], userId !== undefined && userId.length > 0, metrics)
   const rollout = readRollout(c, o.rollout, [...path, 'rollout'])
@@ -290,7 +294,7 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   }
   if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
-  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
+  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, overhead, metrics, analysis, control, rollout, bandit }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {

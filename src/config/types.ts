@@ -97,6 +97,8 @@ export interface RouteConfig {
   readonly compare: CompareConfig
   /** Write one record per request on this route. */
   readonly record: boolean
+  /** The router's own time per response: off, the histogram, or the histogram and a Server-Timing header. */
+  readonly overhead: OverheadMode
   /** Outcomes fed back for this route (POST /feedback). */
   readonly metrics: readonly MetricConfig[]
   /** How the metrics are analysed: unit, buckets, correction, alpha. */
@@ -185,6 +187,12 @@ export interface TracingConfig {
   readonly service_name: string
 }
 
+/**
+ * `overhead:` the router's own time per response. `metric`: modelsplit_overhead_seconds{route,model};
+ * `header`: that and a `server-timing` response header; `off`: neither (nothing measured).
+ */
+export type OverheadMode = 'off' | 'metric' | 'header'
+
 export interface Config {
   readonly listen: Endpoint
   readonly admin: AdminEndpoint
@@ -197,6 +205,8 @@ export interface Config {
   readonly evaluation: EvaluationConfig
   /** null: no traces. */
   readonly tracing: TracingConfig | null
+  /** The default of routes[].overhead. */
+  readonly overhead: OverheadMode
   /** The MLflow tracking server and Model Registry; null: none. */
   readonly mlflow: MlflowConfig | null
 }

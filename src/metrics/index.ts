@@ -4,6 +4,12 @@ import { FastCounter, FastHistogram } from './fast.js'
 /** Model latency spans 1 ms (a cached lookup) to 10 s (a large batch on a cold GPU). */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+/**
+ * The router's own time per response: tens of microseconds on a quiet machine, milliseconds when
+ * its CPU is saturated or a large body is buffered.
+ */
+export const OVERHEAD_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1]
+
 /** Absolute differences between primary and shadow predictions: from float noise to whole units. */
 export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 10, 100]
 
@@ -25,6 +31,10 @@ export class Metrics {
   readonly duration = new FastHistogram({
     name: 'modelsplit_request_duration_seconds', help: 'Time from request start to response end, by route and model.',
     labelNames: ['route', 'model'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry],
+  })
+  readonly overhead = new FastHistogram({
+    name: 'modelsplit_overhead_seconds', help: 'The router\'s own time per answer relayed from a model (routes with overhead: metric or header): time to the answer head minus the wait on the model, plus the end of the answer. Router clock.',
+    labelNames: ['route', 'model'] as const, buckets: OVERHEAD_BUCKETS, registers: [this.registry],
   })
   readonly clientAborts = new FastCounter({
     name: 'modelsplit_client_aborts_total', help: 'Requests whose client went away before the answer was sent; never counted against the model.',

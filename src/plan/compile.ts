@@ -66,6 +66,7 @@ function compileUnchecked(text: string, file: string): CompileResult {
       bodyTimeoutMs: limits.body_timeout_ms,
       includeInputs: config.recording.include_inputs,
       tracing: config.tracing === null ? null : { endpoint: tracesUrl(config.tracing.otlp_endpoint), sampleRatio: config.tracing.sample_ratio, serviceName: config.tracing.service_name },
+      measuresOverhead: routes.some((r) => r.overhead !== 'off'),
     }),
   }
 }
@@ -119,6 +120,7 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     metrics: route.metrics,
     control: route.control,
     remembers: route.metrics.length > 0,
+    overhead: route.overhead,
   }
 }
 

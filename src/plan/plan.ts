@@ -1,7 +1,7 @@
 import type { Assigner, RendezvousTable } from '../assign/index.js'
 import type { CompareOptions, PredictionSpec } from '../compare/index.js'
 import type { TracingPlan } from '../tracing/types.js'
-import type { Config, LoadedConfig, MetricConfig, RouteConfig, UserIdSource } from '../config/types.js'
+import type { Config, LoadedConfig, MetricConfig, OverheadMode, RouteConfig, UserIdSource } from '../config/types.js'
 
 /** A model as a route reaches it: its URL split once, so no request parses a URL. */
 export interface ModelTarget {
@@ -62,6 +62,8 @@ export interface RoutePlan {
   readonly control: string
   /** The route has metrics: remember each request's model so outcomes can name it by request id. */
   readonly remembers: boolean
+  /** routes[].overhead: measure the router's own time per response (and say it in server-timing). */
+  readonly overhead: OverheadMode
 }
 
 /**
@@ -84,4 +86,6 @@ export interface Plan {
   readonly includeInputs: boolean
   /** `tracing:`, resolved; null: no traces (the request path then builds nothing for them). */
   readonly tracing: TracingPlan | null
+  /** Some route measures its overhead: only then does a request read the clock when it arrives. */
+  readonly measuresOverhead: boolean
 }

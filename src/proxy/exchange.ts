@@ -67,6 +67,15 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #trace: RequestTrace | null = null
   /** The error answer carries Retry-After (the router's own saturation). */
   #retryAfter = false
+  /** The model's request headers, kept for the mirrors (routes with shadows only). */
+  #headers: string[] | null = null
+  // The router's own time (routes with `overhead` on; never read the clock otherwise): the clock's
+  // reading when the request arrived, at the last change of hands between router and model, and the
+  // time each side had so far (ms, unrounded).
+  #arrived = 0
+  #mark = 0
+  #routerMs = 0
+  #upstreamMs = 0
 
   constructor(
     readonly ctx: ProxyContext,
@@ -84,8 +93,12 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.headers = req.headers
   }
 
-  /** Starts the exchange: reads the body as the route needs, then decides and dispatches. */
-  begin(contentLength: number, hasBody: boolean): void {
+  /**
+   * Starts the exchange: reads the body as the route needs, then decides and dispatches.
+   * `arrived`: performance.now() when the request came in, if the plan measures overhead.
+   */
+  begin(contentLength: number, hasBody: boolean, arrived: number): void {
+    this.#arrived = arrived
     const res = this.res as ServerResponse & Tagged
     res[kExchange] = this
     // The request's span starts with it, so it covers reading the body too.
@@ -218,10 +231,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
     this.#start = performance.now()
-    if (route.plan.observes) {
-      this.#capture = new Capture()
-      this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
-    }
+    if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     this.#state = DISPATCHED
     const obs = this.#obs
     obs?.hold()
@@ -229,22 +239,31 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#timer = setTimeout(onUpstreamTimeout, arm.timeoutMs, this)
     this.#streaming = body !== undefined && !Buffer.isBuffer(body)
     const headers = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, contentLength)
+    if (route.shadows.length > 0) this.#headers = headers
+    const upstreamHeaders = this.#trace === null ? headers : this.#trace.upstream(headers, arm.model)
+    // From here the request is the model's (a pooled connection, the wire, its work) until its head.
+    if (arm.overhead !== null) this.#routerMs = (this.#mark = performance.now()) - this.#arrived
     arm.pool.dispatch({
       path: this.query === '' ? path : `${path}?${this.query}`,
       method: this.method as Dispatcher.HttpMethod,
-      headers: this.#trace === null ? headers : this.#trace.upstream(headers, arm.model),
+      headers: upstreamHeaders,
       body: body ?? null,
     }, this)
-    // Shadows go out after the primary is dispatched, and nothing here waits for them.
-    if (route.shadows.length > 0) this.#sendShadows(arm)
+    // Shadows go out after the primary is dispatched, and nothing here waits for them. The answer
+    // is captured only for a record or a mirror's comparison: with every mirror refused (a dead
+    // shadow's open breaker) and no record, nothing would read it. The model cannot have
+    // answered yet: its head comes in a later turn of the event loop.
+    if (obs !== undefined && (this.#sendShadows(arm) || route.plan.record) && this.#state === DISPATCHED) this.#capture = new Capture()
     obs?.release()
   }
 
-  #sendShadows(arm: Arm): void {
+  /** Mirrors the request to the route's shadows; true if any was sent. */
+  #sendShadows(arm: Arm): boolean {
     const shadows = this.route.shadows
     const obs = this.#obs as Observation
     const userId = this.decision.userId
     let headers: string[] | undefined
+    let sent = false
     for (let i = 0; i < shadows.length; i++) {
       const target = shadows[i] as RouteRuntime['shadows'][number]
       // Mirroring a request to the model that answers it would only double its load.
@@ -254,15 +273,29 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         obs.shadowSkipped(target, 'body_too_large')
         continue
       }
-      headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, this.body.raw === undefined ? -1 : this.body.raw.length, 'x-modelsplit-shadow')
-      const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
-      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
-      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
-      if (sent !== null) {
-        obs.shadowSkipped(target, sent)
-        trace?.span?.dropped(sent)
+      const refused = this.ctx.shadows.refuse(target)
+      if (refused !== null && this.#trace === null) {
+        obs.shadowSkipped(target, refused)
+        continue
       }
+      // The primary's headers (a mirrored body is whole, so its content-length is the same) and
+      // the mirror's mark, without filtering the client's headers a second time.
+      if (headers === undefined) {
+        headers = (this.#headers as string[]).slice()
+        headers.push('x-modelsplit-shadow', '1')
+      }
+      const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
+      if (refused !== null) {
+        // Traced: the dropped mirror still gets its span, saying why.
+        obs.shadowSkipped(target, refused)
+        trace?.span?.dropped(refused)
+        continue
+      }
+      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
+      this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
+      sent = true
     }
+    return sent
   }
 
   // --- undici's dispatch handler ----------------------------------------------------------------
@@ -294,6 +327,9 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     if (this.#state === DONE) return false
     if (statusCode < 100 || statusCode > 599) return this.#badStatus(statusCode)
     if (statusCode < 200) return true // 1xx informational: the final answer follows
+    const arm = this.arm as Arm
+    const got = arm.overhead === null ? 0 : performance.now()
+    if (arm.overhead !== null) this.#upstreamMs += got - this.#mark
     this.#status = statusCode
     this.#resume = resume
     this.#timer?.refresh()
@@ -304,9 +340,11 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // Held until the first byte of the body, so a model that fails between its head and its body
     // still gets the client a clean 502. The model's reason phrase is not passed on: node writes
     // the standard one (a phrase outside Latin-1 would make writeHead throw).
-    this.#head = clientResponseHeaders(rawHeaders, this.requestId, (this.arm as Arm).model, closing)
+    this.#head = clientResponseHeaders(rawHeaders, this.requestId, arm.model, closing)
     // A captured answer's buffer is sized once from its declared length.
     if (this.#capture !== null) this.#capture.expect(declaredLength(rawHeaders))
+    // Then the model's again, until the first byte of its body (or its end).
+    if (arm.overhead !== null) this.#routerMs += (this.#mark = performance.now()) - got
     return true
   }
 
@@ -328,8 +366,17 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const head = this.#head
     if (head === null) return true
     this.#head = null
+    const arm = this.arm as Arm
+    const got = arm.overhead === null ? 0 : performance.now()
+    if (arm.overhead !== null) {
+      this.#upstreamMs += got - this.#mark
+      // W3C Server-Timing (https://www.w3.org/TR/server-timing/): the router's time so far and the
+      // model's, in milliseconds. Writing the head comes after its value is made: the histogram has it.
+      if (arm.serverTiming) head.push('server-timing', `modelsplit;dur=${this.#routerMs.toFixed(3)}, upstream;dur=${this.#upstreamMs.toFixed(3)}`)
+    }
     try {
       this.res.writeHead(this.#status, head)
+      if (arm.overhead !== null) this.#routerMs += (this.#mark = performance.now()) - got
       return true
     } catch (err) {
       // A header node will not write (an invalid value): the model's answer cannot be relayed.
@@ -366,6 +413,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
 
   onComplete(): void {
     if (this.#state === DONE) return
+    // The end of the answer is the router's: from here to the last of its bookkeeping.
+    if (this.#head === null && (this.arm as Arm).overhead !== null) this.#mark = performance.now()
     if (this.#head !== null && !this.#writeHead()) return
     this.#state = DONE
     clearTimeout(this.#timer)
@@ -377,13 +426,17 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#trace?.end(this.#status, null)
     const obs = this.#obs
     if (obs !== undefined) {
-      const capture = this.#capture as Capture
-      const skipped = capture.skipped
-      const error = skipped === null ? null
-        : skipped === 'capture_budget' ? `response not captured: limits.max_capture_total_bytes (${this.runtime.plan.maxCaptureTotalBytes} bytes) in use`
-          : `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)`
-      obs.primaryDone(arm.model, this.#status, ms, capture.body(), error, capture)
+      const capture = this.#capture
+      if (capture === null) obs.primaryDone(arm.model, this.#status, ms, undefined, null, null)
+      else {
+        const skipped = capture.skipped
+        const error = skipped === null ? null
+          : skipped === 'capture_budget' ? `response not captured: limits.max_capture_total_bytes (${this.runtime.plan.maxCaptureTotalBytes} bytes) in use`
+            : `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)`
+        obs.primaryDone(arm.model, this.#status, ms, capture.body(), error, capture)
+      }
     }
+    if (arm.overhead !== null) arm.overhead.observe((this.#routerMs + performance.now() - this.#mark) / 1000)
   }
 
   onError(err: Error): void {

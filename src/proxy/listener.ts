@@ -42,6 +42,9 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
   }
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const runtime = deps.current()
+    // The router's clock starts as the request arrives, read only where some route wants it.
+    const arrived = runtime.plan.measuresOverhead ? performance.now() : 0
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const pathname = q < 0 ? url : url.slice(0, q)
@@ -52,7 +55,6 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
     if (method === 'POST' && pathname === '/feedback') return deps.other(req, res)
     const requestId = requestIdOf(req.headers['x-request-id'])
     if (ctx.isShuttingDown()) return reject(ctx, req, res, requestId, new ShuttingDownError(), '')
-    const runtime = deps.current()
     const route = matchRoute(runtime.routes, pathname)
     if (route === undefined) return reject(ctx, req, res, requestId, new RouteNotFoundError(pathname, runtime.plan.routePaths), '')
     const rest = pathname.slice(route.path === '/' ? 0 : route.path.length)
@@ -71,7 +73,7 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
     if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') return reject(ctx, req, res, requestId, new TransferCodingError(coding), route.name)
     const hasBody = length > 0 || (declared === undefined && coding !== undefined)
     const ex = new Exchange(ctx, req, res, runtime, route, rest, q < 0 ? '' : url.slice(q + 1), requestId)
-    ex.begin(length, hasBody)
+    ex.begin(length, hasBody, arrived)
   }
 }
 

@@ -16,6 +16,10 @@ export interface Arm extends ModelTarget {
   readonly assignedByOverride: CounterChild
   readonly assignedByMissing: CounterChild
   readonly duration: HistogramChild
+  /** modelsplit_overhead_seconds for this route and model; null when the route's overhead is off. */
+  readonly overhead: HistogramChild | null
+  /** routes[].overhead is `header`: answers carry `server-timing`. */
+  readonly serverTiming: boolean
   /** Indexed by HTTP status; filled on first use, since codes are not known in advance. */
   readonly byCode: (CounterChild | undefined)[]
   /** Requests the router answered 503 itself because this model's pool stayed full (not in byCode). */
@@ -148,6 +152,8 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
       assignedByOverride: metrics.assignments.labels({ ...labels, source: 'override' }),
       assignedByMissing: metrics.assignments.labels({ ...labels, source: 'missing_user_id' }),
       duration: metrics.duration.labels(labels),
+      overhead: route.overhead === 'off' ? null : metrics.overhead.labels(labels),
+      serverTiming: route.overhead === 'header',
       byCode: keep(metrics, `primary\u0000${route.name}\u0000${t.model}`, () => []),
       overloaded: metrics.overloaded.labels(labels),
       metrics,

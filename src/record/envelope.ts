@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { recordJson } from './schema.js'
 
 /**
  * One record on its way to a remote sink: the record's JSON exactly as the file sink writes it,
@@ -35,7 +36,7 @@ export class EnvelopeFactory {
 
   /** The envelope of `record`, or undefined when it cannot be serialized (the error is thrown to the caller). */
   make(record: object): Envelope | undefined {
-    const value = JSON.stringify(record)
+    const value = recordJson(record)
     if (value === undefined) return undefined
     const r = record as { type?: unknown; request_id?: unknown; route?: unknown; ts?: unknown }
     const type = typeof r.type === 'string' ? r.type : 'record'

@@ -121,3 +121,33 @@ export function asPredictionRecord(record: Record<string, unknown>): PredictionR
   if (typeof record.route !== 'string' || typeof primary !== 'object' || primary === null || typeof (primary as { model?: unknown }).model !== 'string') return undefined
   return record as unknown as PredictionRecord
 }
+
+/**
+ * A prediction record's `input` as JSON text to write as it is (the request body, checked to be one
+ * JSON value on one line), instead of a parsed `input` serialised again. A symbol key, so nothing
+ * but recordJson() sees it; `input` is the record's last key, so the text goes at the end.
+ */
+export const kRawInput = Symbol('modelsplit.rawInput')
+
+/**
+ * A prediction record's `primary.prediction` as JSON text to write as it is (read out of a large
+ * answer without parsing it, see record/raw-json.ts): the record then holds `prediction: null` in
+ * its place, which recordJson() replaces with this text.
+ */
+export const kRawPrediction = Symbol('modelsplit.rawPrediction')
+
+/** A record as one JSON line's text (no newline): what the file, Kafka and HTTP sinks write. */
+export function recordJson(record: object): string | undefined {
+  let json = JSON.stringify(record)
+  if (json === undefined) return json
+  const prediction = (record as { [kRawPrediction]?: string })[kRawPrediction]
+  if (prediction !== undefined) {
+    // The first "prediction":null after "primary":{ is the primary's own (a quote inside a string is
+    // escaped, so the sequence cannot come from a value; the primary's keys before it are fixed).
+    const at = json.indexOf('"prediction":null', json.indexOf('"primary":{'))
+    if (at !== -1) json = `${json.slice(0, at)}"prediction":${prediction}${json.slice(at + 17)}`
+  }
+  const raw = (record as { [kRawInput]?: string })[kRawInput]
+  if (raw === undefined) return json
+  return `${json.slice(0, -1)},"input":${raw}}`
+}

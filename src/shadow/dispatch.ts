@@ -62,10 +62,10 @@ export class ShadowDispatcher {
   }
 
   /**
-   * Sends one mirrored request unless its gate is closed. Returns null when sent (the sink then
-   * gets exactly one outcome), or the reason it was dropped (counted here).
+   * Whether a mirror to `target` would be dropped now, and why (counted here); null: send() it.
+   * Asked first, so a mirror that is refused (an open breaker, a full cap) costs no headers.
    */
-  send(target: ShadowTarget, method: string, rest: string, query: string, headers: string[], body: Buffer | undefined, sink: ShadowSink): ShadowDropReason | null {
+  refuse(target: ShadowTarget): ShadowDropReason | null {
     if (this.#closed) {
       target.dropped.shutting_down.inc()
       return 'shutting_down'
@@ -90,6 +90,12 @@ export class ShadowDispatcher {
       target.dropped.capture_budget.inc()
       return 'capture_budget'
     }
+    return null
+  }
+
+  /** Sends one mirrored request refuse() let through; the sink then gets exactly one outcome. */
+  send(target: ShadowTarget, method: string, rest: string, query: string, headers: string[], body: Buffer | undefined, sink: ShadowSink): void {
+    const gate = this.#gates.get(target.gateKey) as Gate
     gate.inFlight++
     sink.expectShadow()
     const call = new ShadowCall(this, target, gate, sink)
@@ -97,7 +103,6 @@ export class ShadowDispatcher {
     const path = target.basePath + (rest === '' && target.basePath === '' ? '/' : rest)
     call.timer = setTimeout(onShadowTimeout, target.timeoutMs, call)
     target.pool.dispatch({ path: query === '' ? path : `${path}?${query}`, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, call)
-    return null
   }
 
   /** @internal Called once per call when it ends. */

@@ -2,7 +2,8 @@ import { comparePredictions, extractPrediction, parseModelJson } from '../compar
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
-import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { autoPredictionSpan, isJsonLine } from '../record/raw-json.js'
+import { SCHEMA_VERSION, kRawInput, kRawPrediction, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
@@ -112,6 +113,20 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
   return extractPrediction(parsed.value, route.plan.prediction)
 }
 
+/** Answers from this size up are recorded without being parsed when they can be (below it, parsing costs less than the check). */
+const RAW_PREDICTION_MIN_BYTES = 64 * 1024
+const RAW_OK = { ok: true as const, value: null }
+
+/** The prediction of a large 2xx answer as its own JSON text, when `prediction: auto` finds it without parsing. */
+function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): string | undefined {
+  const body = primary.body
+  if (body === undefined || body.length < RAW_PREDICTION_MIN_BYTES || primary.error !== null) return undefined
+  if (primary.status < 200 || primary.status > 299 || route.plan.prediction !== 'auto') return undefined
+  const text = body.toString('utf8')
+  const span = autoPredictionSpan(text)
+  return span === null ? undefined : text.slice(span.start, span.end)
+}
+
 /** `model_version` for a record, when the model has a registered version behind it. */
 function versionOf(route: RouteRuntime, model: string): { model_version?: string | null } {
   for (const t of route.targets) if (t.model === model) return t.registry === null ? {} : { model_version: t.registry.version }
@@ -173,7 +188,15 @@ export class Observer {
 
   #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
     const route = obs.route
-    const p = predictionOf(route, primary.status, primary.body, primary.error)
+    // Every mirror refused (a dead shadow's open breaker) and no record: nothing to compare or write.
+    if (shadows.length === 0 && !route.plan.record) return
+    // A large answer on a route that only records it (nothing to compare it with) is not parsed:
+    // its prediction goes into the record as its own text, so what a capture costs is its buffer
+    // and one string, not a parsed copy and a second serialisation on top (issue 18, item 20).
+    const rawPrediction = shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
+    const p = rawPrediction !== undefined ? RAW_OK : predictionOf(route, primary.status, primary.body, primary.error)
+    // A route without records only counts the comparisons: no record objects are built for it.
+    const records = route.plan.record
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {
       const sp = predictionOf(route, s.status, s.body, s.error)
@@ -186,6 +209,7 @@ export class Observer {
       }
       this.#count(s.target, primary.model, comparison)
       obs.traceOf(s.target)?.compared(comparison)
+      if (!records) continue
       shadowRecords.push({
         model: s.target.model, ...(s.target.registry === null ? {} : { model_version: s.target.registry.version }), status: s.status, latency_ms: round(s.latencyMs),
         prediction: sp.ok ? sp.value : null, error: s.error,
@@ -193,8 +217,8 @@ export class Observer {
         comparison,
       })
     }
+    if (!records) return
     if (skipped !== undefined) shadowRecords.push(...skipped)
-    if (!route.plan.record) return
     const sink = this.#sink()
     if (sink === undefined) return
     const record: PredictionRecord = {
@@ -214,11 +238,18 @@ export class Observer {
       },
       shadows: shadowRecords,
     }
+    if (rawPrediction !== undefined) (record as { [kRawPrediction]?: string })[kRawPrediction] = rawPrediction
     if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'
       else if (obs.input !== undefined && obs.input.length > 0) {
-        const parsed = parseModelJson(obs.input.toString('utf8'))
-        record.input = parsed.ok ? parsed.value : obs.input.toString('utf8')
+        const text = obs.input.toString('utf8')
+        // A JSON body goes in as its own text, serialised once (see kRawInput); anything else as
+        // before: parsed leniently (NaN), or kept as a string.
+        if (isJsonLine(text)) (record as { [kRawInput]?: string })[kRawInput] = text
+        else {
+          const parsed = parseModelJson(text)
+          record.input = parsed.ok ? parsed.value : text
+        }
       }
     }
     sink.write(record)

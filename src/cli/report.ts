@@ -3,7 +3,20 @@ import { resolve } from 'node:path'
 import { readRecords, recordFiles } from '../record/index.js'
 import type { SkippedLine } from '../record/index.js'
 import { readKafkaRecords } from '../record/kafka-reader.js'
-import { ExperimentAccumulator, ReportAccumulator, RESERVOIR_SIZE, formatJson, formatText } from '../report/index.js'
+import { createReadStream } from 'node:fs'
+import { createInterface } from 'node:readline'
+import {
+  DIALECT_NAMES,
+  ExperimentAccumulator,
+  ReportAccumulator,
+  RESERVOIR_SIZE,
+  TotalsAccumulator,
+  asTotalsRow,
+  formatJson,
+  formatText,
+  reductionSql,
+} from '../report/index.js'
+import type { DialectName } from '../report/index.js'
 import type { Report } from '../report/index.js'
 import type { Config } from '../config/index.js'
 import type { Io } from './run.js'
@@ -44,6 +57,15 @@ Reads the records a Kafka sink wrote to topic T (BROKERS: host:port[,host:port..
 stands when reading starts, from the beginning (the default) or from the first message the broker
 stamped at or after ISO_TIME, and prints the same report as over files. A message whose ce_id was
 read before (an at-least-once retry) is counted once.
+`
+
+export const REPORT_TOTALS_USAGE = `usage: modelsplit report --config FILE --sql ${DIALECT_NAMES.join('|')}
+       modelsplit report --config FILE --totals FILE|- [--json]
+
+The experiment at scale (README "At scale"): --sql prints the reduction of the config's routes
+as one SQL query for an engine (input: a relation ms_lines(line, ord, event_id) and a function
+ms_unit_hash); --totals reads the rows that query returned (JSON lines; - for stdin) and prints
+the same experiments as --config over the records themselves.
 `
 
 export interface ReportOptions {
@@ -170,4 +192,52 @@ class Progress {
 
 function mib(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`
+}
+
+/** `modelsplit report --sql DIALECT`: prints the reduction of the config's experiments. */
+export function reportSqlCommand(config: Config, dialect: string, io: Io): number {
+  if (!(DIALECT_NAMES as readonly string[]).includes(dialect)) {
+    io.err.write(`modelsplit report: --sql ${dialect}: not a dialect this build writes; use one of ${DIALECT_NAMES.join(', ')}\n`)
+    return 2
+  }
+  io.out.write(reductionSql(config, dialect as DialectName) + '\n')
+  return 0
+}
+
+/** `modelsplit report --totals FILE`: the experiments from the rows the reduction returned. */
+export async function reportTotalsCommand(file: string, opts: ReportOptions & { config: Config }, io: Io, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
+  const acc = new TotalsAccumulator()
+  const name = file === '-' ? 'stdin' : file
+  try {
+    const input = file === '-' ? stdin : createReadStream(file, { encoding: 'utf8' })
+    let line = 0
+    for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+      line++
+      if (text.trim() === '') continue
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(text)
+      } catch {
+        io.err.write(`modelsplit report: ${name}:${line}: not JSON; give the rows of the reduction (report --sql) as JSON lines\n`)
+        return 1
+      }
+      const row = asTotalsRow(parsed)
+      if (typeof row === 'string') {
+        io.err.write(`modelsplit report: ${name}:${line}: ${row}\n`)
+        return 1
+      }
+      acc.add(row)
+    }
+  } catch (err) {
+    io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
+    return 1
+  }
+  const experiments = acc.result(opts.config)
+  io.err.write(`modelsplit report: read ${acc.rows} total row(s) from ${name}\n`)
+  const doc = { source: `totals ${name}`, totals_rows: acc.rows, experiments }
+  io.out.write(opts.json ? JSON.stringify(doc, null, 2) + '\n' : formatText({
+    files: [], source: `totals ${name}`, skipped_lines: 0, records: { predictions: 0, other: 0, invalid: 0 },
+    quantiles: { method: 'nearest-rank', reservoir_size: RESERVOIR_SIZE, exact: true }, routes: [], experiments,
+  }))
+  return 0
 }

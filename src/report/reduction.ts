@@ -47,8 +47,12 @@ const DUCKDB: Dialect = {
   parse: (line) => `CASE WHEN json_valid(${line}) THEN CAST(${line} AS JSON) END`,
   text: (p) => `json_extract_string(j, '${jsonPath(p)}')`,
   num: (p) => `TRY_CAST(json_extract(j, '${jsonPath(p)}') AS DOUBLE)`,
-  kind: (p) => `CASE json_type(j, '${jsonPath(p)}') WHEN 'VARCHAR' THEN 'string' WHEN 'UBIGINT' THEN 'number' WHEN 'BIGINT' THEN 'number' ` +
-    `WHEN 'DOUBLE' THEN 'number' WHEN 'BOOLEAN' THEN 'bool' WHEN 'NULL' THEN 'null' WHEN NULL THEN NULL ELSE 'other' END`,
+  // Not `CASE json_type(...) WHEN ...`: an absent field's NULL type must stay NULL, and NULL matches no WHEN.
+  kind: (p) => {
+    const t = `json_type(j, '${jsonPath(p)}')`
+    return `CASE WHEN ${t} IS NULL THEN NULL WHEN ${t} = 'VARCHAR' THEN 'string' WHEN ${t} IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT') ` +
+      `THEN 'number' WHEN ${t} = 'BOOLEAN' THEN 'bool' WHEN ${t} = 'NULL' THEN 'null' ELSE 'other' END`
+  },
   raw: (p) => `CAST(json_extract(j, '${jsonPath(p)}') AS VARCHAR)`,
   xor: (a, b) => `xor(${a}, ${b})`,
   ln: (x) => `ln(${x})`,
@@ -177,7 +181,7 @@ export function reductionSql(config: Config, dialect: DialectName = 'duckdb'): s
     WHERE e.type = 'outcome' AND ${d.kind(['model'])} = 'string' AND ${d.kind(['metric'])} = 'string'
       AND ${d.kind(['value'])} = 'number' AND abs(${d.num(['value'])}) <= ${MAX_OUTCOME_VALUE}
       AND (${d.kind(['attributed_by'])} IS NULL OR ${d.text(['attributed_by'])} IN ('model', 'request_id', 'user_id'))
-      AND NOT (${d.kind(['counted'])} = 'bool' AND ${d.text(['counted'])} = 'false')),
+      AND (${d.kind(['counted'])} IS NULL OR ${d.kind(['counted'])} <> 'bool' OR ${d.text(['counted'])} <> 'false')),
   obucket AS (
     SELECT o.*, CASE WHEN rec_bucket IS NULL AND unit IS NULL
       THEN row_number() OVER (PARTITION BY route, rec_bucket IS NULL AND unit IS NULL ORDER BY ord) - 1 END AS rr FROM outs o),

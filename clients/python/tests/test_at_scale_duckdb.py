@@ -1,0 +1,160 @@
+"""modelsplit.duckdb.experiment_summary: the records reduced by DuckDB (the router's reduction,
+`modelsplit report --sql duckdb`), finished by `modelsplit report --totals`, is `modelsplit report
+--config CFG FILES --json`'s experiments over the same files, field by field (numbers to a relative
+1e-9: the engine sums in its own order), hostile inputs included."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+duckdb = pytest.importorskip("duckdb")
+
+from experiment_data import CONFIG, make_experiment  # noqa: E402
+from modelsplit import duckdb as md  # noqa: E402
+from test_experiment_summary import EDGE_CONFIG, compare, edge_records, report_experiments  # noqa: E402
+
+# The experiment's route, a request-unit copy of it fed the same outcomes, and a route with no record at all.
+EXTRA_ROUTES = """\
+  - name: per_request
+    path: /q
+    analysis: { unit: request }
+    split:
+      - { model: a, weight: 1 }
+      - { model: b, weight: 3 }
+    metrics:
+      - { name: clicked, type: binary }
+      - { name: revenue, type: continuous }
+  - name: quiet
+    path: /quiet
+    split:
+      - { model: a, weight: 1 }
+      - { model: b, weight: 1 }
+    metrics:
+      - { name: clicked, type: binary }
+"""
+
+
+def write_lines(path: Path, records: list[Any]) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(r if isinstance(r, str) else json.dumps(r, separators=(",", ":")) + "\n")
+    return path
+
+
+def hostile(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The seeded experiment as a fleet's topic would hand it on: every record with its CloudEvents
+    id (`ce_id`), written by two schema generations (the first 300 lines without `schema`, as before
+    the field existed), fields nobody declared, a weight change half-way, outcomes of the
+    request-unit route, and lines the report cannot read (a newer schema, a truncated line)."""
+    e = make_experiment(seed=5, n_users=500)
+    rng = random.Random(21)
+    out: list[dict[str, Any]] = []
+    half = len(e.records) // 2
+    for i, r in enumerate(e.records):
+        r = copy.deepcopy(r)
+        r["ce_id"] = f"ev-{i}"
+        if i < 300:
+            del r["schema"]
+        if i % 7 == 0:
+            r["x_future"] = {"nested": [1, "two", None], "on": True}
+        if r["type"] == "prediction" and i >= half:
+            r["shares"] = {"a": 0.4, "b": 0.6, "retired": 0.0}
+        if i % 9 == 0 and r["type"] == "prediction":
+            r["primary"]["x_unknown"] = 1
+        out.append(r)
+        if r["type"] == "outcome" and r["metric"] in ("clicked", "revenue") and rng.random() < 0.5:
+            q = dict(r, route="per_request", ce_id=f"ev-{i}-q", user_id=None, request_id=f"q-{i}")
+            q.pop("x_future", None)
+            out.append(q)
+        if r["type"] == "prediction" and rng.random() < 0.3:
+            out.append(dict(r, route="per_request", ce_id=f"ev-{i}-q", user_id=None,
+                            primary={**r["primary"], "model": "b" if rng.random() < 0.75 else "a"}))
+    out.append({"type": "outcome", "schema": 2, "ts": "2026-11-24T21:00:00.000Z", "route": "r", "user_id": "user-1",
+                "request_id": None, "model": "a", "metric": "clicked", "value": 1, "ce_id": "ev-new"})
+    return tmp_path, out
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    analysis = json.dumps({"unit": "user"})
+    path = tmp_path / "router.yaml"
+    path.write_text(CONFIG.format(route="r", analysis=analysis) + EXTRA_ROUTES, encoding="utf-8")
+    return path
+
+
+def test_is_the_report_over_the_same_files_duplicates_counted_once(cli, tmp_path: Path, config: Path) -> None:
+    _, records = hostile(tmp_path)
+    cut = len(records) // 2
+    first, second = records[:cut], records[cut:]
+    # An at-least-once redelivery: three events again, later in the topic, with their ids.
+    dups = [r for r in first if r["route"] == "r"][10:13]
+    assert {r["type"] for r in dups} >= {"outcome"}
+    clean1 = write_lines(tmp_path / "a.jsonl", first)
+    clean2 = write_lines(tmp_path / "b.jsonl", second)
+    dirty2 = write_lines(tmp_path / "b-redelivered.jsonl", second[:40] + dups + second[40:] + ['{"type":"outcome","route":"r","mod'])
+
+    theirs = report_experiments(cli, config, clean1, clean2)
+    mine = md.experiment_summary([clean1, dirty2], config, modelsplit_bin=cli)
+    assert compare(mine, theirs) == []
+    assert [r["route"] for r in mine] == ["r", "per_request", "quiet"]
+    assert mine[2]["metrics"]["clicked"]["verdict"] == "collecting data"
+    assert mine[1]["metrics"]["clicked"]["unit"] == "request"
+    # Two weight periods were seen: users are expected at 50:50, then 40:60 (at 50:50 throughout,
+    # 253 against 247 users would give a chi-square of 0.07).
+    srm = mine[0]["metrics"]["clicked"]["srm"]
+    assert srm["unit"] == "user" and srm["observed"] == {"a": 253, "b": 247} and srm["chi2"] > 5
+
+    # Without their ids the redelivered events are three more events: the dedup is what made them equal.
+    plain = [{k: v for k, v in r.items() if k != "ce_id"} for r in dups]
+    undeduped = write_lines(tmp_path / "b-no-ids.jsonl", second[:40] + plain + second[40:])
+    other = md.experiment_summary([clean1, undeduped], config, modelsplit_bin=cli)
+    assert compare(other, theirs) != []
+
+
+def test_edge_cases_are_the_report(cli, tmp_path: Path) -> None:
+    config = tmp_path / "edge.yaml"
+    config.write_text(EDGE_CONFIG, encoding="utf-8")
+    records = tmp_path / "edge.jsonl"
+    edge_records(records)
+    assert compare(md.experiment_summary(records, config, modelsplit_bin=cli), report_experiments(cli, config, records)) == []
+
+
+def test_a_user_sample_past_its_capacity_is_the_routers(cli, tmp_path: Path) -> None:
+    """More users than the router keeps exactly (65 536 per route): both keep the same hashed half."""
+    config = tmp_path / "router.yaml"
+    config.write_text(CONFIG.format(route="r", analysis=json.dumps({"unit": "user", "buckets": 16})), encoding="utf-8")
+    rng = random.Random(3)
+    lines = []
+    for i in range(70_000):
+        arm = "a" if rng.random() < 0.5 else "b"
+        lines.append('{"type":"prediction","schema":1,"ts":"2026-11-24T20:00:00.000Z","request_id":"q%d","route":"r",'
+                     '"user_id":"u%d","assignment":"hash","shares":{"a":0.5,"b":0.5},"primary":{"model":"%s","status":200,'
+                     '"latency_ms":1,"prediction":null,"error":null},"shadows":[]}\n' % (i, i, arm))
+        if i % 5 == 0:
+            lines.append('{"type":"outcome","schema":1,"ts":"2026-11-24T20:00:01.000Z","route":"r","request_id":null,'
+                         '"user_id":"u%d","model":"%s","metric":"clicked","value":%d,"attributed_by":"user_id"}\n'
+                         % (i, arm, rng.random() < 0.2))
+    records = write_lines(tmp_path / "many.jsonl", lines)
+    theirs = report_experiments(cli, config, records)
+    mine = md.experiment_summary(records, config, modelsplit_bin=cli)
+    assert compare(mine, theirs) == []
+    users = mine[0]["metrics"]["clicked"]["srm"]["observed"]
+    assert 30_000 < sum(users.values()) <= 65_536  # sampled: about half of 70 000
+
+
+def test_the_reduction_returns_totals_not_records(cli, tmp_path: Path, config: Path) -> None:
+    """What leaves the engine grows with arms, metrics, buckets and looks, not with the records."""
+    _, records = hostile(tmp_path)
+    path = write_lines(tmp_path / "all.jsonl", records)
+    rows = md.reduce(path, config, modelsplit_bin=cli)
+    assert len(rows) < len(records) / 2
+    assert {r["kind"] for r in rows} == {"requests", "period", "users", "cell", "totals", "route"}
+    # The rows are the whole input of the analysis: handed to the router again, the same summary.
+    assert md.summary_from_totals(rows, config, modelsplit_bin=cli) == md.experiment_summary(path, config, modelsplit_bin=cli)
+

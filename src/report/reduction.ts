@@ -244,7 +244,7 @@ export function reductionSql(config: Config, dialect: DialectName = 'duckdb'): s
       CASE WHEN o.rec_bucket IS NOT NULL THEN o.rec_bucket % o.buckets
            WHEN o.unit IS NOT NULL THEN ${d.unitHash('o.unit')} % o.buckets
            ELSE o.rr % o.buckets END AS bucket,
-      first_value(o.v) OVER (PARTITION BY o.route, o.model, o.metric ORDER BY o.ord) AS shift
+      first_value(o.v) OVER (PARTITION BY o.route, o.model, o.metric ORDER BY o.ord) AS first_v
     FROM obucket o JOIN ms_looks l ON l.b = o.b
     WHERE o.k > l.lo AND o.k <= l.hi),
   out_routes AS (SELECT route, count(*) AS n, min(ord) AS first, min(ts) AS ts FROM outs GROUP BY route),
@@ -261,8 +261,8 @@ UNION ALL
 ${out('cell', { route: 'route', model: 'model', metric: 'metric', bucket: 'bucket', seg: 'seg', n: 'count(*)', sum: 'sum(v)' })}
 FROM oseg GROUP BY route, model, metric, bucket, seg
 UNION ALL
-${out('totals', { route: 'route', model: 'model', metric: 'metric', seg: 'seg', n: 'count(*)', sum: 'sum(v)', shift: 'min(shift)',
-    offset: 'avg(v - shift)', m2: 'var_pop(v - shift) * count(*)' })}
+${out('totals', { route: 'route', model: 'model', metric: 'metric', seg: 'seg', n: 'count(*)', sum: 'sum(v)', shift: 'min(first_v)',
+    offset: 'avg(v - first_v)', m2: 'var_pop(v - first_v) * count(*)' })}
 FROM oseg GROUP BY route, model, metric, seg
 UNION ALL
 ${out('route', { route: 'r.route', n: 'coalesce(o.n, 0)', ts: 'o.ts', first_prediction: 'p.first', first_outcome: 'o.first' })}

@@ -5,6 +5,8 @@ import type { SkippedLine } from '../record/index.js'
 import { readKafkaRecords } from '../record/kafka-reader.js'
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
+import { Readable } from 'node:stream'
+import type { ReadableStream as WebReadableStream } from 'node:stream/web'
 import {
   DIALECT_NAMES,
   ExperimentAccumulator,
@@ -61,11 +63,14 @@ read before (an at-least-once retry) is counted once.
 
 export const REPORT_TOTALS_USAGE = `usage: modelsplit report --config FILE --sql ${DIALECT_NAMES.join('|')}
        modelsplit report --config FILE --totals FILE|- [--json]
+       modelsplit report --config FILE --clickhouse URL [--json]
 
 The experiment at scale (README "At scale"): --sql prints the reduction of the config's routes
 as one SQL query for an engine (input: a relation ms_lines(line, ord, event_id) and a function
 ms_unit_hash); --totals reads the rows that query returned (JSON lines; - for stdin) and prints
-the same experiments as --config over the records themselves.
+the same experiments as --config over the records themselves. --clickhouse runs the reduction on
+a ClickHouse server (HTTP interface; deploy/clickhouse/schema.sql's tables, database modelsplit)
+and prints the experiments from its rows.
 `
 
 export interface ReportOptions {
@@ -206,10 +211,59 @@ export function reportSqlCommand(config: Config, dialect: string, io: Io): numbe
 
 /** `modelsplit report --totals FILE`: the experiments from the rows the reduction returned. */
 export async function reportTotalsCommand(file: string, opts: ReportOptions & { config: Config }, io: Io, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
-  const acc = new TotalsAccumulator()
   const name = file === '-' ? 'stdin' : file
+  let input: NodeJS.ReadableStream
   try {
-    const input = file === '-' ? stdin : createReadStream(file, { encoding: 'utf8' })
+    input = file === '-' ? stdin : createReadStream(file, { encoding: 'utf8' })
+  } catch (err) {
+    io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
+    return 1
+  }
+  return await totalsFrom(input, name, `totals ${name}`, opts, io)
+}
+
+/**
+ * `modelsplit report --clickhouse URL`: runs the reduction on a ClickHouse server through its HTTP
+ * interface (the tables of deploy/clickhouse/schema.sql; database `modelsplit` unless the URL's
+ * `database` parameter says otherwise; credentials in the URL go as X-ClickHouse-User/-Key) and
+ * prints the experiments from the rows it returns.
+ */
+export async function reportClickhouseCommand(url: string, opts: ReportOptions & { config: Config }, io: Io): Promise<number> {
+  let target: URL
+  try {
+    target = new URL(url)
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new TypeError(`${target.protocol} is not http: or https:`)
+  } catch (err) {
+    io.err.write(`modelsplit report: --clickhouse ${url}: not an HTTP URL (${describe(err)}); give the server's HTTP interface, e.g. http://clickhouse:8123\n`)
+    return 2
+  }
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' }
+  if (target.username !== '') headers['x-clickhouse-user'] = decodeURIComponent(target.username)
+  if (target.password !== '') headers['x-clickhouse-key'] = decodeURIComponent(target.password)
+  target.username = ''
+  target.password = ''
+  if (!target.searchParams.has('database')) target.searchParams.set('database', 'modelsplit')
+  target.searchParams.set('default_format', 'JSONEachRow')
+  const where = `clickhouse ${target.origin}`
+  let res: Response
+  try {
+    res = await fetch(target, { method: 'POST', headers, body: reductionSql(opts.config, 'clickhouse') })
+  } catch (err) {
+    io.err.write(`modelsplit report: ${where}: ${describe((err as { cause?: unknown }).cause ?? err)}\n`)
+    return 1
+  }
+  if (!res.ok || res.body === null) {
+    const text = (await res.text()).trim().split('\n')[0] ?? ''
+    io.err.write(`modelsplit report: ${where} answered ${res.status}: ${text.slice(0, 500)}\n`)
+    return 1
+  }
+  return await totalsFrom(Readable.fromWeb(res.body as WebReadableStream), where, where, opts, io)
+}
+
+/** The experiments from the reduction's rows, one JSON object a line; exit 1 naming the first bad line. */
+async function totalsFrom(input: NodeJS.ReadableStream, name: string, source: string, opts: ReportOptions & { config: Config }, io: Io): Promise<number> {
+  const acc = new TotalsAccumulator()
+  try {
     let line = 0
     for await (const text of createInterface({ input, crlfDelay: Infinity })) {
       line++
@@ -234,9 +288,9 @@ export async function reportTotalsCommand(file: string, opts: ReportOptions & { 
   }
   const experiments = acc.result(opts.config)
   io.err.write(`modelsplit report: read ${acc.rows} total row(s) from ${name}\n`)
-  const doc = { source: `totals ${name}`, totals_rows: acc.rows, experiments }
+  const doc = { source, totals_rows: acc.rows, experiments }
   io.out.write(opts.json ? JSON.stringify(doc, null, 2) + '\n' : formatText({
-    files: [], source: `totals ${name}`, skipped_lines: 0, records: { predictions: 0, other: 0, invalid: 0 },
+    files: [], source, skipped_lines: 0, records: { predictions: 0, other: 0, invalid: 0 },
     quantiles: { method: 'nearest-rank', reservoir_size: RESERVOIR_SIZE, exact: true }, routes: [], experiments,
   }))
   return 0

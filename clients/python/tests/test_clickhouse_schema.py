@@ -164,3 +164,56 @@ def test_the_readme_queries_answer_what_they_say(loaded) -> None:
         # Nearest rank, as `modelsplit report`: the value at rank ceil(0.99 n).
         assert g["p99_ms"] == values[math.ceil(0.99 * len(values)) - 1]
         assert g["requests"] == len(values)
+
+
+def test_report_clickhouse_url_runs_the_reduction_over_http(cli, loaded, config) -> None:
+    """`modelsplit report --clickhouse URL` against ClickHouse's HTTP interface. The server here is a
+    stand-in of a few lines that hands each POSTed query to chdb (the real engine, the schema's
+    tables) with the `database` parameter, and answers as ClickHouse does: 200 with the rows, or
+    500 with the exception's text; what the router sends and reads over HTTP is what is checked."""
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    s, _, clean = loaded
+    seen: list[dict[str, Any]] = []
+
+    class ClickHouseHttp(BaseHTTPRequestHandler):
+        def log_message(self, *_: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            params = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+            body = self.rfile.read(int(self.headers["content-length"])).decode()
+            seen.append({"params": params, "user": self.headers.get("x-clickhouse-user"), "key": self.headers.get("x-clickhouse-key")})
+            try:
+                s.query(f"USE {params['database']}")
+                out = str(s.query(body, params.get("default_format", "TabSeparated"))).encode()
+                status = 200
+            except Exception as err:  # ClickHouse answers an exception as 500 with its text
+                out, status = str(err).encode(), 500
+            self.send_response(status)
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ClickHouseHttp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://analyst:p%40ss@127.0.0.1:{server.server_address[1]}"
+        done = subprocess.run(["node", str(cli), "report", "--config", str(config), "--clickhouse", url, "--json"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert doc["source"] == f"clickhouse http://127.0.0.1:{server.server_address[1]}"
+        assert compare(doc["experiments"], report_experiments(cli, config, clean)) == []
+        assert seen[-1] == {"params": {"database": "modelsplit", "default_format": "JSONEachRow"}, "user": "analyst", "key": "p@ss"}
+
+        bad = subprocess.run(["node", str(cli), "report", "--config", str(config), "--clickhouse", url + "/?database=nope"],
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 1
+        assert "answered 500: " in bad.stderr and "nope" in bad.stderr
+    finally:
+        server.shutdown()
+        server.server_close()

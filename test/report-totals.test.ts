@@ -60,19 +60,40 @@ describe('report --sql and --totals', () => {
   it('prints one query with the routes that have metrics, their arms at their shares, quoted', async () => {
     const { code, out } = await cli(['report', '--config', config, '--sql', 'duckdb'])
     expect(code).toBe(0)
-    expect(out).toContain("ms_routes(route, buckets, by_user) AS (VALUES ('it''s', 64, true))")
-    expect(out).toContain("('it''s', 0, 'a', 0.25), ('it''s', 1, 'b', 0.75)")
-    expect(out).not.toContain("'plain'")
-    expect(out).not.toContain(';')
+    // includes(), not toContain: a failure would print the whole query.
+    expect(out.includes("ms_routes AS (SELECT * FROM (VALUES ('it''s', 64, true)) AS t(route, buckets, by_user))")).toBe(true)
+    expect(out.includes("('it''s', 0, 'a', 0.25), ('it''s', 1, 'b', 0.75)")).toBe(true)
+    expect(out.includes("'plain'")).toBe(false)
+    expect(out.includes(';')).toBe(false)
+    const ch = await cli(['report', '--config', config, '--sql', 'clickhouse'])
+    expect(ch.code).toBe(0)
+    expect(ch.out.includes("values('route String, buckets Int64, by_user Bool', ('it\\'s', 64, true))")).toBe(true)
+    expect(ch.out.trimEnd().endsWith('SETTINGS join_use_nulls = 1')).toBe(true)
   })
 
   it('refuses what it cannot do, saying what to give instead', async () => {
     expect(await cli(['report', '--sql', 'duckdb'])).toMatchObject({ code: 2, err: expect.stringContaining('report --sql needs --config FILE') })
     const bad = await cli(['report', '--config', config, '--sql', 'oracle'])
     expect(bad.code).toBe(2)
-    expect(bad.err).toContain('--sql oracle: not a dialect this build writes; use one of duckdb')
+    expect(bad.err).toContain('--sql oracle: not a dialect this build writes; use one of duckdb, clickhouse')
     expect((await cli(['report', '--config', config, '--sql', 'duckdb', '--totals', '-'])).code).toBe(2)
     expect((await cli(['report', '--config', config, '--totals', join(dir, 'x'), join(dir, 'records.jsonl')])).code).toBe(2)
+  })
+
+  it('--clickhouse: refuses a URL that is not HTTP, and names a server that does not answer', async () => {
+    const bad = await cli(['report', '--config', config, '--clickhouse', 'clickhouse:9000'])
+    expect(bad.code).toBe(2)
+    expect(bad.err).toContain('--clickhouse clickhouse:9000: not an HTTP URL')
+    // A port nobody listens on: the OS refuses at once.
+    const net = await import('node:net')
+    const probe = net.createServer()
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+    const port = (probe.address() as { port: number }).port
+    await new Promise<void>((resolve) => probe.close(() => resolve()))
+    const down = await cli(['report', '--config', config, '--clickhouse', `http://127.0.0.1:${port}`])
+    expect(down.code).toBe(1)
+    expect(down.err).toContain(`modelsplit report: clickhouse http://127.0.0.1:${port}: `)
+    expect(down.err).toContain('ECONNREFUSED')
   })
 
   it('names the line of a row it cannot read', async () => {

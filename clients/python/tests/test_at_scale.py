@@ -185,3 +185,18 @@ def test_the_reduction_returns_totals_not_records(cli, tmp_path: Path, config: P
     # The rows are the whole input of the analysis: handed to the router again, the same summary.
     assert md.summary_from_totals(rows, config, modelsplit_bin=cli) == md.experiment_summary(path, config, modelsplit_bin=cli)
 
+
+
+def test_the_duckdb_assignment_table_is_each_users_first_exposure(fleet) -> None:
+    pytest.importorskip("duckdb")
+    from modelsplit import duckdb as md
+
+    records = [json.loads(line) for f in (fleet["clean1"], fleet["dirty2"]) for line in open(f, encoding="utf-8")
+               if line.strip().endswith("}")]
+    want: dict[tuple[str, str], tuple[str, str]] = {}
+    for r in records:
+        if r["type"] == "prediction" and r["assignment"] == "hash" and isinstance(r.get("user_id"), str):
+            want.setdefault((r["user_id"], r["route"]), (r["ts"], r["primary"]["model"]))
+    got = md.assignments([fleet["clean1"], fleet["dirty2"]])
+    assert list(got.columns) == ["unit_id", "first_exposure", "experiment_id", "route", "arm", "model_version"]
+    assert {(u, e): (t, a) for u, e, t, a in zip(got.unit_id, got.experiment_id, got.first_exposure, got.arm)} == want

@@ -29,7 +29,7 @@ from ._hash import murmur3_32, utf8
 from .experiments import ConfigLike, ReportError, RouterCommand, RouterNotFoundError, _config_path, router_command
 from .records import PathsOrGlob, expand_paths
 
-__all__ = ["experiment_summary", "reduce", "reduction_sql", "unit_hash", "connect"]
+__all__ = ["experiment_summary", "reduce", "reduction_sql", "summary_from_totals", "unit_hash", "connect", "assignments", "ASSIGNMENTS_SQL"]
 
 _PREFIX = b"modelsplit-unit:"
 
@@ -127,3 +127,27 @@ def summary_from_totals(rows: list[dict[str, Any]], config: ConfigLike, *,
     doc = json.loads(out)
     return doc["experiments"]
 
+
+
+#: The assignment table over ``ms_lines`` (README, At scale): one row per unit and route at the
+#: unit's first exposure (the first prediction assigned by hash, in the order the lines were written).
+ASSIGNMENTS_SQL = """
+SELECT unit_id, min(ts) AS first_exposure, route AS experiment_id, route,
+       arg_min(arm, ord) AS arm, arg_min(model_version, ord) AS model_version
+FROM (
+  SELECT ord, j->>'$.user_id' AS unit_id, j->>'$.ts' AS ts, j->>'$.route' AS route,
+         j->>'$.primary.model' AS arm, j->>'$.primary.model_version' AS model_version
+  FROM (SELECT ord, CASE WHEN json_valid(line) THEN CAST(line AS JSON) END AS j FROM ms_lines)
+  WHERE j->>'$.type' = 'prediction' AND j->>'$.assignment' = 'hash' AND json_type(j, '$.user_id') = 'VARCHAR')
+GROUP BY unit_id, route
+ORDER BY experiment_id, unit_id
+"""
+
+
+def assignments(records: PathsOrGlob, *, con: Any = None) -> Any:
+    """The assignment table over record files as a pandas DataFrame: ``unit_id``, ``first_exposure``
+    (the record's ``ts``), ``experiment_id`` (the route), ``route``, ``arm`` (the model),
+    ``model_version``; the columns GrowthBook, Statsig and Eppo read (README, At scale)."""
+    con = con if con is not None else connect()
+    _lines_view(con, [str(p) for p in expand_paths(records)])
+    return con.execute(ASSIGNMENTS_SQL).df()

@@ -1,4 +1,5 @@
--- modelsplit records in ClickHouse (24.x or later), fed from the Kafka sink's topic.
+-- modelsplit records in ClickHouse, fed from the Kafka sink's topic (checked on the engine chdb-core 26.9
+-- embeds; older servers were not tried).
 --
 --   clickhouse-client --multiquery < deploy/clickhouse/schema.sql        (after editing the Kafka settings)
 --

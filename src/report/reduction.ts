@@ -93,7 +93,7 @@ const DUCKDB: Dialect = {
 
 const CLICKHOUSE_TYPES: Record<SqlType, string> = { VARCHAR: 'String', BIGINT: 'Int64', DOUBLE: 'Float64', BOOLEAN: 'Bool' }
 
-/** ClickHouse (24.x and later; chdb): JSON read from the line's text, murmurHash3_32 built in. */
+/** ClickHouse (checked on the engine chdb-core 26.9 embeds): JSON read from the line's text, murmurHash3_32 built in. */
 const CLICKHOUSE: Dialect = {
   parse: (line) => `if(isValidJSON(${line}), ${line}, NULL)`,
   text: (p) => `if(JSONType(j, ${chPath(p)}) = 'String', JSONExtractString(j, ${chPath(p)}), ` +

@@ -3,7 +3,22 @@ import { resolve } from 'node:path'
 import { readRecords, recordFiles } from '../record/index.js'
 import type { SkippedLine } from '../record/index.js'
 import { readKafkaRecords } from '../record/kafka-reader.js'
-import { ExperimentAccumulator, ReportAccumulator, RESERVOIR_SIZE, formatJson, formatText } from '../report/index.js'
+import { createReadStream } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { Readable } from 'node:stream'
+import type { ReadableStream as WebReadableStream } from 'node:stream/web'
+import {
+  DIALECT_NAMES,
+  ExperimentAccumulator,
+  ReportAccumulator,
+  RESERVOIR_SIZE,
+  TotalsAccumulator,
+  asTotalsRow,
+  formatJson,
+  formatText,
+  reductionSql,
+} from '../report/index.js'
+import type { DialectName } from '../report/index.js'
 import type { Report } from '../report/index.js'
 import type { Config } from '../config/index.js'
 import type { Io } from './run.js'
@@ -44,6 +59,18 @@ Reads the records a Kafka sink wrote to topic T (BROKERS: host:port[,host:port..
 stands when reading starts, from the beginning (the default) or from the first message the broker
 stamped at or after ISO_TIME, and prints the same report as over files. A message whose ce_id was
 read before (an at-least-once retry) is counted once.
+`
+
+export const REPORT_TOTALS_USAGE = `usage: modelsplit report --config FILE --sql ${DIALECT_NAMES.join('|')}
+       modelsplit report --config FILE --totals FILE|- [--json]
+       modelsplit report --config FILE --clickhouse URL [--json]
+
+The experiment at scale (README "At scale"): --sql prints the reduction of the config's routes
+as one SQL query for an engine (input: a relation ms_lines(line, ord, event_id) and a function
+ms_unit_hash); --totals reads the rows that query returned (JSON lines; - for stdin) and prints
+the same experiments as --config over the records themselves. --clickhouse runs the reduction on
+a ClickHouse server (HTTP interface; deploy/clickhouse/schema.sql's tables, database modelsplit)
+and prints the experiments from its rows.
 `
 
 export interface ReportOptions {
@@ -170,4 +197,101 @@ class Progress {
 
 function mib(bytes: number): string {
   return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`
+}
+
+/** `modelsplit report --sql DIALECT`: prints the reduction of the config's experiments. */
+export function reportSqlCommand(config: Config, dialect: string, io: Io): number {
+  if (!(DIALECT_NAMES as readonly string[]).includes(dialect)) {
+    io.err.write(`modelsplit report: --sql ${dialect}: not a dialect this build writes; use one of ${DIALECT_NAMES.join(', ')}\n`)
+    return 2
+  }
+  io.out.write(reductionSql(config, dialect as DialectName) + '\n')
+  return 0
+}
+
+/** `modelsplit report --totals FILE`: the experiments from the rows the reduction returned. */
+export async function reportTotalsCommand(file: string, opts: ReportOptions & { config: Config }, io: Io, stdin: NodeJS.ReadableStream = process.stdin): Promise<number> {
+  const name = file === '-' ? 'stdin' : file
+  let input: NodeJS.ReadableStream
+  try {
+    input = file === '-' ? stdin : createReadStream(file, { encoding: 'utf8' })
+  } catch (err) {
+    io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
+    return 1
+  }
+  return await totalsFrom(input, name, `totals ${name}`, opts, io)
+}
+
+/**
+ * `modelsplit report --clickhouse URL`: runs the reduction on a ClickHouse server through its HTTP
+ * interface (the tables of deploy/clickhouse/schema.sql; database `modelsplit` unless the URL's
+ * `database` parameter says otherwise; credentials in the URL go as X-ClickHouse-User/-Key) and
+ * prints the experiments from the rows it returns.
+ */
+export async function reportClickhouseCommand(url: string, opts: ReportOptions & { config: Config }, io: Io): Promise<number> {
+  let target: URL
+  try {
+    target = new URL(url)
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new TypeError(`${target.protocol} is not http: or https:`)
+  } catch (err) {
+    io.err.write(`modelsplit report: --clickhouse ${url}: not an HTTP URL (${describe(err)}); give the server's HTTP interface, e.g. http://clickhouse:8123\n`)
+    return 2
+  }
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' }
+  if (target.username !== '') headers['x-clickhouse-user'] = decodeURIComponent(target.username)
+  if (target.password !== '') headers['x-clickhouse-key'] = decodeURIComponent(target.password)
+  target.username = ''
+  target.password = ''
+  if (!target.searchParams.has('database')) target.searchParams.set('database', 'modelsplit')
+  target.searchParams.set('default_format', 'JSONEachRow')
+  const where = `clickhouse ${target.origin}`
+  let res: Response
+  try {
+    res = await fetch(target, { method: 'POST', headers, body: reductionSql(opts.config, 'clickhouse') })
+  } catch (err) {
+    io.err.write(`modelsplit report: ${where}: ${describe((err as { cause?: unknown }).cause ?? err)}\n`)
+    return 1
+  }
+  if (!res.ok || res.body === null) {
+    const text = (await res.text()).trim().split('\n')[0] ?? ''
+    io.err.write(`modelsplit report: ${where} answered ${res.status}: ${text.slice(0, 500)}\n`)
+    return 1
+  }
+  return await totalsFrom(Readable.fromWeb(res.body as WebReadableStream), where, where, opts, io)
+}
+
+/** The experiments from the reduction's rows, one JSON object a line; exit 1 naming the first bad line. */
+async function totalsFrom(input: NodeJS.ReadableStream, name: string, source: string, opts: ReportOptions & { config: Config }, io: Io): Promise<number> {
+  const acc = new TotalsAccumulator()
+  try {
+    let line = 0
+    for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+      line++
+      if (text.trim() === '') continue
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(text)
+      } catch {
+        io.err.write(`modelsplit report: ${name}:${line}: not JSON; give the rows of the reduction (report --sql) as JSON lines\n`)
+        return 1
+      }
+      const row = asTotalsRow(parsed)
+      if (typeof row === 'string') {
+        io.err.write(`modelsplit report: ${name}:${line}: ${row}\n`)
+        return 1
+      }
+      acc.add(row)
+    }
+  } catch (err) {
+    io.err.write(`modelsplit report: cannot read ${describe(err)}\n`)
+    return 1
+  }
+  const experiments = acc.result(opts.config)
+  io.err.write(`modelsplit report: read ${acc.rows} total row(s) from ${name}\n`)
+  const doc = { source, totals_rows: acc.rows, experiments }
+  io.out.write(opts.json ? JSON.stringify(doc, null, 2) + '\n' : formatText({
+    files: [], source, skipped_lines: 0, records: { predictions: 0, other: 0, invalid: 0 },
+    quantiles: { method: 'nearest-rank', reservoir_size: RESERVOIR_SIZE, exact: true }, routes: [], experiments,
+  }))
+  return 0
 }

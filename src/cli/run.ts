@@ -5,7 +5,7 @@ import { compileFile, type Plan } from '../plan/index.js'
 import { serve } from './serve.js'
 import { ROLLOUT_ACTIONS, rolloutCommand, type RolloutAction } from './rollout.js'
 import { assignCommand } from './assign.js'
-import { REPORT_KAFKA_USAGE, REPORT_USAGE, reportCommand, reportKafkaCommand } from './report.js'
+import { REPORT_KAFKA_USAGE, REPORT_TOTALS_USAGE, REPORT_USAGE, reportCommand, reportKafkaCommand, reportClickhouseCommand, reportSqlCommand, reportTotalsCommand } from './report.js'
 import { parseBroker } from '../config/sink.js'
 
 export interface Io {
@@ -88,11 +88,25 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
           options: {
             json: { type: 'boolean' }, progress: { type: 'boolean' }, config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' },
             kafka: { type: 'string' }, topic: { type: 'string' }, 'from-beginning': { type: 'boolean' }, since: { type: 'string' },
+            sql: { type: 'string' }, totals: { type: 'string' }, clickhouse: { type: 'string' },
           },
         })
         if (values.help === true) {
-          io.out.write(REPORT_USAGE + '\n' + REPORT_KAFKA_USAGE)
+          io.out.write(REPORT_USAGE + '\n' + REPORT_KAFKA_USAGE + '\n' + REPORT_TOTALS_USAGE)
           return EXIT_OK
+        }
+        const scale = (['sql', 'totals', 'clickhouse'] as const).filter((k) => values[k] !== undefined)
+        if (scale.length > 0) {
+          const option = scale[0] as 'sql' | 'totals' | 'clickhouse'
+          if (values.config === undefined) return usage(io, `report --${option} needs --config FILE (the routes whose experiments it reduces)`)
+          if (scale.length > 1) return usage(io, `report --sql prints the reduction, --totals reads its rows, --clickhouse runs it: give one`)
+          if (positionals.length > 0 || values.kafka !== undefined) return usage(io, `report --${option} reads no record files nor topic`)
+          const plan = await compileOrReport(values.config, io)
+          if (plan === undefined) return EXIT_FAILURE
+          if (values.sql !== undefined) return reportSqlCommand(plan.config, values.sql, io)
+          const opts = { json: values.json === true, config: plan.config }
+          if (values.clickhouse !== undefined) return await reportClickhouseCommand(values.clickhouse, opts, io)
+          return await reportTotalsCommand(values.totals as string, opts, io)
         }
         const kafka = values.kafka === undefined && values.topic === undefined ? undefined : kafkaSource(values, positionals)
         if (typeof kafka === 'string') return usage(io, kafka)

@@ -80,12 +80,15 @@ export class RouteAccumulator {
     return n
   }
 
-  /** Adopts the shares in force; a change starts a new weight period. True when it did. */
-  setShares(shares: ArrayLike<number>, at: number): boolean {
+  /**
+   * Adopts the shares in force; a change starts a new weight period, from `from` requests on (default:
+   * the requests so far; the totals a warehouse reduced give it). True when it did.
+   */
+  setShares(shares: ArrayLike<number>, at: number, from = this.requests): boolean {
     const next = Array.from({ length: this.spec.models.length }, (_, i) => shares[i] ?? 0)
     const last = this.periods[this.periods.length - 1]
     if (last !== undefined && last.shares.every((s, i) => s === next[i])) return false
-    this.periods.push({ from: this.requests, at, shares: next })
+    this.periods.push({ from, at, shares: next })
     this.users.newPeriod()
     return true
   }

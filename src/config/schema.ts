@@ -6,11 +6,12 @@ import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
 import { readMlflow, readModelRef } from './mlflow.js'
 import { readAnalysis, readMetrics } from './metrics.js'
+import { OPENAI_USER_ID_DEFAULT, readApi, readPrice, readUpstreamModel } from './llm.js'
 
 const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing', 'mlflow'] as const
 const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
-const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
+const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms', 'max_sse_event_bytes'] as const
 const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
@@ -18,8 +19,8 @@ const ENDPOINT_KEYS = ['host', 'port'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
-const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit'] as const
+const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price'] as const
+const ROUTE_KEYS = ['name', 'path', 'api', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
@@ -48,6 +49,7 @@ export const DEFAULTS = {
   max_capture_total_bytes: 67_108_864,
   max_buffered_body_bytes: 1_048_576,
   body_timeout_ms: 10_000,
+  max_sse_event_bytes: 1_048_576,
   recording: { sink: 'file' as const, path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true, spool: SINK_DEFAULTS.spool },
   max_in_flight: 256,
   feedback: { request_memory: 100_000, request_ttl_ms: 3_600_000, max_body_bytes: 10_485_760 },
@@ -76,6 +78,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const maxCaptureTotal = c.number(limitsRaw?.max_capture_total_bytes, ['limits', 'max_capture_total_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_capture_total_bytes })
   const maxBuffered = c.number(limitsRaw?.max_buffered_body_bytes, ['limits', 'max_buffered_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_buffered_body_bytes })
   const bodyTimeout = c.number(limitsRaw?.body_timeout_ms, ['limits', 'body_timeout_ms'], { min: 1, max: 3_600_000, integer: true, fallback: DEFAULTS.body_timeout_ms })
+  const maxSseEvent = c.number(limitsRaw?.max_sse_event_bytes, ['limits', 'max_sse_event_bytes'], { min: 1024, integer: true, fallback: DEFAULTS.max_sse_event_bytes })
   const recording = readRecording(c, top.recording)
   const feedback = readFeedback(c, top.feedback)
   const evaluation = readEvaluation(c, top.evaluation)
@@ -114,6 +117,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
         max_capture_total_bytes: maxCaptureTotal ?? DEFAULTS.max_capture_total_bytes,
         max_buffered_body_bytes: maxBuffered ?? DEFAULTS.max_buffered_body_bytes,
         body_timeout_ms: bodyTimeout ?? DEFAULTS.body_timeout_ms,
+        max_sse_event_bytes: maxSseEvent ?? DEFAULTS.max_sse_event_bytes,
       },
       shutdown_timeout_ms: shutdown ?? DEFAULTS.shutdown_timeout_ms,
       models,
@@ -197,7 +201,11 @@ function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | u
     const timeout = c.number(o.timeout_ms, [...path, 'timeout_ms'], { min: 1, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.timeout_ms })
     const connections = c.number(o.connections, [...path, 'connections'], { min: 1, max: 65536, integer: true, fallback: DEFAULTS.connections })
     const registry = readModelRef(c, o.mlflow, [...path, 'mlflow'])
-    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined) out[name] = { url, timeout_ms: timeout, connections, mlflow: registry }
+    const upstreamModel = readUpstreamModel(c, o.upstream_model, [...path, 'upstream_model'])
+    const price = readPrice(c, o.price, [...path, 'price'])
+    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined && upstreamModel !== undefined && price !== undefined) {
+      out[name] = { url, timeout_ms: timeout, connections, mlflow: registry, upstream_model: upstreamModel, price }
+    }
   }
   return out
 }
@@ -269,7 +277,8 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   if (o === undefined) return undefined
   const name = c.string(o.name, [...path, 'name'])
   const routePath = readRoutePath(c, o.path, [...path, 'path'])
-  const userId = readUserIdSources(c, o.user_id, [...path, 'user_id'])
+  const api = readApi(c, o.api, [...path, 'api'])
+  const userId = readUserIdSources(c, o.user_id ?? (api === 'openai' ? OPENAI_USER_ID_DEFAULT : undefined), [...path, 'user_id'])
   const hash = c.oneOf(o.hash, [...path, 'hash'], HASHES, 'rendezvous')
   // nginx's split_clients key is "${user id}SALT": its salt defaults to empty, ours to the name.
   const salt = typeof o.salt === 'string' ? o.salt : c.string(o.salt, [...path, 'salt'], hash === 'nginx' ? '' : name ?? '')
@@ -290,7 +299,12 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   }
   if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
-  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
+  if (api === 'openai' && shadow.length > 0) {
+    // Mirrors compare JSON predictions today; a streamed answer would only ever count as an error.
+    c.add([...path, 'shadow'], 'shadows of api: openai routes are not supported yet (issue 19, item 3): remove shadow, or serve the shadow from an api: http route')
+    return undefined
+  }
+  return { name, path: routePath, api, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {

@@ -26,7 +26,20 @@ export interface ModelConfig {
   readonly connections: number
   /** The MLflow registered version behind this URL (pinned or by alias); null: none. */
   readonly mlflow: ModelRegistryRef | null
+  /** OpenAI routes: the `model` sent to this server in place of the client's; null: unchanged. */
+  readonly upstream_model: string | null
+  /** OpenAI routes: what this model's tokens cost; null: no cost counted. */
+  readonly price: ModelPrice | null
 }
+
+/** Currency units (the same for every model) per million tokens. */
+export interface ModelPrice {
+  readonly input_per_million_tokens: number
+  readonly output_per_million_tokens: number
+}
+
+/** What a route's clients speak: any HTTP JSON API, or the OpenAI API (streamed answers, tokens). */
+export type RouteApi = 'http' | 'openai'
 
 export type UserIdSource =
   | { readonly kind: 'header' | 'query' | 'cookie'; readonly name: string; readonly spec: string }
@@ -86,6 +99,8 @@ export interface AnalysisConfig {
 export interface RouteConfig {
   readonly name: string
   readonly path: string
+  /** `openai`: model names rewritten, SSE read for first-token time, tokens and cost. */
+  readonly api: RouteApi
   readonly user_id: readonly UserIdSource[]
   readonly salt: string
   readonly hash: HashAlgorithm
@@ -174,6 +189,8 @@ export interface Limits {
   readonly max_buffered_body_bytes: number
   /** A request body that pauses longer than this gets 408 and its connection is closed. */
   readonly body_timeout_ms: number
+  /** OpenAI routes: the largest SSE event held to rewrite and read; a larger one passes through as is. */
+  readonly max_sse_event_bytes: number
 }
 
 /** OpenTelemetry traces: off unless configured. */

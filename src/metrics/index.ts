@@ -7,6 +7,18 @@ export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 /** Absolute differences between primary and shadow predictions: from float noise to whole units. */
 export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 10, 100]
 
+/** OpenTelemetry GenAI semantic conventions' advised buckets (gen_ai.server.time_to_first_token). */
+export const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+/** The same conventions' buckets for gen_ai.server.time_per_output_token. */
+export const TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5]
+/** The same conventions' buckets for gen_ai.client.token.usage (powers of 4). */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+
+/** How a streamed answer of an OpenAI route ended (the `outcome` label of modelsplit_llm_streams_total). */
+export type StreamOutcome = 'done' | 'no_done' | 'stalled' | 'upstream_error' | 'client_gone'
+/** What was odd in an OpenAI route's answer (the `kind` label of modelsplit_llm_anomalies_total). */
+export type AnswerAnomaly = 'malformed_event' | 'oversized_event' | 'error_event' | 'no_usage'
+
 export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable' | 'capture_budget'
 export type { AssignmentSource, MissingReason } from '../plan/index.js'
 export { WorkerMetrics, type MetricsSnapshot } from './cluster.js'
@@ -118,6 +130,36 @@ export class Metrics {
     name: 'modelsplit_shadow_abs_diff', help: 'Largest absolute difference between the primary and shadow predictions of one request.',
     labelNames: ['route', 'primary', 'shadow'] as const, buckets: ABS_DIFF_BUCKETS, registers: [this.registry],
   })
+  // OpenAI routes (api: openai): OpenTelemetry GenAI metric names in Prometheus form.
+  readonly llmTimeToFirstToken = new FastHistogram({
+    name: 'gen_ai_server_time_to_first_token_seconds', help: 'OpenAI routes, streamed answers: time from sending the request to the model to the first event carrying generated text (gen_ai.server.time_to_first_token).',
+    labelNames: ['route', 'model'] as const, buckets: TTFT_BUCKETS, registers: [this.registry],
+  })
+  readonly llmTimePerOutputToken = new FastHistogram({
+    name: 'gen_ai_server_time_per_output_token_seconds', help: 'OpenAI routes, streamed answers: (end of the stream - first token) / (output tokens - 1), over the whole stream (gen_ai.server.time_per_output_token).',
+    labelNames: ['route', 'model'] as const, buckets: TPOT_BUCKETS, registers: [this.registry],
+  })
+  readonly llmTokenUsage = new FastHistogram({
+    name: 'gen_ai_client_token_usage', help: 'OpenAI routes: tokens per answer as the model reported them in its usage, by token_type (input, output) (gen_ai.client.token.usage).',
+    labelNames: ['route', 'model', 'token_type'] as const, buckets: TOKEN_BUCKETS, registers: [this.registry],
+  })
+  readonly llmTokens = new FastCounter({
+    name: 'modelsplit_llm_tokens_total', help: 'OpenAI routes: tokens the model reported in its usage, by token_type (input, output); with modelsplit_requests_total, each arm\'s token share beside its request share.',
+    labelNames: ['route', 'model', 'token_type'] as const, registers: [this.registry],
+  })
+  readonly llmCost = new FastCounter({
+    name: 'modelsplit_llm_cost_total', help: 'OpenAI routes: cost of the tokens reported, from models.NAME.price (its currency).',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+  })
+  readonly llmStreams = new FastCounter({
+    name: 'modelsplit_llm_streams_total', help: 'OpenAI routes: streamed (SSE) answers by how they ended: done ([DONE] seen), no_done (closed without it), stalled (no byte for timeout_ms), upstream_error, client_gone.',
+    labelNames: ['route', 'model', 'outcome'] as const, registers: [this.registry],
+  })
+  readonly llmAnomalies = new FastCounter({
+    name: 'modelsplit_llm_anomalies_total', help: 'OpenAI routes: answers passed on unaltered that could not be fully read, by kind: malformed_event (data not JSON), oversized_event (over limits.max_sse_event_bytes), error_event (an error object mid-stream), no_usage (no token counts).',
+    labelNames: ['route', 'model', 'kind'] as const, registers: [this.registry],
+  })
+
   readonly records = new Counter({
     name: 'modelsplit_records_total', help: 'Prediction records, by result (written to the file, or dropped because the disk could not keep up).',
     labelNames: ['result'] as const, registers: [this.registry],

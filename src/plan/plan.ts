@@ -1,7 +1,7 @@
 import type { Assigner, RendezvousTable } from '../assign/index.js'
 import type { CompareOptions, PredictionSpec } from '../compare/index.js'
 import type { TracingPlan } from '../tracing/types.js'
-import type { Config, LoadedConfig, MetricConfig, RouteConfig, UserIdSource } from '../config/types.js'
+import type { Config, LoadedConfig, MetricConfig, ModelPrice, RouteConfig, UserIdSource } from '../config/types.js'
 
 /** A model as a route reaches it: its URL split once, so no request parses a URL. */
 export interface ModelTarget {
@@ -17,6 +17,9 @@ export interface ModelTarget {
    * `version` is null while an alias is not resolved yet; records carry it as `model_version`.
    */
   readonly registry: { readonly model: string; readonly version: string | null } | null
+  /** models.NAME.upstream_model: the `model` an OpenAI route sends this server; null: the client's. */
+  readonly upstreamModel: string | null
+  readonly price: ModelPrice | null
 }
 
 /** A shadow model as a route mirrors to it, with its selection table. */
@@ -34,6 +37,8 @@ export interface RoutePlan {
   readonly config: RouteConfig
   readonly name: string
   readonly path: string
+  /** api: openai: bodies parsed, model names rewritten, streamed answers read for tokens and timing. */
+  readonly isOpenAi: boolean
   readonly sources: readonly UserIdSource[]
   /** The user id may be in the body: buffer and parse it. */
   readonly needsBody: boolean
@@ -81,6 +86,8 @@ export interface Plan {
   readonly maxCaptureBytes: number
   readonly maxCaptureTotalBytes: number
   readonly bodyTimeoutMs: number
+  /** limits.max_sse_event_bytes */
+  readonly maxSseEventBytes: number
   readonly includeInputs: boolean
   /** `tracing:`, resolved; null: no traces (the request path then builds nothing for them). */
   readonly tracing: TracingPlan | null

@@ -11,6 +11,7 @@ import { Capture, type CaptureBudget } from '../upstream/capture.js'
 import { translateUpstreamError } from '../upstream/errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
 import type { RequestTrace, Tracing } from '../tracing/types.js'
+import { LlmExchange } from '../llm/answer.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
 /** What every exchange shares: built once by the listener. */
@@ -67,6 +68,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #trace: RequestTrace | null = null
   /** The error answer carries Retry-After (the router's own saturation). */
   #retryAfter = false
+  /** api: openai routes: the body as the arm gets it, and the answer's reader; null elsewhere. */
+  #llm: LlmExchange | null = null
 
   constructor(
     readonly ctx: ProxyContext,
@@ -223,6 +226,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     }
     this.#state = DISPATCHED
+    if (arm.llm !== null && Buffer.isBuffer(body)) {
+      this.#llm = LlmExchange.start(this.body, arm.llm, arm.upstreamModel, this.rest, this.runtime.plan.maxSseEventBytes)
+      if (this.#llm !== null) {
+        body = this.#llm.body
+        contentLength = body.length
+      }
+    }
     const obs = this.#obs
     obs?.hold()
     const path = this.rest === '' && arm.basePath === '' ? '/' : arm.basePath + this.rest
@@ -305,6 +315,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // still gets the client a clean 502. The model's reason phrase is not passed on: node writes
     // the standard one (a phrase outside Latin-1 would make writeHead throw).
     this.#head = clientResponseHeaders(rawHeaders, this.requestId, (this.arm as Arm).model, closing)
+    if (this.#llm !== null) this.#head = this.#llm.head(statusCode, this.#head)
     // A captured answer's buffer is sized once from its declared length.
     if (this.#capture !== null) this.#capture.expect(declaredLength(rawHeaders))
     return true
@@ -339,9 +350,14 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     }
   }
 
-  onData(chunk: Buffer): boolean {
+  onData(data: Buffer): boolean {
     if (this.#state === DONE) return false
     if (this.#head !== null && !this.#writeHead()) return false
+    const chunk = this.#llm === null ? data : this.#llm.data(data)
+    if (chunk === null) {
+      this.#timer?.refresh()
+      return true
+    }
     const capture = this.#capture
     if (capture !== null && capture.active) {
       capture.add(chunk, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
@@ -370,7 +386,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#state = DONE
     clearTimeout(this.#timer)
     this.#release()
-    this.res.end()
+    const llm = this.#llm
+    const tail = llm === null ? null : llm.end()
+    const capture = this.#capture
+    if (tail !== null && capture !== null && capture.active) capture.add(tail, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
+    if (tail === null) this.res.end()
+    else this.res.end(tail)
+    llm?.finish('complete', this.#start)
     const arm = this.arm as Arm
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
@@ -411,6 +433,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       // The answer had started: all the client can be told is that it ended early.
       res.destroy()
     }
+    this.#llm?.finish(this.#timedOut ? 'stalled' : 'upstream_error', this.#start)
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
     this.#trace?.end(this.#status, error.message)
@@ -456,6 +479,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#streamed?.destroy()
     this.#release()
     this.route.clientAborts.inc()
+    this.#llm?.finish('client_gone', this.#start)
     if (!this.res.destroyed) this.res.destroy()
     this.#trace?.end(0, CLIENT_GONE)
     if (wasDispatched) this.#observed(performance.now() - this.#start, CLIENT_GONE)

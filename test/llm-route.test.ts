@@ -1,5 +1,6 @@
 // api: openai routes end to end: a real router between a client and a fake OpenAI-compatible
 // server on 127.0.0.1 that writes the wire format byte for byte (see helpers/openai.ts).
+import { readFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { compile } from '../src/plan/index.js'
@@ -189,6 +190,15 @@ describe('api: openai config', () => {
     expect(r.problems).toHaveLength(1)
     expect(r.problems[0]).toMatchObject({ file: 'llm.yaml', line, path })
     expect(r.problems[0]?.message).toContain(message)
+  })
+
+  it('compiles the README\'s LLM section config', async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+    const section = readme.slice(readme.indexOf('## LLM traffic'), readme.indexOf('## Automated decisions'))
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1] ?? ''
+    const r = compile(yaml, 'README.md')
+    expect(r.ok ? [] : r.problems).toEqual([])
+    expect(r.ok && r.plan.routes[0]?.isOpenAi).toBe(true)
   })
 
   it('reads the user key from the OpenAI body fields by default', () => {

@@ -20,7 +20,7 @@ const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics']
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price'] as const
-const ROUTE_KEYS = ['name', 'path', 'api', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'api'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const

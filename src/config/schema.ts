@@ -13,7 +13,7 @@ const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms', 'max_sse_event_bytes'] as const
 const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
-const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
+const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when', 'stream'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
@@ -299,9 +299,8 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   }
   if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
-  if (api === 'openai' && shadow.length > 0) {
-    // Mirrors compare JSON predictions today; a streamed answer would only ever count as an error.
-    c.add([...path, 'shadow'], 'shadows of api: openai routes are not supported yet (issue 19, item 3): remove shadow, or serve the shadow from an api: http route')
+  if (api !== 'openai' && shadow.some((sh) => sh.stream !== 'as_requested')) {
+    c.add([...path, 'shadow'], 'shadow[].stream applies to api: openai routes only: remove it, or set api: openai')
     return undefined
   }
   return { name, path: routePath, api, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
@@ -442,6 +441,7 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
     const percent = c.number(o.percent, [...p, 'percent'], { min: 0, max: 100, fallback: 100 })
     const maxInFlight = c.number(o.max_in_flight, [...p, 'max_in_flight'], { min: 1, integer: true, fallback: DEFAULTS.max_in_flight })
     const promoteWhen = readPromoteWhen(c, o.promote_when, [...p, 'promote_when'])
+    const stream = c.oneOf(o.stream, [...p, 'stream'], ['as_requested', 'off'] as const, 'as_requested')
     if (model === undefined || percent === undefined || maxInFlight === undefined || promoteWhen === undefined) return void (ok = false)
     if (models !== undefined && !Object.hasOwn(models, model)) {
       c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
@@ -453,7 +453,7 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
       ok = false
     }
     seen.set(model, i)
-    out.push({ model, percent, max_in_flight: maxInFlight, promote_when: promoteWhen })
+    out.push({ model, percent, max_in_flight: maxInFlight, promote_when: promoteWhen, stream })
   })
   return ok ? out : undefined
 }

@@ -60,7 +60,11 @@ export interface ShadowConfig {
   readonly max_in_flight: number
   /** When this shadow becomes the route's rollout candidate; null: never. */
   readonly promote_when: PromoteWhen | null
+  /** api: openai routes: `as_requested` streams the shadow when the client streams; `off` never streams it. */
+  readonly stream: ShadowStream
 }
+
+export type ShadowStream = 'as_requested' | 'off'
 
 export interface CompareConfig {
   /** `auto` or a JSON Pointer to the prediction in each model's response. */

@@ -38,3 +38,28 @@ export function prepareRequest(view: BodyView, upstreamModel: string | null, pat
   const clientModel = rename && typeof o.model === 'string' ? Buffer.from(JSON.stringify(o.model)) : null
   return { body: Buffer.from(JSON.stringify(out)), clientModel, stream, injected: inject }
 }
+
+/**
+ * The body a shadow gets: its own upstream model; streamed as the client asked (with usage, which
+ * nobody strips: the shadow's bytes reach no client) or not at all (`off`).
+ */
+export function shadowRequestBody(view: BodyView, upstreamModel: string | null, mode: 'as_requested' | 'off', path: string): Buffer | undefined {
+  if (view.state !== 'json' || view.raw === undefined) return view.raw
+  const parsed = view.parsed
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return view.raw
+  const o = parsed as { model?: unknown; stream?: unknown; stream_options?: unknown }
+  const streams = o.stream === true
+  const options = o.stream_options !== null && typeof o.stream_options === 'object' && !Array.isArray(o.stream_options) ? o.stream_options as Record<string, unknown> : null
+  const unstream = streams && mode === 'off'
+  const inject = streams && !unstream && takesStreamOptions(path) && options?.include_usage !== true
+  const rename = upstreamModel !== null && o.model !== upstreamModel
+  if (!unstream && !inject && !rename) return view.raw
+  const out: Record<string, unknown> = { ...o }
+  if (rename) out.model = upstreamModel
+  if (unstream) {
+    out.stream = false
+    delete out.stream_options // refused by OpenAI on a request that does not stream
+  }
+  if (inject) out.stream_options = { ...options, include_usage: true }
+  return Buffer.from(JSON.stringify(out))
+}

@@ -160,6 +160,19 @@ export class Metrics {
     labelNames: ['route', 'model', 'kind'] as const, registers: [this.registry],
   })
 
+  readonly llmComparisons = new FastCounter({
+    name: 'modelsplit_llm_comparisons_total', help: 'OpenAI routes: primary vs shadow answers compared once both finished, by the cascade layer that decided (exact, normalised, structured) and result (agree, disagree), or layer undecided.',
+    labelNames: ['route', 'primary', 'shadow', 'layer', 'result'] as const, registers: [this.registry],
+  })
+  readonly llmShadowTokens = new FastCounter({
+    name: 'modelsplit_llm_shadow_tokens_total', help: 'OpenAI routes: tokens shadows reported, by token_type; apart from the primaries\' (modelsplit_llm_tokens_total), never billed to users.',
+    labelNames: ['route', 'model', 'token_type'] as const, registers: [this.registry],
+  })
+  readonly llmShadowCost = new FastCounter({
+    name: 'modelsplit_llm_shadow_cost_total', help: 'OpenAI routes: cost of the tokens shadows reported, from models.NAME.price.',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+  })
+
   readonly records = new Counter({
     name: 'modelsplit_records_total', help: 'Prediction records, by result (written to the file, or dropped because the disk could not keep up).',
     labelNames: ['result'] as const, registers: [this.registry],

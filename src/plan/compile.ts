@@ -88,6 +88,7 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     threshold: sh.percent >= 100 ? 2 ** 32 : Math.floor((sh.percent / 100) * 2 ** 32),
     table: buildRendezvous(route.salt, [`shadow:${sh.model}`], [1]),
     maxCaptureBytes: config.limits.max_capture_bytes,
+    stream: sh.stream,
   }))
   const targets = models.map((m) => target(config, m))
   const indexOf = (model: string): number => {

@@ -30,6 +30,8 @@ export interface ShadowPlan extends ModelTarget {
   readonly table: RendezvousTable
   /** limits.max_capture_bytes: the largest answer of this shadow kept for comparison. */
   readonly maxCaptureBytes: number
+  /** api: openai routes: streamed when the client streams (as_requested), or never (off). */
+  readonly stream: 'as_requested' | 'off'
 }
 
 /** Everything a request on one route needs, decided at compile time. */

@@ -12,6 +12,7 @@ import { translateUpstreamError } from '../upstream/errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
 import type { RequestTrace, Tracing } from '../tracing/types.js'
 import { LlmExchange } from '../llm/answer.js'
+import { shadowRequestBody } from '../llm/request.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
 /** What every exchange shares: built once by the listener. */
@@ -264,10 +265,14 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         obs.shadowSkipped(target, 'body_too_large')
         continue
       }
-      headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, this.body.raw === undefined ? -1 : this.body.raw.length, 'x-modelsplit-shadow')
+      // OpenAI routes: each shadow its own model name and stream mode, so its own body and length.
+      const body = this.route.plan.isOpenAi ? shadowRequestBody(this.body, target.upstreamModel, target.stream, this.rest) : this.body.raw
+      if (body !== this.body.raw) headers = undefined
+      headers ??= upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, body === undefined ? -1 : body.length, 'x-modelsplit-shadow')
       const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
       if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
-      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
+      const sent = this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, body, obs)
+      if (body !== this.body.raw) headers = undefined
       if (sent !== null) {
         obs.shadowSkipped(target, sent)
         trace?.span?.dropped(sent)

@@ -22,7 +22,17 @@ export interface ShadowResult {
   prediction: unknown
   error: string | null
   prediction_error?: string
-  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number } | { error: string }
+  /** api: openai routes: `layer` is the cascade layer that decided (undecided: none did; agree is then false). */
+  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number; layer?: 'exact' | 'normalised' | 'structured' | 'undecided' } | { error: string }
+  /** api: openai routes: the tokens this shadow reported and their cost (never billed to the user's usage). */
+  usage?: RecordUsage
+}
+
+/** api: openai routes: tokens as the model reported them, and their cost by models.NAME.price (null: unknown). */
+export interface RecordUsage {
+  input_tokens: number | null
+  output_tokens: number | null
+  cost: number | null
 }
 
 /** A shadow selected for the request but not sent, and why. */
@@ -43,7 +53,7 @@ export interface PredictionRecord {
   /** The shares (0..1) of the split in force when it was assigned: the report's weight periods. */
   readonly shares?: Readonly<Record<string, number>> | null
   readonly assignment: RecordAssignment
-  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
+  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string; usage?: RecordUsage }
   /** Every shadow selected for this request: answered (or failed), or not sent and why. */
   readonly shadows: (ShadowResult | ShadowDrop)[]
   input?: unknown

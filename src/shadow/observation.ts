@@ -1,11 +1,14 @@
 import { comparePredictions, extractPrediction, parseModelJson } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
+import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
 import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
+import { compareAnswers, readAnswer, usageOf, type RecordUsage } from '../llm/observe.js'
+import type { AssembledAnswer } from '../llm/assemble.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write'>
@@ -118,6 +121,16 @@ function versionOf(route: RouteRuntime, model: string): { model_version?: string
   return {}
 }
 
+/** The assembled answer of an OpenAI route's side, if it has one. */
+function answerOf(r: { ok: boolean }): AssembledAnswer | undefined {
+  return r.ok && 'answer' in r ? r.answer as AssembledAnswer : undefined
+}
+
+function priceOf(route: RouteRuntime, model: string): ModelPrice | null {
+  for (const t of route.targets) if (t.model === model) return t.price
+  return null
+}
+
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000
 }
@@ -173,14 +186,22 @@ export class Observer {
 
   #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
     const route = obs.route
-    const p = predictionOf(route, primary.status, primary.body, primary.error)
+    const llm = route.plan.isOpenAi
+    const p = llm ? readAnswer(primary.status, primary.body, primary.error) : predictionOf(route, primary.status, primary.body, primary.error)
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {
-      const sp = predictionOf(route, s.status, s.body, s.error)
+      const sp = llm ? readAnswer(s.status, s.body, s.error) : predictionOf(route, s.status, s.body, s.error)
       let comparison: ShadowResult['comparison']
+      let usage: RecordUsage | undefined
+      const sa = answerOf(sp)
+      const pa = answerOf(p)
+      if (sa !== undefined) usage = this.#countShadowUsage(s.target, usageOf(sa, s.target.price))
       if (!p.ok) comparison = { error: `primary: ${p.reason}` }
       else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
-      else {
+      else if (pa !== undefined && sa !== undefined) {
+        comparison = compareAnswers(pa, sa)
+        this.#metrics.llmComparisons.inc({ route: route.name, primary: primary.model, shadow: s.target.model, layer: comparison.layer, result: comparison.layer === 'undecided' ? 'undecided' : comparison.agree ? 'agree' : 'disagree' })
+      } else {
         const c = comparePredictions(p.value, sp.value, route.plan.compare)
         comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
       }
@@ -191,6 +212,7 @@ export class Observer {
         prediction: sp.ok ? sp.value : null, error: s.error,
         ...(sp.ok || sp.transport ? {} : { prediction_error: sp.reason }),
         comparison,
+        ...(usage === undefined ? {} : { usage }),
       })
     }
     if (skipped !== undefined) shadowRecords.push(...skipped)
@@ -211,6 +233,7 @@ export class Observer {
       primary: {
         model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
         ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
+        ...(llm && answerOf(p) !== undefined ? { usage: usageOf(answerOf(p) as AssembledAnswer, priceOf(route, primary.model)) } : {}),
       },
       shadows: shadowRecords,
     }
@@ -222,6 +245,16 @@ export class Observer {
       }
     }
     sink.write(record)
+  }
+
+  /** A shadow's tokens and cost, counted apart from the primaries'. */
+  #countShadowUsage(target: ShadowTarget, usage: RecordUsage): RecordUsage {
+    const labels = { route: target.route, model: target.model }
+    const m = this.#metrics
+    if (usage.input_tokens !== null) m.llmShadowTokens.inc({ ...labels, token_type: 'input' }, usage.input_tokens)
+    if (usage.output_tokens !== null) m.llmShadowTokens.inc({ ...labels, token_type: 'output' }, usage.output_tokens)
+    if (usage.cost !== null) m.llmShadowCost.inc(labels, usage.cost)
+    return usage
   }
 
   #count(target: ShadowTarget, primaryModel: string, comparison: ShadowResult['comparison']): void {

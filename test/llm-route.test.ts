@@ -182,7 +182,8 @@ describe('api: openai config', () => {
     ['an unknown api', `${base}routes:\n  - { name: r, path: /v1, api: grpc, split: [{ model: m, weight: 1 }] }\n`, 5, 'routes[0].api', 'must be one of http, openai'],
     ['a negative price', `${base}    price: { input_per_million_tokens: -1, output_per_million_tokens: 1 }\nroutes:\n  - { name: r, path: /v1, api: openai, split: [{ model: m, weight: 1 }] }\n`, 4, 'models.m.price.input_per_million_tokens', 'must be a number >= 0'],
     ['an empty upstream_model', `${base}    upstream_model: ""\nroutes:\n  - { name: r, path: /v1, api: openai, split: [{ model: m, weight: 1 }] }\n`, 4, 'models.m.upstream_model', 'must be a non-empty string'],
-    ['a shadow on an openai route', `${base}  s:\n    url: http://127.0.0.1:9\nroutes:\n  - { name: r, path: /v1, api: openai, split: [{ model: m, weight: 1 }], shadow: [{ model: s }] }\n`, 7, 'routes[0].shadow', 'not supported yet'],
+    ['a shadow stream mode on an http route', `${base}  s:\n    url: http://127.0.0.1:9\nroutes:\n  - { name: r, path: /v1, split: [{ model: m, weight: 1 }], shadow: [{ model: s, stream: 'off' }] }\n`, 7, 'routes[0].shadow', 'applies to api: openai routes only'],
+    ['an unknown shadow stream mode', `${base}  s:\n    url: http://127.0.0.1:9\nroutes:\n  - { name: r, path: /v1, api: openai, split: [{ model: m, weight: 1 }], shadow: [{ model: s, stream: sometimes }] }\n`, 7, 'routes[0].shadow[0].stream', 'must be one of as_requested, off'],
   ])('refuses %s with its place', (_name, yaml, line, path, message) => {
     const r = compile(yaml, 'llm.yaml')
     expect(r.ok).toBe(false)

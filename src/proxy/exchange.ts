@@ -397,13 +397,14 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     if (tail !== null && capture !== null && capture.active) capture.add(tail, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
     if (tail === null) this.res.end()
     else this.res.end(tail)
-    llm?.finish('complete', this.#start)
+    const facts = llm === null ? null : llm.finish('complete', this.#start)
     const arm = this.arm as Arm
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
     this.#trace?.end(this.#status, null)
     const obs = this.#obs
     if (obs !== undefined) {
+      obs.llmFacts = facts
       const capture = this.#capture as Capture
       const skipped = capture.skipped
       const error = skipped === null ? null

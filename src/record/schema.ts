@@ -53,7 +53,7 @@ export interface PredictionRecord {
   /** The shares (0..1) of the split in force when it was assigned: the report's weight periods. */
   readonly shares?: Readonly<Record<string, number>> | null
   readonly assignment: RecordAssignment
-  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string; usage?: RecordUsage }
+  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string; usage?: RecordUsage; ttft_ms?: number }
   /** Every shadow selected for this request: answered (or failed), or not sent and why. */
   readonly shadows: (ShadowResult | ShadowDrop)[]
   input?: unknown

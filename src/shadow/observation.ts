@@ -9,6 +9,7 @@ import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
 import { compareAnswers, readAnswer, usageOf, type RecordUsage } from '../llm/observe.js'
 import type { AssembledAnswer } from '../llm/assemble.js'
+import type { AnswerFacts } from '../llm/answer.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write'>
@@ -40,6 +41,8 @@ export class Observation implements ShadowSink {
   readonly #shadows: ShadowOutcome[] = []
   /** Selected shadows that were not sent, and why: the record names them so none goes missing. */
   #skipped: ShadowDrop[] | undefined
+  /** api: openai routes: what the live reader measured of the primary's answer (its usage chunk may not reach the capture). */
+  llmFacts: AnswerFacts | null = null
   /** Shadow spans when the request is traced: ended with the comparison. */
   #traces: { target: ShadowTarget; span: ShadowTrace }[] | undefined
 
@@ -124,6 +127,18 @@ function versionOf(route: RouteRuntime, model: string): { model_version?: string
 /** The assembled answer of an OpenAI route's side, if it has one. */
 function answerOf(r: { ok: boolean }): AssembledAnswer | undefined {
   return r.ok && 'answer' in r ? r.answer as AssembledAnswer : undefined
+}
+
+/**
+ * The primary's usage: as the live reader counted it (the client's capture lacks the usage chunk
+ * the router took out), else as assembled; with its first-token time when it streamed.
+ */
+function primaryUsage(facts: AnswerFacts | null, answer: AssembledAnswer | undefined, price: ModelPrice | null): { usage?: RecordUsage; ttft_ms?: number } {
+  if (facts !== null && (facts.inputTokens >= 0 || facts.outputTokens >= 0)) {
+    const usage = { input_tokens: facts.inputTokens < 0 ? null : facts.inputTokens, output_tokens: facts.outputTokens < 0 ? null : facts.outputTokens, cost: facts.cost < 0 ? null : facts.cost }
+    return facts.ttftMs < 0 ? { usage } : { usage, ttft_ms: round(facts.ttftMs) }
+  }
+  return answer === undefined ? {} : { usage: usageOf(answer, price) }
 }
 
 function priceOf(route: RouteRuntime, model: string): ModelPrice | null {
@@ -233,7 +248,7 @@ export class Observer {
       primary: {
         model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
         ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
-        ...(llm && answerOf(p) !== undefined ? { usage: usageOf(answerOf(p) as AssembledAnswer, priceOf(route, primary.model)) } : {}),
+        ...(llm ? primaryUsage(obs.llmFacts, answerOf(p), priceOf(route, primary.model)) : {}),
       },
       shadows: shadowRecords,
     }

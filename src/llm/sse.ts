@@ -14,6 +14,7 @@ const DONE = Buffer.from('[DONE]')
 const USAGE_KEY = Buffer.from('"usage":')
 const MODEL_KEY = Buffer.from('"model":')
 const USAGE_NULL = Buffer.from('"usage":null')
+const ERROR_START = Buffer.from('{"error"')
 /** Keys whose non-empty string value is generated text (chat, completions, responses, tools, reasoning). */
 const TOKEN_KEYS = ['"content":', '"text":', '"delta":', '"arguments":', '"reasoning_content":'].map((k) => Buffer.from(k))
 
@@ -191,7 +192,7 @@ export class AnswerReader {
     }
     this.events++
     if (this.firstTokenAt < 0 && hasToken(ev, start)) this.firstTokenAt = this.#now()
-    if (ev.indexOf('{"error"', start) === start) this.errorEvents++
+    if (startsAt(ev, start, ERROR_START)) this.errorEvents++
     const usage = ev.indexOf(USAGE_KEY, start)
     if (usage >= 0 && valueStart(ev, usage + USAGE_KEY.length) === 123) {
       const parsed = this.#readUsage(ev, start, stop)
@@ -234,6 +235,13 @@ function dataAt(ev: Buffer): number {
   // `event: NAME` first (the Responses API): data on a later line.
   const i = ev.indexOf('\ndata:')
   return i < 0 ? -1 : i + 1
+}
+
+/** Whether `buf` holds `what` at `at` (a compare of a few bytes, not a scan of the event). */
+function startsAt(buf: Buffer, at: number, what: Buffer): boolean {
+  if (buf.length - at < what.length) return false
+  for (let i = 0; i < what.length; i++) if (buf[at + i] !== what[i]) return false
+  return true
 }
 
 /** The first byte of a JSON value after a key's colon, skipping whitespace. */

@@ -6,7 +6,7 @@ import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
 import { readMlflow, readModelRef } from './mlflow.js'
 import { readAnalysis, readMetrics } from './metrics.js'
-import { OPENAI_USER_ID_DEFAULT, readApi, readPrice, readUpstreamModel } from './llm.js'
+import { OPENAI_USER_ID_DEFAULT, readApi, readJudge, readPrice, readUpstreamModel } from './llm.js'
 
 const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing', 'mlflow'] as const
 const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
@@ -20,7 +20,7 @@ const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics']
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'api'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'api', 'judge'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
@@ -292,18 +292,19 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   const analysis = readAnalysis(c, o.analysis, [...path, 'analysis'], userId !== undefined && userId.length > 0, metrics)
   const rollout = readRollout(c, o.rollout, [...path, 'rollout'])
   const bandit = readBandit(c, o.bandit, [...path, 'bandit'])
+  const judge = readJudge(c, o.judge, [...path, 'judge'], models, api)
   let control = c.string(o.control, [...path, 'control'], split?.[0]?.model)
   if (control !== undefined && split !== undefined && !split.some((s) => s.model === control)) {
     c.add([...path, 'control'], `must be a model in this route's split (${split.map((s) => s.model).join(', ')}), got "${control}"`)
     control = undefined
   }
-  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
+  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined || judge === undefined) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
   if (api !== 'openai' && shadow.some((sh) => sh.stream !== 'as_requested')) {
     c.add([...path, 'shadow'], 'shadow[].stream applies to api: openai routes only: remove it, or set api: openai')
     return undefined
   }
-  return { name, path: routePath, api, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
+  return { name, path: routePath, api, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit, judge }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {

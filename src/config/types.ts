@@ -66,6 +66,18 @@ export interface ShadowConfig {
 
 export type ShadowStream = 'as_requested' | 'off'
 
+/** api: openai routes: a model asked which of two answers is better, for pairs the cascade left undecided. */
+export interface JudgeConfig {
+  readonly model: string
+  /** Share of users (0..100, by hash: sticky) whose undecided pairs are judged. */
+  readonly percent: number
+  /** Judge cost (models.JUDGE.price) allowed per clock hour; null: no cap. */
+  readonly max_cost_per_hour: number | null
+  readonly max_in_flight: number
+  /** With {{question}}, {{answer_a}} and {{answer_b}}; the judge answers A, B or TIE. */
+  readonly prompt: string
+}
+
 export interface CompareConfig {
   /** `auto` or a JSON Pointer to the prediction in each model's response. */
   readonly prediction: string
@@ -126,6 +138,8 @@ export interface RouteConfig {
   readonly rollout: RolloutConfig | null
   /** A Thompson-sampling bandit over the split, or null (never with a rollout). */
   readonly bandit: BanditConfig | null
+  /** api: openai routes: the judge of undecided answer pairs, or null. */
+  readonly judge: JudgeConfig | null
 }
 
 export interface FeedbackConfig {

@@ -173,6 +173,47 @@ export class Metrics {
     labelNames: ['route', 'model'] as const, registers: [this.registry],
   })
 
+  readonly llmJudgeVerdicts = new FastCounter({
+    name: 'modelsplit_llm_judge_verdicts_total', help: 'OpenAI routes: the judge\'s verdicts on undecided pairs, from the shadow\'s side (win: the shadow\'s answer is better; tie; loss), or error (the judge failed or answered something other than A, B or TIE).',
+    labelNames: ['route', 'primary', 'shadow', 'verdict'] as const, registers: [this.registry],
+  })
+  readonly llmJudgeSkipped = new FastCounter({
+    name: 'modelsplit_llm_judge_skipped_total', help: 'OpenAI routes: undecided pairs not judged, by reason (not_sampled: the user is outside judge.percent; budget: judge.max_cost_per_hour spent this hour; max_in_flight).',
+    labelNames: ['route', 'reason'] as const, registers: [this.registry],
+  })
+  readonly llmJudgeCost = new FastCounter({
+    name: 'modelsplit_llm_judge_cost_total', help: 'OpenAI routes: cost of the judge\'s calls, from the judge model\'s price.',
+    labelNames: ['route'] as const, registers: [this.registry],
+  })
+  /** Set by the judge: win rates per route, primary and shadow, read at each scrape. */
+  judgeSource: (() => readonly { route: string; primary: string; shadow: string; rate: { share: number; low: number; high: number; signP: number }; sequentialP: number }[]) | undefined
+  readonly llmJudgeWinShare = new Gauge({
+    name: 'modelsplit_llm_judge_win_share', help: 'OpenAI routes: the shadow\'s share of wins among judged pairs that were not ties, with its 95% Wilson interval (bound: estimate, low, high); this process\'s verdicts.',
+    labelNames: ['route', 'primary', 'shadow', 'bound'] as const, registers: [this.registry],
+    collect: () => this.#collectJudge(),
+  })
+  readonly llmJudgePValue = new Gauge({
+    name: 'modelsplit_llm_judge_p_value', help: 'OpenAI routes: p-value of "the shadow wins half of the decided pairs": test sign (exact sign test at this count) or sequential (always valid: the running minimum of a Beta-mixture likelihood ratio, safe to watch continuously).',
+    labelNames: ['route', 'primary', 'shadow', 'test'] as const, registers: [this.registry],
+  })
+
+  #collectJudge(): void {
+    const rows = this.judgeSource?.()
+    if (rows === undefined) return
+    this.llmJudgeWinShare.reset()
+    this.llmJudgePValue.reset()
+    for (const r of rows) {
+      const l = { route: r.route, primary: r.primary, shadow: r.shadow }
+      if (Number.isFinite(r.rate.share)) {
+        this.llmJudgeWinShare.set({ ...l, bound: 'estimate' }, r.rate.share)
+        this.llmJudgeWinShare.set({ ...l, bound: 'low' }, r.rate.low)
+        this.llmJudgeWinShare.set({ ...l, bound: 'high' }, r.rate.high)
+      }
+      this.llmJudgePValue.set({ ...l, test: 'sign' }, r.rate.signP)
+      this.llmJudgePValue.set({ ...l, test: 'sequential' }, r.sequentialP)
+    }
+  }
+
   readonly records = new Counter({
     name: 'modelsplit_records_total', help: 'Prediction records, by result (written to the file, or dropped because the disk could not keep up).',
     labelNames: ['result'] as const, registers: [this.registry],

@@ -123,6 +123,14 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     metrics: route.metrics,
     control: route.control,
     remembers: route.metrics.length > 0,
+    judge: route.judge === null ? null : {
+      target: target(config, route.judge.model),
+      threshold: route.judge.percent >= 100 ? 2 ** 32 : Math.floor((route.judge.percent / 100) * 2 ** 32),
+      table: buildRendezvous(route.salt, ['judge'], [1]),
+      maxCostPerHour: route.judge.max_cost_per_hour,
+      maxInFlight: route.judge.max_in_flight,
+      prompt: route.judge.prompt,
+    },
   }
 }
 

@@ -34,6 +34,17 @@ export interface ShadowPlan extends ModelTarget {
   readonly stream: 'as_requested' | 'off'
 }
 
+/** api: openai routes: the judge of undecided pairs, resolved. */
+export interface JudgePlan {
+  readonly target: ModelTarget
+  /** Users whose hash is below this (of 2^32) have their undecided pairs judged. */
+  readonly threshold: number
+  readonly table: RendezvousTable
+  readonly maxCostPerHour: number | null
+  readonly maxInFlight: number
+  readonly prompt: string
+}
+
 /** Everything a request on one route needs, decided at compile time. */
 export interface RoutePlan {
   readonly config: RouteConfig
@@ -69,6 +80,7 @@ export interface RoutePlan {
   readonly control: string
   /** The route has metrics: remember each request's model so outcomes can name it by request id. */
   readonly remembers: boolean
+  readonly judge: JudgePlan | null
 }
 
 /**

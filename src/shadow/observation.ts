@@ -10,6 +10,7 @@ import type { ShadowTrace } from '../tracing/types.js'
 import { compareAnswers, readAnswer, usageOf, type RecordUsage } from '../llm/observe.js'
 import type { AssembledAnswer } from '../llm/assemble.js'
 import type { AnswerFacts } from '../llm/answer.js'
+import { Judge } from '../llm/judge.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write'>
@@ -158,6 +159,10 @@ export class Observer {
   readonly #metrics: Metrics
   readonly #sink: () => RecordSink | undefined
   readonly #budget: CaptureBudget
+  /** api: openai routes with a judge: asks it about undecided pairs, off the request path. */
+  readonly judge: Judge
+  /** The judge calls under way (tests await them; nothing on the request path does). */
+  readonly judging = new Set<Promise<void>>()
   #open = 0
   #idle: (() => void)[] = []
 
@@ -165,6 +170,8 @@ export class Observer {
     this.#metrics = opts.metrics
     this.#budget = opts.budget
     this.#sink = opts.sink
+    this.judge = new Judge(opts.metrics)
+    opts.metrics.judgeSource = () => this.judge.winRates()
   }
 
   /** Observations whose primary or shadows are still running. */
@@ -215,6 +222,12 @@ export class Observer {
       else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
       else if (pa !== undefined && sa !== undefined) {
         comparison = compareAnswers(pa, sa)
+        const judge = route.plan.judge
+        if (judge !== null && comparison.layer === 'undecided') {
+          const call = this.judge.consider(judge, route.name, obs.userId, obs.input, primary.model, s.target.model, pa, sa)
+          this.judging.add(call)
+          void call.finally(() => this.judging.delete(call))
+        }
         this.#metrics.llmComparisons.inc({ route: route.name, primary: primary.model, shadow: s.target.model, layer: comparison.layer, result: comparison.layer === 'undecided' ? 'undecided' : comparison.agree ? 'agree' : 'disagree' })
       } else {
         const c = comparePredictions(p.value, sp.value, route.plan.compare)

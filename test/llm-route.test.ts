@@ -200,6 +200,12 @@ describe('api: openai config', () => {
     const r = compile(yaml, 'README.md')
     expect(r.ok ? [] : r.problems).toEqual([])
     expect(r.ok && r.plan.routes[0]?.isOpenAi).toBe(true)
+    expect(r.ok && r.plan.routes[0]?.judge?.target.model).toBe('judge-8b')
+    // Every key it writes has a row in the config reference.
+    const reference = readme.slice(readme.indexOf('## Config reference'), readme.indexOf('## Assignment: the formula'))
+    for (const key of ['routes[].api', 'routes[].judge.max_cost_per_hour', 'routes[].judge.percent', 'routes[].judge.model', 'routes[].judge.max_in_flight', 'routes[].judge.prompt', 'routes[].shadow[].stream', 'models.NAME.upstream_model', 'models.NAME.price.input_per_million_tokens', 'models.NAME.price.output_per_million_tokens', 'limits.max_sse_event_bytes']) {
+      expect(reference).toContain(`\`${key}\``)
+    }
   })
 
   it('reads the user key from the OpenAI body fields by default', () => {

@@ -1,6 +1,10 @@
 // The judge of undecided answer pairs: a real router, a fake primary and shadow that answer in
 // different words, and a fake judge model that reads the prompt it is sent.
 import type { ServerResponse } from 'node:http'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { readRecords } from '../src/record/index.js'
 import { afterEach, describe, expect, it } from 'vitest'
 import { compile } from '../src/plan/index.js'
 import { parseVerdict, questionOf } from '../src/llm/judge.js'
@@ -28,11 +32,11 @@ function judgeAnswer(reply?: string) {
   }
 }
 
-async function setup(judgeYaml: string, judge: Upstream | null): Promise<RunningRouter> {
+async function setup(judgeYaml: string, judge: Upstream | null, top = ''): Promise<RunningRouter> {
   const primary = await startFakeOpenAi(() => ({ tokens: [PRIMARY_TEXT], promptTokens: 5 }))
   const shadow = await startFakeOpenAi(() => ({ tokens: [SHADOW_TEXT], promptTokens: 5 }))
   open.push(primary, shadow)
-  const router = await startRouter(`
+  const router = await startRouter(`${top}
 models:
   primary-model: { url: "${primary.url}" }
   shadow-model: { url: "${shadow.url}" }
@@ -93,6 +97,28 @@ describe('the judge', () => {
     expect(m.get('modelsplit_llm_judge_win_share{route="chat",primary="primary-model",shadow="shadow-model",bound="estimate"}')).toBe(1)
     expect(m.get('modelsplit_llm_judge_p_value{route="chat",primary="primary-model",shadow="shadow-model",test="sign"}')).toBeCloseTo(2 ** -15, 12)
     expect(m.get('modelsplit_llm_judge_cost_total{route="chat"}')).toBeCloseTo(16 * 201 * 1000 / 1e6, 9)
+  })
+
+  it('writes each verdict as a judgement record naming its request, beside the prediction record', async () => {
+    const judge = await startUpstream(judgeAnswer())
+    open.push(judge)
+    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-judge-'))
+    open.push({ close: () => rm(dir, { recursive: true, force: true }) })
+    const file = join(dir, 'predictions.jsonl')
+    const router = await setup('    record: true\n    judge: { model: judge-model }', judge, `recording: { path: ${JSON.stringify(file)} }`)
+    await ask(router, 'user-7')
+    await metricsWhen(router, (x) => counted(x, 'win') === 1)
+    open.splice(open.indexOf(router), 1)
+    await router.close()
+    const records: Record<string, unknown>[] = []
+    for await (const r of readRecords(file)) records.push(r as unknown as Record<string, unknown>)
+    expect(records.map((r) => r.type)).toEqual(['prediction', 'judgement'])
+    const [prediction, judgement] = records
+    expect(judgement).toMatchObject({
+      schema: 1, request_id: prediction?.request_id, route: 'chat', user_id: 'user-7', primary: 'primary-model', shadow: 'shadow-model',
+      judge_model: 'judge-model', verdict: 'win', cost: 201 * 1000 / 1e6,
+    })
+    expect(judgement?.judge_answer).toBe(judgement?.shadow_position)
   })
 
   it('samples by user: a user\'s pairs are all judged or none are', async () => {

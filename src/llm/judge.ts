@@ -12,6 +12,15 @@ import { assembleAnswer, type AssembledAnswer } from './assemble.js'
 export type Verdict = 'win' | 'tie' | 'loss'
 export type JudgeSkip = 'not_sampled' | 'budget' | 'max_in_flight'
 
+/** One judged pair as the judgement record holds it (the observer adds who and when). */
+export interface JudgeOutcome {
+  readonly judge_model: string
+  readonly verdict: Verdict | 'error'
+  readonly shadow_position: 'A' | 'B'
+  readonly judge_answer: string | null
+  readonly cost: number
+}
+
 /** One candidate's judged pairs against one primary on one route. */
 interface Tally {
   wins: number
@@ -84,7 +93,7 @@ export class Judge {
    * Judges one undecided pair unless the user is not sampled, the budget for this hour is spent or
    * too many calls are in flight. Never throws; resolves when the verdict is counted (tests await it).
    */
-  consider(plan: JudgePlan, route: string, userId: string | undefined, input: Buffer | undefined, primary: string, shadow: string, a: AssembledAnswer, b: AssembledAnswer): Promise<void> {
+  consider(plan: JudgePlan, route: string, userId: string | undefined, input: Buffer | undefined, primary: string, shadow: string, a: AssembledAnswer, b: AssembledAnswer, write: ((r: JudgeOutcome) => void) | null): Promise<void> {
     const skipped = (reason: JudgeSkip): Promise<void> => {
       this.#metrics.llmJudgeSkipped.inc({ route, reason })
       return Promise.resolve()
@@ -112,13 +121,14 @@ export class Judge {
         this.#metrics.llmJudgeCost.inc({ route }, answer.cost)
       }
       const said = answer.text === null ? null : parseVerdict(answer.text)
-      if (said === null) {
-        this.#metrics.llmJudgeVerdicts.inc({ ...labels, verdict: 'error' })
-        return
-      }
       // From the candidate's (the shadow's) side.
-      const verdict: Verdict = said === 'TIE' ? 'tie' : (said === 'A') === shadowFirst ? 'win' : 'loss'
+      const verdict: Verdict | 'error' = said === null ? 'error' : said === 'TIE' ? 'tie' : (said === 'A') === shadowFirst ? 'win' : 'loss'
+      write?.({
+        judge_model: plan.target.model, verdict, shadow_position: shadowFirst ? 'A' : 'B',
+        judge_answer: answer.text === null ? null : answer.text.slice(0, 200), cost: answer.cost,
+      })
       this.#metrics.llmJudgeVerdicts.inc({ ...labels, verdict })
+      if (verdict === 'error') return
       const key = `${route}\u0000${primary}\u0000${shadow}`
       let t = this.#tallies.get(key)
       if (t === undefined) this.#tallies.set(key, t = { wins: 0, ties: 0, losses: 0, sequentialP: 1 })

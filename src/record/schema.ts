@@ -94,8 +94,32 @@ export interface DecisionRecord {
   readonly [field: string]: unknown
 }
 
+/**
+ * api: openai routes with a judge: its verdict on one primary/shadow pair, written when it
+ * arrives (after the pair's prediction record, which it names by request_id).
+ */
+export interface JudgementRecord {
+  readonly type: 'judgement'
+  readonly schema: typeof SCHEMA_VERSION
+  readonly ts: string
+  readonly request_id: string
+  readonly route: string
+  readonly user_id: string | null
+  readonly primary: string
+  readonly shadow: string
+  readonly judge_model: string
+  /** From the shadow's side: win (its answer is better), tie, loss; error: no readable verdict. */
+  readonly verdict: 'win' | 'tie' | 'loss' | 'error'
+  /** Where the shadow's answer stood in the prompt (the order is drawn per pair). */
+  readonly shadow_position: 'A' | 'B'
+  /** The judge's answer text as it came (first 200 characters), or null when the call failed. */
+  readonly judge_answer: string | null
+  /** The call's cost by the judge model's price (0 without one). */
+  readonly cost: number
+}
+
 /** Any record this build writes. */
-export type AnyRecord = PredictionRecord | OutcomeRecord | DecisionRecord
+export type AnyRecord = PredictionRecord | OutcomeRecord | DecisionRecord | JudgementRecord
 
 /**
  * The largest outcome value accepted. Its square (1e30) and any realistic count of them summed stay

@@ -3,14 +3,14 @@ import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/ind
 import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
-import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { SCHEMA_VERSION, type JudgementRecord, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
 import { compareAnswers, readAnswer, usageOf, type RecordUsage } from '../llm/observe.js'
 import type { AssembledAnswer } from '../llm/assemble.js'
 import type { AnswerFacts } from '../llm/answer.js'
-import { Judge } from '../llm/judge.js'
+import { Judge, type JudgeOutcome } from '../llm/judge.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write'>
@@ -224,7 +224,16 @@ export class Observer {
         comparison = compareAnswers(pa, sa)
         const judge = route.plan.judge
         if (judge !== null && comparison.layer === 'undecided') {
-          const call = this.judge.consider(judge, route.name, obs.userId, obs.input, primary.model, s.target.model, pa, sa)
+          const sink = route.plan.record ? this.#sink() : undefined
+          const shadowModel = s.target.model
+          const write = sink === undefined ? null : (o: JudgeOutcome): void => {
+            const record: JudgementRecord = {
+              type: 'judgement', schema: SCHEMA_VERSION, ts: new Date().toISOString(), request_id: obs.requestId, route: route.name,
+              user_id: obs.userId ?? null, primary: primary.model, shadow: shadowModel, ...o,
+            }
+            sink.write(record)
+          }
+          const call = this.judge.consider(judge, route.name, obs.userId, obs.input, primary.model, shadowModel, pa, sa, write)
           this.judging.add(call)
           void call.finally(() => this.judging.delete(call))
         }

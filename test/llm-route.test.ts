@@ -6,6 +6,7 @@ import { request } from 'undici'
 import { compile } from '../src/plan/index.js'
 import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
 import { renderJson, renderStream, startFakeOpenAi, type FakeAnswer, type FakeOpenAi } from './helpers/openai.js'
+import { startUpstream } from './helpers/upstream.js'
 
 const open: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -94,6 +95,31 @@ describe('api: openai routes', () => {
     // The server held its first token 60 ms: the router cannot have seen it sooner.
     expect(m.get('gen_ai_server_time_to_first_token_seconds_sum{route="chat",model="small"}')).toBeGreaterThanOrEqual(0.059)
     expect(m.get('gen_ai_server_time_per_output_token_seconds_count{route="chat",model="small"}')).toBe(1)
+  })
+
+  it('puts the tokens, cost and first-token time on the request\'s span', async () => {
+    const otlp = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+    open.push(otlp)
+    const { a, b } = await setup(undefined, { weights: [100, 0] })
+    const router = await startRouter(`tracing: { otlp_endpoint: "${otlp.url}", sample_ratio: 1 }\n${config(a, b, { weights: [100, 0] })}`)
+    open.push(router)
+    const res = await chat(router, { stream: true, user: 'u' })
+    await res.body.text()
+    await metricsWhen(router, (x) => (x.get('modelsplit_llm_streams_total{route="chat",model="small",outcome="done"}') ?? 0) === 1)
+    open.splice(open.indexOf(router), 1)
+    await router.close() // flushes the batch
+    type Attr = { key: string; value: { intValue?: string | number; doubleValue?: number; stringValue?: string } }
+    const spans = otlp.requests.flatMap((r) => (JSON.parse(r.body) as { resourceSpans: { scopeSpans: { spans: { name: string; attributes: Attr[] }[] }[] }[] })
+      .resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)))
+    const span = spans.find((s) => s.name === 'POST chat')
+    const attrs = Object.fromEntries((span?.attributes ?? []).map((x) => [x.key, Number(x.value.intValue ?? x.value.doubleValue ?? x.value.stringValue)]))
+    expect(attrs['gen_ai.usage.input_tokens']).toBe(11)
+    expect(attrs['gen_ai.usage.output_tokens']).toBe(3)
+    expect(attrs['modelsplit.llm.cost']).toBeCloseTo((11 * 0.5 + 3 * 1.5) / 1e6, 12)
+    expect(attrs['modelsplit.llm.time_to_first_token_ms']).toBeGreaterThan(0)
   })
 
   it('passes the usage chunk through when the client asked for it', async () => {

@@ -189,12 +189,13 @@ export class Metrics {
   judgeSource: (() => readonly { route: string; primary: string; shadow: string; rate: { share: number; low: number; high: number; signP: number }; sequentialP: number }[]) | undefined
   readonly llmJudgeWinShare = new Gauge({
     name: 'modelsplit_llm_judge_win_share', help: 'OpenAI routes: the shadow\'s share of wins among judged pairs that were not ties, with its 95% Wilson interval (bound: estimate, low, high); this process\'s verdicts.',
-    labelNames: ['route', 'primary', 'shadow', 'bound'] as const, registers: [this.registry],
+    // serve --workers: each worker judges its own pairs; shares and p's do not add, so the cluster leaves them out.
+    labelNames: ['route', 'primary', 'shadow', 'bound'] as const, registers: [this.registry], aggregator: 'omit',
     collect: () => this.#collectJudge(),
   })
   readonly llmJudgePValue = new Gauge({
     name: 'modelsplit_llm_judge_p_value', help: 'OpenAI routes: p-value of "the shadow wins half of the decided pairs": test sign (exact sign test at this count) or sequential (always valid: the running minimum of a Beta-mixture likelihood ratio, safe to watch continuously).',
-    labelNames: ['route', 'primary', 'shadow', 'test'] as const, registers: [this.registry],
+    labelNames: ['route', 'primary', 'shadow', 'test'] as const, registers: [this.registry], aggregator: 'omit',
   })
 
   #collectJudge(): void {

@@ -401,6 +401,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const arm = this.arm as Arm
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
+    if (facts !== null) this.#trace?.llm(facts)
     this.#trace?.end(this.#status, null)
     const obs = this.#obs
     if (obs !== undefined) {

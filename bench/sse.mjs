@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir, cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { Pool, request } from 'undici'
+import { request } from 'undici'
 import { startRouter } from './router.mjs'
 import { clockTicks, cpuTicks } from './cpu.mjs'
 

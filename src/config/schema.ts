@@ -6,20 +6,21 @@ import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
 import { readMlflow, readModelRef } from './mlflow.js'
 import { readAnalysis, readMetrics } from './metrics.js'
+import { OPENAI_USER_ID_DEFAULT, readApi, readJudge, readPrice, readUpstreamModel } from './llm.js'
 
 const TOP_KEYS = ['listen', 'admin', 'limits', 'shutdown_timeout_ms', 'models', 'routes', 'recording', 'feedback', 'evaluation', 'tracing', 'mlflow', 'overhead'] as const
 const TRACING_KEYS = ['otlp_endpoint', 'sample_ratio', 'service_name'] as const
 const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as const
-const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
+const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms', 'max_sse_event_bytes'] as const
 const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
-const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
+const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when', 'stream'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
-const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'overhead'] as const
+const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'overhead', 'api', 'judge'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const OVERHEAD_MODES: readonly OverheadMode[] = ['off', 'metric', 'header']
@@ -49,6 +50,7 @@ export const DEFAULTS = {
   max_capture_total_bytes: 67_108_864,
   max_buffered_body_bytes: 1_048_576,
   body_timeout_ms: 10_000,
+  max_sse_event_bytes: 1_048_576,
   recording: { sink: 'file' as const, path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true, spool: SINK_DEFAULTS.spool },
   max_in_flight: 256,
   feedback: { request_memory: 100_000, request_ttl_ms: 3_600_000, max_body_bytes: 10_485_760 },
@@ -77,6 +79,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const maxCaptureTotal = c.number(limitsRaw?.max_capture_total_bytes, ['limits', 'max_capture_total_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_capture_total_bytes })
   const maxBuffered = c.number(limitsRaw?.max_buffered_body_bytes, ['limits', 'max_buffered_body_bytes'], { min: 0, integer: true, fallback: DEFAULTS.max_buffered_body_bytes })
   const bodyTimeout = c.number(limitsRaw?.body_timeout_ms, ['limits', 'body_timeout_ms'], { min: 1, max: 3_600_000, integer: true, fallback: DEFAULTS.body_timeout_ms })
+  const maxSseEvent = c.number(limitsRaw?.max_sse_event_bytes, ['limits', 'max_sse_event_bytes'], { min: 1024, integer: true, fallback: DEFAULTS.max_sse_event_bytes })
   const recording = readRecording(c, top.recording)
   const feedback = readFeedback(c, top.feedback)
   const evaluation = readEvaluation(c, top.evaluation)
@@ -116,6 +119,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
         max_capture_total_bytes: maxCaptureTotal ?? DEFAULTS.max_capture_total_bytes,
         max_buffered_body_bytes: maxBuffered ?? DEFAULTS.max_buffered_body_bytes,
         body_timeout_ms: bodyTimeout ?? DEFAULTS.body_timeout_ms,
+        max_sse_event_bytes: maxSseEvent ?? DEFAULTS.max_sse_event_bytes,
       },
       shutdown_timeout_ms: shutdown ?? DEFAULTS.shutdown_timeout_ms,
       models,
@@ -200,7 +204,11 @@ function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | u
     const timeout = c.number(o.timeout_ms, [...path, 'timeout_ms'], { min: 1, max: MAX_TIMER_MS, integer: true, fallback: DEFAULTS.timeout_ms })
     const connections = c.number(o.connections, [...path, 'connections'], { min: 1, max: 65536, integer: true, fallback: DEFAULTS.connections })
     const registry = readModelRef(c, o.mlflow, [...path, 'mlflow'])
-    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined) out[name] = { url, timeout_ms: timeout, connections, mlflow: registry }
+    const upstreamModel = readUpstreamModel(c, o.upstream_model, [...path, 'upstream_model'])
+    const price = readPrice(c, o.price, [...path, 'price'])
+    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined && upstreamModel !== undefined && price !== undefined) {
+      out[name] = { url, timeout_ms: timeout, connections, mlflow: registry, upstream_model: upstreamModel, price }
+    }
   }
   return out
 }
@@ -272,7 +280,8 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   if (o === undefined) return undefined
   const name = c.string(o.name, [...path, 'name'])
   const routePath = readRoutePath(c, o.path, [...path, 'path'])
-  const userId = readUserIdSources(c, o.user_id, [...path, 'user_id'])
+  const api = readApi(c, o.api, [...path, 'api'])
+  const userId = readUserIdSources(c, o.user_id ?? (api === 'openai' ? OPENAI_USER_ID_DEFAULT : undefined), [...path, 'user_id'])
   const hash = c.oneOf(o.hash, [...path, 'hash'], HASHES, 'rendezvous')
   // nginx's split_clients key is "${user id}SALT": its salt defaults to empty, ours to the name.
   const salt = typeof o.salt === 'string' ? o.salt : c.string(o.salt, [...path, 'salt'], hash === 'nginx' ? '' : name ?? '')
@@ -287,14 +296,19 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   const analysis = readAnalysis(c, o.analysis, [...path, 'analysis'], userId !== undefined && userId.length > 0, metrics)
   const rollout = readRollout(c, o.rollout, [...path, 'rollout'])
   const bandit = readBandit(c, o.bandit, [...path, 'bandit'])
+  const judge = readJudge(c, o.judge, [...path, 'judge'], models, api)
   let control = c.string(o.control, [...path, 'control'], split?.[0]?.model)
   if (control !== undefined && split !== undefined && !split.some((s) => s.model === control)) {
     c.add([...path, 'control'], `must be a model in this route's split (${split.map((s) => s.model).join(', ')}), got "${control}"`)
     control = undefined
   }
-  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
+  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined || judge === undefined) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
-  return { name, path: routePath, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, overhead, metrics, analysis, control, rollout, bandit }
+  if (api !== 'openai' && shadow.some((sh) => sh.stream !== 'as_requested')) {
+    c.add([...path, 'shadow'], 'shadow[].stream applies to api: openai routes only: remove it, or set api: openai')
+    return undefined
+  }
+  return { name, path: routePath, api, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, overhead, metrics, analysis, control, rollout, bandit, judge }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
@@ -432,6 +446,7 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
     const percent = c.number(o.percent, [...p, 'percent'], { min: 0, max: 100, fallback: 100 })
     const maxInFlight = c.number(o.max_in_flight, [...p, 'max_in_flight'], { min: 1, integer: true, fallback: DEFAULTS.max_in_flight })
     const promoteWhen = readPromoteWhen(c, o.promote_when, [...p, 'promote_when'])
+    const stream = c.oneOf(o.stream, [...p, 'stream'], ['as_requested', 'off'] as const, 'as_requested')
     if (model === undefined || percent === undefined || maxInFlight === undefined || promoteWhen === undefined) return void (ok = false)
     if (models !== undefined && !Object.hasOwn(models, model)) {
       c.add([...p, 'model'], `model "${model}" is not defined under models; defined: ${Object.keys(models).join(', ') || '(none)'}`)
@@ -443,7 +458,7 @@ function readShadows(c: Checker, value: unknown, path: KeyPath, models: Record<s
       ok = false
     }
     seen.set(model, i)
-    out.push({ model, percent, max_in_flight: maxInFlight, promote_when: promoteWhen })
+    out.push({ model, percent, max_in_flight: maxInFlight, promote_when: promoteWhen, stream })
   })
   return ok ? out : undefined
 }

@@ -26,7 +26,20 @@ export interface ModelConfig {
   readonly connections: number
   /** The MLflow registered version behind this URL (pinned or by alias); null: none. */
   readonly mlflow: ModelRegistryRef | null
+  /** OpenAI routes: the `model` sent to this server in place of the client's; null: unchanged. */
+  readonly upstream_model: string | null
+  /** OpenAI routes: what this model's tokens cost; null: no cost counted. */
+  readonly price: ModelPrice | null
 }
+
+/** Currency units (the same for every model) per million tokens. */
+export interface ModelPrice {
+  readonly input_per_million_tokens: number
+  readonly output_per_million_tokens: number
+}
+
+/** What a route's clients speak: any HTTP JSON API, or the OpenAI API (streamed answers, tokens). */
+export type RouteApi = 'http' | 'openai'
 
 export type UserIdSource =
   | { readonly kind: 'header' | 'query' | 'cookie'; readonly name: string; readonly spec: string }
@@ -47,6 +60,22 @@ export interface ShadowConfig {
   readonly max_in_flight: number
   /** When this shadow becomes the route's rollout candidate; null: never. */
   readonly promote_when: PromoteWhen | null
+  /** api: openai routes: `as_requested` streams the shadow when the client streams; `off` never streams it. */
+  readonly stream: ShadowStream
+}
+
+export type ShadowStream = 'as_requested' | 'off'
+
+/** api: openai routes: a model asked which of two answers is better, for pairs the cascade left undecided. */
+export interface JudgeConfig {
+  readonly model: string
+  /** Share of users (0..100, by hash: sticky) whose undecided pairs are judged. */
+  readonly percent: number
+  /** Judge cost (models.JUDGE.price) allowed per clock hour; null: no cap. */
+  readonly max_cost_per_hour: number | null
+  readonly max_in_flight: number
+  /** With {{question}}, {{answer_a}} and {{answer_b}}; the judge answers A, B or TIE. */
+  readonly prompt: string
 }
 
 export interface CompareConfig {
@@ -86,6 +115,8 @@ export interface AnalysisConfig {
 export interface RouteConfig {
   readonly name: string
   readonly path: string
+  /** `openai`: model names rewritten, SSE read for first-token time, tokens and cost. */
+  readonly api: RouteApi
   readonly user_id: readonly UserIdSource[]
   readonly salt: string
   readonly hash: HashAlgorithm
@@ -109,6 +140,8 @@ export interface RouteConfig {
   readonly rollout: RolloutConfig | null
   /** A Thompson-sampling bandit over the split, or null (never with a rollout). */
   readonly bandit: BanditConfig | null
+  /** api: openai routes: the judge of undecided answer pairs, or null. */
+  readonly judge: JudgeConfig | null
 }
 
 export interface FeedbackConfig {
@@ -176,6 +209,8 @@ export interface Limits {
   readonly max_buffered_body_bytes: number
   /** A request body that pauses longer than this gets 408 and its connection is closed. */
   readonly body_timeout_ms: number
+  /** OpenAI routes: the largest SSE event held to rewrite and read; a larger one passes through as is. */
+  readonly max_sse_event_bytes: number
 }
 
 /** OpenTelemetry traces: off unless configured. */

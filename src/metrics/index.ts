@@ -13,6 +13,18 @@ export const OVERHEAD_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.
 /** Absolute differences between primary and shadow predictions: from float noise to whole units. */
 export const ABS_DIFF_BUCKETS = [1e-6, 1e-5, 1e-4, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 10, 100]
 
+/** OpenTelemetry GenAI semantic conventions' advised buckets (gen_ai.server.time_to_first_token). */
+export const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+/** The same conventions' buckets for gen_ai.server.time_per_output_token. */
+export const TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5]
+/** The same conventions' buckets for gen_ai.client.token.usage (powers of 4). */
+export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+
+/** How a streamed answer of an OpenAI route ended (the `outcome` label of modelsplit_llm_streams_total). */
+export type StreamOutcome = 'done' | 'no_done' | 'stalled' | 'upstream_error' | 'client_gone'
+/** What was odd in an OpenAI route's answer (the `kind` label of modelsplit_llm_anomalies_total). */
+export type AnswerAnomaly = 'malformed_event' | 'oversized_event' | 'error_event' | 'no_usage'
+
 export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable' | 'capture_budget'
 export type { AssignmentSource, MissingReason } from '../plan/index.js'
 export { WorkerMetrics, type MetricsSnapshot } from './cluster.js'
@@ -128,6 +140,91 @@ export class Metrics {
     name: 'modelsplit_shadow_abs_diff', help: 'Largest absolute difference between the primary and shadow predictions of one request.',
     labelNames: ['route', 'primary', 'shadow'] as const, buckets: ABS_DIFF_BUCKETS, registers: [this.registry],
   })
+  // OpenAI routes (api: openai): OpenTelemetry GenAI metric names in Prometheus form.
+  readonly llmTimeToFirstToken = new FastHistogram({
+    name: 'gen_ai_server_time_to_first_token_seconds', help: 'OpenAI routes, streamed answers: time from sending the request to the model to the first event carrying generated text (gen_ai.server.time_to_first_token).',
+    labelNames: ['route', 'model'] as const, buckets: TTFT_BUCKETS, registers: [this.registry],
+  })
+  readonly llmTimePerOutputToken = new FastHistogram({
+    name: 'gen_ai_server_time_per_output_token_seconds', help: 'OpenAI routes, streamed answers: (end of the stream - first token) / (output tokens - 1), over the whole stream (gen_ai.server.time_per_output_token).',
+    labelNames: ['route', 'model'] as const, buckets: TPOT_BUCKETS, registers: [this.registry],
+  })
+  readonly llmTokenUsage = new FastHistogram({
+    name: 'gen_ai_client_token_usage', help: 'OpenAI routes: tokens per answer as the model reported them in its usage, by token_type (input, output) (gen_ai.client.token.usage).',
+    labelNames: ['route', 'model', 'token_type'] as const, buckets: TOKEN_BUCKETS, registers: [this.registry],
+  })
+  readonly llmTokens = new FastCounter({
+    name: 'modelsplit_llm_tokens_total', help: 'OpenAI routes: tokens the model reported in its usage, by token_type (input, output); with modelsplit_requests_total, each arm\'s token share beside its request share.',
+    labelNames: ['route', 'model', 'token_type'] as const, registers: [this.registry],
+  })
+  readonly llmCost = new FastCounter({
+    name: 'modelsplit_llm_cost_total', help: 'OpenAI routes: cost of the tokens reported, from models.NAME.price (its currency).',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+  })
+  readonly llmStreams = new FastCounter({
+    name: 'modelsplit_llm_streams_total', help: 'OpenAI routes: streamed (SSE) answers by how they ended: done ([DONE] seen), no_done (closed without it), stalled (no byte for timeout_ms), upstream_error, client_gone.',
+    labelNames: ['route', 'model', 'outcome'] as const, registers: [this.registry],
+  })
+  readonly llmAnomalies = new FastCounter({
+    name: 'modelsplit_llm_anomalies_total', help: 'OpenAI routes: answers passed on unaltered that could not be fully read, by kind: malformed_event (data not JSON), oversized_event (over limits.max_sse_event_bytes), error_event (an error object mid-stream), no_usage (no token counts).',
+    labelNames: ['route', 'model', 'kind'] as const, registers: [this.registry],
+  })
+
+  readonly llmComparisons = new FastCounter({
+    name: 'modelsplit_llm_comparisons_total', help: 'OpenAI routes: primary vs shadow answers compared once both finished, by the cascade layer that decided (exact, normalised, structured) and result (agree, disagree), or layer undecided.',
+    labelNames: ['route', 'primary', 'shadow', 'layer', 'result'] as const, registers: [this.registry],
+  })
+  readonly llmShadowTokens = new FastCounter({
+    name: 'modelsplit_llm_shadow_tokens_total', help: 'OpenAI routes: tokens shadows reported, by token_type; apart from the primaries\' (modelsplit_llm_tokens_total), never billed to users.',
+    labelNames: ['route', 'model', 'token_type'] as const, registers: [this.registry],
+  })
+  readonly llmShadowCost = new FastCounter({
+    name: 'modelsplit_llm_shadow_cost_total', help: 'OpenAI routes: cost of the tokens shadows reported, from models.NAME.price.',
+    labelNames: ['route', 'model'] as const, registers: [this.registry],
+  })
+
+  readonly llmJudgeVerdicts = new FastCounter({
+    name: 'modelsplit_llm_judge_verdicts_total', help: 'OpenAI routes: the judge\'s verdicts on undecided pairs, from the shadow\'s side (win: the shadow\'s answer is better; tie; loss), or error (the judge failed or answered something other than A, B or TIE).',
+    labelNames: ['route', 'primary', 'shadow', 'verdict'] as const, registers: [this.registry],
+  })
+  readonly llmJudgeSkipped = new FastCounter({
+    name: 'modelsplit_llm_judge_skipped_total', help: 'OpenAI routes: undecided pairs not judged, by reason (not_sampled: the user is outside judge.percent; budget: judge.max_cost_per_hour spent this hour; max_in_flight).',
+    labelNames: ['route', 'reason'] as const, registers: [this.registry],
+  })
+  readonly llmJudgeCost = new FastCounter({
+    name: 'modelsplit_llm_judge_cost_total', help: 'OpenAI routes: cost of the judge\'s calls, from the judge model\'s price.',
+    labelNames: ['route'] as const, registers: [this.registry],
+  })
+  /** Set by the judge: win rates per route, primary and shadow, read at each scrape. */
+  judgeSource: (() => readonly { route: string; primary: string; shadow: string; rate: { share: number; low: number; high: number; signP: number }; sequentialP: number }[]) | undefined
+  readonly llmJudgeWinShare = new Gauge({
+    name: 'modelsplit_llm_judge_win_share', help: 'OpenAI routes: the shadow\'s share of wins among judged pairs that were not ties, with its 95% Wilson interval (bound: estimate, low, high); this process\'s verdicts.',
+    // serve --workers: each worker judges its own pairs; shares and p's do not add, so the cluster leaves them out.
+    labelNames: ['route', 'primary', 'shadow', 'bound'] as const, registers: [this.registry], aggregator: 'omit',
+    collect: () => this.#collectJudge(),
+  })
+  readonly llmJudgePValue = new Gauge({
+    name: 'modelsplit_llm_judge_p_value', help: 'OpenAI routes: p-value of "the shadow wins half of the decided pairs": test sign (exact sign test at this count) or sequential (always valid: the running minimum of a Beta-mixture likelihood ratio, safe to watch continuously).',
+    labelNames: ['route', 'primary', 'shadow', 'test'] as const, registers: [this.registry], aggregator: 'omit',
+  })
+
+  #collectJudge(): void {
+    const rows = this.judgeSource?.()
+    if (rows === undefined) return
+    this.llmJudgeWinShare.reset()
+    this.llmJudgePValue.reset()
+    for (const r of rows) {
+      const l = { route: r.route, primary: r.primary, shadow: r.shadow }
+      if (Number.isFinite(r.rate.share)) {
+        this.llmJudgeWinShare.set({ ...l, bound: 'estimate' }, r.rate.share)
+        this.llmJudgeWinShare.set({ ...l, bound: 'low' }, r.rate.low)
+        this.llmJudgeWinShare.set({ ...l, bound: 'high' }, r.rate.high)
+      }
+      this.llmJudgePValue.set({ ...l, test: 'sign' }, r.rate.signP)
+      this.llmJudgePValue.set({ ...l, test: 'sequential' }, r.sequentialP)
+    }
+  }
+
   readonly records = new Counter({
     name: 'modelsplit_records_total', help: 'Prediction records, by result (written to the file, or dropped because the disk could not keep up).',
     labelNames: ['result'] as const, registers: [this.registry],

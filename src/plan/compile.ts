@@ -64,6 +64,7 @@ function compileUnchecked(text: string, file: string): CompileResult {
       maxCaptureBytes: limits.max_capture_bytes,
       maxCaptureTotalBytes: limits.max_capture_total_bytes,
       bodyTimeoutMs: limits.body_timeout_ms,
+      maxSseEventBytes: limits.max_sse_event_bytes,
       includeInputs: config.recording.include_inputs,
       tracing: config.tracing === null ? null : { endpoint: tracesUrl(config.tracing.otlp_endpoint), sampleRatio: config.tracing.sample_ratio, serviceName: config.tracing.service_name },
       measuresOverhead: routes.some((r) => r.overhead !== 'off'),
@@ -76,7 +77,7 @@ function target(config: Config, model: string): ModelTarget {
   if (m === undefined) throw new Error(`model "${model}" is not defined under models`)
   const url = new URL(m.url)
   const registry = m.mlflow === null ? null : { model: m.mlflow.model, version: m.mlflow.version }
-  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms, registry }
+  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms, registry, upstreamModel: m.upstream_model, price: m.price }
 }
 
 function compileRoute(config: Config, route: RouteConfig): RoutePlan {
@@ -88,6 +89,7 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     threshold: sh.percent >= 100 ? 2 ** 32 : Math.floor((sh.percent / 100) * 2 ** 32),
     table: buildRendezvous(route.salt, [`shadow:${sh.model}`], [1]),
     maxCaptureBytes: config.limits.max_capture_bytes,
+    stream: sh.stream,
   }))
   const targets = models.map((m) => target(config, m))
   const indexOf = (model: string): number => {
@@ -103,8 +105,10 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     config: route,
     name: route.name,
     path: route.path,
+    isOpenAi: route.api === 'openai',
     sources: route.user_id,
-    needsBody: route.user_id.some((s) => s.kind === 'body'),
+    // An OpenAI body is read whole: its model is rewritten and its `stream` decides what is measured.
+    needsBody: route.api === 'openai' || route.user_id.some((s) => s.kind === 'body'),
     assigner,
     targets,
     overrides,
@@ -121,6 +125,14 @@ function compileRoute(config: Config, route: RouteConfig): RoutePlan {
     control: route.control,
     remembers: route.metrics.length > 0,
     overhead: route.overhead,
+    judge: route.judge === null ? null : {
+      target: target(config, route.judge.model),
+      threshold: route.judge.percent >= 100 ? 2 ** 32 : Math.floor((route.judge.percent / 100) * 2 ** 32),
+      table: buildRendezvous(route.salt, ['judge'], [1]),
+      maxCostPerHour: route.judge.max_cost_per_hour,
+      maxInFlight: route.judge.max_in_flight,
+      prompt: route.judge.prompt,
+    },
   }
 }
 

@@ -4,4 +4,4 @@ export { decide, matchRoute, isShadowed, newDecision, routeByName } from './deci
 export type { AssignmentSource, Decision, RequestView } from './decide.js'
 export { readUserId, readCookie, readQuery } from './user-id.js'
 export type { BodyView, MissingReason } from './user-id.js'
-export type { ModelTarget, Plan, RoutePlan, ShadowPlan } from './plan.js'
+export type { JudgePlan, ModelTarget, Plan, RoutePlan, ShadowPlan } from './plan.js'

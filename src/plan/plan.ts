@@ -1,7 +1,7 @@
 import type { Assigner, RendezvousTable } from '../assign/index.js'
 import type { CompareOptions, PredictionSpec } from '../compare/index.js'
 import type { TracingPlan } from '../tracing/types.js'
-import type { Config, LoadedConfig, MetricConfig, OverheadMode, RouteConfig, UserIdSource } from '../config/types.js'
+import type { Config, LoadedConfig, MetricConfig, ModelPrice, OverheadMode, RouteConfig, UserIdSource } from '../config/types.js'
 
 /** A model as a route reaches it: its URL split once, so no request parses a URL. */
 export interface ModelTarget {
@@ -17,6 +17,9 @@ export interface ModelTarget {
    * `version` is null while an alias is not resolved yet; records carry it as `model_version`.
    */
   readonly registry: { readonly model: string; readonly version: string | null } | null
+  /** models.NAME.upstream_model: the `model` an OpenAI route sends this server; null: the client's. */
+  readonly upstreamModel: string | null
+  readonly price: ModelPrice | null
 }
 
 /** A shadow model as a route mirrors to it, with its selection table. */
@@ -27,6 +30,19 @@ export interface ShadowPlan extends ModelTarget {
   readonly table: RendezvousTable
   /** limits.max_capture_bytes: the largest answer of this shadow kept for comparison. */
   readonly maxCaptureBytes: number
+  /** api: openai routes: streamed when the client streams (as_requested), or never (off). */
+  readonly stream: 'as_requested' | 'off'
+}
+
+/** api: openai routes: the judge of undecided pairs, resolved. */
+export interface JudgePlan {
+  readonly target: ModelTarget
+  /** Users whose hash is below this (of 2^32) have their undecided pairs judged. */
+  readonly threshold: number
+  readonly table: RendezvousTable
+  readonly maxCostPerHour: number | null
+  readonly maxInFlight: number
+  readonly prompt: string
 }
 
 /** Everything a request on one route needs, decided at compile time. */
@@ -34,6 +50,8 @@ export interface RoutePlan {
   readonly config: RouteConfig
   readonly name: string
   readonly path: string
+  /** api: openai: bodies parsed, model names rewritten, streamed answers read for tokens and timing. */
+  readonly isOpenAi: boolean
   readonly sources: readonly UserIdSource[]
   /** The user id may be in the body: buffer and parse it. */
   readonly needsBody: boolean
@@ -64,6 +82,7 @@ export interface RoutePlan {
   readonly remembers: boolean
   /** routes[].overhead: measure the router's own time per response (and say it in server-timing). */
   readonly overhead: OverheadMode
+  readonly judge: JudgePlan | null
 }
 
 /**
@@ -83,6 +102,8 @@ export interface Plan {
   readonly maxCaptureBytes: number
   readonly maxCaptureTotalBytes: number
   readonly bodyTimeoutMs: number
+  /** limits.max_sse_event_bytes */
+  readonly maxSseEventBytes: number
   readonly includeInputs: boolean
   /** `tracing:`, resolved; null: no traces (the request path then builds nothing for them). */
   readonly tracing: TracingPlan | null

@@ -11,6 +11,8 @@ import { Capture, type CaptureBudget } from '../upstream/capture.js'
 import { translateUpstreamError } from '../upstream/errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
 import type { RequestTrace, Tracing } from '../tracing/types.js'
+import { LlmExchange } from '../llm/answer.js'
+import { shadowRequestBody } from '../llm/request.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
 /** What every exchange shares: built once by the listener. */
@@ -76,6 +78,8 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #mark = 0
   #routerMs = 0
   #upstreamMs = 0
+  /** api: openai routes: the body as the arm gets it, and the answer's reader; null elsewhere. */
+  #llm: LlmExchange | null = null
 
   constructor(
     readonly ctx: ProxyContext,
@@ -233,6 +237,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#start = performance.now()
     if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     this.#state = DISPATCHED
+    if (arm.llm !== null && Buffer.isBuffer(body)) {
+      this.#llm = LlmExchange.start(this.body, arm.llm, arm.upstreamModel, this.rest, this.runtime.plan.maxSseEventBytes)
+      if (this.#llm !== null) {
+        body = this.#llm.body
+        contentLength = body.length
+      }
+    }
     const obs = this.#obs
     obs?.hold()
     const path = this.rest === '' && arm.basePath === '' ? '/' : arm.basePath + this.rest
@@ -278,13 +289,21 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         obs.shadowSkipped(target, refused)
         continue
       }
-      // The primary's headers (a mirrored body is whole, so its content-length is the same) and
-      // the mirror's mark, without filtering the client's headers a second time.
-      if (headers === undefined) {
-        headers = (this.#headers as string[]).slice()
-        headers.push('x-modelsplit-shadow', '1')
+      // OpenAI routes: each shadow its own model name and stream mode, so its own body and length;
+      // elsewhere the primary's headers (a mirrored body is whole, so its content-length is the
+      // same) and the mirror's mark, without filtering the client's headers a second time.
+      const body = this.route.plan.isOpenAi ? shadowRequestBody(this.body, target.upstreamModel, target.stream, this.rest) : this.body.raw
+      let mirrorHeaders: string[]
+      if (body !== this.body.raw) {
+        mirrorHeaders = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, body === undefined ? -1 : body.length, 'x-modelsplit-shadow')
+      } else {
+        if (headers === undefined) {
+          headers = (this.#headers as string[]).slice()
+          headers.push('x-modelsplit-shadow', '1')
+        }
+        mirrorHeaders = headers
       }
-      const trace = this.#trace === null ? null : this.#trace.shadow(headers, target.model)
+      const trace = this.#trace === null ? null : this.#trace.shadow(mirrorHeaders, target.model)
       if (refused !== null) {
         // Traced: the dropped mirror still gets its span, saying why.
         obs.shadowSkipped(target, refused)
@@ -292,7 +311,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
         continue
       }
       if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
-      this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? headers : trace.headers, this.body.raw, obs)
+      this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? mirrorHeaders : trace.headers, body, obs)
       sent = true
     }
     return sent
@@ -341,6 +360,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // still gets the client a clean 502. The model's reason phrase is not passed on: node writes
     // the standard one (a phrase outside Latin-1 would make writeHead throw).
     this.#head = clientResponseHeaders(rawHeaders, this.requestId, arm.model, closing)
+    if (this.#llm !== null) this.#head = this.#llm.head(statusCode, this.#head)
     // A captured answer's buffer is sized once from its declared length.
     if (this.#capture !== null) this.#capture.expect(declaredLength(rawHeaders))
     // Then the model's again, until the first byte of its body (or its end).
@@ -386,9 +406,14 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     }
   }
 
-  onData(chunk: Buffer): boolean {
+  onData(data: Buffer): boolean {
     if (this.#state === DONE) return false
     if (this.#head !== null && !this.#writeHead()) return false
+    const chunk = this.#llm === null ? data : this.#llm.data(data)
+    if (chunk === null) {
+      this.#timer?.refresh()
+      return true
+    }
     const capture = this.#capture
     if (capture !== null && capture.active) {
       capture.add(chunk, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
@@ -419,14 +444,21 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#state = DONE
     clearTimeout(this.#timer)
     this.#release()
-    this.res.end()
+    const llm = this.#llm
+    const tail = llm === null ? null : llm.end()
+    const capture = this.#capture
+    if (tail !== null && capture !== null && capture.active) capture.add(tail, this.runtime.plan.maxCaptureBytes, this.ctx.budget)
+    if (tail === null) this.res.end()
+    else this.res.end(tail)
+    const facts = llm === null ? null : llm.finish('complete', this.#start)
     const arm = this.arm as Arm
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
+    if (facts !== null) this.#trace?.llm(facts)
     this.#trace?.end(this.#status, null)
     const obs = this.#obs
     if (obs !== undefined) {
-      const capture = this.#capture
+      obs.llmFacts = facts
       if (capture === null) obs.primaryDone(arm.model, this.#status, ms, undefined, null, null)
       else {
         const skipped = capture.skipped
@@ -464,6 +496,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       // The answer had started: all the client can be told is that it ended early.
       res.destroy()
     }
+    this.#llm?.finish(this.#timedOut ? 'stalled' : 'upstream_error', this.#start)
     const ms = performance.now() - this.#start
     countResponse(arm, this.#status, ms / 1000)
     this.#trace?.end(this.#status, error.message)
@@ -509,6 +542,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#streamed?.destroy()
     this.#release()
     this.route.clientAborts.inc()
+    this.#llm?.finish('client_gone', this.#start)
     if (!this.res.destroyed) this.res.destroy()
     this.#trace?.end(0, CLIENT_GONE)
     if (wasDispatched) this.#observed(performance.now() - this.#start, CLIENT_GONE)

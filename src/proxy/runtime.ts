@@ -4,6 +4,7 @@ import type { Metrics, MissingReason, ShadowDropReason } from '../metrics/index.
 import type { ModelTarget, Plan, RoutePlan, ShadowPlan } from '../plan/index.js'
 import type { Pools } from '../upstream/pools.js'
 import type { RouteSpec, UserSample } from '../experiment/index.js'
+import { bindLlm, type LlmInstruments } from '../llm/answer.js'
 
 type CounterChild = ReturnType<Metrics['requests']['labels']>
 type HistogramChild = ReturnType<Metrics['duration']['labels']>
@@ -29,6 +30,8 @@ export interface Arm extends ModelTarget {
   readonly assigned: { count: number }
   /** Where users are counted at first exposure: the route experiment's sample (analysis.unit: user), else null in it. */
   readonly users: { readonly sample: UserSample | null }
+  /** api: openai routes: first-token, token and cost instruments; null elsewhere. */
+  readonly llm: LlmInstruments | null
 }
 
 /** A shadow model as a route mirrors to it, with its pool and bound metric children. */
@@ -159,6 +162,7 @@ function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool:
       metrics,
       assigned: counters.assignmentCounter(route.name, t.model),
       users: counters.userSlot?.(route.name) ?? NO_USERS,
+      llm: route.isOpenAi ? bindLlm(metrics, route.name, t.model, t.price) : null,
     }
   })
   const reasons: MissingReason[] = ['absent', 'body_not_json', 'unknown_override']

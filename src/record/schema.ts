@@ -22,7 +22,17 @@ export interface ShadowResult {
   prediction: unknown
   error: string | null
   prediction_error?: string
-  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number } | { error: string }
+  /** api: openai routes: `layer` is the cascade layer that decided (undecided: none did; agree is then false). */
+  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number; layer?: 'exact' | 'normalised' | 'structured' | 'undecided' } | { error: string }
+  /** api: openai routes: the tokens this shadow reported and their cost (never billed to the user's usage). */
+  usage?: RecordUsage
+}
+
+/** api: openai routes: tokens as the model reported them, and their cost by models.NAME.price (null: unknown). */
+export interface RecordUsage {
+  input_tokens: number | null
+  output_tokens: number | null
+  cost: number | null
 }
 
 /** A shadow selected for the request but not sent, and why. */
@@ -43,7 +53,7 @@ export interface PredictionRecord {
   /** The shares (0..1) of the split in force when it was assigned: the report's weight periods. */
   readonly shares?: Readonly<Record<string, number>> | null
   readonly assignment: RecordAssignment
-  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string }
+  readonly primary: { model: string; model_version?: string | null; status: number; latency_ms: number; prediction: unknown; error: string | null; prediction_error?: string; usage?: RecordUsage; ttft_ms?: number }
   /** Every shadow selected for this request: answered (or failed), or not sent and why. */
   readonly shadows: (ShadowResult | ShadowDrop)[]
   input?: unknown
@@ -84,8 +94,32 @@ export interface DecisionRecord {
   readonly [field: string]: unknown
 }
 
+/**
+ * api: openai routes with a judge: its verdict on one primary/shadow pair, written when it
+ * arrives (after the pair's prediction record, which it names by request_id).
+ */
+export interface JudgementRecord {
+  readonly type: 'judgement'
+  readonly schema: typeof SCHEMA_VERSION
+  readonly ts: string
+  readonly request_id: string
+  readonly route: string
+  readonly user_id: string | null
+  readonly primary: string
+  readonly shadow: string
+  readonly judge_model: string
+  /** From the shadow's side: win (its answer is better), tie, loss; error: no readable verdict. */
+  readonly verdict: 'win' | 'tie' | 'loss' | 'error'
+  /** Where the shadow's answer stood in the prompt (the order is drawn per pair). */
+  readonly shadow_position: 'A' | 'B'
+  /** The judge's answer text as it came (first 200 characters), or null when the call failed. */
+  readonly judge_answer: string | null
+  /** The call's cost by the judge model's price (0 without one). */
+  readonly cost: number
+}
+
 /** Any record this build writes. */
-export type AnyRecord = PredictionRecord | OutcomeRecord | DecisionRecord
+export type AnyRecord = PredictionRecord | OutcomeRecord | DecisionRecord | JudgementRecord
 
 /**
  * The largest outcome value accepted. Its square (1e30) and any realistic count of them summed stay

@@ -1,12 +1,17 @@
 import { comparePredictions, extractPrediction, parseModelJson } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
+import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
 import { autoPredictionSpan, isJsonLine } from '../record/raw-json.js'
-import { SCHEMA_VERSION, kRawInput, kRawPrediction, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { SCHEMA_VERSION, kRawInput, kRawPrediction, type JudgementRecord, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
+import { compareAnswers, readAnswer, usageOf, type RecordUsage } from '../llm/observe.js'
+import type { AssembledAnswer } from '../llm/assemble.js'
+import type { AnswerFacts } from '../llm/answer.js'
+import { Judge, type JudgeOutcome } from '../llm/judge.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write'>
@@ -38,6 +43,8 @@ export class Observation implements ShadowSink {
   readonly #shadows: ShadowOutcome[] = []
   /** Selected shadows that were not sent, and why: the record names them so none goes missing. */
   #skipped: ShadowDrop[] | undefined
+  /** api: openai routes: what the live reader measured of the primary's answer (its usage chunk may not reach the capture). */
+  llmFacts: AnswerFacts | null = null
   /** Shadow spans when the request is traced: ended with the comparison. */
   #traces: { target: ShadowTarget; span: ShadowTrace }[] | undefined
 
@@ -133,6 +140,28 @@ function versionOf(route: RouteRuntime, model: string): { model_version?: string
   return {}
 }
 
+/** The assembled answer of an OpenAI route's side, if it has one. */
+function answerOf(r: { ok: boolean }): AssembledAnswer | undefined {
+  return r.ok && 'answer' in r ? r.answer as AssembledAnswer : undefined
+}
+
+/**
+ * The primary's usage: as the live reader counted it (the client's capture lacks the usage chunk
+ * the router took out), else as assembled; with its first-token time when it streamed.
+ */
+function primaryUsage(facts: AnswerFacts | null, answer: AssembledAnswer | undefined, price: ModelPrice | null): { usage?: RecordUsage; ttft_ms?: number } {
+  if (facts !== null && (facts.inputTokens >= 0 || facts.outputTokens >= 0)) {
+    const usage = { input_tokens: facts.inputTokens < 0 ? null : facts.inputTokens, output_tokens: facts.outputTokens < 0 ? null : facts.outputTokens, cost: facts.cost < 0 ? null : facts.cost }
+    return facts.ttftMs < 0 ? { usage } : { usage, ttft_ms: round(facts.ttftMs) }
+  }
+  return answer === undefined ? {} : { usage: usageOf(answer, price) }
+}
+
+function priceOf(route: RouteRuntime, model: string): ModelPrice | null {
+  for (const t of route.targets) if (t.model === model) return t.price
+  return null
+}
+
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000
 }
@@ -145,6 +174,10 @@ export class Observer {
   readonly #metrics: Metrics
   readonly #sink: () => RecordSink | undefined
   readonly #budget: CaptureBudget
+  /** api: openai routes with a judge: asks it about undecided pairs, off the request path. */
+  readonly judge: Judge
+  /** The judge calls under way (tests await them; nothing on the request path does). */
+  readonly judging = new Set<Promise<void>>()
   #open = 0
   #idle: (() => void)[] = []
 
@@ -152,6 +185,8 @@ export class Observer {
     this.#metrics = opts.metrics
     this.#budget = opts.budget
     this.#sink = opts.sink
+    this.judge = new Judge(opts.metrics)
+    opts.metrics.judgeSource = () => this.judge.winRates()
   }
 
   /** Observations whose primary or shadows are still running. */
@@ -190,20 +225,43 @@ export class Observer {
     const route = obs.route
     // Every mirror refused (a dead shadow's open breaker) and no record: nothing to compare or write.
     if (shadows.length === 0 && !route.plan.record) return
+    const llm = route.plan.isOpenAi
     // A large answer on a route that only records it (nothing to compare it with) is not parsed:
     // its prediction goes into the record as its own text, so what a capture costs is its buffer
     // and one string, not a parsed copy and a second serialisation on top (issue 18, item 20).
-    const rawPrediction = shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
-    const p = rawPrediction !== undefined ? RAW_OK : predictionOf(route, primary.status, primary.body, primary.error)
+    const rawPrediction = !llm && shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
+    const p = rawPrediction !== undefined ? RAW_OK : llm ? readAnswer(primary.status, primary.body, primary.error) : predictionOf(route, primary.status, primary.body, primary.error)
     // A route without records only counts the comparisons: no record objects are built for it.
     const records = route.plan.record
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {
-      const sp = predictionOf(route, s.status, s.body, s.error)
+      const sp = llm ? readAnswer(s.status, s.body, s.error) : predictionOf(route, s.status, s.body, s.error)
       let comparison: ShadowResult['comparison']
+      let usage: RecordUsage | undefined
+      const sa = answerOf(sp)
+      const pa = answerOf(p)
+      if (sa !== undefined) usage = this.#countShadowUsage(s.target, usageOf(sa, s.target.price))
       if (!p.ok) comparison = { error: `primary: ${p.reason}` }
       else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
-      else {
+      else if (pa !== undefined && sa !== undefined) {
+        comparison = compareAnswers(pa, sa)
+        const judge = route.plan.judge
+        if (judge !== null && comparison.layer === 'undecided') {
+          const sink = route.plan.record ? this.#sink() : undefined
+          const shadowModel = s.target.model
+          const write = sink === undefined ? null : (o: JudgeOutcome): void => {
+            const record: JudgementRecord = {
+              type: 'judgement', schema: SCHEMA_VERSION, ts: new Date().toISOString(), request_id: obs.requestId, route: route.name,
+              user_id: obs.userId ?? null, primary: primary.model, shadow: shadowModel, ...o,
+            }
+            sink.write(record)
+          }
+          const call = this.judge.consider(judge, route.name, obs.userId, obs.input, primary.model, shadowModel, pa, sa, write)
+          this.judging.add(call)
+          void call.finally(() => this.judging.delete(call))
+        }
+        this.#metrics.llmComparisons.inc({ route: route.name, primary: primary.model, shadow: s.target.model, layer: comparison.layer, result: comparison.layer === 'undecided' ? 'undecided' : comparison.agree ? 'agree' : 'disagree' })
+      } else {
         const c = comparePredictions(p.value, sp.value, route.plan.compare)
         comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
       }
@@ -215,6 +273,7 @@ export class Observer {
         prediction: sp.ok ? sp.value : null, error: s.error,
         ...(sp.ok || sp.transport ? {} : { prediction_error: sp.reason }),
         comparison,
+        ...(usage === undefined ? {} : { usage }),
       })
     }
     if (!records) return
@@ -235,6 +294,7 @@ export class Observer {
       primary: {
         model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
         ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
+        ...(llm ? primaryUsage(obs.llmFacts, answerOf(p), priceOf(route, primary.model)) : {}),
       },
       shadows: shadowRecords,
     }
@@ -253,6 +313,16 @@ export class Observer {
       }
     }
     sink.write(record)
+  }
+
+  /** A shadow's tokens and cost, counted apart from the primaries'. */
+  #countShadowUsage(target: ShadowTarget, usage: RecordUsage): RecordUsage {
+    const labels = { route: target.route, model: target.model }
+    const m = this.#metrics
+    if (usage.input_tokens !== null) m.llmShadowTokens.inc({ ...labels, token_type: 'input' }, usage.input_tokens)
+    if (usage.output_tokens !== null) m.llmShadowTokens.inc({ ...labels, token_type: 'output' }, usage.output_tokens)
+    if (usage.cost !== null) m.llmShadowCost.inc(labels, usage.cost)
+    return usage
   }
 
   #count(target: ShadowTarget, primaryModel: string, comparison: ShadowResult['comparison']): void {

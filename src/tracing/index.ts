@@ -122,6 +122,16 @@ class Request implements RequestTrace {
     return { headers: withContext(headers, s.spanContext()), span: new ShadowSpan(s) }
   }
 
+  llm(facts: { readonly ttftMs: number; readonly inputTokens: number; readonly outputTokens: number; readonly cost: number }): void {
+    if (!this.#recording || this.#ended) return
+    const s = this.#span
+    // OpenTelemetry GenAI semantic conventions where they name the value; ours for the rest.
+    if (facts.inputTokens >= 0) s.setAttribute('gen_ai.usage.input_tokens', facts.inputTokens)
+    if (facts.outputTokens >= 0) s.setAttribute('gen_ai.usage.output_tokens', facts.outputTokens)
+    if (facts.ttftMs >= 0) s.setAttribute('modelsplit.llm.time_to_first_token_ms', facts.ttftMs)
+    if (facts.cost >= 0) s.setAttribute('modelsplit.llm.cost', facts.cost)
+  }
+
   end(status: number, error: string | null): void {
     if (!this.#recording || this.#ended) return
     this.#ended = true

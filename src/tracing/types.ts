@@ -38,6 +38,8 @@ export interface RequestTrace {
   upstream(headers: string[], model: string): string[]
   /** A shadow call's headers with its own `traceparent`, and its span (null: not sampled). */
   shadow(headers: string[], model: string): { headers: string[]; span: ShadowTrace | null }
+  /** api: openai routes: what the answer measured (-1: unknown), set before end(). */
+  llm(facts: { readonly ttftMs: number; readonly inputTokens: number; readonly outputTokens: number; readonly cost: number }): void
   /** The request ended with this status (0: no answer), and an error message if it failed. */
   end(status: number, error: string | null): void
 }

@@ -1,0 +1,87 @@
+// A fake OpenAI-compatible server that writes the wire format as OpenAI's and llama.cpp's servers
+// do: `data: ` lines, blank-line separators, `: keep-alive` comments, the usage-only chunk (with
+// `"usage":null` on every other chunk) when stream_options.include_usage is set, and `[DONE]`.
+import type { ServerResponse } from 'node:http'
+import { startUpstream, type Received, type Upstream } from './upstream.js'
+
+export interface FakeAnswer {
+  readonly tokens: readonly string[]
+  readonly promptTokens: number
+  /** Milliseconds before the first token (the model's own time to first token). */
+  readonly firstTokenDelayMs?: number
+  /** What to do after the tokens: finish normally, stop sending (stall), close without [DONE], or send an error event. */
+  readonly ending?: 'done' | 'stall' | 'no_done' | 'error'
+  /** Each event split into single-byte writes (flushed one by one). */
+  readonly byteByByte?: boolean
+}
+
+/** The SSE events (each with its blank line) the fake sends for a request body, in order. */
+export function renderStream(model: string, answer: FakeAnswer, includeUsage: boolean): { head: string[]; tail: string[] } {
+  const usageNull = includeUsage ? ',"usage":null' : ''
+  const chunk = (delta: string, finish: string | null): string =>
+    `data: {"id":"chatcmpl-7","object":"chat.completion.chunk","created":1733540000,"model":${JSON.stringify(model)},"system_fingerprint":"b1","choices":[{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? 'null' : JSON.stringify(finish)}}]${usageNull}}\n\n`
+  const head = [chunk('{"role":"assistant","content":""}', null), ': keep-alive\n\n']
+  const tail = answer.tokens.map((t) => chunk(JSON.stringify({ content: t }), null))
+  if (answer.ending === 'error') {
+    tail.push('data: {"error":{"message":"the model crashed","type":"server_error","code":500}}\n\n')
+    return { head, tail }
+  }
+  tail.push(chunk('{}', 'stop'))
+  if (includeUsage) {
+    tail.push(`data: {"id":"chatcmpl-7","object":"chat.completion.chunk","created":1733540000,"model":${JSON.stringify(model)},"system_fingerprint":"b1","choices":[],"usage":{"prompt_tokens":${answer.promptTokens},"completion_tokens":${answer.tokens.length},"total_tokens":${answer.promptTokens + answer.tokens.length}}}\n\n`)
+  }
+  if (answer.ending !== 'no_done' && answer.ending !== 'stall') tail.push('data: [DONE]\n\n')
+  return { head, tail }
+}
+
+/** The non-streamed answer, as OpenAI writes it (compact JSON). */
+export function renderJson(model: string, answer: FakeAnswer): string {
+  return JSON.stringify({
+    id: 'chatcmpl-7', object: 'chat.completion', created: 1733540000, model,
+    choices: [{ index: 0, message: { role: 'assistant', content: answer.tokens.join('') }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: answer.promptTokens, completion_tokens: answer.tokens.length, total_tokens: answer.promptTokens + answer.tokens.length },
+  })
+}
+
+export interface FakeOpenAi extends Upstream {
+  /** Everything written on each answer, as sent. */
+  readonly sent: string[]
+}
+
+/** Starts the fake; `answerFor` picks the answer from the request it gets. */
+export async function startFakeOpenAi(answerFor: (req: Received) => FakeAnswer): Promise<FakeOpenAi> {
+  const sent: string[] = []
+  const up = await startUpstream((req, res) => {
+    const body = JSON.parse(req.body) as { model: string; stream?: boolean; stream_options?: { include_usage?: boolean } }
+    const answer = answerFor(req)
+    if (body.stream !== true) {
+      const text = renderJson(body.model, answer)
+      sent.push(text)
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+      res.end(text)
+      return
+    }
+    const { head, tail } = renderStream(body.model, answer, body.stream_options?.include_usage === true)
+    let log = ''
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+    const write = (events: string[]): void => {
+      for (const e of events) {
+        log += e
+        if (answer.byteByByte === true) for (const b of Buffer.from(e)) res.write(Buffer.of(b))
+        else res.write(e)
+      }
+    }
+    write(head)
+    const rest = (): void => {
+      write(tail)
+      sent.push(log)
+      if (answer.ending === 'stall') return // keeps the connection open, silent
+      res.end()
+    }
+    if ((answer.firstTokenDelayMs ?? 0) > 0) setTimeout(rest, answer.firstTokenDelayMs)
+    else rest()
+  })
+  return Object.assign(up, { sent })
+}
+
+export type { ServerResponse }

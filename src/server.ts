@@ -14,6 +14,9 @@ import { compileFile, withVersions, withWeights, type Plan } from './plan/index.
 import { MlflowLink } from './mlflow/index.js'
 import { DecisionEngine } from './decisions/engine.js'
 import { predictionHandler } from './proxy/listener.js'
+import { GrpcListener } from './proxy/grpc/listener.js'
+import type { GrpcContext } from './proxy/grpc/call.js'
+import { H2Sessions } from './upstream/h2-sessions.js'
 import { bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
 import type { RecordSink } from './record/index.js'
 import { openSink, sameSink, sinkStatus } from './record/sinks.js'
@@ -56,7 +59,7 @@ export interface Router {
   /** The config in force. */
   current(): Runtime
   /** Starts both listeners on the configured (or overridden) addresses; returns their URLs. */
-  listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string }): Promise<{ url: string; adminUrl: string }>
+  listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string; grpcPort?: number; grpcHost?: string }): Promise<{ url: string; adminUrl: string; grpcUrl?: string }>
   /** Re-reads and applies the config file; an invalid file changes nothing. */
   reload(): Promise<ReloadResult>
   /** Rollouts and bandits: status, operator actions, and tick() for tests that drive the clock. */
@@ -202,6 +205,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const observer = new Observer({ metrics, sink: () => writer, budget })
   const shadows = new ShadowDispatcher({ budget, requests: metrics.shadowRequests })
   const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
+  // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
+  const h2sessions = new H2Sessions()
+  const grpcCtx = Object.assign(Object.create(ctx) as ProxyContext, { sessions: h2sessions }) as GrpcContext
+  const grpc = plan.config.listen.grpc === null ? null : new GrpcListener({ current, ctx: grpcCtx })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
   // the provider (the old one exports what it holds and stops).
   let tracingChange = Promise.resolve()
@@ -307,8 +314,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       const url = await app.listen({ host: o.host ?? cfg.listen.host, port: o.port ?? cfg.listen.port })
       // A cluster worker leaves the admin port to the primary, which speaks for all workers.
       const adminUrl = opts.worker !== undefined ? '' : await admin.listen({ host: o.adminHost ?? cfg.admin.host, port: o.adminPort ?? cfg.admin.port })
+      const g = cfg.listen.grpc
+      const grpcUrl = grpc === null || g === null ? undefined : await grpc.listen(o.grpcHost ?? g.host, o.grpcPort ?? g.port)
       listening = true
-      return { url, adminUrl }
+      return grpcUrl === undefined ? { url, adminUrl } : { url, adminUrl, grpcUrl }
     },
     async flush() {
       await observer.idle()
@@ -333,6 +342,8 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       timer = setTimeout(() => {
         app.log.warn(`requests or shadows still running after shutdown_timeout_ms=${deadline}; closing them`)
         app.server.closeAllConnections()
+        grpc?.destroyAll()
+        h2sessions.destroyAll()
         shadows.abortAll()
         resolve()
       }, deadline)
@@ -342,7 +353,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     // observation then has its record in the writer, which close() flushes to disk.
     shadows.stop()
     app.server.closeIdleConnections()
-    await Promise.race([app.close().then(() => observer.idle()), forced])
+    await Promise.race([Promise.all([app.close(), grpc?.close()]).then(() => observer.idle()), forced])
     clearTimeout(timer)
     // After the deadline every request and mirror has been cut, so their records settle at once;
     // a record that still does not would be a bug of ours, and must not hold the process forever.
@@ -351,6 +362,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     clearTimeout(last)
     shadows.close()
     await pools.close()
+    await h2sessions.close()
     // The last spans go out beside the records, within what is left of shutdown_timeout_ms: a
     // collector that hangs must not hold the exit (the exporter's own timeout is 10 s).
     const traces = tracingChange.then(() => ctx.tracing?.shutdown(Math.max(0, deadline - (performance.now() - startedAt))))

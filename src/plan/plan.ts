@@ -17,6 +17,8 @@ export interface ModelTarget {
    * `version` is null while an alias is not resolved yet; records carry it as `model_version`.
    */
   readonly registry: { readonly model: string; readonly version: string | null } | null
+  /** `models.NAME.model_name`: what a gRPC ModelInferRequest's model_name becomes for this model; null: unchanged. */
+  readonly modelName: string | null
 }
 
 /** A shadow model as a route mirrors to it, with its selection table. */

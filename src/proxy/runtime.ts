@@ -64,6 +64,10 @@ export interface Runtime {
   readonly loaded: Plan['loaded']
   readonly config: Config
   readonly routes: readonly RouteRuntime[]
+  /** The routes the HTTP listener matches (gRPC routes are the gRPC listener's). */
+  readonly httpRoutes: readonly RouteRuntime[]
+  /** The routes with `grpc:`, matched by method (and model_name) on the gRPC listener. */
+  readonly grpcRoutes: readonly RouteRuntime[]
 }
 
 /** Where arms keep counters that must outlive a reload. */
@@ -87,7 +91,9 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
     sizes.set(origin, Math.max(sizes.get(origin) ?? 0, m.connections))
   }
   const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
-  return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes) })
+  const httpRoutes = Object.freeze(routes.filter((r) => r.plan.config.grpc == null))
+  const grpcRoutes = Object.freeze(routes.filter((r) => r.plan.config.grpc != null))
+  return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes), httpRoutes, grpcRoutes })
 }
 
 /**

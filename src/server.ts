@@ -208,7 +208,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
   const h2sessions = new H2Sessions()
   const grpcCtx = Object.assign(Object.create(ctx) as ProxyContext, { sessions: h2sessions }) as GrpcContext
-  const grpc = plan.config.listen.grpc === null ? null : new GrpcListener({ current, ctx: grpcCtx })
+  const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({ current, ctx: grpcCtx })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
   // the provider (the old one exports what it holds and stops).
   let tracingChange = Promise.resolve()
@@ -315,7 +315,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       // A cluster worker leaves the admin port to the primary, which speaks for all workers.
       const adminUrl = opts.worker !== undefined ? '' : await admin.listen({ host: o.adminHost ?? cfg.admin.host, port: o.adminPort ?? cfg.admin.port })
       const g = cfg.listen.grpc
-      const grpcUrl = grpc === null || g === null ? undefined : await grpc.listen(o.grpcHost ?? g.host, o.grpcPort ?? g.port)
+      const grpcUrl = grpc === null || g === undefined ? undefined : await grpc.listen(o.grpcHost ?? g.host, o.grpcPort ?? g.port)
       listening = true
       return grpcUrl === undefined ? { url, adminUrl } : { url, adminUrl, grpcUrl }
     },

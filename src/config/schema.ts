@@ -21,7 +21,7 @@ const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics']
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'model_name'] as const
-const ROUTE_KEYS = ['name', 'path', 'grpc', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'grpc'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body', 'metadata'] as const
@@ -105,7 +105,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
   const routes = readRoutes(c, top.routes, names)
   // A gRPC route with no gRPC listener would never see a call.
-  if (routes !== undefined && listen !== undefined && listen.grpc === null) {
+  if (routes !== undefined && listen !== undefined && listen.grpc === undefined) {
     routes.forEach((r, i) => {
       if (r.grpc !== null) c.add(['routes', i, 'grpc'], 'needs a gRPC listener: add listen.grpc: { host, port } (e.g. { host: 0.0.0.0, port: 8081 })')
     })
@@ -185,12 +185,12 @@ function readAdmin(c: Checker, value: unknown): AdminEndpoint | undefined {
 
 function readListen(c: Checker, value: unknown): ListenConfig | undefined {
   const fallback = DEFAULTS.listen
-  if (value === undefined || value === null) return { ...fallback, grpc: null }
+  if (value === undefined || value === null) return fallback
   const o = c.object(value, ['listen'], LISTEN_KEYS)
   if (o === undefined) return undefined
   const http = endpoint(c, { host: o.host, port: o.port }, ['listen'], fallback)
   const grpc = o.grpc === undefined || o.grpc === null ? null : endpoint(c, o.grpc, ['listen', 'grpc'], { host: http?.host ?? fallback.host, port: 8081 })
-  return http === undefined || grpc === undefined ? undefined : { ...http, grpc }
+  return http === undefined || grpc === undefined ? undefined : grpc === null ? http : { ...http, grpc }
 }
 
 function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {
@@ -220,8 +220,7 @@ function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | u
     const connections = c.number(o.connections, [...path, 'connections'], { min: 1, max: 65536, integer: true, fallback: DEFAULTS.connections })
     const registry = readModelRef(c, o.mlflow, [...path, 'mlflow'])
     const modelName = o.model_name === undefined || o.model_name === null ? null : c.string(o.model_name, [...path, 'model_name'])
-    if (modelName === '') c.add([...path, 'model_name'], 'must be the name the model server knows this model by, or left out')
-    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined && modelName !== undefined) out[name] = { url, timeout_ms: timeout, connections, mlflow: registry, model_name: modelName }
+    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined && modelName !== undefined) out[name] = { url, timeout_ms: timeout, connections, mlflow: registry, ...(modelName === null ? {} : { model_name: modelName }) }
   }
   return out
 }
@@ -327,6 +326,10 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
     control = undefined
   }
   if (name === undefined || grpc === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
+  // Not built for gRPC yet: refused rather than silently skipped.
+  if (grpc !== null && shadow.length > 0) c.add([...path, 'shadow'], 'gRPC routes do not mirror to shadows yet: remove shadow, or serve this model over HTTP')
+  if (grpc !== null && record) c.add([...path, 'record'], 'gRPC routes do not write records yet: remove record: true')
+  if (grpc !== null && (shadow.length > 0 || record)) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
   return { name, path: routePath, grpc, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
 }
@@ -376,7 +379,7 @@ function readUserIdSources(c: Checker, value: unknown, path: KeyPath, isGrpc = f
     const kind = spec?.slice(0, colon)
     const name = spec?.slice(colon + 1) ?? ''
     if (spec === undefined || colon <= 0 || name === '' || !(USER_ID_KINDS as readonly string[]).includes(kind ?? '')) {
-      c.add(p, `must be header:NAME, query:NAME, cookie:NAME, body:/json/pointer or (gRPC routes) metadata:NAME, got ${describe(item)}`)
+      c.add(p, isGrpc ? `must be metadata:NAME (gRPC call metadata, such as metadata:x-user-id), got ${describe(item)}` : `must be header:NAME, query:NAME, cookie:NAME or body:/json/pointer, got ${describe(item)}`)
       return
     }
     // gRPC metadata travels as HTTP/2 headers: a metadata source reads one (a -bin key base64-decoded).

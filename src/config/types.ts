@@ -11,8 +11,8 @@ export interface Endpoint {
 
 /** The prediction listener, and the gRPC one beside it when `listen.grpc` is set. */
 export interface ListenConfig extends Endpoint {
-  /** HTTP/2 cleartext gRPC listener (`listen.grpc: { host, port }`); null: none. */
-  readonly grpc: Endpoint | null
+  /** HTTP/2 cleartext gRPC listener (`listen.grpc: { host, port }`); absent: none. */
+  readonly grpc?: Endpoint
 }
 
 /** The admin listener: where, and who may use it. */
@@ -34,9 +34,9 @@ export interface ModelConfig {
   readonly mlflow: ModelRegistryRef | null
   /**
    * The name this server knows the model by: a gRPC ModelInferRequest's `model_name` is rewritten
-   * to it when the call goes to this model (arms that are different models on one server); null: as sent.
+   * to it when the call goes to this model (arms that are different models on one server); absent: as sent.
    */
-  readonly model_name: string | null
+  readonly model_name?: string
 }
 
 export type UserIdSource =

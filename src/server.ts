@@ -17,6 +17,8 @@ import { predictionHandler } from './proxy/listener.js'
 import { GrpcListener } from './proxy/grpc/listener.js'
 import type { GrpcContext } from './proxy/grpc/call.js'
 import { H2Sessions } from './upstream/h2-sessions.js'
+import { H2Dispatcher } from './upstream/h2-dispatcher.js'
+import type { Dispatcher } from 'undici'
 import { bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
 import type { RecordSink } from './record/index.js'
 import { openSink, sameSink, sinkStatus } from './record/sinks.js'
@@ -164,7 +166,16 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     // withWeights compiles the routes it changes again, from the file's config: versions go back on.
     return withVersions(r.plan, mlflow.versions())
   }
-  const initial = bindPlan(decided(plan), metrics, tally, pools)
+  // gRPC: primaries on the listener's sessions, mirrors on sessions of their own (as HTTP's pools).
+  const h2sessions = new H2Sessions()
+  const h2shadowSessions = new H2Sessions()
+  const h2shadows = new Map<string, Dispatcher>()
+  const grpcShadows = (origin: string): Dispatcher => {
+    let d = h2shadows.get(origin)
+    if (d === undefined) h2shadows.set(origin, d = new H2Dispatcher(origin, h2shadowSessions) as unknown as Dispatcher)
+    return d
+  }
+  const initial = bindPlan(decided(plan), metrics, tally, pools, grpcShadows)
   observePlan(initial, tally)
   engine.adopt()
   publish(initial)
@@ -176,7 +187,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     async prepare(next) {
       // A new file (not a refresh of the one in force): its aliases are resolved first.
       if (next !== store.base()) await mlflow.resolve(next.config)
-      const bound = bindPlan(decided(next), metrics, tally, pools)
+      const bound = bindPlan(decided(next), metrics, tally, pools, grpcShadows)
       // The new file is opened before the swap, so no record of the new config finds no writer.
       await useRecording(next)
       return bound
@@ -206,7 +217,6 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const shadows = new ShadowDispatcher({ budget, requests: metrics.shadowRequests })
   const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
   // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
-  const h2sessions = new H2Sessions()
   const grpcCtx = Object.assign(Object.create(ctx) as ProxyContext, { sessions: h2sessions }) as GrpcContext
   const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({ current, ctx: grpcCtx })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
@@ -344,6 +354,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
         app.server.closeAllConnections()
         grpc?.destroyAll()
         h2sessions.destroyAll()
+        h2shadowSessions.destroyAll()
         shadows.abortAll()
         resolve()
       }, deadline)
@@ -363,6 +374,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     shadows.close()
     await pools.close()
     await h2sessions.close()
+    await h2shadowSessions.close()
     // The last spans go out beside the records, within what is left of shutdown_timeout_ms: a
     // collector that hangs must not hold the exit (the exporter's own timeout is 10 s).
     const traces = tracingChange.then(() => ctx.tracing?.shutdown(Math.max(0, deadline - (performance.now() - startedAt))))

@@ -13,6 +13,7 @@ import { buildServer, type Router } from '../src/server.js'
 import { answer, dial, field, frame, grpcCall, inferRequest, startGrpcUpstream, unframe, type GrpcUpstream } from './helpers/grpc.js'
 import { parseMetrics } from './helpers/router.js'
 import golden from './fixtures/rendezvous-golden.json' with { type: 'json' }
+import tensors from './fixtures/compare-tensors.json' with { type: 'json' }
 
 const INFER = '/inference.GRPCInferenceService/ModelInfer'
 
@@ -468,5 +469,81 @@ routes:
     expect(res.status).toBe(14)
     expect(res.message).toContain('cannot reach model "gone"')
     expect((await metrics(r)).get('modelsplit_upstream_errors_total{route="infer",model="gone",reason="refused"}')).toBe(1)
+  })
+})
+
+describe('gRPC shadows: unary calls mirrored, answers compared as tensors', () => {
+  it('mirrors a ModelInfer call (model name rewritten), returns the primary\'s bytes, compares the tensors as numpy does', async () => {
+    // The fixture's FP32 probabilities: numpy.isclose finds 3 of 5 instances agree.
+    const c = tensors.cases.find((x) => x.name === 'FP32 probabilities, oip raw') as (typeof tensors.cases)[number]
+    const primaryAnswer = Buffer.from(c.primary as string, 'base64')
+    const shadowAnswer = Buffer.from(c.shadow as string, 'base64')
+    const primary = await upstream((call) => answer(call.stream, [primaryAnswer]))
+    const shadow = await upstream((call) => answer(call.stream, [shadowAnswer]))
+    const r = await startRouter(`${LISTEN}models:
+  v1: { url: "${primary.url}" }
+  v2: { url: "${shadow.url}", model_name: iris-v2 }
+routes:
+  - name: iris
+    grpc: { method: ${INFER} }
+    split: [{ model: v1, weight: 1 }]
+    shadow: [{ model: v2 }]
+    compare: { tolerance: ${c.atol}, rtol: ${c.rtol} }
+`)
+    const s = session(r.grpcUrl)
+    const request = inferRequest('iris', 'id-1')
+    const res = await grpcCall(s, INFER, [request], { 'x-user-id': 'u1' })
+    expect(res.status).toBe(0)
+    expect(res.messages).toHaveLength(1)
+    expect((res.messages[0] as Buffer).equals(primaryAnswer)).toBe(true)
+    const mirrored = await shadow.next()
+    expect(mirrored.headers['x-modelsplit-shadow']).toBe('1')
+    expect(mirrored.headers['x-request-id']).toBe(res.headers['x-request-id'])
+    expect(unframe(mirrored.body)[0]?.equals(inferRequest('iris-v2', 'id-1'))).toBe(true)
+    await r.router.flush()
+    const m = await metrics(r)
+    expect(m.get('modelsplit_shadow_requests_total{route="iris",model="v2",code="200"}')).toBe(1)
+    expect(m.get('modelsplit_shadow_comparisons_total{route="iris",primary="v1",shadow="v2",result="disagree"}')).toBe(1)
+    // Identical answers agree.
+    const same = await upstream((call) => answer(call.stream, [primaryAnswer]))
+    await r.close()
+    const r2 = await startRouter(`${LISTEN}models:
+  v1: { url: "${primary.url}" }
+  v2: { url: "${same.url}" }
+routes:
+  - name: iris
+    grpc: { method: ${INFER} }
+    split: [{ model: v1, weight: 1 }]
+    shadow: [{ model: v2 }]
+`)
+    await grpcCall(session(r2.grpcUrl), INFER, [request], { 'x-user-id': 'u1' })
+    await r2.router.flush()
+    expect((await metrics(r2)).get('modelsplit_shadow_comparisons_total{route="iris",primary="v1",shadow="v2",result="agree"}')).toBe(1)
+  })
+
+  it('does not mirror a streaming call, and a failing shadow never touches the primary\'s answer', async () => {
+    const primary = await upstream()
+    const broken = await upstream((call) => answer(call.stream, [], { 'grpc-status': '14' }))
+    const r = await startRouter(`${LISTEN}models:
+  v1: { url: "${primary.url}" }
+  v2: { url: "${broken.url}" }
+routes:
+  - name: iris
+    grpc: { method: ${INFER} }
+    split: [{ model: v1, weight: 1 }]
+    shadow: [{ model: v2 }]
+`)
+    const s = session(r.grpcUrl)
+    const streamed = await grpcCall(s, INFER, [Buffer.from('a'), Buffer.from('b')], { 'x-user-id': 'u' })
+    expect(streamed.messages.map(String)).toEqual(['a', 'b'])
+    await r.router.flush()
+    expect(broken.received).toHaveLength(0)
+    const unary = await grpcCall(s, INFER, [inferRequest('m')], { 'x-user-id': 'u' })
+    expect(unary.status).toBe(0)
+    await broken.next()
+    await r.router.flush()
+    const m = await metrics(r)
+    expect(m.get('modelsplit_shadow_requests_total{route="iris",model="v2",code="503"}')).toBe(1)
+    expect(m.get('modelsplit_shadow_comparisons_total{route="iris",primary="v1",shadow="v2",result="error"}')).toBe(1)
   })
 })

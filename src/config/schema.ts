@@ -13,7 +13,7 @@ const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as 
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms'] as const
 const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when'] as const
-const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
+const COMPARE_KEYS = ['prediction', 'tolerance', 'mode', 'rtol'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const LISTEN_KEYS = ['host', 'port', 'grpc'] as const
 const GRPC_ROUTE_KEYS = ['method', 'model_name'] as const
@@ -327,9 +327,8 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   }
   if (name === undefined || grpc === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
   // Not built for gRPC yet: refused rather than silently skipped.
-  if (grpc !== null && shadow.length > 0) c.add([...path, 'shadow'], 'gRPC routes do not mirror to shadows yet: remove shadow, or serve this model over HTTP')
   if (grpc !== null && record) c.add([...path, 'record'], 'gRPC routes do not write records yet: remove record: true')
-  if (grpc !== null && (shadow.length > 0 || record)) return undefined
+  if (grpc !== null && record) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
   return { name, path: routePath, grpc, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
 }
@@ -522,8 +521,9 @@ function readCompare(c: Checker, value: unknown, path: KeyPath): CompareConfig |
   }
   const tolerance = c.number(o.tolerance, [...path, 'tolerance'], { min: 0, fallback: DEFAULTS.compare.tolerance })
   const mode = c.oneOf(o.mode, [...path, 'mode'], ['exact', 'argmax'] as const, 'exact')
-  if (prediction === undefined || tolerance === undefined) return undefined
-  return { prediction, tolerance, mode }
+  const rtol = o.rtol === undefined || o.rtol === null ? null : c.number(o.rtol, [...path, 'rtol'], { min: 0 })
+  if (prediction === undefined || tolerance === undefined || rtol === undefined) return undefined
+  return rtol === null ? { prediction, tolerance, mode } : { prediction, tolerance, mode, rtol }
 }
 
 function readRecording(c: Checker, value: unknown): RecordingConfig | undefined {

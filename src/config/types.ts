@@ -73,6 +73,8 @@ export interface CompareConfig {
   readonly prediction: string
   readonly tolerance: number
   readonly mode: 'exact' | 'argmax'
+  /** Tensor comparisons (gRPC routes): elements agree within tolerance + rtol·|primary|; absent: 0. */
+  readonly rtol?: number
 }
 
 export interface MetricConfig {

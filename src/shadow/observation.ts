@@ -1,4 +1,5 @@
-import { comparePredictions, extractPrediction, parseModelJson } from '../compare/index.js'
+import { gunzipSync } from 'node:zlib'
+import { compareTensors, comparePredictions, decodeInferResponse, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
@@ -107,9 +108,26 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
   if (error !== null) return { ok: false, reason: error, transport: true }
   if (status < 200 || status > 299) return { ok: false, reason: `answered HTTP ${status}` }
   if (body === undefined) return { ok: false, reason: 'no response body captured' }
+  if (route.plan.config.grpc != null) return tensorsOf(route.plan.config.grpc.method, body)
   const parsed = parseModelJson(body.toString('utf8'))
   if (!parsed.ok) return parsed
   return extractPrediction(parsed.value, route.plan.prediction)
+}
+
+/**
+ * A unary gRPC answer's tensors: its one message (gunzipped if flagged compressed), decoded as a
+ * TF Serving PredictResponse for /tensorflow.serving.* methods, else an OIP ModelInferResponse.
+ */
+function tensorsOf(method: string, body: Buffer): { ok: true; value: Tensor[] } | { ok: false; reason: string } {
+  if (body.length < 5) return { ok: false, reason: 'the answer has no message' }
+  const n = body.readUInt32BE(1)
+  if (body.length !== 5 + n) return { ok: false, reason: 'the answer is not exactly one message (a streaming call is not compared)' }
+  try {
+    const msg = body[0] === 1 ? gunzipSync(body.subarray(5)) : body.subarray(5)
+    return { ok: true, value: method.startsWith('/tensorflow.serving.') ? decodePredictResponse(msg) : decodeInferResponse(msg) }
+  } catch (err) {
+    return { ok: false, reason: `the answer's tensors cannot be read: ${(err as Error).message}` }
+  }
 }
 
 /** `model_version` for a record, when the model has a registered version behind it. */
@@ -181,7 +199,9 @@ export class Observer {
       if (!p.ok) comparison = { error: `primary: ${p.reason}` }
       else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
       else {
-        const c = comparePredictions(p.value, sp.value, route.plan.compare)
+        const c = route.plan.config.grpc != null
+          ? compareTensors(p.value as Tensor[], sp.value as Tensor[], { atol: route.plan.compare.tolerance, rtol: route.plan.config.compare.rtol ?? 0 })
+          : comparePredictions(p.value, sp.value, route.plan.compare)
         comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
       }
       this.#count(s.target, primary.model, comparison)

@@ -1,7 +1,8 @@
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { gunzipSync } from 'node:zlib'
 import { unitHash } from '../../experiment/index.js'
-import { decide, newDecision, type BodyView, type Decision, type RequestView } from '../../plan/index.js'
+import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../../plan/index.js'
+import type { Observation } from '../../shadow/index.js'
 import type { H2Sessions } from '../../upstream/h2-sessions.js'
 import type { ProxyContext } from '../exchange.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from '../runtime.js'
@@ -9,7 +10,7 @@ import {
   CANCELLED, DEADLINE_EXCEEDED, FrameScanner, INTERNAL, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, UNIMPLEMENTED,
   encodeMessage, formatTimeout, frame, httpCodeOf, parseStatus, parseTimeout, readNameAt, rewriteNameAt, statusName,
   statusOfHttp, type FrameProblem,
-} from './wire.js'
+} from '../../upstream/grpc-wire.js'
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = constants
 
@@ -73,6 +74,17 @@ export class GrpcCall implements RequestView {
   #upstreamError: Error | null = null
   #compressedSeen = 0
   #upstreamEnded = false
+  /** Shadows on the route: the pairing of this call's answer with its mirrors'. */
+  #obs: Observation | undefined
+  #released = false
+  #observed = false
+  /** The request's bytes as the client sent them, for mirrors (null: not kept, or past max_mirror_body_bytes). */
+  #mirror: Buffer[] | null = null
+  #mirrorBytes = 0
+  #mirrorTooLarge = false
+  /** The answer's bytes, for comparison (null: not kept, or past max_capture_bytes). */
+  #answer: Buffer[] | null = null
+  #answerBytes = 0
 
   constructor(
     readonly ctx: GrpcContext,
@@ -115,6 +127,7 @@ export class GrpcCall implements RequestView {
       this.#compressedSeen = this.#scanner.compressed
     }
     if (this.#state === DISPATCHED) {
+      if (this.#mirror !== null) this.#keepRequest(chunk)
       const up = this.#upstream as ClientHttp2Stream
       if (!up.write(chunk)) {
         this.stream.pause()
@@ -143,6 +156,7 @@ export class GrpcCall implements RequestView {
     if (!this.#scanner.atBoundary) return this.#refuse('bad_frame')
     if (this.#state === DISPATCHED) {
       this.#upstream?.end()
+      this.#sendShadows()
       return
     }
     // No message at all: no name to read, so the route without model_name (if any) takes it.
@@ -227,6 +241,17 @@ export class GrpcCall implements RequestView {
     } else if (d.source === 'override') arm.assignedByOverride.inc()
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
+    if (route.shadows.length > 0) {
+      this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, undefined, false)
+      // Open until the mirrors are sent (at the request's end) or the call ends without them.
+      this.#obs.hold()
+      this.#mirror = []
+      this.#answer = []
+      if (first !== null && first.message !== null) {
+        this.#keepRequest(first.message)
+        if (first.rest !== null && first.rest.length > 0) this.#keepRequest(first.rest)
+      }
+    }
     let initial: Buffer | null = null
     if (first !== null && first.message !== null) {
       // The arm's server knows the model by another name: the message is rewritten on its bytes.
@@ -273,7 +298,82 @@ export class GrpcCall implements RequestView {
     up.on('error', onUpstreamError)
     this.#timer = setTimeout(onDeadline, timeoutMs, this)
     if (initial !== null) up.write(initial)
-    if (this.#clientEnded) up.end()
+    if (this.#clientEnded) {
+      up.end()
+      this.#sendShadows()
+    }
+  }
+
+  // --- mirrors (unary calls) ---------------------------------------------------------------------
+
+  #keepRequest(chunk: Buffer): void {
+    this.#mirrorBytes += chunk.length
+    if (this.#mirrorBytes > this.runtime.plan.maxMirrorBytes) {
+      this.#mirror = null
+      this.#mirrorTooLarge = true
+      return
+    }
+    this.#mirror?.push(chunk)
+  }
+
+  /**
+   * The client's request is all in: a unary call (one message) is mirrored to the route's shadows
+   * under the same gates as HTTP's (sampling by user, max_in_flight, breaker, capture budget).
+   * A streaming call (any other number of messages) is not mirrored.
+   */
+  #sendShadows(): void {
+    const obs = this.#obs
+    if (obs === undefined || this.#released) return
+    const route = this.route as RouteRuntime
+    const arm = this.arm as Arm
+    const userId = this.decision.userId
+    const body = this.#mirror === null ? null : Buffer.concat(this.#mirror, this.#mirrorBytes)
+    this.#mirror = null
+    if (this.#scanner.messages === 1 || this.#mirrorTooLarge) {
+      let headers: string[] | undefined
+      for (const target of route.shadows) {
+        if (target.model === arm.model || !isShadowed(target, userId)) continue
+        if (body === null) {
+          target.dropped.body_too_large.inc()
+          obs.shadowSkipped(target, 'body_too_large')
+          continue
+        }
+        headers ??= this.#shadowHeaders()
+        const sent = this.ctx.shadows.send(target, 'POST', this.path, '', withTimeout(headers, target.timeoutMs), shadowBody(body, target.modelName, this.path, this.incoming['grpc-encoding']), obs)
+        if (sent !== null) obs.shadowSkipped(target, sent)
+      }
+    }
+    this.#releaseObs()
+  }
+
+  #shadowHeaders(): string[] {
+    const out = ['content-type', 'application/grpc', 'te', 'trailers', 'x-request-id', this.requestId, 'x-modelsplit-shadow', '1']
+    const incoming = this.incoming
+    for (const key in incoming) {
+      if (key.charCodeAt(0) === 58 || NOT_FORWARDED.has(key) || key === 'content-type' || key === 'te') continue
+      const v = incoming[key]
+      if (typeof v === 'string') out.push(key, v)
+    }
+    return out
+  }
+
+  #releaseObs(): void {
+    if (this.#obs === undefined || this.#released) return
+    this.#released = true
+    this.#obs.release()
+  }
+
+  /** Hands the primary's outcome to the observation (once): its answer if kept, else why not. */
+  #observe(status: number, error: string | null): void {
+    const obs = this.#obs
+    if (obs === undefined || this.#observed) return
+    this.#observed = true
+    const answer = this.#answer
+    this.#answer = null
+    const body = error === null && answer !== null ? Buffer.concat(answer, this.#answerBytes) : undefined
+    const why = error ?? (answer === null ? `response over limits.max_capture_bytes (${this.runtime.plan.maxCaptureBytes} bytes)` : null)
+    obs.primaryDone((this.arm as Arm).model, status, performance.now() - this.#start, body, why, null)
+    this.#releaseObs()
   }
 
   /** @internal */ onUpstreamResponse(headers: IncomingHttpHeaders): void {
@@ -294,6 +394,11 @@ export class GrpcCall implements RequestView {
 
   /** @internal */ onUpstreamData(chunk: Buffer): void {
     if (this.#state !== DISPATCHED) return
+    if (this.#answer !== null) {
+      this.#answerBytes += chunk.length
+      if (this.#answerBytes <= this.runtime.plan.maxCaptureBytes) this.#answer.push(chunk)
+      else this.#answer = null
+    }
     if (!this.stream.write(chunk)) {
       const up = this.#upstream as ClientHttp2Stream
       up.pause()
@@ -400,6 +505,7 @@ export class GrpcCall implements RequestView {
     child.inc()
     // A client's cancel is not the model's outcome (modelsplit_client_aborts_total has it).
     if (answered) countResponse(arm, httpCodeOf(status), (performance.now() - this.#start) / 1000)
+    this.#observe(answered ? httpCodeOf(status) : 0, answered ? null : 'the client cancelled the call')
   }
 
   /** The router refuses the client's bytes: a bad prefix, a message over the limit, a coding it cannot open. */
@@ -413,6 +519,7 @@ export class GrpcCall implements RequestView {
   /** The router ends the call itself with a status: the model's call (if any) is cancelled. */
   #status(status: number, message: string, anomaly: GrpcAnomaly | null): void {
     if (anomaly !== null) this.#anomaly(anomaly)
+    if (this.#state === DISPATCHED) this.#observe(0, message)
     this.#state = DONE
     clearTimeout(this.#timer)
     this.#upstream?.close(NGHTTP2_CANCEL)
@@ -463,6 +570,27 @@ function modelHeader(arm: Arm): string {
   let v = modelHeaders.get(arm)
   if (v === undefined) modelHeaders.set(arm, v = encodeMessage(arm.model))
   return v
+}
+
+/** The mirror's headers with its own deadline (the shadow model's timeout_ms). */
+function withTimeout(headers: string[], ms: number): string[] {
+  return [...headers, 'grpc-timeout', formatTimeout(ms)]
+}
+
+/** The request for one shadow: its one message with the model's name rewritten where the shadow goes by another. */
+function shadowBody(body: Buffer, modelName: string | null, method: string, encoding: unknown): Buffer {
+  if (modelName === null || body.length < 5) return body
+  let payload = body.subarray(5)
+  if (body[0] === 1) {
+    if (encoding !== 'gzip') return body
+    try {
+      payload = gunzipSync(payload)
+    } catch {
+      return body
+    }
+  }
+  const rewritten = rewriteNameAt(payload, namePathOf(method), modelName)
+  return rewritten === null ? body : frame(rewritten)
 }
 
 function hasBinarySource(route: RouteRuntime): boolean {

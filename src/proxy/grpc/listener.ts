@@ -3,7 +3,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import { requestIdOf } from '../listener.js'
 import type { RouteRuntime, Runtime } from '../runtime.js'
 import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
-import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from './wire.js'
+import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
 
 export interface GrpcListenerDeps {
   /** The runtime in force; read once per call and kept to its end. */

@@ -547,3 +547,40 @@ routes:
     expect(m.get('modelsplit_shadow_comparisons_total{route="iris",primary="v1",shadow="v2",result="error"}')).toBe(1)
   })
 })
+
+describe('gRPC routes under a rollout', () => {
+  it('rolls back a candidate whose calls end UNAVAILABLE: the trailers\' status drives the gate', async () => {
+    const v1 = await upstream()
+    const v2 = await upstream((call) => answer(call.stream, [], { 'grpc-status': '14', 'grpc-message': 'overloaded' }))
+    const r = await startRouter(`${LISTEN}evaluation: { interval: 1h }
+models:
+  v1: { url: "${v1.url}" }
+  v2: { url: "${v2.url}" }
+routes:
+  - name: infer
+    grpc: { method: ${INFER} }
+    split: [{ model: v1, weight: 100 }, { model: v2, weight: 0 }]
+    rollout:
+      candidate: v2
+      steps: [10, 50, 100]
+      step_interval: 1s
+      min_requests: 20
+      gates: { max_error_rate_increase: 0.01, max_p99_latency_ratio: 100 }
+`)
+    const status = async (): Promise<{ state: string; step_started_at: string; decisions: { reason: string }[] }> =>
+      (await fetch(`${r.adminUrl}/admin/rollouts/infer`)).json() as Promise<{ state: string; step_started_at: string; decisions: { reason: string }[] }>
+    const s = session(r.grpcUrl)
+    const calls = await Promise.all(Array.from({ length: 400 }, (_, i) => grpcCall(s, INFER, [inferRequest('m')], { 'x-user-id': `user-${i}` })))
+    const toV2 = calls.filter((c) => c.headers['x-modelsplit-model'] === 'v2')
+    expect(toV2.length).toBeGreaterThan(20)
+    for (const c of toV2) expect(c.status).toBe(14)
+    const before = await status()
+    expect(before.state).toBe('running')
+    await r.router.decisions.tick(Date.parse(before.step_started_at) + 1000)
+    const after = await status()
+    expect(after.state).toBe('rolled_back')
+    expect(after.decisions.at(-1)?.reason).toMatch(/error rate 100\.00% vs control 0\.00%/)
+    const again = await Promise.all(Array.from({ length: 50 }, (_, i) => grpcCall(s, INFER, [inferRequest('m')], { 'x-user-id': `user-${i}` })))
+    expect(again.every((c) => c.headers['x-modelsplit-model'] === 'v1')).toBe(true)
+  })
+})

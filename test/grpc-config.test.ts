@@ -55,7 +55,6 @@ describe('gRPC config', () => {
     ['the gRPC port equal to listen.port', BASE.replace('port: 8081', 'port: 8080'), 3, 'listen.grpc.port', 'must differ from listen.port'],
     ['an unknown key under listen.grpc', BASE.replace('port: 8081 }', 'port: 8081, tls: true }'), 3, 'listen.grpc.tls', ''],
     ['an empty model_name', BASE.replace('model_name: iris-a', 'model_name: ""'), 5, 'models.a.model_name', 'non-empty string'],
-    ['records on a gRPC route (not yet built)', BASE.replace('    split: [{ model: a, weight: 50 }', '    record: true\n    split: [{ model: a, weight: 50 }'), 11, 'routes[0].record', 'do not write records'],
     ['a negative compare.rtol', BASE.replace('    split: [{ model: a, weight: 50 }', '    compare: { rtol: -1 }\n    split: [{ model: a, weight: 50 }'), 11, 'routes[0].compare.rtol', '>= 0'],
   ])('refuses %s, at its line and key path', (_what, text, line, path, message) => {
     const found = problems(text)

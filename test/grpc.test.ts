@@ -1,7 +1,7 @@
 // The gRPC listener against real HTTP/2 servers on 127.0.0.1: per-call routing on one connection,
 // user ids from metadata (the golden vectors' arms, -bin keys), model_name routes and rewriting,
 // deadlines, trailers, resets both ways, and hostile bytes that must not crash the router.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -17,7 +17,7 @@ import tensors from './fixtures/compare-tensors.json' with { type: 'json' }
 
 const INFER = '/inference.GRPCInferenceService/ModelInfer'
 
-interface Running { router: Router; url: string; grpcUrl: string; adminUrl: string; close(): Promise<void> }
+interface Running { router: Router; url: string; grpcUrl: string; adminUrl: string; dir: string; close(): Promise<void> }
 
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
@@ -31,7 +31,7 @@ async function startRouter(yaml: string): Promise<Running> {
   const router = await buildServer({ configFile, watch: false, defaultMetrics: false })
   const { url, adminUrl, grpcUrl } = await router.listen({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0, grpcHost: '127.0.0.1', grpcPort: 0 })
   const r = {
-    router, url, adminUrl, grpcUrl: grpcUrl as string,
+    router, url, adminUrl, grpcUrl: grpcUrl as string, dir,
     async close() {
       await router.close()
       await rm(dir, { recursive: true, force: true })
@@ -582,5 +582,38 @@ routes:
     expect(after.decisions.at(-1)?.reason).toMatch(/error rate 100\.00% vs control 0\.00%/)
     const again = await Promise.all(Array.from({ length: 50 }, (_, i) => grpcCall(s, INFER, [inferRequest('m')], { 'x-user-id': `user-${i}` })))
     expect(again.every((c) => c.headers['x-modelsplit-model'] === 'v1')).toBe(true)
+  })
+})
+
+describe('gRPC records', () => {
+  it('writes one record per call: transport grpc, both answers\' tensors, the comparison per output', async () => {
+    const c = tensors.cases.find((x) => x.name === 'INT64 beyond 2^53, raw, atol 0.0') as (typeof tensors.cases)[number]
+    const primary = await upstream((call) => answer(call.stream, [Buffer.from(c.primary as string, 'base64')]))
+    const shadow = await upstream((call) => answer(call.stream, [Buffer.from(c.shadow as string, 'base64')]))
+    const r = await startRouter(`${LISTEN}recording: { path: ./records.jsonl }
+models:
+  v1: { url: "${primary.url}" }
+  v2: { url: "${shadow.url}" }
+routes:
+  - name: ids
+    grpc: { method: ${INFER} }
+    record: true
+    split: [{ model: v1, weight: 1 }]
+    shadow: [{ model: v2 }]
+    compare: { tolerance: 0 }
+`)
+    const res = await grpcCall(session(r.grpcUrl), INFER, [inferRequest('m')], { 'x-user-id': 'u7' })
+    expect(res.status).toBe(0)
+    await r.router.flush()
+    const lines = (await readFile(join(r.dir, 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    const rec = lines.find((l) => l.type === 'prediction') as { transport: string; request_id: string; user_id: string; primary: { prediction: { name: string; data: unknown[] }[] }; shadows: { model: string; prediction: { data: unknown[] }[]; comparison: { agree: boolean; outputs: unknown[] } }[] }
+    expect(rec.transport).toBe('grpc')
+    expect(rec.request_id).toBe(res.headers['x-request-id'])
+    expect(rec.user_id).toBe('u7')
+    // INT64 past 2^53 kept digit for digit (as strings); the shadow's first id is one more.
+    expect(rec.primary.prediction[0]?.data).toEqual(c.decoded[0]?.values.map((v) => (Number.isSafeInteger(Number(v)) ? Number(v) : v)))
+    expect(rec.shadows[0]?.prediction[0]?.data[0]).toBe((BigInt(c.decoded[0]?.values[0] as string) + 1n).toString())
+    expect(rec.shadows[0]?.comparison).toMatchObject({ agree: false, fraction_agree: c.expected.fraction_agree })
+    expect(rec.shadows[0]?.comparison.outputs).toEqual([{ name: 'ids', problem: null, instances: 2, agreeing: 1, argmax_agreeing: 2, abs_diff_max: 1 }])
   })
 })

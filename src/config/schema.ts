@@ -327,8 +327,6 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
   }
   if (name === undefined || grpc === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined) return undefined
   // Not built for gRPC yet: refused rather than silently skipped.
-  if (grpc !== null && record) c.add([...path, 'record'], 'gRPC routes do not write records yet: remove record: true')
-  if (grpc !== null && record) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
   return { name, path: routePath, grpc, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, metrics, analysis, control, rollout, bandit }
 }

@@ -3,7 +3,7 @@ import { compareTensors, comparePredictions, decodeInferResponse, decodePredictR
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
-import { SCHEMA_VERSION, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { SCHEMA_VERSION, type PredictionRecord, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
@@ -130,6 +130,26 @@ function tensorsOf(method: string, body: Buffer): { ok: true; value: Tensor[] } 
   }
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Tensors as JSON can hold them (RecordTensor): exact integers past 2^53 as strings, bytes as text. */
+function recordTensors(tensors: readonly Tensor[]): RecordTensor[] {
+  return tensors.map((t) => ({
+    name: t.name,
+    datatype: t.datatype,
+    shape: [...t.shape],
+    data: t.data.values.map((v: number | bigint | Buffer): number | string | null => {
+      if (typeof v === 'number') return Number.isFinite(v) ? v : null
+      if (typeof v === 'bigint') return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v.toString()
+      try {
+        return STRICT_UTF8.decode(v)
+      } catch {
+        return `base64:${v.toString('base64')}`
+      }
+    }),
+  }))
+}
+
 /** `model_version` for a record, when the model has a registered version behind it. */
 function versionOf(route: RouteRuntime, model: string): { model_version?: string | null } {
   for (const t of route.targets) if (t.model === model) return t.registry === null ? {} : { model_version: t.registry.version }
@@ -192,6 +212,7 @@ export class Observer {
   #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
     const route = obs.route
     const p = predictionOf(route, primary.status, primary.body, primary.error)
+    const isGrpc = route.plan.config.grpc != null
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
     for (const s of shadows) {
       const sp = predictionOf(route, s.status, s.body, s.error)
@@ -199,16 +220,22 @@ export class Observer {
       if (!p.ok) comparison = { error: `primary: ${p.reason}` }
       else if (!sp.ok) comparison = { error: `shadow: ${sp.reason}` }
       else {
-        const c = route.plan.config.grpc != null
-          ? compareTensors(p.value as Tensor[], sp.value as Tensor[], { atol: route.plan.compare.tolerance, rtol: route.plan.config.compare.rtol ?? 0 })
-          : comparePredictions(p.value, sp.value, route.plan.compare)
-        comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
+        if (isGrpc) {
+          const c = compareTensors(p.value as Tensor[], sp.value as Tensor[], { atol: route.plan.compare.tolerance, rtol: route.plan.config.compare.rtol ?? 0 })
+          comparison = {
+            agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree,
+            outputs: c.outputs.map((o) => ({ name: o.name, problem: o.problem, instances: o.instances, agreeing: o.agreeing, argmax_agreeing: o.argmaxAgreeing, abs_diff_max: o.absDiffMax })),
+          }
+        } else {
+          const c = comparePredictions(p.value, sp.value, route.plan.compare)
+          comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
+        }
       }
       this.#count(s.target, primary.model, comparison)
       obs.traceOf(s.target)?.compared(comparison)
       shadowRecords.push({
         model: s.target.model, ...(s.target.registry === null ? {} : { model_version: s.target.registry.version }), status: s.status, latency_ms: round(s.latencyMs),
-        prediction: sp.ok ? sp.value : null, error: s.error,
+        prediction: sp.ok ? (isGrpc ? recordTensors(sp.value as Tensor[]) : sp.value) : null, error: s.error,
         ...(sp.ok || sp.transport ? {} : { prediction_error: sp.reason }),
         comparison,
       })
@@ -223,13 +250,14 @@ export class Observer {
       ts: new Date(obs.ts).toISOString(),
       request_id: obs.requestId,
       route: route.name,
+      ...(isGrpc ? { transport: 'grpc' as const } : {}),
       user_id: obs.userId ?? null,
       assignment: obs.source,
       shares: sharesOf(route),
       // `error` is a failure to get an answer (the same for both sides); `prediction_error` says
       // why an answer that came had no prediction to read (a 4xx, not JSON, no such field).
       primary: {
-        model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
+        model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? (isGrpc ? recordTensors(p.value as Tensor[]) : p.value) : null, error: primary.error,
         ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
       },
       shadows: shadowRecords,

@@ -241,7 +241,7 @@ export class GrpcCall implements RequestView {
     } else if (d.source === 'override') arm.assignedByOverride.inc()
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
-    if (route.shadows.length > 0) {
+    if (route.plan.observes) {
       this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, undefined, false)
       // Open until the mirrors are sent (at the request's end) or the call ends without them.
       this.#obs.hold()

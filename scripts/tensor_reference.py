@@ -5,7 +5,7 @@ Messages are encoded here by hand (protobuf wire format with struct), element va
 numpy's own dtypes (float16 included), and the expected agreement from numpy.isclose (shadow
 against the primary as reference, equal_nan=True) and numpy.argmax, per instance (first axis).
 
-    /tmp/pyvenv/bin/python scripts/tensor_reference.py > test/fixtures/compare-tensors.json
+    python3 scripts/tensor_reference.py > test/fixtures/compare-tensors.json  # with numpy 2.1.3
 """
 import base64
 import json

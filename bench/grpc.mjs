@@ -52,7 +52,7 @@ s.listen(0, '127.0.0.1', () => console.log('http://127.0.0.1:' + s.address().por
 // The floor: each stream forwarded on one pooled session, headers, data and trailers relayed.
 const FLOOR = `
 import { connect, createServer } from 'node:http2'
-const upstream = connect(process.argv[2])
+const upstream = connect(process.argv.at(-1))
 const s = createServer()
 s.on('stream', (st, headers) => {
   st.on('error', () => {})
@@ -136,7 +136,7 @@ routes:
 `)
 const ROUTER = `
 import { buildServer } from '${join(ROOT, 'dist/server.js')}'
-const r = await buildServer({ configFile: process.argv[2], watch: false, defaultMetrics: false })
+const r = await buildServer({ configFile: process.argv.at(-1), watch: false, defaultMetrics: false })
 const { grpcUrl } = await r.listen({ port: 0, adminPort: 0, grpcPort: 0, host: '127.0.0.1', adminHost: '127.0.0.1', grpcHost: '127.0.0.1' })
 console.log(grpcUrl)
 `

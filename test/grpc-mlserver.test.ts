@@ -155,7 +155,7 @@ print(json.dumps([models[rendezvous_pick('iris-exp', models, [70, 30], u)] for u
       await router?.flush()
       const m = parseMetrics(await (await fetch(`${adminUrl}/metrics`)).text())
       const compared = ['agree', 'disagree'].map((r) => m.get(`modelsplit_shadow_comparisons_total{route="iris",primary="v1",shadow="v2-shadow",result="${r}"}`) ?? 0)
-      expect(compared[0] + compared[1]).toBeGreaterThan(0)
+      expect((compared[0] ?? 0) + (compared[1] ?? 0)).toBeGreaterThan(0)
       expect(m.get('modelsplit_shadow_comparisons_total{route="iris",primary="v1",shadow="v2-shadow",result="error"}') ?? 0).toBe(0)
     } finally {
       s.destroy()

@@ -103,7 +103,9 @@ export type FrameProblem = 'bad_frame' | 'too_large' | null
 export class FrameScanner {
   /** Payload bytes of the current message still to come; -1 while reading a prefix. */
   #left = -1
-  #prefix = Buffer.alloc(5)
+  /** The prefix read so far: its flag, then its length's bytes (numbers, so a call allocates nothing). */
+  #flag = 0
+  #length = 0
   #have = 0
   messages = 0
   compressed = 0
@@ -121,13 +123,16 @@ export class FrameScanner {
         if (this.#left === 0) this.#left = -1
         continue
       }
-      this.#prefix[this.#have++] = chunk[i++] as number
-      if (this.#have < 5) continue
+      const byte = chunk[i++] as number
+      if (this.#have === 0) this.#flag = byte
+      else this.#length = this.#length * 256 + byte
+      if (++this.#have < 5) continue
       this.#have = 0
-      const flag = this.#prefix[0] as number
+      const flag = this.#flag
+      const length = this.#length
+      this.#length = 0
       if (flag > 1) return 'bad_frame'
       if (flag === 1) this.compressed++
-      const length = this.#prefix.readUInt32BE(1)
       if (length > this.maxMessageBytes) return 'too_large'
       this.messages++
       this.#left = length === 0 ? -1 : length

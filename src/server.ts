@@ -14,6 +14,11 @@ import { compileFile, withVersions, withWeights, type Plan } from './plan/index.
 import { MlflowLink } from './mlflow/index.js'
 import { DecisionEngine } from './decisions/engine.js'
 import { predictionHandler } from './proxy/listener.js'
+import { GrpcListener } from './proxy/grpc/listener.js'
+import type { GrpcContext } from './proxy/grpc/call.js'
+import { H2Sessions } from './upstream/h2-sessions.js'
+import { H2Dispatcher } from './upstream/h2-dispatcher.js'
+import type { Dispatcher } from 'undici'
 import { bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
 import type { RecordSink } from './record/index.js'
 import { openSink, sameSink, sinkStatus } from './record/sinks.js'
@@ -57,7 +62,7 @@ export interface Router {
   /** The config in force. */
   current(): Runtime
   /** Starts both listeners on the configured (or overridden) addresses; returns their URLs. */
-  listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string }): Promise<{ url: string; adminUrl: string }>
+  listen(overrides?: { port?: number; adminPort?: number; host?: string; adminHost?: string; grpcPort?: number; grpcHost?: string }): Promise<{ url: string; adminUrl: string; grpcUrl?: string }>
   /** Re-reads and applies the config file; an invalid file changes nothing. */
   reload(): Promise<ReloadResult>
   /** Rollouts and bandits: status, operator actions, and tick() for tests that drive the clock. */
@@ -164,7 +169,16 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     // withWeights compiles the routes it changes again, from the file's config: versions go back on.
     return withVersions(r.plan, mlflow.versions())
   }
-  const initial = bindPlan(decided(plan), metrics, tally, pools)
+  // gRPC: primaries on the listener's sessions, mirrors on sessions of their own (as HTTP's pools).
+  const h2sessions = new H2Sessions()
+  const h2shadowSessions = new H2Sessions()
+  const h2shadows = new Map<string, Dispatcher>()
+  const grpcShadows = (origin: string): Dispatcher => {
+    let d = h2shadows.get(origin)
+    if (d === undefined) h2shadows.set(origin, d = new H2Dispatcher(origin, h2shadowSessions) as unknown as Dispatcher)
+    return d
+  }
+  const initial = bindPlan(decided(plan), metrics, tally, pools, grpcShadows)
   observePlan(initial, tally)
   engine.adopt()
   publish(initial)
@@ -176,7 +190,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     async prepare(next) {
       // A new file (not a refresh of the one in force): its aliases are resolved first.
       if (next !== store.base()) await mlflow.resolve(next.config)
-      const bound = bindPlan(decided(next), metrics, tally, pools)
+      const bound = bindPlan(decided(next), metrics, tally, pools, grpcShadows)
       // The new file is opened before the swap, so no record of the new config finds no writer.
       await useRecording(next)
       return bound
@@ -205,6 +219,9 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const observer = new Observer({ metrics, sink: () => writer, budget })
   const shadows = new ShadowDispatcher({ budget, requests: metrics.shadowRequests })
   const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
+  // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
+  const grpcCtx = Object.assign(Object.create(ctx) as ProxyContext, { sessions: h2sessions }) as GrpcContext
+  const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({ current, ctx: grpcCtx })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
   // the provider (the old one exports what it holds and stops).
   let tracingChange = Promise.resolve()
@@ -300,6 +317,9 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       timer = setTimeout(() => {
         app.log.warn(`requests or shadows still running after shutdown_timeout_ms=${deadline}; closing them`)
         app.server.closeAllConnections()
+        grpc?.destroyAll()
+        h2sessions.destroyAll()
+        h2shadowSessions.destroyAll()
         shadows.abortAll()
         resolve()
       }, deadline)
@@ -309,7 +329,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     // observation then has its record in the writer, which the records part flushes.
     shadows.stop()
     app.server.closeIdleConnections()
-    await Promise.race([app.close().then(() => observer.idle()), forced])
+    await Promise.race([Promise.all([app.close(), grpc?.close()]).then(() => observer.idle()), forced])
     clearTimeout(timer)
     // After the deadline every request and mirror has been cut, so their records settle at once;
     // a record that still does not would be a bug of ours, and must not hold the process forever.
@@ -318,7 +338,11 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     clearTimeout(last)
     shadows.close()
   })
-  lifecycle.add('pools', () => pools.close())
+  lifecycle.add('pools', async () => {
+    await pools.close()
+    await h2sessions.close()
+    await h2shadowSessions.close()
+  })
   // The last spans go out beside the records, within what is left of shutdown_timeout_ms: a
   // collector that hangs must not hold the exit (the exporter's own timeout is 10 s). They are
   // started here and awaited after the records, so the two share the time left.
@@ -359,8 +383,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       const url = await app.listen({ host: o.host ?? cfg.listen.host, port: o.port ?? cfg.listen.port })
       // A cluster worker leaves the admin port to the primary, which speaks for all workers.
       const adminUrl = opts.worker !== undefined ? '' : await admin.listen({ host: o.adminHost ?? cfg.admin.host, port: o.adminPort ?? cfg.admin.port })
+      const g = cfg.listen.grpc
+      const grpcUrl = grpc === null || g === undefined ? undefined : await grpc.listen(o.grpcHost ?? g.host, o.grpcPort ?? g.port)
       listening = true
-      return { url, adminUrl }
+      return grpcUrl === undefined ? { url, adminUrl } : { url, adminUrl, grpcUrl }
     },
     async flush() {
       await observer.idle()

@@ -146,7 +146,7 @@ const WRONG_TYPES: ErrorCase[] = [
   {
     name: 'model is a bare URL',
     yaml: `models:\n  a: { url: "http://127.0.0.1:9001" }\n  b: "http://127.0.0.1:9002"\n${ROUTE}`,
-    line: 3, path: 'models.b', message: 'must be a mapping with keys url, timeout_ms, connections, mlflow, upstream_model, price, got "http://127.0.0.1:9002"',
+    line: 3, path: 'models.b', message: 'must be a mapping with keys url, timeout_ms, connections, mlflow, upstream_model, price, model_name, got "http://127.0.0.1:9002"',
   },
   {
     name: 'timeout_ms is a word',

@@ -1,6 +1,6 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
-import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
+import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, GrpcRouteConfig, ListenConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
@@ -14,17 +14,19 @@ const FEEDBACK_KEYS = ['request_memory', 'request_ttl_ms', 'max_body_bytes'] as 
 const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_bytes', 'max_capture_total_bytes', 'max_buffered_body_bytes', 'body_timeout_ms', 'max_sse_event_bytes'] as const
 const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when', 'stream'] as const
-const COMPARE_KEYS = ['prediction', 'tolerance', 'mode'] as const
+const COMPARE_KEYS = ['prediction', 'tolerance', 'mode', 'rtol'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
+const LISTEN_KEYS = ['host', 'port', 'grpc'] as const
+const GRPC_ROUTE_KEYS = ['method', 'model_name'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
 /** Addresses only this machine can reach: an admin listener there needs no token. */
 export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
-const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price'] as const
-const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'overhead', 'api', 'judge'] as const
+const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price', 'model_name'] as const
+const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'overhead', 'api', 'judge', 'grpc'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
 const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const OVERHEAD_MODES: readonly OverheadMode[] = ['off', 'metric', 'header']
-const USER_ID_KINDS = ['header', 'query', 'cookie', 'body'] as const
+const USER_ID_KINDS = ['header', 'query', 'cookie', 'body', 'metadata'] as const
 
 /** Node's timers take at most 2^31 − 1 ms (about 24.8 days); a longer one fires after 1 ms. */
 const MAX_TIMER_MS = 2_147_483_647
@@ -70,7 +72,7 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   const top = c.object(raw ?? undefined, [], TOP_KEYS, ['models', 'routes'])
   if (top === undefined) return { problems: c.problems }
 
-  const listen = endpoint(c, top.listen, ['listen'], DEFAULTS.listen)
+  const listen = readListen(c, top.listen)
   const admin = readAdmin(c, top.admin)
   const limitsRaw = top.limits === undefined || top.limits === null ? {} : c.object(top.limits, ['limits'], LIMIT_KEYS)
   const maxBody = c.number(limitsRaw?.max_body_bytes, ['limits', 'max_body_bytes'], { min: 1, integer: true, fallback: DEFAULTS.max_body_bytes })
@@ -91,6 +93,10 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   if (listen !== undefined && admin !== undefined && listen.port !== 0 && listen.port === admin.port) {
     c.add(['admin', 'port'], `must differ from listen.port (${listen.port}): prediction and admin traffic need separate ports`)
   }
+  const grpcPort = listen?.grpc?.port ?? 0
+  if (grpcPort !== 0 && (grpcPort === listen?.port || grpcPort === admin?.port)) {
+    c.add(['listen', 'grpc', 'port'], `must differ from listen.port and admin.port (${grpcPort} is taken): gRPC calls need a port of their own`)
+  }
 
   const models = readModels(c, top.models)
   // An alias is resolved through the registry: it needs a tracking server to ask.
@@ -103,6 +109,12 @@ export function validateConfig(raw: unknown): { config?: Config; problems: RawPr
   // mistake in a model is reported once, not again at each route that uses it.
   const names = top.models !== null && typeof top.models === 'object' && !Array.isArray(top.models) ? top.models as Record<string, unknown> : undefined
   const routes = readRoutes(c, top.routes, names, overhead)
+  // A gRPC route with no gRPC listener would never see a call.
+  if (routes !== undefined && listen !== undefined && listen.grpc === undefined) {
+    routes.forEach((r, i) => {
+      if (r.grpc !== null) c.add(['routes', i, 'grpc'], 'needs a gRPC listener: add listen.grpc: { host, port } (e.g. { host: 0.0.0.0, port: 8081 })')
+    })
+  }
 
   if (c.problems.length > 0 || listen === undefined || admin === undefined || models === undefined || routes === undefined || recording === undefined || feedback === undefined || tracing === undefined || mlflow === undefined) {
     return { problems: c.problems }
@@ -178,6 +190,16 @@ function readAdmin(c: Checker, value: unknown): AdminEndpoint | undefined {
   return { host, port, token_file: tokenFile, insecure, protect_metrics: protectMetrics }
 }
 
+function readListen(c: Checker, value: unknown): ListenConfig | undefined {
+  const fallback = DEFAULTS.listen
+  if (value === undefined || value === null) return fallback
+  const o = c.object(value, ['listen'], LISTEN_KEYS)
+  if (o === undefined) return undefined
+  const http = endpoint(c, { host: o.host, port: o.port }, ['listen'], fallback)
+  const grpc = o.grpc === undefined || o.grpc === null ? null : endpoint(c, o.grpc, ['listen', 'grpc'], { host: http?.host ?? fallback.host, port: 8081 })
+  return http === undefined || grpc === undefined ? undefined : grpc === null ? http : { ...http, grpc }
+}
+
 function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {
   if (value === undefined || value === null) return fallback
   const o = c.object(value, path, ENDPOINT_KEYS)
@@ -206,8 +228,9 @@ function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | u
     const registry = readModelRef(c, o.mlflow, [...path, 'mlflow'])
     const upstreamModel = readUpstreamModel(c, o.upstream_model, [...path, 'upstream_model'])
     const price = readPrice(c, o.price, [...path, 'price'])
-    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined && upstreamModel !== undefined && price !== undefined) {
-      out[name] = { url, timeout_ms: timeout, connections, mlflow: registry, upstream_model: upstreamModel, price }
+    const modelName = o.model_name === undefined || o.model_name === null ? null : c.string(o.model_name, [...path, 'model_name'])
+    if (url !== undefined && timeout !== undefined && connections !== undefined && registry !== undefined && upstreamModel !== undefined && price !== undefined && modelName !== undefined) {
+      out[name] = { url, timeout_ms: timeout, connections, mlflow: registry, upstream_model: upstreamModel, price, ...(modelName === null ? {} : { model_name: modelName }) }
     }
   }
   return out
@@ -247,6 +270,7 @@ function readRoutes(c: Checker, value: unknown, models: Record<string, unknown> 
   const routes: RouteConfig[] = []
   const names = new Map<string, number>()
   const paths: { path: string; index: number }[] = []
+  const calls: { method: string; model: string | null; index: number }[] = []
   list.forEach((raw, i) => {
     const r = readRoute(c, raw, ['routes', i], models, overhead)
     if (r !== undefined) routes.push(r)
@@ -257,7 +281,17 @@ function readRoutes(c: Checker, value: unknown, models: Record<string, unknown> 
       if (seen !== undefined) c.add(['routes', i, 'name'], `duplicate route name "${o.name}" (also routes[${seen}].name): names label metrics and records, so each must be unique`)
       else names.set(o.name, i)
     }
-    if (typeof o.path === 'string' && o.path.startsWith('/')) {
+    if (o.grpc !== undefined && o.grpc !== null) {
+      const g = r?.grpc
+      if (g != null) {
+        for (const other of calls) {
+          if (other.method === g.method && (other.model === null || g.model_name === null || other.model === g.model_name)) {
+            c.add(['routes', i, 'grpc'], `calls to ${g.method}${g.model_name === null ? '' : ` for model_name "${g.model_name}"`} are also taken by routes[${other.index}]: a call must match exactly one route, so give each route its own model_name`)
+          }
+        }
+        calls.push({ method: g.method, model: g.model_name, index: i })
+      }
+    } else if (typeof o.path === 'string' && o.path.startsWith('/')) {
       const p = o.path.length > 1 ? o.path.replace(/\/+$/, '') : o.path
       for (const other of paths) {
         if (overlaps(other.path, p)) {
@@ -276,12 +310,16 @@ function overlaps(a: string, b: string): boolean {
 }
 
 function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<string, unknown> | undefined, overheadDefault: OverheadMode): RouteConfig | undefined {
-  const o = c.object(raw, path, ROUTE_KEYS, ['name', 'path', 'split'])
+  const isGrpc = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && (raw as Record<string, unknown>).grpc != null
+  const o = c.object(raw, path, ROUTE_KEYS, isGrpc ? ['name', 'split'] : ['name', 'path', 'split'])
   if (o === undefined) return undefined
   const name = c.string(o.name, [...path, 'name'])
-  const routePath = readRoutePath(c, o.path, [...path, 'path'])
+  const grpc = isGrpc ? readGrpcRoute(c, o.grpc, [...path, 'grpc']) : null
+  if (isGrpc && o.path !== undefined) c.add([...path, 'path'], 'a gRPC route is matched by grpc.method (and grpc.model_name), not by a URL path: leave path out')
+  const routePath = isGrpc ? grpc?.method : readRoutePath(c, o.path, [...path, 'path'])
   const api = readApi(c, o.api, [...path, 'api'])
-  const userId = readUserIdSources(c, o.user_id ?? (api === 'openai' ? OPENAI_USER_ID_DEFAULT : undefined), [...path, 'user_id'])
+  if (isGrpc && api === 'openai') c.add([...path, 'api'], 'api: openai is for HTTP routes; a gRPC route speaks its service\'s protocol: remove api or grpc')
+  const userId = readUserIdSources(c, o.user_id ?? (api === 'openai' ? OPENAI_USER_ID_DEFAULT : undefined), [...path, 'user_id'], isGrpc)
   const hash = c.oneOf(o.hash, [...path, 'hash'], HASHES, 'rendezvous')
   // nginx's split_clients key is "${user id}SALT": its salt defaults to empty, ours to the name.
   const salt = typeof o.salt === 'string' ? o.salt : c.string(o.salt, [...path, 'salt'], hash === 'nginx' ? '' : name ?? '')
@@ -302,13 +340,26 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
     c.add([...path, 'control'], `must be a model in this route's split (${split.map((s) => s.model).join(', ')}), got "${control}"`)
     control = undefined
   }
-  if (name === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined || judge === undefined) return undefined
+  if (name === undefined || grpc === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined || judge === undefined) return undefined
   if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
   if (api !== 'openai' && shadow.some((sh) => sh.stream !== 'as_requested')) {
     c.add([...path, 'shadow'], 'shadow[].stream applies to api: openai routes only: remove it, or set api: openai')
     return undefined
   }
-  return { name, path: routePath, api, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, overhead, metrics, analysis, control, rollout, bandit, judge }
+  return { name, path: routePath, api, grpc, user_id: userId, salt, hash, missing_user_id: missing, allow_override: allowOverride, split, shadow, compare, record, overhead, metrics, analysis, control, rollout, bandit, judge }
+}
+
+function readGrpcRoute(c: Checker, value: unknown, path: KeyPath): GrpcRouteConfig | undefined {
+  const o = c.object(value, path, GRPC_ROUTE_KEYS, ['method'])
+  if (o === undefined) return undefined
+  const method = c.string(o.method, [...path, 'method'])
+  const modelName = o.model_name === undefined || o.model_name === null ? null : c.string(o.model_name, [...path, 'model_name'])
+  if (method !== undefined && !/^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/.test(method)) {
+    c.add([...path, 'method'], `must be a full gRPC method path /package.Service/Method such as "/inference.GRPCInferenceService/ModelInfer", got ${JSON.stringify(method)}`)
+    return undefined
+  }
+  if (method === undefined || modelName === undefined) return undefined
+  return { method, model_name: modelName }
 }
 
 function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | undefined {
@@ -331,8 +382,8 @@ function readRoutePath(c: Checker, value: unknown, path: KeyPath): string | unde
   return normalised
 }
 
-function readUserIdSources(c: Checker, value: unknown, path: KeyPath): UserIdSource[] | undefined {
-  const raw = value === undefined || value === null ? [DEFAULTS.user_id] : typeof value === 'string' ? [value] : c.list(value, path, 'sources such as header:x-user-id')
+function readUserIdSources(c: Checker, value: unknown, path: KeyPath, isGrpc = false): UserIdSource[] | undefined {
+  const raw = value === undefined || value === null ? [isGrpc ? 'metadata:x-user-id' : DEFAULTS.user_id] : typeof value === 'string' ? [value] : c.list(value, path, 'sources such as header:x-user-id')
   if (raw === undefined) return undefined
   if (raw.length === 0) c.add(path, 'must list at least one source, e.g. [header:x-user-id]')
   const out: UserIdSource[] = []
@@ -343,7 +394,16 @@ function readUserIdSources(c: Checker, value: unknown, path: KeyPath): UserIdSou
     const kind = spec?.slice(0, colon)
     const name = spec?.slice(colon + 1) ?? ''
     if (spec === undefined || colon <= 0 || name === '' || !(USER_ID_KINDS as readonly string[]).includes(kind ?? '')) {
-      c.add(p, `must be header:NAME, query:NAME, cookie:NAME or body:/json/pointer, got ${describe(item)}`)
+      c.add(p, isGrpc ? `must be metadata:NAME (gRPC call metadata, such as metadata:x-user-id), got ${describe(item)}` : `must be header:NAME, query:NAME, cookie:NAME or body:/json/pointer, got ${describe(item)}`)
+      return
+    }
+    // gRPC metadata travels as HTTP/2 headers: a metadata source reads one (a -bin key base64-decoded).
+    if (isGrpc !== (kind === 'metadata')) {
+      c.add(p, isGrpc ? `a gRPC route reads the user id from call metadata: write metadata:NAME (e.g. metadata:x-user-id), got ${JSON.stringify(spec)}` : `metadata: sources are for gRPC routes (grpc: { method }); over HTTP write header:${name}`)
+      return
+    }
+    if (kind === 'metadata') {
+      out.push({ kind: 'header', name: name.toLowerCase(), spec })
       return
     }
     if (kind === 'body') {
@@ -478,8 +538,9 @@ function readCompare(c: Checker, value: unknown, path: KeyPath): CompareConfig |
   }
   const tolerance = c.number(o.tolerance, [...path, 'tolerance'], { min: 0, fallback: DEFAULTS.compare.tolerance })
   const mode = c.oneOf(o.mode, [...path, 'mode'], ['exact', 'argmax'] as const, 'exact')
-  if (prediction === undefined || tolerance === undefined) return undefined
-  return { prediction, tolerance, mode }
+  const rtol = o.rtol === undefined || o.rtol === null ? null : c.number(o.rtol, [...path, 'rtol'], { min: 0 })
+  if (prediction === undefined || tolerance === undefined || rtol === undefined) return undefined
+  return rtol === null ? { prediction, tolerance, mode } : { prediction, tolerance, mode, rtol }
 }
 
 function readRecording(c: Checker, value: unknown): RecordingConfig | undefined {

@@ -132,7 +132,7 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
 function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   const a = old.config
   const b = next.config
-  if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host) {
+  if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host || a.listen.grpc?.port !== b.listen.grpc?.port || a.listen.grpc?.host !== b.listen.grpc?.host) {
     return { notes: ['listen addresses take effect on restart only'] }
   }
   return {}

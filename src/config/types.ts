@@ -9,6 +9,12 @@ export interface Endpoint {
   readonly port: number
 }
 
+/** The prediction listener, and the gRPC one beside it when `listen.grpc` is set. */
+export interface ListenConfig extends Endpoint {
+  /** HTTP/2 cleartext gRPC listener (`listen.grpc: { host, port }`); absent: none. */
+  readonly grpc?: Endpoint
+}
+
 /** The admin listener: where, and who may use it. */
 export interface AdminEndpoint extends Endpoint {
   /** A file holding the bearer token the admin API asks for; null: none. */
@@ -30,6 +36,11 @@ export interface ModelConfig {
   readonly upstream_model: string | null
   /** OpenAI routes: what this model's tokens cost; null: no cost counted. */
   readonly price: ModelPrice | null
+  /**
+   * The name this server knows the model by: a gRPC ModelInferRequest's `model_name` is rewritten
+   * to it when the call goes to this model (arms that are different models on one server); absent: as sent.
+   */
+  readonly model_name?: string
 }
 
 /** Currency units (the same for every model) per million tokens. */
@@ -44,6 +55,14 @@ export type RouteApi = 'http' | 'openai'
 export type UserIdSource =
   | { readonly kind: 'header' | 'query' | 'cookie'; readonly name: string; readonly spec: string }
   | { readonly kind: 'body'; readonly pointer: string; readonly tokens: readonly string[]; readonly spec: string }
+
+/** A gRPC route: calls to one full method, and (Open Inference Protocol) one `model_name`. */
+export interface GrpcRouteConfig {
+  /** The full method path, `/package.Service/Method`. */
+  readonly method: string
+  /** Only ModelInferRequests naming this model (field 1); null: every call to the method. */
+  readonly model_name: string | null
+}
 
 export type HashAlgorithm = 'rendezvous' | 'nginx'
 
@@ -83,6 +102,8 @@ export interface CompareConfig {
   readonly prediction: string
   readonly tolerance: number
   readonly mode: 'exact' | 'argmax'
+  /** Tensor comparisons (gRPC routes): elements agree within tolerance + rtol·|primary|; absent: 0. */
+  readonly rtol?: number
 }
 
 export interface MetricConfig {
@@ -114,9 +135,12 @@ export interface AnalysisConfig {
 
 export interface RouteConfig {
   readonly name: string
+  /** The URL path prefix; for a gRPC route, its method path (informational: HTTP never matches it). */
   readonly path: string
   /** `openai`: model names rewritten, SSE read for first-token time, tokens and cost. */
   readonly api: RouteApi
+  /** Set: the route serves the gRPC listener, not the HTTP one. */
+  readonly grpc: GrpcRouteConfig | null
   readonly user_id: readonly UserIdSource[]
   readonly salt: string
   readonly hash: HashAlgorithm
@@ -229,7 +253,7 @@ export interface TracingConfig {
 export type OverheadMode = 'off' | 'metric' | 'header'
 
 export interface Config {
-  readonly listen: Endpoint
+  readonly listen: ListenConfig
   readonly admin: AdminEndpoint
   readonly limits: Limits
   readonly shutdown_timeout_ms: number

@@ -48,6 +48,14 @@ export class Metrics {
     name: 'modelsplit_overhead_seconds', help: 'The router\'s own time per answer relayed from a model (routes with overhead: metric or header): time to the answer head minus the wait on the model, plus the end of the answer. Router clock.',
     labelNames: ['route', 'model'] as const, buckets: OVERHEAD_BUCKETS, registers: [this.registry],
   })
+  readonly grpcCalls = new FastCounter({
+    name: 'modelsplit_grpc_calls_total', help: 'gRPC calls answered on gRPC routes, by route, model and grpc-status name (OK, UNAVAILABLE, ...); they also count in modelsplit_requests_total under the HTTP code of that status.',
+    labelNames: ['route', 'model', 'grpc_status'] as const, registers: [this.registry],
+  })
+  readonly grpcAnomalies = new FastCounter({
+    name: 'modelsplit_grpc_anomalies_total', help: 'gRPC calls and connections out of the ordinary, by kind (unimplemented, not_grpc, http1_client, bad_frame, too_large, compressed: messages passed on compressed, unsupported_encoding, upstream_reset, upstream_no_trailers, upstream_bad_status, session_error, shutting_down).',
+    labelNames: ['kind'] as const, registers: [this.registry],
+  })
   readonly clientAborts = new FastCounter({
     name: 'modelsplit_client_aborts_total', help: 'Requests whose client went away before the answer was sent; never counted against the model.',
     labelNames: ['route'] as const, registers: [this.registry],

@@ -77,7 +77,7 @@ function target(config: Config, model: string): ModelTarget {
   if (m === undefined) throw new Error(`model "${model}" is not defined under models`)
   const url = new URL(m.url)
   const registry = m.mlflow === null ? null : { model: m.mlflow.model, version: m.mlflow.version }
-  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms, registry, upstreamModel: m.upstream_model, price: m.price }
+  return { model, url: m.url, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: m.timeout_ms, registry, upstreamModel: m.upstream_model, price: m.price, modelName: m.model_name ?? null }
 }
 
 function compileRoute(config: Config, route: RouteConfig): RoutePlan {

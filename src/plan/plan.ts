@@ -20,6 +20,8 @@ export interface ModelTarget {
   /** models.NAME.upstream_model: the `model` an OpenAI route sends this server; null: the client's. */
   readonly upstreamModel: string | null
   readonly price: ModelPrice | null
+  /** `models.NAME.model_name`: what a gRPC ModelInferRequest's model_name becomes for this model; null: unchanged. */
+  readonly modelName: string | null
 }
 
 /** A shadow model as a route mirrors to it, with its selection table. */

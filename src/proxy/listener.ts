@@ -34,7 +34,7 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
     const plan = deps.current().plan
     const limit = isFeedback ? Math.max(plan.maxBodyBytes, plan.config.feedback.max_body_bytes) : plan.maxBodyBytes
     if (declared > limit) {
-      const route = matchRoute(deps.current().routes, pathname)
+      const route = matchRoute(deps.current().httpRoutes, pathname)
       return reject(ctx, req, res, requestIdOf(req.headers['x-request-id']), new BodyTooLargeError(route?.name ?? 'feedback', limit), route?.name ?? '')
     }
     res.writeContinue()
@@ -55,7 +55,7 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
     if (method === 'POST' && pathname === '/feedback') return deps.other(req, res)
     const requestId = requestIdOf(req.headers['x-request-id'])
     if (ctx.isShuttingDown()) return reject(ctx, req, res, requestId, new ShuttingDownError(), '')
-    const route = matchRoute(runtime.routes, pathname)
+    const route = matchRoute(runtime.httpRoutes, pathname)
     if (route === undefined) return reject(ctx, req, res, requestId, new RouteNotFoundError(pathname, runtime.plan.routePaths), '')
     const rest = pathname.slice(route.path === '/' ? 0 : route.path.length)
     if (route.plan.remembers && method === 'POST' && rest === '/feedback') return deps.other(req, res)
@@ -81,7 +81,7 @@ export function predictionHandler(deps: ListenerDeps): { onRequest(req: Incoming
  * The client's x-request-id when it is a sane token (printable ASCII but `"` and `\`, at most 200
  * bytes: safe in JSON, logs and headers as it is), else a new UUID.
  */
-function requestIdOf(given: string | string[] | undefined): string {
+export function requestIdOf(given: string | string[] | undefined): string {
   if (typeof given !== 'string' || given.length === 0 || given.length > 200) return randomUUID()
   for (let i = 0; i < given.length; i++) {
     const c = given.charCodeAt(i)

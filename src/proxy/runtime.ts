@@ -71,6 +71,10 @@ export interface Runtime {
   readonly loaded: Plan['loaded']
   readonly config: Config
   readonly routes: readonly RouteRuntime[]
+  /** The routes the HTTP listener matches (gRPC routes are the gRPC listener's). */
+  readonly httpRoutes: readonly RouteRuntime[]
+  /** The routes with `grpc:`, matched by method (and model_name) on the gRPC listener. */
+  readonly grpcRoutes: readonly RouteRuntime[]
 }
 
 /** Where arms keep counters that must outlive a reload. */
@@ -85,7 +89,7 @@ export interface Counters {
 const NO_USERS: { readonly sample: UserSample | null } = Object.freeze({ sample: null })
 
 /** Binds a compiled plan to metrics and pools. Cannot fail on a compiled plan: only label binding. */
-export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools: Pools): Runtime {
+export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools: Pools, grpcShadows?: (origin: string) => Dispatcher): Runtime {
   const { config } = plan
   // One keep-alive pool per model origin, sized by the largest `connections` among its models.
   const sizes = new Map<string, number>()
@@ -93,8 +97,14 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
     const origin = new URL(m.url).origin
     sizes.set(origin, Math.max(sizes.get(origin) ?? 0, m.connections))
   }
-  const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)))
-  return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes) })
+  const routes = plan.routes.map((r) => bindRoute(r, metrics, counters, (kind, origin) => {
+    // A gRPC route's mirrors go over HTTP/2 sessions of their own (primaries are the listener's).
+    if (kind === 'shadow' && r.config.grpc != null && grpcShadows !== undefined) return grpcShadows(origin)
+    return pools.get(kind, origin, kind === 'shadow' ? 256 : sizes.get(origin) ?? 128)
+  }))
+  const httpRoutes = Object.freeze(routes.filter((r) => r.plan.config.grpc == null))
+  const grpcRoutes = Object.freeze(routes.filter((r) => r.plan.config.grpc != null))
+  return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes), httpRoutes, grpcRoutes })
 }
 
 /**
@@ -144,13 +154,13 @@ export function poolsOf(runtime: Runtime): Set<Dispatcher> {
   return out
 }
 
-function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool: (kind: 'primary' | 'shadow', origin: string) => Pool): RouteRuntime {
+function bindRoute(route: RoutePlan, metrics: Metrics, counters: Counters, pool: (kind: 'primary' | 'shadow', origin: string) => Pool | Dispatcher): RouteRuntime {
   const targets = route.targets.map((t): Arm => {
     const labels = { route: route.name, model: t.model }
     return {
       ...t,
       route: route.name,
-      pool: pool('primary', t.origin),
+      pool: pool('primary', t.origin) as Pool,
       assignedByHash: metrics.assignments.labels({ ...labels, source: 'hash' }),
       assignedByOverride: metrics.assignments.labels({ ...labels, source: 'override' }),
       assignedByMissing: metrics.assignments.labels({ ...labels, source: 'missing_user_id' }),

@@ -22,8 +22,11 @@ export interface ShadowResult {
   prediction: unknown
   error: string | null
   prediction_error?: string
-  /** api: openai routes: `layer` is the cascade layer that decided (undecided: none did; agree is then false). */
-  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number; layer?: 'exact' | 'normalised' | 'structured' | 'undecided' } | { error: string }
+  /**
+   * api: openai routes: `layer` is the cascade layer that decided (undecided: none did; agree is then
+   * false). gRPC routes: `outputs`, the comparison per output matched by name.
+   */
+  comparison: { agree: boolean; abs_diff_max: number | null; abs_diff_mean: number | null; fraction_agree: number; layer?: 'exact' | 'normalised' | 'structured' | 'undecided'; outputs?: RecordOutputComparison[] } | { error: string }
   /** api: openai routes: the tokens this shadow reported and their cost (never billed to the user's usage). */
   usage?: RecordUsage
 }
@@ -33,6 +36,27 @@ export interface RecordUsage {
   input_tokens: number | null
   output_tokens: number | null
   cost: number | null
+}
+
+/** A gRPC route's comparison, per output matched by name (tensor comparison). */
+export interface RecordOutputComparison {
+  name: string
+  problem: 'missing_in_shadow' | 'missing_in_primary' | 'dtype' | 'shape' | null
+  instances: number
+  agreeing: number
+  argmax_agreeing: number | null
+  abs_diff_max: number | null
+}
+
+/**
+ * A tensor as a record holds it: elements flattened row-major; 64-bit integers past 2^53 as
+ * decimal strings, BYTES as UTF-8 text (or `base64:…` when not UTF-8).
+ */
+export interface RecordTensor {
+  name: string
+  datatype: string
+  shape: number[]
+  data: (number | string | null)[]
 }
 
 /** A shadow selected for the request but not sent, and why. */
@@ -49,6 +73,8 @@ export interface PredictionRecord {
   readonly ts: string
   readonly request_id: string
   readonly route: string
+  /** `grpc` for calls on a gRPC route (predictions are then RecordTensor lists); absent: HTTP. */
+  readonly transport?: 'grpc'
   readonly user_id: string | null
   /** The shares (0..1) of the split in force when it was assigned: the report's weight periods. */
   readonly shares?: Readonly<Record<string, number>> | null

@@ -1,10 +1,11 @@
-import { comparePredictions, extractPrediction, parseModelJson } from '../compare/index.js'
+import { gunzipSync } from 'node:zlib'
+import { compareTensors, comparePredictions, decodeInferResponse, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
 import { autoPredictionSpan, isJsonLine } from '../record/raw-json.js'
-import { SCHEMA_VERSION, kRawInput, kRawPrediction, type JudgementRecord, type PredictionRecord, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { SCHEMA_VERSION, kRawInput, kRawPrediction, type JudgementRecord, type PredictionRecord, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
@@ -115,6 +116,7 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
   if (error !== null) return { ok: false, reason: error, transport: true }
   if (status < 200 || status > 299) return { ok: false, reason: `answered HTTP ${status}` }
   if (body === undefined) return { ok: false, reason: 'no response body captured' }
+  if (route.plan.config.grpc != null) return tensorsOf(route.plan.config.grpc.method, body)
   const parsed = parseModelJson(body.toString('utf8'))
   if (!parsed.ok) return parsed
   return extractPrediction(parsed.value, route.plan.prediction)
@@ -132,6 +134,42 @@ function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): string |
   const text = body.toString('utf8')
   const span = autoPredictionSpan(text)
   return span === null ? undefined : text.slice(span.start, span.end)
+}
+
+/**
+ * A unary gRPC answer's tensors: its one message (gunzipped if flagged compressed), decoded as a
+ * TF Serving PredictResponse for /tensorflow.serving.* methods, else an OIP ModelInferResponse.
+ */
+function tensorsOf(method: string, body: Buffer): { ok: true; value: Tensor[] } | { ok: false; reason: string } {
+  if (body.length < 5) return { ok: false, reason: 'the answer has no message' }
+  const n = body.readUInt32BE(1)
+  if (body.length !== 5 + n) return { ok: false, reason: 'the answer is not exactly one message (a streaming call is not compared)' }
+  try {
+    const msg = body[0] === 1 ? gunzipSync(body.subarray(5)) : body.subarray(5)
+    return { ok: true, value: method.startsWith('/tensorflow.serving.') ? decodePredictResponse(msg) : decodeInferResponse(msg) }
+  } catch (err) {
+    return { ok: false, reason: `the answer's tensors cannot be read: ${(err as Error).message}` }
+  }
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Tensors as JSON can hold them (RecordTensor): exact integers past 2^53 as strings, bytes as text. */
+function recordTensors(tensors: readonly Tensor[]): RecordTensor[] {
+  return tensors.map((t) => ({
+    name: t.name,
+    datatype: t.datatype,
+    shape: [...t.shape],
+    data: t.data.values.map((v: number | bigint | Buffer): number | string | null => {
+      if (typeof v === 'number') return Number.isFinite(v) ? v : null
+      if (typeof v === 'bigint') return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v.toString()
+      try {
+        return STRICT_UTF8.decode(v)
+      } catch {
+        return `base64:${v.toString('base64')}`
+      }
+    }),
+  }))
 }
 
 /** `model_version` for a record, when the model has a registered version behind it. */
@@ -229,7 +267,8 @@ export class Observer {
     // A large answer on a route that only records it (nothing to compare it with) is not parsed:
     // its prediction goes into the record as its own text, so what a capture costs is its buffer
     // and one string, not a parsed copy and a second serialisation on top (issue 18, item 20).
-    const rawPrediction = !llm && shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
+    const isGrpc = route.plan.config.grpc != null
+    const rawPrediction = !llm && !isGrpc && shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
     const p = rawPrediction !== undefined ? RAW_OK : llm ? readAnswer(primary.status, primary.body, primary.error) : predictionOf(route, primary.status, primary.body, primary.error)
     // A route without records only counts the comparisons: no record objects are built for it.
     const records = route.plan.record
@@ -261,6 +300,12 @@ export class Observer {
           void call.finally(() => this.judging.delete(call))
         }
         this.#metrics.llmComparisons.inc({ route: route.name, primary: primary.model, shadow: s.target.model, layer: comparison.layer, result: comparison.layer === 'undecided' ? 'undecided' : comparison.agree ? 'agree' : 'disagree' })
+      } else if (isGrpc) {
+        const c = compareTensors(p.value as Tensor[], sp.value as Tensor[], { atol: route.plan.compare.tolerance, rtol: route.plan.config.compare.rtol ?? 0 })
+        comparison = {
+          agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree,
+          outputs: c.outputs.map((o) => ({ name: o.name, problem: o.problem, instances: o.instances, agreeing: o.agreeing, argmax_agreeing: o.argmaxAgreeing, abs_diff_max: o.absDiffMax })),
+        }
       } else {
         const c = comparePredictions(p.value, sp.value, route.plan.compare)
         comparison = 'error' in c ? c : { agree: c.agree, abs_diff_max: c.abs_diff_max, abs_diff_mean: c.abs_diff_mean, fraction_agree: c.fraction_agree }
@@ -270,7 +315,7 @@ export class Observer {
       if (!records) continue
       shadowRecords.push({
         model: s.target.model, ...(s.target.registry === null ? {} : { model_version: s.target.registry.version }), status: s.status, latency_ms: round(s.latencyMs),
-        prediction: sp.ok ? sp.value : null, error: s.error,
+        prediction: sp.ok ? (isGrpc ? recordTensors(sp.value as Tensor[]) : sp.value) : null, error: s.error,
         ...(sp.ok || sp.transport ? {} : { prediction_error: sp.reason }),
         comparison,
         ...(usage === undefined ? {} : { usage }),
@@ -286,13 +331,14 @@ export class Observer {
       ts: new Date(obs.ts).toISOString(),
       request_id: obs.requestId,
       route: route.name,
+      ...(isGrpc ? { transport: 'grpc' as const } : {}),
       user_id: obs.userId ?? null,
       assignment: obs.source,
       shares: sharesOf(route),
       // `error` is a failure to get an answer (the same for both sides); `prediction_error` says
       // why an answer that came had no prediction to read (a 4xx, not JSON, no such field).
       primary: {
-        model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? p.value : null, error: primary.error,
+        model: primary.model, ...versionOf(route, primary.model), status: primary.status, latency_ms: round(primary.latencyMs), prediction: p.ok ? (isGrpc ? recordTensors(p.value as Tensor[]) : p.value) : null, error: primary.error,
         ...(p.ok || p.transport ? {} : { prediction_error: p.reason }),
         ...(llm ? primaryUsage(obs.llmFacts, answerOf(p), priceOf(route, primary.model)) : {}),
       },

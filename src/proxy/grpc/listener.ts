@@ -1,0 +1,137 @@
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import { requestIdOf } from '../listener.js'
+import type { RouteRuntime, Runtime } from '../runtime.js'
+import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
+import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
+
+export interface GrpcListenerDeps {
+  /** The runtime in force; read once per call and kept to its end. */
+  current(): Runtime
+  readonly ctx: GrpcContext
+}
+
+/** The HTTP/2 connection preface (RFC 9113 §3.4): what every h2c client sends first. */
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
+
+const HTTP1_ANSWER = (() => {
+  const body = JSON.stringify({
+    statusCode: 505, code: 'MS_GRPC_ONLY', error: 'HTTP Version Not Supported',
+    message: 'this port speaks gRPC (HTTP/2 with prior knowledge); send HTTP/1.1 requests to the listen port',
+  })
+  return `HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+})()
+
+/**
+ * The gRPC listener: HTTP/2 cleartext, each call (stream) decided on its own by the same plan as
+ * HTTP, so one connection carrying many users spreads them by weight. Thin glue: what to do is
+ * the plan's (plan/decide.ts), how to forward is GrpcCall's.
+ */
+export class GrpcListener {
+  readonly #deps: GrpcListenerDeps
+  readonly #h2: Http2Server
+  readonly #net: NetServer
+  readonly #sessions = new Set<Http2Session>()
+
+  constructor(deps: GrpcListenerDeps) {
+    this.#deps = deps
+    this.#h2 = createH2Server()
+    this.#h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#onStream(stream, headers))
+    this.#h2.on('session', (s: Http2Session) => {
+      this.#sessions.add(s)
+      s.once('close', () => this.#sessions.delete(s))
+    })
+    // A peer that breaks the protocol ends its own session; the router goes on.
+    this.#h2.on('sessionError', () => this.#anomaly('session_error'))
+    // The first bytes tell an HTTP/2 client from an HTTP/1.1 one, which gets a readable answer
+    // instead of a GOAWAY frame it cannot parse.
+    this.#net = createNetServer((socket) => this.#onSocket(socket))
+  }
+
+  /** Starts listening; resolves with the `http://host:port` clients dial (h2c). */
+  listen(host: string, port: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.#net.once('error', reject)
+      this.#net.listen(port, host, () => {
+        this.#net.off('error', reject)
+        const a = this.#net.address() as AddressInfo
+        resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
+      })
+    })
+  }
+
+  /** Stops accepting; open sessions get GOAWAY and finish their calls. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()))
+    for (const s of this.#sessions) s.close()
+    await closed
+  }
+
+  /** Ends every session at once (shutdown past its deadline). */
+  destroyAll(): void {
+    for (const s of this.#sessions) s.destroy()
+  }
+
+  #onSocket(socket: Socket): void {
+    socket.on('error', noop)
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause()
+      const n = Math.min(chunk.length, PREFACE.length)
+      if (chunk.subarray(0, n).equals(PREFACE.subarray(0, n))) {
+        socket.unshift(chunk)
+        this.#h2.emit('connection', socket)
+        return
+      }
+      this.#anomaly('http1_client')
+      socket.end(HTTP1_ANSWER)
+    })
+  }
+
+  #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', noop) // a reset stream's error is handled by its close
+    const requestId = requestIdOf(headers['x-request-id'])
+    const ctx = this.#deps.ctx
+    const type = headers['content-type']
+    if (headers[':method'] !== 'POST' || typeof type !== 'string' || !type.startsWith('application/grpc')) {
+      // PROTOCOL-HTTP2.md: a request that is not gRPC gets 415, so a browser or curl sees why.
+      this.#anomaly('not_grpc')
+      if (!stream.destroyed) stream.respond({ ':status': 415, 'content-type': 'text/plain; charset=utf-8', 'x-request-id': requestId }, { endStream: false })
+      stream.end('this port takes gRPC calls only (POST, content-type application/grpc)\n')
+      return
+    }
+    if (ctx.isShuttingDown()) return status(stream, requestId, UNAVAILABLE, 'the router is shutting down', this, 'shutting_down')
+    const runtime = this.#deps.current()
+    const path = headers[':path'] ?? ''
+    const candidates = routesOf(runtime.grpcRoutes, path)
+    if (candidates.length === 0) return status(stream, requestId, UNIMPLEMENTED, `no route for method ${path}`, this, 'unimplemented')
+    new GrpcCall(ctx, stream, headers, runtime, candidates, path, requestId).begin()
+  }
+
+  /** @internal */ anomaly(kind: GrpcAnomaly): void {
+    this.#anomaly(kind)
+  }
+
+  #anomaly(kind: GrpcAnomaly): void {
+    this.#deps.ctx.metrics.grpcAnomalies.labels({ kind }).inc()
+  }
+}
+
+/** The gRPC routes of one method (one route without model_name, or several with one each). */
+function routesOf(routes: readonly RouteRuntime[], method: string): RouteRuntime[] {
+  const out: RouteRuntime[] = []
+  for (const r of routes) if (r.plan.config.grpc?.method === method) out.push(r)
+  return out
+}
+
+/** A call the router answers itself, trailers-only (PROTOCOL-HTTP2.md: status in the headers). */
+function status(stream: ServerHttp2Stream, requestId: string, code: number, message: string, listener: GrpcListener, kind: GrpcAnomaly): void {
+  listener.anomaly(kind)
+  if (stream.destroyed || stream.closed) return
+  stream.respond({
+    ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeMessage(message), 'x-request-id': requestId,
+  }, { endStream: true })
+  // What the client still sends is not read: the call is over.
+  stream.resume()
+}
+
+function noop(): void {}

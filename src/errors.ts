@@ -17,6 +17,9 @@ export const HostRequiredError = createError<'MS_HOST_REQUIRED', 400, []>(
   'MS_HOST_REQUIRED', 'an HTTP/1.1 request must carry a Host header (RFC 9112 §3.2)', 400)
 export const TransferCodingError = createError<'MS_TRANSFER_CODING_UNSUPPORTED', 501, [string]>(
   'MS_TRANSFER_CODING_UNSUPPORTED', 'Transfer-Encoding "%s" is not supported; only chunked is (RFC 9112 §6.1)', 501)
+/** An HTTP/1.1 client on the gRPC port (listen.grpc): answered once, in HTTP/1.1, and the connection closed. */
+export const GrpcOnlyError = createError<'MS_GRPC_ONLY', 505, []>(
+  'MS_GRPC_ONLY', 'this port speaks gRPC (HTTP/2 with prior knowledge); send HTTP/1.1 requests to the listen port', 505)
 export const BodyTimeoutError = createError<'MS_BODY_TIMEOUT', 408, [string, number]>(
   'MS_BODY_TIMEOUT', 'request body for route "%s" paused longer than limits.body_timeout_ms=%s; the connection is closed', 408)
 /** A feedback batch that was not applied: 400, 404 or 422 by its most basic problem (the body lists them all). */

@@ -24,7 +24,7 @@ const load = async <T>(name: string): Promise<T> => yaml.load(await readFile(`${
 async function exported(): Promise<Map<string, Set<string>>> {
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
   const documented = new Map<string, Set<string>>()
-  for (const m of readme.matchAll(/^\| `(modelsplit_\w+)` \| \w+ \|\s*`?([\w, ]*)`?\s*\|/gm)) {
+  for (const m of readme.matchAll(/^\| `((?:modelsplit|gen_ai)_\w+)` \| \w+ \|\s*`?([\w, ]*)`?\s*\|/gm)) {
     documented.set(m[1] as string, new Set((m[2] as string).split(',').map((l) => l.trim()).filter((l) => l !== '')))
   }
   const out = new Map<string, Set<string>>()

@@ -1,6 +1,7 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { requestIdOf } from '../listener.js'
+import { GrpcOnlyError } from '../../errors.js'
 import type { RouteRuntime, Runtime } from '../runtime.js'
 import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
 import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
@@ -15,10 +16,8 @@ export interface GrpcListenerDeps {
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 
 const HTTP1_ANSWER = (() => {
-  const body = JSON.stringify({
-    statusCode: 505, code: 'MS_GRPC_ONLY', error: 'HTTP Version Not Supported',
-    message: 'this port speaks gRPC (HTTP/2 with prior knowledge); send HTTP/1.1 requests to the listen port',
-  })
+  const err = new GrpcOnlyError()
+  const body = JSON.stringify({ statusCode: err.statusCode, code: err.code, error: 'HTTP Version Not Supported', message: err.message })
   return `HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
 })()
 

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { readFile } from 'node:fs/promises'
 import { join, dirname } from 'node:path'
 import type { ServerResponse } from 'node:http'
@@ -37,6 +38,7 @@ describe('autoPredictionSpan', () => {
     '{"predictions":[1,]}',
     '{\n"predictions":[1]}',
     '{"predictions":[1]}\r\n',
+    '{"é":"漢字","predictions":["é\u2028漢字 🙂"]}',
     '"predictions"',
     '{}',
     '[]',
@@ -48,6 +50,11 @@ describe('autoPredictionSpan', () => {
     // Declining is always allowed (the caller parses instead); a span must hold exactly the prediction.
     if (span !== null) expect(JSON.parse(text.slice(span.start, span.end))).toEqual(want)
     if (want === undefined) expect(span).toBeNull()
+    // The same over the answer's bytes (how the router reads it): a byte span, the same decision.
+    const bytes = Buffer.from(text)
+    const byteSpan = autoPredictionSpan(bytes)
+    expect(byteSpan === null).toBe(span === null)
+    if (byteSpan !== null) expect(JSON.parse(bytes.subarray(byteSpan.start, byteSpan.end).toString('utf8'))).toEqual(want)
   })
 
   it('agrees with the oracle on 5 000 random answers and mutations of them', () => {
@@ -70,6 +77,10 @@ describe('autoPredictionSpan', () => {
       }
       const span = autoPredictionSpan(text)
       const want = oracle(text)
+      const bytes = Buffer.from(text)
+      const byteSpan = autoPredictionSpan(bytes)
+      expect(byteSpan === null, text).toBe(span === null)
+      if (byteSpan !== null) expect(JSON.parse(bytes.subarray(byteSpan.start, byteSpan.end).toString('utf8')), text).toEqual(want)
       if (span !== null) {
         found++
         expect(JSON.parse(text.slice(span.start, span.end)), text).toEqual(want)
@@ -130,6 +141,27 @@ routes:
     const line = await readFile(join(dirname(r.configFile), 'predictions.jsonl'), 'utf8')
     // JSON.stringify would have written [1,1e+21,0,1.2345678901234568e+23,0.1].
     expect(line).toContain(`"prediction":${prediction},`)
+  })
+
+  it('writes a record that is UTF-8 when the answer is not', async () => {
+    const model = await upstream((_req, res: ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(Buffer.concat([Buffer.from('{"predictions":["a'), Buffer.from([0xff, 0xfe]), Buffer.from(`b"],"pad":"${'z'.repeat(100_000)}"}`)]))
+    })
+    const r = await router(`recording: { path: ./predictions.jsonl }
+models:
+  m: { url: "${model.url}" }
+routes:
+  - name: big
+    path: /big
+    record: true
+    split: [{ model: m, weight: 1 }]
+`)
+    await fetch(`${r.url}/big`, { method: 'POST', body: '{}', headers: { 'x-user-id': 'u' } })
+    await r.router.flush()
+    const bytes = await readFile(join(dirname(r.configFile), 'predictions.jsonl'))
+    expect(isUtf8(bytes)).toBe(true)
+    expect((JSON.parse(bytes.toString('utf8')) as { primary: { prediction: unknown } }).primary.prediction).toEqual(['a\ufffd\ufffdb'])
   })
 
   it('still says why an answer that is not JSON has no prediction', async () => {

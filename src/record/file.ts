@@ -18,6 +18,7 @@ export interface AppendResult {
 }
 
 const NEWLINE = 0x0a
+const NEWLINE_BYTES = Buffer.from([NEWLINE])
 
 function isNotFound (err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT'
@@ -98,11 +99,11 @@ export class RecordFile {
    * Appends `text` (whole lines) to the open file. A failure closes the handle and says how many
    * bytes of `text` made it, so the caller can tell which lines are on disk.
    */
-  async append (text: string): Promise<AppendResult> {
+  async append (text: string | Buffer): Promise<AppendResult> {
     const fh = this.#fh
     if (fh === undefined) return { written: 0, error: new Error('RecordFile: the file is not open') }
     const prefix = this.#needsNewline ? 1 : 0
-    const buf = Buffer.from(prefix === 1 ? '\n' + text : text)
+    const buf = typeof text === 'string' ? Buffer.from(prefix === 1 ? '\n' + text : text) : prefix === 1 ? Buffer.concat([NEWLINE_BYTES, text]) : text
     let offset = 0
     try {
       // A regular-file write is normally whole; loop in case the OS takes only part of it.

@@ -37,43 +37,43 @@ export interface Span {
  * its ends. Null when it is anything else (the caller parses it as before): an object without
  * "predictions", a key written with escapes, a line break between tokens, invalid JSON. Allocates nothing.
  */
-export function autoPredictionSpan(text: string): Span | null {
+export function autoPredictionSpan(answer: string | Uint8Array): Span | null {
+  const v = new Validator(answer)
   let lo = 0
-  let hi = text.length
-  while (lo < hi && isSpace(text.charCodeAt(lo))) lo++
-  while (hi > lo && isSpace(text.charCodeAt(hi - 1))) hi--
-  const v = new Validator(text)
+  let hi = v.length
+  while (lo < hi && isSpace(v.at(lo))) lo++
+  while (hi > lo && isSpace(v.at(hi - 1))) hi--
   v.i = lo
-  const first = text.charCodeAt(lo)
+  const first = v.at(lo)
   if (first === C.OpenBracket) return v.value(0) && v.i === hi ? { start: lo, end: hi } : null
   if (first !== C.OpenBrace) return null
   let found: Span | null = null
   v.i++
   v.space()
-  if (text.charCodeAt(v.i) === C.CloseBrace) return null
+  if (v.at(v.i) === C.CloseBrace) return null
   for (;;) {
     const keyStart = v.i
-    if (text.charCodeAt(keyStart) !== C.Quote || !v.string()) return null
-    const isPredictions = v.i - keyStart === 13 && text.startsWith('"predictions"', keyStart)
+    if (v.at(keyStart) !== C.Quote || !v.string()) return null
+    const isPredictions = v.i - keyStart === 13 && v.isAt('"predictions"', keyStart)
     // "predict\u0069ons" is "predictions" to JSON.parse: an escaped key is not read here.
-    if (!isPredictions && hasBackslash(text, keyStart, v.i)) return null
+    if (!isPredictions && hasBackslash(v, keyStart, v.i)) return null
     v.space()
-    if (text.charCodeAt(v.i) !== C.Colon) return null
+    if (v.at(v.i) !== C.Colon) return null
     v.i++
     v.space()
     const valueStart = v.i
     if (!v.value(1)) return null
     if (isPredictions) found = { start: valueStart, end: v.i }
     v.space()
-    const c = text.charCodeAt(v.i++)
+    const c = v.at(v.i++)
     if (c === C.CloseBrace) return v.i === hi ? found : null
     if (c !== C.Comma) return null
     v.space()
   }
 }
 
-function hasBackslash(s: string, from: number, to: number): boolean {
-  for (let i = from; i < to; i++) if (s.charCodeAt(i) === C.Backslash) return true
+function hasBackslash(v: Validator, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (v.at(i) === C.Backslash) return true
   return false
 }
 
@@ -81,22 +81,48 @@ function isSpace(c: number): boolean {
   return c === C.Space || c === C.Tab || c === C.Lf || c === C.Cr
 }
 
+/**
+ * The JSON grammar over a string (request bodies) or the bytes of an answer (read without a string
+ * made of it: UTF-8 keeps every byte of a multi-byte character at 0x80 or above, so the structure
+ * reads the same, and a control byte is one inside a string too).
+ */
 class Validator {
   i = 0
-  constructor(readonly s: string) {}
+  readonly length: number
+  readonly #text: string | null
+  readonly #bytes: Uint8Array | null
+  constructor(s: string | Uint8Array) {
+    this.length = s.length
+    this.#text = typeof s === 'string' ? s : null
+    this.#bytes = typeof s === 'string' ? null : s
+  }
+
+  /** The code unit (string) or byte at `i`; NaN past the end. */
+  at(i: number): number {
+    const t = this.#text
+    if (t !== null) return t.charCodeAt(i)
+    const b = (this.#bytes as Uint8Array)[i]
+    return b === undefined ? Number.NaN : b
+  }
+
+  /** Whether the ASCII `w` is written at `i`. */
+  isAt(w: string, i: number): boolean {
+    if (i + w.length > this.length) return false
+    for (let k = 0; k < w.length; k++) if (this.at(i + k) !== w.charCodeAt(k)) return false
+    return true
+  }
 
   space(): void {
-    const s = this.s
-    let i = this.i
-    for (; i < s.length; i++) {
-      const c = s.charCodeAt(i)
+        let i = this.i
+    for (; i < this.length; i++) {
+      const c = this.at(i)
       if (c !== C.Space && c !== C.Tab) break
     }
     this.i = i
   }
 
   value(depth: number): boolean {
-    const c = this.s.charCodeAt(this.i)
+    const c = this.at(this.i)
     if (c === C.Quote) return this.string()
     if (c === C.OpenBrace) return depth < MAX_DEPTH && this.object(depth + 1)
     if (c === C.OpenBracket) return depth < MAX_DEPTH && this.array(depth + 1)
@@ -105,28 +131,27 @@ class Validator {
   }
 
   word(w: string): boolean {
-    if (!this.s.startsWith(w, this.i)) return false
+    if (!this.isAt(w, this.i)) return false
     this.i += w.length
     return true
   }
 
   object(depth: number): boolean {
-    const s = this.s
-    this.i++
+        this.i++
     this.space()
-    if (s.charCodeAt(this.i) === C.CloseBrace) {
+    if (this.at(this.i) === C.CloseBrace) {
       this.i++
       return true
     }
     for (;;) {
-      if (s.charCodeAt(this.i) !== C.Quote || !this.string()) return false
+      if (this.at(this.i) !== C.Quote || !this.string()) return false
       this.space()
-      if (s.charCodeAt(this.i) !== C.Colon) return false
+      if (this.at(this.i) !== C.Colon) return false
       this.i++
       this.space()
       if (!this.value(depth)) return false
       this.space()
-      const c = s.charCodeAt(this.i++)
+      const c = this.at(this.i++)
       if (c === C.CloseBrace) return true
       if (c !== C.Comma) return false
       this.space()
@@ -134,17 +159,16 @@ class Validator {
   }
 
   array(depth: number): boolean {
-    const s = this.s
-    this.i++
+        this.i++
     this.space()
-    if (s.charCodeAt(this.i) === C.CloseBracket) {
+    if (this.at(this.i) === C.CloseBracket) {
       this.i++
       return true
     }
     for (;;) {
       if (!this.value(depth)) return false
       this.space()
-      const c = s.charCodeAt(this.i++)
+      const c = this.at(this.i++)
       if (c === C.CloseBracket) return true
       if (c !== C.Comma) return false
       this.space()
@@ -152,18 +176,17 @@ class Validator {
   }
 
   string(): boolean {
-    const s = this.s
-    let i = this.i + 1
+        let i = this.i + 1
     for (;;) {
-      if (i >= s.length) return false
-      const c = s.charCodeAt(i)
+      if (i >= this.length) return false
+      const c = this.at(i)
       if (c === C.Quote) break
       // RFC 8259 §7: control characters must be escaped.
       if (c < 0x20) return false
       if (c === C.Backslash) {
-        const e = s.charCodeAt(i + 1)
+        const e = this.at(i + 1)
         if (e === 0x75) { // \uXXXX
-          for (let k = i + 2; k < i + 6; k++) if (!isHex(s.charCodeAt(k))) return false
+          for (let k = i + 2; k < i + 6; k++) if (!isHex(this.at(k))) return false
           i += 6
           continue
         }
@@ -178,25 +201,33 @@ class Validator {
     return true
   }
 
+  digits(i: number): number {
+    while (i < this.length) {
+      const c = this.at(i)
+      if (c < C.Zero || c > C.Nine) break
+      i++
+    }
+    return i
+  }
+
   number(): boolean {
-    const s = this.s
-    let i = this.i
-    if (s.charCodeAt(i) === C.Minus) i++
-    const first = s.charCodeAt(i)
+        let i = this.i
+    if (this.at(i) === C.Minus) i++
+    const first = this.at(i)
     if (first === C.Zero) i++
-    else if (first >= C.One && first <= C.Nine) i = digits(s, i)
+    else if (first >= C.One && first <= C.Nine) i = this.digits(i)
     else return false
-    if (s.charCodeAt(i) === C.Dot) {
-      const j = digits(s, i + 1)
+    if (this.at(i) === C.Dot) {
+      const j = this.digits(i + 1)
       if (j === i + 1) return false
       i = j
     }
-    const e = s.charCodeAt(i)
+    const e = this.at(i)
     if (e === C.LowerE || e === C.UpperE) {
       i++
-      const sign = s.charCodeAt(i)
+      const sign = this.at(i)
       if (sign === C.Plus || sign === C.Minus) i++
-      const j = digits(s, i)
+      const j = this.digits(i)
       if (j === i) return false
       i = j
     }
@@ -205,14 +236,6 @@ class Validator {
   }
 }
 
-function digits(s: string, i: number): number {
-  while (i < s.length) {
-    const c = s.charCodeAt(i)
-    if (c < C.Zero || c > C.Nine) break
-    i++
-  }
-  return i
-}
 
 function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)

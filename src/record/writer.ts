@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
 import { RecordFile, type ReopenReason } from './file.js'
-import { recordJson } from './schema.js'
+import { recordLine } from './schema.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
 
 export type { DropReason, DropWarning } from './drop-warnings.js'
@@ -47,7 +47,7 @@ export interface RecordWriterStats {
 }
 
 interface Batch {
-  readonly lines: string[]
+  readonly lines: Line[]
   readonly sizes: number[]
   readonly bytes: number
 }
@@ -114,7 +114,7 @@ export class RecordWriter implements RecordSink {
   readonly #onReopen: RecordWriterOptions['onReopen']
 
   // Lines waiting for the next write, with their UTF-8 sizes; swapped out whole by the flush loop.
-  #lines: string[] = []
+  #lines: Line[] = []
   #sizes: number[] = []
   // Accepted and not yet written: queued plus in flight.
   #pendingRecords = 0
@@ -171,7 +171,7 @@ export class RecordWriter implements RecordSink {
     // Serialize now: the caller may mutate or reuse the object as soon as we return.
     const line = this.#serialize(record)
     if (line === undefined) return this.#drop('unserializable', 1)
-    const size = Buffer.byteLength(line)
+    const size = sizeOf(line)
     if (this.#pendingRecords >= this.#maxRecords || this.#pendingBytes + this.#reservedBytes + size > this.#maxBufferedBytes) {
       return this.#drop('buffer_full', 1)
     }
@@ -188,14 +188,14 @@ export class RecordWriter implements RecordSink {
    */
   async writeBatch (records: Iterable<object>, opts: WriteBatchOptions = {}): Promise<boolean> {
     if (this.#isClosed) return false
-    const lines: string[] = []
+    const lines: Line[] = []
     const sizes: number[] = []
     let bytes = 0
     let sliceStart = performance.now()
     for (const record of records) {
       const line = this.#serialize(record)
       if (line === undefined) return false
-      const size = Buffer.byteLength(line)
+      const size = sizeOf(line)
       lines.push(line)
       sizes.push(size)
       bytes += size
@@ -246,22 +246,22 @@ export class RecordWriter implements RecordSink {
     }
   }
 
-  #serialize (record: object): string | undefined {
-    let json: string | undefined
+  #serialize (record: object): Line | undefined {
+    let line: Line | undefined
     try {
-      json = recordJson(record)
+      line = recordLine(record)
     } catch (err) {
       this.#reportError(err)
       return undefined
     }
-    if (json === undefined) {
+    if (line === undefined) {
       this.#reportError(new TypeError(`RecordWriter: record is not serializable as JSON (${typeof record})`))
       return undefined
     }
-    return json + '\n'
+    return line
   }
 
-  #enqueue (line: string, size: number): void {
+  #enqueue (line: Line, size: number): void {
     this.#lines.push(line)
     this.#sizes.push(size)
     this.#pendingRecords++
@@ -444,7 +444,7 @@ export class RecordWriter implements RecordSink {
   }
 
   /** Writes lines in writes of up to maxWriteBytes, rotating between lines; returns how many are on disk (all, unless the file failed). */
-  async #writeLines (lines: string[], sizes: number[]): Promise<number> {
+  async #writeLines (lines: Line[], sizes: number[]): Promise<number> {
     const file = this.#file
     let i = 0
     let canRotate = true
@@ -471,7 +471,7 @@ export class RecordWriter implements RecordSink {
         bytes += size
         j++
       }
-      const { written, error } = await file.append(i === 0 && j === lines.length ? lines.join('') : lines.slice(i, j).join(''))
+      const { written, error } = await file.append(joinLines(lines, i, j))
       if (error !== undefined) {
         // Lines written whole before the failure are on disk; the one cut short is written again.
         let left = written
@@ -576,4 +576,20 @@ export class RecordWriter implements RecordSink {
       // Same: the error sink must not break recording.
     }
   }
+}
+
+/** A serialised record, newline included: text, or bytes when it carries an answer as it came. */
+type Line = string | Buffer
+
+function sizeOf (line: Line): number {
+  return typeof line === 'string' ? Buffer.byteLength(line) : line.length
+}
+
+/** lines[i, j) as one text, or one Buffer when some of them are bytes. */
+function joinLines (lines: readonly Line[], i: number, j: number): string | Buffer {
+  let text = true
+  for (let k = i; k < j; k++) if (typeof lines[k] !== 'string') text = false
+  if (text) return i === 0 && j === lines.length ? (lines as string[]).join('') : (lines.slice(i, j) as string[]).join('')
+  if (j === i + 1) return lines[i] as Buffer
+  return Buffer.concat(lines.slice(i, j).map((l) => typeof l === 'string' ? Buffer.from(l) : l))
 }

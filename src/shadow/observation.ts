@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { gunzipSync } from 'node:zlib'
 import { compareTensors, comparePredictions, decodeInferResponse, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
@@ -15,7 +16,7 @@ import type { AnswerFacts } from '../llm/answer.js'
 import { Judge, type JudgeOutcome } from '../llm/judge.js'
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
-export type RecordSink = Pick<FullSink, 'write'>
+export type RecordSink = Pick<FullSink, 'write' | 'flush'>
 
 interface PrimaryOutcome {
   readonly model: string
@@ -126,14 +127,19 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
 const RAW_PREDICTION_MIN_BYTES = 64 * 1024
 const RAW_OK = { ok: true as const, value: null }
 
-/** The prediction of a large 2xx answer as its own JSON text, when `prediction: auto` finds it without parsing. */
-function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): string | undefined {
+/**
+ * The prediction of a large 2xx answer as its own bytes, when `prediction: auto` finds it without
+ * parsing (and without a string of the answer: the record's line is built from these bytes).
+ */
+function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): Buffer | undefined {
   const body = primary.body
   if (body === undefined || body.length < RAW_PREDICTION_MIN_BYTES || primary.error !== null) return undefined
   if (primary.status < 200 || primary.status > 299 || route.plan.prediction !== 'auto') return undefined
-  const text = body.toString('utf8')
-  const span = autoPredictionSpan(text)
-  return span === null ? undefined : text.slice(span.start, span.end)
+  const span = autoPredictionSpan(body)
+  if (span === null) return undefined
+  // Bytes that are not UTF-8 are parsed as before (replaced by U+FFFD): a record line is always UTF-8.
+  const prediction = body.subarray(span.start, span.end)
+  return isUtf8(prediction) ? prediction : undefined
 }
 
 /**
@@ -245,12 +251,25 @@ export class Observer {
 
   /** @internal Called by an Observation once the primary and all its shadows are in. */
   finish(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
+    let queuedIn: RecordSink | undefined
     try {
-      this.#complete(obs, primary, shadows, skipped)
+      queuedIn = this.#complete(obs, primary, shadows, skipped)
     } finally {
-      // The answers were held for this record only: give their bytes back to the budget.
-      primary.capture?.release(this.#budget)
-      for (const s of shadows) s.capture?.release(this.#budget)
+      if (queuedIn === undefined) {
+        // No record holds them: give the answers' bytes back to the budget now.
+        primary.capture?.release(this.#budget)
+        for (const s of shadows) s.capture?.release(this.#budget)
+      } else {
+        // The record (the answers, serialised) waits in the sink's queue: their bytes stay taken
+        // until the sink has written or dropped it, so limits.max_capture_total_bytes bounds the
+        // captures and the records made of them together, not only the captures.
+        let held = primary.capture?.detach() ?? 0
+        for (const s of shadows) held += s.capture?.detach() ?? 0
+        if (held > 0) {
+          const budget = this.#budget
+          void queuedIn.flush().then(() => budget.give(held))
+        }
+      }
       if (--this.#open === 0) {
         const waiters = this.#idle
         this.#idle = []
@@ -259,10 +278,11 @@ export class Observer {
     }
   }
 
-  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): void {
+  /** Compares and counts; returns the sink when it took a record of the request. */
+  #complete(obs: Observation, primary: PrimaryOutcome, shadows: readonly ShadowOutcome[], skipped: ShadowDrop[] | undefined): RecordSink | undefined {
     const route = obs.route
     // Every mirror refused (a dead shadow's open breaker) and no record: nothing to compare or write.
-    if (shadows.length === 0 && !route.plan.record) return
+    if (shadows.length === 0 && !route.plan.record) return undefined
     const llm = route.plan.isOpenAi
     // A large answer on a route that only records it (nothing to compare it with) is not parsed:
     // its prediction goes into the record as its own text, so what a capture costs is its buffer
@@ -321,10 +341,10 @@ export class Observer {
         ...(usage === undefined ? {} : { usage }),
       })
     }
-    if (!records) return
+    if (!records) return undefined
     if (skipped !== undefined) shadowRecords.push(...skipped)
     const sink = this.#sink()
-    if (sink === undefined) return
+    if (sink === undefined) return undefined
     const record: PredictionRecord = {
       type: 'prediction',
       schema: SCHEMA_VERSION,
@@ -344,7 +364,7 @@ export class Observer {
       },
       shadows: shadowRecords,
     }
-    if (rawPrediction !== undefined) (record as { [kRawPrediction]?: string })[kRawPrediction] = rawPrediction
+    if (rawPrediction !== undefined) (record as { [kRawPrediction]?: Buffer })[kRawPrediction] = rawPrediction
     if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'
       else if (obs.input !== undefined && obs.input.length > 0) {
@@ -358,7 +378,7 @@ export class Observer {
         }
       }
     }
-    sink.write(record)
+    return sink.write(record) ? sink : undefined
   }
 
   /** A shadow's tokens and cost, counted apart from the primaries'. */

@@ -97,6 +97,20 @@ export class Capture {
     return buf === null ? EMPTY : buf.subarray(0, this.bytes)
   }
 
+  /**
+   * Drops the answer but keeps its bytes taken, returning how many: the record made of it is
+   * queued in its sink, and the caller gives them back (budget.give) once the sink has written it,
+   * so the budget bounds captures and the records made of them together.
+   */
+  detach(): number {
+    const cost = this.#cost
+    this.#cost = 0
+    this.bytes = 0
+    this.#buf = null
+    this.#active = false
+    return cost
+  }
+
   release(budget: CaptureBudget): void {
     budget.give(this.#cost)
     this.#cost = 0

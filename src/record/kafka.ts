@@ -4,9 +4,10 @@ import type { KafkaSinkConfig } from '../config/types.js'
 import { cloudEventType, type Envelope } from './envelope.js'
 import { kafkaClient, kafkajs } from './kafka-client.js'
 import { KafkaMessage, installKafkaEncoder } from './kafka-encode.js'
+import { createSinkPartitioner } from './kafka-partition.js'
 import { SinkError, isNetworkError, type Transport } from './transport.js'
 
-const { CompressionTypes, Partitioners } = kafkajs
+const { CompressionTypes } = kafkajs
 
 const COMPRESSION = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP, lz4: CompressionTypes.LZ4 } as const
 
@@ -61,7 +62,8 @@ export class KafkaTransport implements Transport {
       idempotent: isIdempotent,
       // An idempotent producer keeps order with one request in flight per broker.
       maxInFlightRequests: isIdempotent ? 1 : 5,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      // kafkajs' DefaultPartitioner (Java's), with murmur2 in 32-bit arithmetic rather than BigInt.
+      createPartitioner: createSinkPartitioner,
       retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
     })
     this.#producer = producer

@@ -214,8 +214,20 @@ export async function encodeBatch(messages: readonly KafkaMessage[], p: BatchPar
   return b
 }
 
-interface TopicData { topic: string; partitions: Array<{ partition: number; firstSequence?: number; messages: unknown[] }> }
-interface ProduceArgs { acks: number; timeout: number; compression: number; topicData: TopicData[]; transactionalId?: string | null; producerId: unknown; producerEpoch: number }
+interface TopicData {
+  topic: string
+  partitions: Array<{ partition: number; firstSequence?: number; messages: unknown[] }>
+}
+
+interface ProduceArgs {
+  acks: number
+  timeout: number
+  compression: number
+  topicData: TopicData[]
+  transactionalId?: string | null
+  producerId: unknown
+  producerEpoch: number
+}
 
 /** The body of a Produce request v3..v7 (the same layout in each) with our record batches. */
 async function encodeProduce(args: ProduceArgs): Promise<Buffer> {
@@ -234,7 +246,12 @@ async function encodeProduce(args: ProduceArgs): Promise<Buffer> {
     th.writeInt32BE(t.partitions.length, 2 + name.length)
     parts.push(th)
     for (const p of t.partitions) {
-      const batch = await encodeBatch(p.messages as KafkaMessage[], { compression: args.compression, producerId: toBigInt(args.producerId), producerEpoch: args.producerEpoch, firstSequence: p.firstSequence ?? 0 })
+      const batch = await encodeBatch(p.messages as KafkaMessage[], {
+        compression: args.compression,
+        producerId: toBigInt(args.producerId),
+        producerEpoch: args.producerEpoch,
+        firstSequence: p.firstSequence ?? 0,
+      })
       const ph = Buffer.allocUnsafe(8)
       ph.writeInt32BE(p.partition, 0)
       ph.writeInt32BE(batch.length, 4)
@@ -247,15 +264,16 @@ async function encodeProduce(args: ProduceArgs): Promise<Buffer> {
 /** kafkajs' producer id: a number (-1, none yet), a decimal string from the broker, or its Long. */
 function toBigInt(id: unknown): bigint {
   if (typeof id === 'bigint') return id
-  if (typeof id === 'object' && id !== null && typeof (id as { value?: unknown }).value === 'bigint') return (id as { value: bigint }).value
-  return BigInt(String(id))
+  const value = typeof id === 'object' && id !== null ? (id as { value?: unknown }).value : undefined
+  return typeof value === 'bigint' ? value : BigInt(String(id))
 }
 
 function isOurs(topicData: readonly TopicData[]): boolean {
   return topicData[0]?.partitions[0]?.messages[0] instanceof KafkaMessage
 }
 
-type VersionFn = (args: ProduceArgs) => { request: { encode: () => Promise<unknown> } & Record<string, unknown>; response: unknown }
+type Built = { request: { encode: () => Promise<unknown> } & Record<string, unknown>; response: unknown }
+type VersionFn = (args: ProduceArgs) => Built
 let isInstalled = false
 
 /** Routes kafkajs' Produce requests (v3 and later) with `KafkaMessage`s through encodeProduce(). */
@@ -263,15 +281,24 @@ export function installKafkaEncoder(): void {
   if (isInstalled) return
   isInstalled = true
   const require = createRequire(import.meta.url)
-  const produce = require('kafkajs/src/protocol/requests/produce/index.js') as { versions: string[]; protocol: (o: { version: number }) => VersionFn }
+  const produce = require('kafkajs/src/protocol/requests/produce/index.js') as {
+    versions: string[]
+    protocol: (o: { version: number }) => VersionFn
+  }
   const original = produce.protocol
   produce.protocol = ({ version }) => {
     const fn = original({ version })
     if (version < 3) return fn
     return (args) => {
       const built = fn(args)
-      if (!isOurs(args.topicData)) return built
-      return { request: { ...built.request, encode: async () => { const b = await encodeProduce(args); return { buf: b, buffer: b } } }, response: built.response }
+      // The sink's producer is never transactional: anything else is kafkajs' to encode.
+      if (!isOurs(args.topicData) || (args.transactionalId ?? null) !== null) return built
+      const encode = async (): Promise<{ buf: Buffer; buffer: Buffer }> => {
+        const b = await encodeProduce(args)
+        // What kafkajs' request framing reads of an Encoder.
+        return { buf: b, buffer: b }
+      }
+      return { request: { ...built.request, encode }, response: built.response }
     }
   }
 }

@@ -42,8 +42,14 @@ export function murmur2(key: string): number {
 
 interface PartitionMetadata { readonly partitionId: number; readonly leader: number }
 
+type PartitionerArgs = {
+  topic: string
+  partitionMetadata: readonly PartitionMetadata[]
+  message: { key?: unknown; partition?: unknown }
+}
+
 /** A kafkajs `createPartitioner`: the same partition as its DefaultPartitioner for every message. */
-export function createSinkPartitioner(): (args: { topic: string; partitionMetadata: readonly PartitionMetadata[]; message: { key?: unknown; partition?: unknown } }) => number {
+export function createSinkPartitioner(): (args: PartitionerArgs) => number {
   const counters = new Map<string, number>()
   return ({ topic, partitionMetadata, message }) => {
     if (typeof message.partition === 'number') return message.partition

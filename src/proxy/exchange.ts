@@ -99,10 +99,11 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
 
   /**
    * Starts the exchange: reads the body as the route needs, then decides and dispatches.
-   * `arrived`: performance.now() when the request came in, if the plan measures overhead.
+   * `arrived`: performance.now() when the request came in, if the plan measures overhead; a
+   * listener that does not say (-1) has the router's clock start here.
    */
-  begin(contentLength: number, hasBody: boolean, arrived: number): void {
-    this.#arrived = arrived
+  begin(contentLength: number, hasBody: boolean, arrived = -1): void {
+    this.#arrived = arrived >= 0 || !this.runtime.plan.measuresOverhead ? arrived : performance.now()
     const res = this.res as ServerResponse & Tagged
     res[kExchange] = this
     // The request's span starts with it, so it covers reading the body too.

@@ -3,13 +3,13 @@ import type { Producer } from 'kafkajs'
 import type { KafkaSinkConfig } from '../config/types.js'
 import { cloudEventType, type Envelope } from './envelope.js'
 import { kafkaClient, kafkajs } from './kafka-client.js'
+import { KafkaMessage, installKafkaEncoder } from './kafka-encode.js'
+import { createSinkPartitioner } from './kafka-partition.js'
 import { SinkError, isNetworkError, type Transport } from './transport.js'
 
-const { CompressionTypes, Partitioners } = kafkajs
+const { CompressionTypes } = kafkajs
 
 const COMPRESSION = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP, lz4: CompressionTypes.LZ4 } as const
-
-const SPEC_VERSION = Buffer.from('1.0')
 
 // Protocol errors that say a record can never be taken, whatever the retries.
 const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD'])
@@ -38,6 +38,7 @@ export class KafkaTransport implements Transport {
     this.#client = kafkaClient(config)
     this.#source = opts.source ?? `/modelsplit/${hostname()}`
     this.#sourceBuf = Buffer.from(this.#source)
+    installKafkaEncoder()
   }
 
   #typeBuf(type: string): Buffer {
@@ -61,7 +62,8 @@ export class KafkaTransport implements Transport {
       idempotent: isIdempotent,
       // An idempotent producer keeps order with one request in flight per broker.
       maxInFlightRequests: isIdempotent ? 1 : 5,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      // kafkajs' DefaultPartitioner (Java's), with murmur2 in 32-bit arithmetic rather than BigInt.
+      createPartitioner: createSinkPartitioner,
       retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1000 },
     })
     this.#producer = producer
@@ -77,14 +79,14 @@ export class KafkaTransport implements Transport {
   async send(envelopes: readonly Envelope[]): Promise<void> {
     await this.connect()
     const producer = this.#producer as Producer
-    const messages = envelopes.map((e) => ({
-      key: e.key,
-      value: e.value,
-      timestamp: String(Date.parse(e.time) || Date.now()),
-      // The CloudEvents attributes the Kafka binding requires; `time` is the record's `ts`. Fixed
-      // values go as Buffers made once: kafkajs encodes every header of every message.
-      headers: { ce_specversion: SPEC_VERSION, ce_id: e.id, ce_source: this.#sourceBuf, ce_type: this.#typeBuf(e.type) },
-    }))
+    // Each record with the CloudEvents attributes the Kafka binding requires (ce_specversion,
+    // ce_id, ce_source, ce_type) as headers and the record's `ts` as its timestamp, encoded by
+    // kafka-encode.ts rather than by kafkajs.
+    const messages = new Array<KafkaMessage>(envelopes.length)
+    for (let i = 0; i < envelopes.length; i++) {
+      const e = envelopes[i] as Envelope
+      messages[i] = new KafkaMessage(e.key, e.value, Date.parse(e.time) || Date.now(), e.id, this.#typeBuf(e.type), this.#sourceBuf)
+    }
     try {
       await producer.send({ topic: this.#config.topic, acks: this.#config.acks === 'all' ? -1 : 1, compression: COMPRESSION[this.#config.compression], messages })
     } catch (err) {

@@ -86,6 +86,8 @@ export interface RawMessage {
   readonly key: string | null
   readonly value: string
   readonly headers: Record<string, string>
+  /** The message's timestamp (ms since the epoch, as a decimal string). */
+  readonly timestamp: string
 }
 
 /** Every message of a topic up to its current end, read with a plain consumer (not the code under test). */
@@ -110,6 +112,7 @@ export async function readTopic(address: string, topic: string): Promise<RawMess
           key: message.key?.toString() ?? null,
           value: message.value?.toString() ?? '',
           headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])),
+          timestamp: message.timestamp,
         })
         if (Number(message.offset) + 1 >= (ends.get(partition) ?? 0)) left.delete(partition)
         if (left.size === 0) {

@@ -2,8 +2,8 @@
 // user ids from metadata (the golden vectors' arms, -bin keys), model_name routes and rewriting,
 // deadlines, trailers, resets both ways, and hostile bytes that must not crash the router.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
-import { connect as netConnect } from 'node:net'
+import { createServer as createHttpServer, request as httpRequest } from 'node:http'
+import { connect as netConnect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -615,5 +615,73 @@ routes:
     expect(rec.shadows[0]?.prediction[0]?.data[0]).toBe((BigInt(c.decoded[0]?.values[0] as string) + 1n).toString())
     expect(rec.shadows[0]?.comparison).toMatchObject({ agree: false, fraction_agree: c.expected.fraction_agree })
     expect(rec.shadows[0]?.comparison.outputs).toEqual([{ name: 'ids', problem: null, instances: 2, agreeing: 1, argmax_agreeing: 2, abs_diff_max: 1 }])
+  })
+})
+
+describe('gRPC traces', () => {
+  /** An OTLP/HTTP receiver keeping every span it is sent, by name. */
+  async function collector(): Promise<{ url: string; spans(): Map<string, { traceId: string; spanId: string; parentSpanId?: string; attrs: Record<string, unknown> }> }> {
+    const bodies: string[] = []
+    const server = createHttpServer((req, res) => {
+      let body = ''
+      req.setEncoding('utf8')
+      req.on('data', (c: string) => { body += c })
+      req.on('end', () => {
+        bodies.push(body)
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    cleanups.push(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+    type Value = { stringValue?: string; intValue?: string; boolValue?: boolean; doubleValue?: number }
+    type OtlpSpan = { name: string; traceId: string; spanId: string; parentSpanId?: string; attributes?: { key: string; value: Value }[] }
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      spans() {
+        const out = new Map<string, { traceId: string; spanId: string; parentSpanId?: string; attrs: Record<string, unknown> }>()
+        for (const b of bodies) {
+          const doc = JSON.parse(b) as { resourceSpans: { scopeSpans: { spans: OtlpSpan[] }[] }[] }
+          for (const s of doc.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((x) => x.spans))) {
+            const attrs = Object.fromEntries((s.attributes ?? []).map((a) => [a.key, a.value.stringValue ?? (a.value.intValue !== undefined ? Number(a.value.intValue) : a.value.boolValue ?? a.value.doubleValue)]))
+            out.set(s.name, { traceId: s.traceId, spanId: s.spanId, ...(s.parentSpanId !== undefined ? { parentSpanId: s.parentSpanId } : {}), attrs })
+          }
+        }
+        return out
+      },
+    }
+  }
+
+  it('exports a span per call with its upstream call and its shadow, and tells both models the trace', async () => {
+    const otlp = await collector()
+    const c = tensors.cases.find((x) => x.name === 'FP32 probabilities, oip raw') as (typeof tensors.cases)[number]
+    const primary = await upstream((call) => answer(call.stream, [Buffer.from(c.primary as string, 'base64')]))
+    const shadow = await upstream((call) => answer(call.stream, [Buffer.from(c.primary as string, 'base64')]))
+    const r = await startRouter(`${LISTEN}tracing: { otlp_endpoint: "${otlp.url}", sample_ratio: 1, service_name: ms-grpc }
+models:
+  v1: { url: "${primary.url}" }
+  v2: { url: "${shadow.url}" }
+routes:
+  - name: iris
+    grpc: { method: ${INFER} }
+    split: [{ model: v1, weight: 1 }]
+    shadow: [{ model: v2 }]
+`)
+    const res = await grpcCall(session(r.grpcUrl), INFER, [inferRequest('iris', 'id-1')], { 'x-user-id': 'u1' })
+    expect(res.status).toBe(0)
+    const toPrimary = await primary.next()
+    const toShadow = await shadow.next()
+    await r.router.flush()
+    await r.close() // exports what the tracer holds
+    const spans = otlp.spans()
+    const call = spans.get('POST iris')
+    const up = spans.get('upstream v1')
+    const mirror = spans.get('shadow v2')
+    expect(call?.attrs).toMatchObject({ 'modelsplit.route': 'iris', 'modelsplit.model': 'v1', 'modelsplit.assignment': 'hash', 'http.response.status_code': 200 })
+    expect(up?.parentSpanId).toBe(call?.spanId)
+    expect(mirror?.parentSpanId).toBe(call?.spanId)
+    expect(mirror?.attrs).toMatchObject({ 'modelsplit.comparison.result': 'agree' })
+    // Each model was told the trace, naming its own call's span.
+    expect(String(toPrimary.headers.traceparent)).toMatch(new RegExp(`^00-${call?.traceId}-${up?.spanId}-01$`))
+    expect(String(toShadow.headers.traceparent)).toMatch(new RegExp(`^00-${call?.traceId}-${mirror?.spanId}-01$`))
   })
 })

@@ -4,10 +4,11 @@ import { unitHash } from '../../experiment/index.js'
 import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../../plan/index.js'
 import type { Observation } from '../../shadow/index.js'
 import type { H2Sessions } from '../../upstream/h2-sessions.js'
+import type { RequestTrace } from '../../tracing/types.js'
 import type { ProxyContext } from '../exchange.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from '../runtime.js'
 import {
-  CANCELLED, DEADLINE_EXCEEDED, FrameScanner, INTERNAL, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE, UNIMPLEMENTED,
+  CANCELLED, DEADLINE_EXCEEDED, FrameScanner, INTERNAL, INVALID_ARGUMENT, OK, RESOURCE_EXHAUSTED, UNAVAILABLE, UNIMPLEMENTED,
   encodeMessage, formatTimeout, frame, httpCodeOf, parseStatus, parseTimeout, readNameAt, rewriteNameAt, statusName,
   statusOfHttp, type FrameProblem,
 } from '../../upstream/grpc-wire.js'
@@ -76,6 +77,9 @@ export class GrpcCall implements RequestView {
   #upstreamEnded = false
   /** Shadows on the route: the pairing of this call's answer with its mirrors'. */
   #obs: Observation | undefined
+  /** This call's trace; null unless tracing is on. */
+  #trace: RequestTrace | null = null
+  #traceEnded = false
   #released = false
   #observed = false
   /** The request's bytes as the client sent them, for mirrors (null: not kept, or past max_mirror_body_bytes). */
@@ -225,6 +229,11 @@ export class GrpcCall implements RequestView {
     const d = this.decision
     if (hasBinarySource(route)) this.headers = decodeBinary(this.incoming, route)
     decide(route.plan, this, d)
+    const tracing = this.ctx.tracing
+    if (tracing !== null) {
+      this.#trace = tracing.request(route.name, 'POST', this.incoming)
+      this.#trace.decided(d.target < 0 ? undefined : (route.targets[d.target] as Arm).model, d.source, d.missing)
+    }
     if (d.unknownOverride) route.missingCounters.unknown_override.inc()
     if (d.missing !== null) route.missingCounters[d.missing].inc()
     if (d.target < 0) {
@@ -278,6 +287,11 @@ export class GrpcCall implements RequestView {
     }
     headers['grpc-timeout'] = formatTimeout(timeoutMs)
     headers['x-request-id'] = this.requestId
+    // The model is told the trace, naming the upstream call's span (the client's traceparent is replaced).
+    if (this.#trace !== null) {
+      const tp = this.#trace.upstream([], arm.model)
+      for (let i = 0; i + 1 < tp.length; i += 2) headers[tp[i] as string] = tp[i + 1]
+    }
     this.#start = performance.now()
     this.#state = DISPATCHED
     let up: ClientHttp2Stream
@@ -340,12 +354,21 @@ export class GrpcCall implements RequestView {
         }
         // The gate (in flight, breaker, shutting down) is asked before anything is built for the mirror.
         const refused = this.ctx.shadows.refuse(target)
-        if (refused !== null) {
+        if (refused !== null && this.#trace === null) {
           obs.shadowSkipped(target, refused)
           continue
         }
         headers ??= this.#shadowHeaders()
-        this.ctx.shadows.send(target, 'POST', this.path, '', withTimeout(headers, target.timeoutMs), shadowBody(body, target.modelName, this.path, this.incoming['grpc-encoding']), obs)
+        const mirror = withTimeout(headers, target.timeoutMs)
+        const trace = this.#trace === null ? null : this.#trace.shadow(mirror, target.model)
+        if (refused !== null) {
+          // Traced: the dropped mirror still gets its span, saying why.
+          obs.shadowSkipped(target, refused)
+          trace?.span?.dropped(refused)
+          continue
+        }
+        if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
+        this.ctx.shadows.send(target, 'POST', this.path, '', trace === null ? mirror : trace.headers, shadowBody(body, target.modelName, this.path, this.incoming['grpc-encoding']), obs)
       }
     }
     this.#releaseObs()
@@ -510,6 +533,7 @@ export class GrpcCall implements RequestView {
     child.inc()
     // A client's cancel is not the model's outcome (modelsplit_client_aborts_total has it).
     if (answered) countResponse(arm, httpCodeOf(status), (performance.now() - this.#start) / 1000)
+    this.#endTrace(answered ? httpCodeOf(status) : 0, status, answered ? null : 'the client cancelled the call')
     this.#observe(answered ? httpCodeOf(status) : 0, answered ? null : 'the client cancelled the call')
   }
 
@@ -524,11 +548,20 @@ export class GrpcCall implements RequestView {
   /** The router ends the call itself with a status: the model's call (if any) is cancelled. */
   #status(status: number, message: string, anomaly: GrpcAnomaly | null): void {
     if (anomaly !== null) this.#anomaly(anomaly)
+    this.#endTrace(httpCodeOf(status), status, message)
     if (this.#state === DISPATCHED) this.#observe(0, message)
     this.#state = DONE
     clearTimeout(this.#timer)
     this.#upstream?.close(NGHTTP2_CANCEL)
     this.#send(status, message)
+  }
+
+  /** Ends the call's span once: the HTTP code of its grpc-status, and an error unless it is OK. */
+  #endTrace(httpStatus: number, status: number, message: string | null): void {
+    const trace = this.#trace
+    if (trace === null || this.#traceEnded) return
+    this.#traceEnded = true
+    trace.end(httpStatus, status === OK && message === null ? null : message ?? `grpc-status ${statusName(status)}`)
   }
 
   #anomaly(kind: GrpcAnomaly): void {

@@ -126,6 +126,8 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
 /** Answers from this size up are recorded without being parsed when they can be (below it, parsing costs less than the check). */
 const RAW_PREDICTION_MIN_BYTES = 64 * 1024
 const RAW_OK = { ok: true as const, value: null }
+/** Answers whose buffers cost this much together stay counted in the budget until their record is written. */
+const HOLD_MIN_BYTES = 64 * 1024
 
 /**
  * The prediction of a large 2xx answer as its own bytes, when `prediction: auto` finds it without
@@ -255,8 +257,11 @@ export class Observer {
     try {
       queuedIn = this.#complete(obs, primary, shadows, skipped)
     } finally {
-      if (queuedIn === undefined) {
-        // No record holds them: give the answers' bytes back to the budget now.
+      let cost = primary.capture?.cost ?? 0
+      for (const s of shadows) cost += s.capture?.cost ?? 0
+      if (queuedIn === undefined || cost < HOLD_MIN_BYTES) {
+        // No record holds them, or they are small (the sink's own queue bounds small records, and
+        // a wait per record would cost every request): give the bytes back to the budget now.
         primary.capture?.release(this.#budget)
         for (const s of shadows) s.capture?.release(this.#budget)
       } else {

@@ -3,14 +3,16 @@
  * Each mode registers the parts it has; `stop()` runs them in this order whatever order they
  * started in, so the sequence is written once, here:
  *
- * - `decisions`: rollouts and bandits take no new step while the router drains;
- * - `mlflow`: online runs and alias writes finish or are cut;
+ * - `decisions`: rollouts and bandits take no new step while the router drains (a step under way
+ *   finishes meanwhile, and is awaited before `records`);
+ * - `mlflow`: no new run or alias write (one under way finishes or is cut, as for decisions);
  * - `watcher`: the config file is no longer followed (a reload mid-drain would bind a new plan);
  * - `traffic`: the prediction listener (or the workers) stops accepting, in-flight requests and
  *   their shadows finish up to `shutdown_timeout_ms`, then their records are complete;
  * - `pools`: upstream connections close;
  * - `tracing`: the last spans go out, within what is left of the budget;
- * - `records`: the sink writes (or spools) everything it accepted;
+ * - `records`: what decisions and MLflow had under way is in, then the sink writes (or spools)
+ *   everything it accepted;
  * - `admin`: last, so /readyz answers "not ready" and /metrics stays readable while it drains.
  */
 export const STOP_ORDER = ['decisions', 'mlflow', 'watcher', 'traffic', 'pools', 'tracing', 'records', 'admin'] as const

@@ -304,11 +304,18 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
 
   // How this process stops, part by part; lifecycle.ts holds the order (the same for the primary of many).
   const lifecycle = new Lifecycle((message, err) => log().error({ err }, message))
-  lifecycle.add('decisions', async () => {
+  // Decisions and MLflow stop taking new work at once, but what they have under way (a Prometheus
+  // query, an MLflow call) finishes while the traffic drains, and is awaited before the records
+  // close: a slow dependency must not eat the time in-flight requests have to finish.
+  let decisionsIdle: Promise<void> = Promise.resolve()
+  let logged: Promise<void> = Promise.resolve()
+  lifecycle.add('decisions', () => {
     engine.stop()
-    await engine.idle()
+    decisionsIdle = engine.idle()
   })
-  lifecycle.add('mlflow', () => mlflow.close())
+  lifecycle.add('mlflow', () => {
+    logged = mlflow.close()
+  })
   lifecycle.add('watcher', () => watcher?.close())
   lifecycle.add('traffic', async (remainingMs) => {
     const deadline = remainingMs()
@@ -351,6 +358,9 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     traces = tracingChange.then(() => ctx.tracing?.shutdown(remainingMs()))
   })
   lifecycle.add('records', async () => {
+    // A decision under way writes its record: it lands before the sink closes.
+    await decisionsIdle
+    await logged
     await writer?.close()
     await traces
   })

@@ -136,6 +136,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const engine = new DecisionEngine({
     runtime: () => current(),
     experiment: (route) => tally.input(route),
+    judged: (route, primary, shadow) => observer.judge.tally(route, primary, shadow),
     fleet: (url, at) => fleetTally(url, current().routes.filter((r) => r.metrics.length > 0).map((r) => r.plan), tally, at),
     refresh: () => store.refresh(),
     record: (r) => {
@@ -274,7 +275,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const reload = (): Promise<ReloadResult> => store.reload()
   const shadowCounts = (): ShadowCounts => current().routes.filter((r) => r.shadows.length > 0).map((r) => ({
     route: r.name,
-    pairs: r.shadows.flatMap((s) => [...s.comparisons].map(([primary, c]) => ({ primary, shadow: s.model, agree: c.agree.value, disagree: c.disagree.value, error: c.error.value }))),
+    pairs: r.shadows.flatMap((s) => [...s.comparisons].map(([primary, c]) => {
+      const judged = r.plan.judge === null ? undefined : observer.judge.tally(r.name, primary, s.model) ?? { wins: 0, ties: 0, losses: 0 }
+      return { primary, shadow: s.model, agree: c.agree.value, disagree: c.disagree.value, error: c.error.value, ...(judged !== undefined ? { judged } : {}) }
+    })),
   }))
 
   await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer }, ...(opts.peers !== undefined ? { peers: opts.peers } : {}) })

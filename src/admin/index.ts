@@ -17,7 +17,7 @@ import {
   formatProblem,
 } from '../errors.js'
 import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
-import { agreementOf } from '../experiment/index.js'
+import { agreementOf, judgedOf } from '../experiment/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import { CONSOLE_PATHS, registerConsole } from './console/index.js'
 import { browserRefusal, isHostAllowed } from './guard.js'
@@ -28,7 +28,17 @@ export type { ReloadResult }
 export type { TallyView }
 
 /** Comparison counts per route and (primary, shadow) pair, as /admin/shadows reads them. */
-export type ShadowCounts = readonly { readonly route: string; readonly pairs: readonly { primary: string; shadow: string; agree: number; disagree: number; error: number }[] }[]
+export type ShadowCounts = readonly { readonly route: string; readonly pairs: readonly ShadowPair[] }[]
+
+/** One (primary, shadow) pair's comparison counts, and the judge's verdicts on it where a judge ran. */
+export interface ShadowPair {
+  primary: string
+  shadow: string
+  agree: number
+  disagree: number
+  error: number
+  judged?: { wins: number; ties: number; losses: number }
+}
 
 export interface AdminDeps {
   /** The Prometheus exposition (one registry, or every cluster worker's aggregated). */
@@ -164,7 +174,13 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
 
   // Shadow agreement with its interval, computed by the experiment's owner (the console shows it as is).
   admin.get('/admin/shadows', async () => ({
-    routes: ((await deps.shadows?.()) ?? []).map((r) => ({ route: r.route, pairs: r.pairs.map((p) => agreementOf(p.primary, p.shadow, p.agree, p.disagree, p.error)) })),
+    routes: ((await deps.shadows?.()) ?? []).map((r) => ({
+      route: r.route,
+      pairs: r.pairs.map((p) => ({
+        ...agreementOf(p.primary, p.shadow, p.agree, p.disagree, p.error),
+        ...(p.judged !== undefined ? { judged: judgedOf(p.judged.wins, p.judged.ties, p.judged.losses) } : {}),
+      })),
+    })),
   }))
 
   admin.get('/admin/experiments/:route', async (request) => {

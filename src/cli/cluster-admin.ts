@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster'
-import type { AdminDeps, ShadowCounts } from '../admin/index.js'
+import type { AdminDeps, ShadowCounts, ShadowPair } from '../admin/index.js'
 import type { OperatorAction } from '../decisions/engine.js'
 import { WorkerMetrics, type MetricsSnapshot } from '../metrics/index.js'
 import type { DeliveryStatus } from '../record/delivery.js'
@@ -116,9 +116,12 @@ export function mergeSinks(states: readonly SinkState[]): SinkState {
   }
 }
 
-/** Every worker's comparison counts summed per route and (primary, shadow) pair, in first-seen order. */
+/**
+ * Every worker's comparison counts, and the judge's verdicts, summed per route and (primary, shadow)
+ * pair, in first-seen order: each worker judged the pairs of its own share of the requests.
+ */
 export function sumShadows(answers: readonly ShadowCounts[]): ShadowCounts {
-  const routes = new Map<string, Map<string, { primary: string; shadow: string; agree: number; disagree: number; error: number }>>()
+  const routes = new Map<string, Map<string, ShadowPair>>()
   for (const answer of answers) {
     for (const r of answer) {
       let pairs = routes.get(r.route)
@@ -126,11 +129,17 @@ export function sumShadows(answers: readonly ShadowCounts[]): ShadowCounts {
       for (const p of r.pairs) {
         const key = `${p.primary}\u0000${p.shadow}`
         const sum = pairs.get(key)
-        if (sum === undefined) pairs.set(key, { ...p })
+        if (sum === undefined) pairs.set(key, { ...p, ...(p.judged !== undefined ? { judged: { ...p.judged } } : {}) })
         else {
           sum.agree += p.agree
           sum.disagree += p.disagree
           sum.error += p.error
+          if (p.judged !== undefined) {
+            const j = sum.judged ??= { wins: 0, ties: 0, losses: 0 }
+            j.wins += p.judged.wins
+            j.ties += p.judged.ties
+            j.losses += p.judged.losses
+          }
         }
       }
     }

@@ -24,6 +24,15 @@ export interface RolloutGates {
   readonly max_p99_latency_ratio: number | null
   /** Metrics that must not turn out significantly worse (sequential test, alpha 0.05). */
   readonly guardrails: readonly string[]
+  /**
+   * api: openai routes with a judge: the 95 % Wilson lower bound of the candidate's judged win
+   * share must reach this before a step advances; null: not judged.
+   */
+  readonly min_win_rate: number | null
+  /** Decided (non-tie) judged pairs before min_win_rate is read. */
+  readonly min_judged: number
+  /** The judge's always-valid sequential p shows the candidate losing (p < 0.05): the gate fails. */
+  readonly judge_guardrail: boolean
 }
 
 export interface RolloutConfig {
@@ -52,6 +61,10 @@ export interface PromoteWhen {
   readonly min_agreement: number
   readonly max_p99_latency_ratio: number | null
   readonly max_error_rate: number | null
+  /** api: openai routes with a judge: the 95 % Wilson lower bound of the judged win share reaches this; null: not judged. */
+  readonly min_win_rate: number | null
+  /** Decided (non-tie) judged pairs before min_win_rate is read. */
+  readonly min_judged: number
 }
 
 export const EVALUATION_DEFAULTS: EvaluationConfig = { interval_ms: 60_000, prometheus: null }
@@ -95,10 +108,12 @@ export function duration(c: Checker, value: unknown, path: KeyPath, opts: { fall
 const EVALUATION_KEYS = ['interval', 'prometheus'] as const
 const PROMETHEUS_KEYS = ['url', 'lookback', 'scrape_interval'] as const
 const ROLLOUT_KEYS = ['candidate', 'steps', 'step_interval', 'min_requests', 'gates', 'on_failure', 'promote'] as const
-const GATE_KEYS = ['max_error_rate_increase', 'max_p99_latency_ratio', 'guardrails'] as const
+const GATE_KEYS = ['max_error_rate_increase', 'max_p99_latency_ratio', 'guardrails', 'min_win_rate', 'min_judged', 'judge_guardrail'] as const
 const BANDIT_KEYS = ['metric', 'algorithm', 'min_share', 'stop_when'] as const
 const STOP_KEYS = ['probability_best', 'max_expected_loss'] as const
-const PROMOTE_KEYS = ['min_compared', 'min_agreement', 'max_p99_latency_ratio', 'max_error_rate'] as const
+const PROMOTE_KEYS = ['min_compared', 'min_agreement', 'max_p99_latency_ratio', 'max_error_rate', 'min_win_rate', 'min_judged'] as const
+/** Decided judged pairs a win-rate criterion waits for unless min_judged says otherwise. */
+export const MIN_JUDGED_DEFAULT = 100
 
 /** The top-level `evaluation` block. */
 export function readEvaluation(c: Checker, value: unknown): EvaluationConfig | undefined {
@@ -166,7 +181,7 @@ export function readRollout(c: Checker, value: unknown, path: KeyPath): RolloutC
   }
   const stepInterval = duration(c, o.step_interval, [...path, 'step_interval'], { fallback: 600_000, min: 1000 })
   const minRequests = c.number(o.min_requests, [...path, 'min_requests'], { min: 1, integer: true, fallback: 1000 })
-  let gates: RolloutGates | undefined = { max_error_rate_increase: 0.005, max_p99_latency_ratio: 1.25, guardrails: [] }
+  let gates: RolloutGates | undefined = { max_error_rate_increase: 0.005, max_p99_latency_ratio: 1.25, guardrails: [], min_win_rate: null, min_judged: MIN_JUDGED_DEFAULT, judge_guardrail: false }
   if (o.gates !== undefined && o.gates !== null) {
     const g = c.object(o.gates, [...path, 'gates'], GATE_KEYS)
     if (g === undefined) gates = undefined
@@ -179,7 +194,11 @@ export function readRollout(c: Checker, value: unknown, path: KeyPath): RolloutC
         if (typeof m === 'string' && m !== '') guardrails.push(m)
         else c.add([...path, 'gates', 'guardrails', i], `must be a metric name, got ${describe(m)}`)
       })
-      gates = err === undefined || p99 === undefined || guardList === undefined ? undefined : { max_error_rate_increase: err, max_p99_latency_ratio: p99, guardrails }
+      const winRate = g.min_win_rate === undefined || g.min_win_rate === null ? null : c.number(g.min_win_rate, [...path, 'gates', 'min_win_rate'], { min: 0, max: 1 })
+      const judged = c.number(g.min_judged, [...path, 'gates', 'min_judged'], { min: 1, integer: true, fallback: MIN_JUDGED_DEFAULT })
+      const judgeGuard = c.boolean(g.judge_guardrail, [...path, 'gates', 'judge_guardrail'], false)
+      gates = err === undefined || p99 === undefined || guardList === undefined || winRate === undefined || judged === undefined ? undefined
+        : { max_error_rate_increase: err, max_p99_latency_ratio: p99, guardrails, min_win_rate: winRate, min_judged: judged, judge_guardrail: judgeGuard }
     }
   }
   const onFailure = c.oneOf(o.on_failure, [...path, 'on_failure'], ['rollback', 'pause'] as const, 'rollback')
@@ -216,8 +235,10 @@ export function readPromoteWhen(c: Checker, value: unknown, path: KeyPath): Prom
   const agreement = c.number(o.min_agreement, [...path, 'min_agreement'], { min: 0, max: 1, fallback: 0.95 })
   const p99 = o.max_p99_latency_ratio === undefined || o.max_p99_latency_ratio === null ? null : c.number(o.max_p99_latency_ratio, [...path, 'max_p99_latency_ratio'], { min: 0 })
   const errors = o.max_error_rate === undefined || o.max_error_rate === null ? null : c.number(o.max_error_rate, [...path, 'max_error_rate'], { min: 0, max: 1 })
-  if (compared === undefined || agreement === undefined || p99 === undefined || errors === undefined) return undefined
-  return { min_compared: compared, min_agreement: agreement, max_p99_latency_ratio: p99, max_error_rate: errors }
+  const winRate = o.min_win_rate === undefined || o.min_win_rate === null ? null : c.number(o.min_win_rate, [...path, 'min_win_rate'], { min: 0, max: 1 })
+  const judged = c.number(o.min_judged, [...path, 'min_judged'], { min: 1, integer: true, fallback: MIN_JUDGED_DEFAULT })
+  if (compared === undefined || agreement === undefined || p99 === undefined || errors === undefined || winRate === undefined || judged === undefined) return undefined
+  return { min_compared: compared, min_agreement: agreement, max_p99_latency_ratio: p99, max_error_rate: errors, min_win_rate: winRate, min_judged: judged }
 }
 
 /** What the cross-checks need of a route. */
@@ -228,6 +249,8 @@ export interface DecisionRoute {
   readonly rollout: RolloutConfig | null
   readonly bandit: BanditConfig | null
   readonly shadow: readonly { readonly model: string; readonly promote_when: PromoteWhen | null }[]
+  /** routes[].judge (api: openai): win-rate criteria need one. */
+  readonly judge?: unknown
 }
 
 /** Cross-field rules between a route's decisions, its split, its metrics and its shadows. */
@@ -248,6 +271,13 @@ export function checkDecisions(c: Checker, route: DecisionRoute, path: KeyPath):
       if (!declared.includes(g)) c.add([...path, 'rollout', 'gates', 'guardrails', i], `metric "${g}" is not declared in this route's metrics (${declared.join(', ') || 'none'})`)
       else if (isCovariate(g)) c.add([...path, 'rollout', 'gates', 'guardrails', i], `metric "${g}" is a covariate (a pre-period value for CUPED): it is not tested, so it cannot guard a rollout`)
     })
+    // The judge only sees shadows' answers beside the primary's: the candidate's verdicts come from
+    // mirroring the control's requests to it.
+    for (const key of ['min_win_rate', 'judge_guardrail'] as const) {
+      if (r.gates[key] === null || r.gates[key] === false) continue
+      if (route.judge == null) c.add([...path, 'rollout', 'gates', key], 'reads the judge\'s verdicts: add judge: { model: ... } to this route (api: openai), or remove it')
+      else if (!route.shadow.some((s) => s.model === r.candidate)) c.add([...path, 'rollout', 'gates', key], `reads the judge's verdicts on "${r.candidate}", which only a shadow gets: add shadow: [{ model: ${r.candidate} }] to this route`)
+    }
   }
   const b = route.bandit
   if (b !== null) {
@@ -262,6 +292,7 @@ export function checkDecisions(c: Checker, route: DecisionRoute, path: KeyPath):
     const p = [...path, 'shadow', i, 'promote_when']
     if (route.rollout === null) c.add(p, 'needs a rollout on this route: a promoted shadow becomes the rollout\'s candidate')
     if (!inSplit(s.model)) c.add(p, `"${s.model}" must also be in this route's split, at weight 0, so a rollout can move users to it`)
+    if (s.promote_when.min_win_rate !== null && route.judge == null) c.add([...p, 'min_win_rate'], 'reads the judge\'s verdicts: add judge: { model: ... } to this route (api: openai), or remove it')
   })
   return c.problems.length === before
 }

@@ -341,7 +341,7 @@ function readRoute(c: Checker, raw: unknown, path: KeyPath, models: Record<strin
     control = undefined
   }
   if (name === undefined || grpc === undefined || routePath === undefined || userId === undefined || salt === undefined || split === undefined || missing === undefined || shadow === undefined || compare === undefined || metrics === undefined || analysis === undefined || control === undefined || rollout === undefined || bandit === undefined || judge === undefined) return undefined
-  if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow }, path)) return undefined
+  if (!checkDecisions(c, { split, metrics, control, rollout, bandit, shadow, judge }, path)) return undefined
   if (api !== 'openai' && shadow.some((sh) => sh.stream !== 'as_requested')) {
     c.add([...path, 'shadow'], 'shadow[].stream applies to api: openai routes only: remove it, or set api: openai')
     return undefined

@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import type { RouteRuntime, Runtime } from '../proxy/runtime.js'
 import { SCHEMA_VERSION, type DecisionRecord } from '../record/schema.js'
-import type { Summary } from '../stats/index.js'
+import type { Summary, WinTally } from '../stats/index.js'
 import type { ExperimentInput, ModelReport, RouteExperiment } from '../experiment/index.js'
 import type { TallyView } from '../evaluation/index.js'
 import { thompson, type BanditResult } from './bandit.js'
@@ -24,6 +24,8 @@ export interface DecisionHost {
   experiment(route: RoutePlan): ExperimentInput | undefined
   /** The fleet's numbers through Prometheus as of a time (evaluation.prometheus). */
   fleet?(url: string, at: number): Promise<TallyView | string>
+  /** The judge's verdicts on a shadow against a primary, this process's (api: openai routes with a judge). */
+  judged?(route: string, primary: string, shadow: string): WinTally | undefined
   /** Rebuilds the plan in force with the engine's weights (after a decision changed them). */
   refresh(): Promise<{ ok: true } | { ok: false; error: string }>
   record(record: DecisionRecord): void
@@ -416,7 +418,15 @@ export class DecisionEngine {
       if (typeof g === 'string') guardMissing ??= g
       else guardrails.push(g)
     }
-    const inputs = { control, candidate, guardrails, missing: missing ?? guardMissing }
+    // The judge's verdicts on the candidate, mirrored the control's requests (cumulative: a win rate
+    // is the model's, not the step's, and the sequential p holds at every look).
+    let judged: WinTally | undefined
+    if (cfg.gates.min_win_rate !== null || cfg.gates.judge_guardrail) {
+      const t = await this.#data.judged?.(route, state.control, state.candidate, boundary)
+      if (typeof t === 'string') guardMissing ??= `the judge's verdicts cannot be read (${t})`
+      else judged = t
+    }
+    const inputs = { control, candidate, guardrails, missing: missing ?? guardMissing, ...(judged !== undefined ? { judged } : {}) }
     const before = JSON.stringify(rolloutWeights(route.plan.config.split, live, state))
     const decision = decideRollout(live, state, inputs, boundary)
     state = decision.state
@@ -436,10 +446,18 @@ export class DecisionEngine {
     for (const shadow of route.shadows) {
       const pw = route.plan.config.shadow.find((s) => s.model === shadow.model)?.promote_when
       if (pw === null || pw === undefined || shadow.model === control || shadow.model === state.candidate) continue
-      const evidence = await this.#data.shadow(route, shadow.model, control, boundary)
+      let evidence = await this.#data.shadow(route, shadow.model, control, boundary)
       if (typeof evidence === 'string') {
         waiting.push(`${shadow.model}: ${evidence}`)
         continue
+      }
+      if (pw.min_win_rate !== null) {
+        const judged = await this.#data.judged?.(route, control, shadow.model, boundary)
+        if (typeof judged === 'string') {
+          waiting.push(`${shadow.model}: the judge's verdicts cannot be read (${judged})`)
+          continue
+        }
+        if (judged !== undefined) evidence = { ...evidence, judged }
       }
       const check = checkPromotion(shadow.model, pw, evidence)
       if (!check.ready) {
@@ -664,6 +682,8 @@ export interface DecisionData {
   experiment(route: RouteRuntime, boundary: number): Promise<RouteExperiment | string>
   /** A shadow's comparisons with the control and its own figures, as of the boundary. */
   shadow(route: RouteRuntime, shadow: string, control: string, boundary: number): Promise<ShadowEvidence | string>
+  /** The judge's verdicts on a shadow against a primary, as of the boundary (none counted: zeros). */
+  judged?(route: RouteRuntime, primary: string, shadow: string, boundary: number): Promise<WinTally | string>
 }
 
 /**

@@ -5,6 +5,7 @@ import type { DecisionData, DecisionHost } from './engine.js'
 import { bucketQuantile } from './histogram.js'
 import type { ShadowEvidence } from './promotion.js'
 import type { ArmWindow } from './rollout.js'
+import type { WinTally } from '../stats/index.js'
 
 interface Snapshot {
   readonly requests: number
@@ -75,6 +76,11 @@ export class LocalData implements DecisionData {
       shadowP99: shadow === undefined ? null : bucketQuantile(LATENCY_BUCKETS, shadow.duration.counts, shadow.duration.count, 0.99),
       controlP99: arm === undefined ? null : bucketQuantile(LATENCY_BUCKETS, arm.duration.counts, arm.duration.count, 0.99),
     }
+  }
+
+  /** The judge's own tallies (this process's verdicts since it started). */
+  async judged(route: RouteRuntime, primary: string, shadow: string): Promise<WinTally> {
+    return this.#host.judged?.(route.name, primary, shadow) ?? { wins: 0, ties: 0, losses: 0 }
   }
 
 }

@@ -7,6 +7,7 @@ import type { ShadowEvidence } from './promotion.js'
 import { counterIncrease, seriesKey } from './counters.js'
 import { bucketQuantile } from './histogram.js'
 import type { ArmWindow } from './rollout.js'
+import type { WinTally } from '../stats/index.js'
 
 
 /** One replica's rollout on a route, from the gauges it exports. */
@@ -148,6 +149,18 @@ export class PrometheusData implements DecisionData {
     for (const x of [agreed, compared, requests, errors, shadowP99, controlP99]) if (typeof x === 'string') return x
     const finite = (x: unknown): number | null => (typeof x === 'number' && Number.isFinite(x) ? x : null)
     return { agreed: agreed as number, compared: compared as number, requests: requests as number, errors: errors as number, shadowP99: finite(shadowP99), controlP99: finite(controlP99) }
+  }
+
+  /**
+   * The judge's verdicts across the fleet: every replica's (and worker's) verdict counters summed,
+   * raw totals as the shadow's comparisons are.
+   */
+  async judged(route: RouteRuntime, primary: string, shadow: string, boundary: number): Promise<WinTally | string> {
+    const sel = `route=${JSON.stringify(route.name)},primary=${JSON.stringify(primary)},shadow=${JSON.stringify(shadow)}`
+    const v = await this.#query(`sum by (verdict) (modelsplit_llm_judge_verdicts_total{${sel}})`, boundary)
+    if (typeof v === 'string') return v
+    const of = (verdict: string): number => Number(v.find((x) => x.metric.verdict === verdict)?.value[1] ?? 0)
+    return { wins: of('win'), ties: of('tie'), losses: of('loss') }
   }
 
   async #scalar(query: string, boundary: number): Promise<number | string> {

@@ -1,5 +1,6 @@
 import type { PromoteWhen } from '../config/decisions.js'
 import { agreementOf } from '../experiment/index.js'
+import { winRate, type WinTally } from '../stats/index.js'
 
 /** A shadow's record against the route's control, as of a boundary. */
 export interface ShadowEvidence {
@@ -11,6 +12,8 @@ export interface ShadowEvidence {
   readonly errors: number
   readonly shadowP99: number | null
   readonly controlP99: number | null
+  /** The judge's verdicts on the shadow against the control (read only when promote_when.min_win_rate asks). */
+  readonly judged?: WinTally
 }
 
 export interface PromotionCheck {
@@ -37,5 +40,24 @@ export function checkPromotion(model: string, pw: PromoteWhen, e: ShadowEvidence
     const rate = e.requests > 0 ? e.errors / e.requests : 0
     if (rate > pw.max_error_rate) return { ready: false, reason: `${model}: error rate ${(100 * rate).toFixed(3)}% > ${(100 * pw.max_error_rate).toFixed(3)}%` }
   }
-  return { ready: true, reason: `${model}: ${e.compared} comparisons, agreement lower bound ${(100 * w.low).toFixed(2)}% ≥ ${(100 * pw.min_agreement).toFixed(2)}%: promoted to rollout candidate` }
+  let judged = ''
+  if (pw.min_win_rate !== null) {
+    const check = checkWinRate(model, e.judged, pw.min_win_rate, pw.min_judged)
+    if (!check.ready) return check
+    judged = `; ${check.reason}`
+  }
+  return { ready: true, reason: `${model}: ${e.compared} comparisons, agreement lower bound ${(100 * w.low).toFixed(2)}% ≥ ${(100 * pw.min_agreement).toFixed(2)}%${judged}: promoted to rollout candidate` }
+}
+
+/**
+ * Whether the judge's verdicts show a model at least as good as asked: min_judged decided (non-tie)
+ * pairs, and the 95 % Wilson lower bound of its win share among them reaching min_win_rate.
+ */
+export function checkWinRate(model: string, t: WinTally | undefined, min: number, minJudged: number): PromotionCheck {
+  const r = winRate(t ?? { wins: 0, ties: 0, losses: 0 })
+  const counts = `${r.wins} wins, ${r.ties} ties, ${r.losses} losses`
+  if (r.decided < minJudged) return { ready: false, reason: `${model}: ${r.decided} of ${minJudged} judged pairs decided (${counts})` }
+  const said = `judged win rate ${(100 * r.share).toFixed(2)}% (${counts}), 95% lower bound ${(100 * r.low).toFixed(2)}%`
+  if (!(r.low >= min)) return { ready: false, reason: `${model}: ${said} < ${(100 * min).toFixed(2)}%` }
+  return { ready: true, reason: `${said} ≥ ${(100 * min).toFixed(2)}%` }
 }

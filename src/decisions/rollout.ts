@@ -1,4 +1,6 @@
 import type { RolloutConfig } from '../config/decisions.js'
+import { winRate, type WinTally } from '../stats/index.js'
+import { checkWinRate } from './promotion.js'
 
 /** Where a rollout stands (the `state` label of modelsplit_rollout_state). */
 export type RolloutStatus = 'running' | 'paused' | 'holding' | 'rolled_back' | 'promoted'
@@ -70,6 +72,8 @@ export interface RolloutInputs {
   readonly control: ArmWindow
   readonly candidate: ArmWindow
   readonly guardrails: readonly GuardrailResult[]
+  /** The judge's verdicts on the candidate against the control (gates.min_win_rate, judge_guardrail); none: not read. */
+  readonly judged?: WinTally
   /** Why the data cannot be trusted at this boundary (Prometheus down…), or null. */
   readonly missing: string | null
 }
@@ -127,6 +131,11 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   for (const r of data.guardrails) {
     if (r.worse && r.p !== null && r.p < GUARDRAIL_ALPHA) failures.push(`guardrail ${r.metric} is significantly worse (sequential p = ${r.p.toPrecision(3)} < ${GUARDRAIL_ALPHA})`)
   }
+  if (g.judge_guardrail && data.judged !== undefined) {
+    // The sequential p is valid at every look, so the gate may read it at each boundary.
+    const r = winRate(data.judged)
+    if (r.losses > r.wins && r.sequentialP < GUARDRAIL_ALPHA) failures.push(`the judge prefers the control significantly (${r.wins} wins, ${r.ties} ties, ${r.losses} losses; sequential p = ${r.sequentialP.toPrecision(3)} < ${GUARDRAIL_ALPHA})`)
+  }
   if (failures.length > 0) {
     const why = `gate failed at ${percent}%: ${failures.join('; ')}`
     if (cfg.on_failure === 'pause') return { state: { ...state, status: 'paused', pausedBy: 'gate' }, result: 'pause', reason: `${why}; paused (on_failure: pause)` }
@@ -136,6 +145,11 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   // step holds (it is not a failure: the evidence may still come).
   const unproven = data.guardrails.filter((r) => r.nonInferior === false).map((r) => r.metric)
   if (unproven.length > 0) return hold(`holding at ${percent}%: guardrail ${unproven.join(', ')} not yet shown non-inferior (within its margin)`, 'running')
+  // Like a margin, a win rate not yet shown holds the step: the verdicts may still come.
+  if (g.min_win_rate !== null) {
+    const judged = checkWinRate(state.candidate, data.judged, g.min_win_rate, g.min_judged)
+    if (!judged.ready) return hold(`holding at ${percent}%: ${judged.reason}`, 'running')
+  }
   const elapsed = now - state.stepStartedAt
   if (elapsed < cfg.step_interval_ms) {
     return { state: { ...state, status: 'running' }, result: 'hold', reason: `gates hold at ${percent}%; on this step ${Math.round(elapsed / 1000)} s of ${Math.round(cfg.step_interval_ms / 1000)} s` }

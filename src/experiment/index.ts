@@ -6,4 +6,4 @@ export type { AnalysisSpec, AnalysisUnit, ArmCounts, ExperimentInput, MetricSpec
 export { DEFAULT_BUCKETS, MAX_BUCKETS, MIN_BUCKETS, unitBucket, unitHash } from './unit.js'
 export { DEFAULT_USER_SAMPLE, UserSample, usersObservedExpected } from './users.js'
 export { FIRST_LOOK, LOOK_GROWTH, RouteAccumulator, nextLook, type MetricCell, type RouteSpec, type WeightPeriod } from './accumulator.js'
-export { agreementOf, type AgreementReport } from './agreement.js'
+export { agreementOf, judgedOf, type AgreementReport, type JudgedReport } from './agreement.js'

@@ -6,7 +6,7 @@ import { request } from 'undici'
 import { rendezvousHash } from '../assign/index.js'
 import type { Metrics } from '../metrics/index.js'
 import type { JudgePlan } from '../plan/index.js'
-import { winRate, type WinRate } from '../stats/index.js'
+import { winRate, type WinRate, type WinTally } from '../stats/index.js'
 import { assembleAnswer, type AssembledAnswer } from './assemble.js'
 
 export type Verdict = 'win' | 'tie' | 'loss'
@@ -87,6 +87,12 @@ export class Judge {
       out.push({ route, primary, shadow, rate: winRate(t), sequentialP: t.sequentialP })
     }
     return out
+  }
+
+  /** One candidate's verdicts against one primary on a route (errors left out), or undefined before any. */
+  tally(route: string, primary: string, shadow: string): WinTally | undefined {
+    const t = this.#tallies.get(`${route}\u0000${primary}\u0000${shadow}`)
+    return t === undefined ? undefined : { wins: t.wins, ties: t.ties, losses: t.losses }
   }
 
   /**

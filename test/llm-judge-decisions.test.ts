@@ -7,7 +7,8 @@ import { sumShadows } from '../src/cli/cluster-admin.js'
 import { compile } from '../src/plan/index.js'
 import { startRouter, type RunningRouter } from './helpers/router.js'
 import { startFakeOpenAi } from './helpers/openai.js'
-import { startUpstream, type Received } from './helpers/upstream.js'
+import { prometheusBin, startPrometheus } from './helpers/prometheus.js'
+import { closedPort, startUpstream, type Received } from './helpers/upstream.js'
 
 const open: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -208,4 +209,38 @@ ${route}`
   ])('names %s with its line and key path', (_name, route, line, path, message) => {
     expect(problemsOf(base(route))).toContainEqual({ line, path, message: expect.stringMatching(message) })
   })
+})
+
+describe.skipIf(prometheusBin === '')('the fleet\'s verdicts, through Prometheus', () => {
+  it('promotes on the verdicts of every replica summed, which neither replica has alone', async () => {
+    const u = await models('candidate')
+    const port = await closedPort()
+    const promUrl = `http://127.0.0.1:${port}`
+    const yaml = `${modelsYaml(u).replace('evaluation: { interval: 1h }', `evaluation:\n  interval: 1h\n  prometheus: { url: "${promUrl}", scrape_interval: 1s, lookback: 1h }`)}routes:
+  - name: chat
+    path: /v1
+    api: openai
+    split: [{ model: control-model, weight: 100 }, { model: other-model, weight: 0 }, { model: candidate-model, weight: 0 }]
+    rollout: { candidate: other-model, steps: [50, 100], step_interval: 1s, min_requests: 5, gates: { max_p99_latency_ratio: null } }
+    shadow: [{ model: candidate-model, promote_when: { min_compared: 1, min_agreement: 0, min_win_rate: 0.6, min_judged: 10 } }]
+    judge: { model: judge-model }
+`
+    const replicas = [await startRouter(yaml), await startRouter(yaml)]
+    open.push(...replicas)
+    const prom = await startPrometheus(replicas.map((r) => new URL(r.adminUrl).host), [], port)
+    open.push(prom)
+    for (const r of replicas) expect((await r.router.decisions.act('chat', 'abort')).ok).toBe(true)
+    // 6 verdicts on each replica: short of min_judged 10 alone, 12 together.
+    for (const r of replicas) expect(await traffic(r, 6)).toEqual({ wins: 6, ties: 0, losses: 0 })
+    const wins = async (): Promise<number> => {
+      const res = await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('sum(modelsplit_llm_judge_verdicts_total{route="chat",verdict="win"})')}`)).json() as { data: { result: { value: [number, string] }[] } }
+      return Number(res.data.result[0]?.value[1] ?? 0)
+    }
+    await vi.waitFor(async () => expect(await wins()).toBe(12), { timeout: 20_000, interval: 200 })
+    const first = replicas[0] as RunningRouter
+    await first.router.decisions.tick(Date.now())
+    const s = await status(first)
+    expect(s).toMatchObject({ candidate: 'candidate-model', state: 'running' })
+    expect(s.decisions.at(-1)?.reason).toContain('judged win rate 100.00% (12 wins, 0 ties, 0 losses), 95% lower bound 75.75% ≥ 60.00%')
+  }, 60_000)
 })

@@ -12,7 +12,7 @@ import { Accumulator } from '../src/stats/index.js'
 
 const CFG: RolloutConfig = {
   candidate: 'v2', steps: [1, 5, 10, 25, 50, 100], step_interval_ms: 600_000, min_requests: 1000,
-  gates: { max_error_rate_increase: 0.005, max_p99_latency_ratio: 1.25, guardrails: ['converted'] }, on_failure: 'rollback', promote: true,
+  gates: { max_error_rate_increase: 0.005, max_p99_latency_ratio: 1.25, guardrails: ['converted'], min_win_rate: null, min_judged: 100, judge_guardrail: false }, on_failure: 'rollback', promote: true,
 }
 const SPLIT = [{ model: 'v1', weight: 100 }, { model: 'v2', weight: 0 }]
 const arm = (requests: number, errors: number, p99: number): ArmWindow => ({ requests, errors, p99 })
@@ -201,7 +201,7 @@ describe('Thompson-sampling bandit', () => {
 })
 
 describe('shadow promotion', () => {
-  const pw = { min_compared: 5000, min_agreement: 0.97, max_p99_latency_ratio: 1.2, max_error_rate: 0.001 }
+  const pw = { min_compared: 5000, min_agreement: 0.97, max_p99_latency_ratio: 1.2, max_error_rate: 0.001, min_win_rate: null, min_judged: 100 }
   it('promotes a shadow with 99% agreement, and never one with 90%', () => {
     expect(checkPromotion('v3', pw, { compared: 5000, agreed: 4950, requests: 5000, errors: 1, shadowP99: 0.05, controlP99: 0.05 })).toMatchObject({ ready: true })
     const r = checkPromotion('v3', pw, { compared: 50_000, agreed: 45_000, requests: 50_000, errors: 0, shadowP99: 0.05, controlP99: 0.05 })

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import { buildAdmin, type ShadowCounts } from './admin/index.js'
+import { buildAdmin, type LlmCounts, type ShadowCounts } from './admin/index.js'
 import { watchFile, type LoadedConfig, type RecordingConfig } from './config/index.js'
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
@@ -19,7 +19,7 @@ import type { GrpcContext } from './proxy/grpc/call.js'
 import { H2Sessions } from './upstream/h2-sessions.js'
 import { H2Dispatcher } from './upstream/h2-dispatcher.js'
 import type { Dispatcher } from 'undici'
-import { bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
+import { answered, bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
 import type { RecordSink } from './record/index.js'
 import { openSink, sameSink, sinkStatus } from './record/sinks.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
@@ -71,6 +71,8 @@ export interface Router {
   readonly mlflow: MlflowLink
   /** Each shadow's comparison counts with each primary, per route (what /admin/shadows reads). */
   shadowCounts(): ShadowCounts
+  /** api: openai routes: each arm's requests, tokens and cost served (what /admin/llm reads). */
+  llmCounts(): LlmCounts
   /** The request ids of these this process remembers (for another worker's feedback). */
   recall(requestIds: readonly string[]): PeerRecall[]
   /** Reopens the record file (SIGHUP, after log rotation). */
@@ -281,6 +283,17 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     })),
   }))
 
+  const llmCounts = (): LlmCounts => current().routes.filter((r) => r.plan.isOpenAi).map((r) => ({
+    route: r.name,
+    arms: r.arms.map((arm) => ({
+      model: arm.model,
+      requests: answered(arm.byCode).requests,
+      input_tokens: arm.llm?.inputTokens.value ?? 0,
+      output_tokens: arm.llm?.outputTokens.value ?? 0,
+      cost: arm.llm?.cost.value ?? 0,
+    })),
+  }))
+
   await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer }, ...(opts.peers !== undefined ? { peers: opts.peers } : {}) })
 
   const admin = buildAdmin({
@@ -291,6 +304,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     scope: 'this replica since it started; PromQL over modelsplit_outcome_* sums all replicas',
     current: () => current().plan,
     shadows: shadowCounts,
+    llm: llmCounts,
     configExtras: () => current().config.mlflow === null && !Object.values(current().config.models).some((m) => m.mlflow !== null) ? {} : { mlflow: mlflow.status() },
     isReady: () => listening && !shuttingDown,
     readiness: () => ({ sink: sinkStatus(writer) ?? { sink: writerConfig === undefined ? 'none' : 'file' } }),
@@ -381,6 +395,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     decisions: engine,
     mlflow,
     shadowCounts,
+    llmCounts,
     recall(requestIds) {
       const out: PeerRecall[] = []
       for (const requestId of requestIds) {

@@ -17,7 +17,7 @@ import {
   formatProblem,
 } from '../errors.js'
 import { experimentOf, type RouteExperiment, type TallyView } from '../evaluation/index.js'
-import { agreementOf, judgedOf } from '../experiment/index.js'
+import { agreementOf, judgedOf, llmSharesOf, type LlmArmCounts } from '../experiment/index.js'
 import type { Plan, RoutePlan } from '../plan/index.js'
 import { CONSOLE_PATHS, registerConsole } from './console/index.js'
 import { browserRefusal, isHostAllowed } from './guard.js'
@@ -40,6 +40,9 @@ export interface ShadowPair {
   judged?: { wins: number; ties: number; losses: number }
 }
 
+/** api: openai routes: what each arm served (requests, tokens, cost), as /admin/llm reads them. */
+export type LlmCounts = readonly { readonly route: string; readonly arms: readonly LlmArmCounts[] }[]
+
 export interface AdminDeps {
   /** The Prometheus exposition (one registry, or every cluster worker's aggregated). */
   metricsText(): Promise<{ contentType: string; body: string }>
@@ -49,6 +52,8 @@ export interface AdminDeps {
   current(): Plan
   /** Each shadow's comparisons with each primary, per route (this process's counts, or every worker's summed). */
   shadows?(): ShadowCounts | Promise<ShadowCounts>
+  /** api: openai routes: each arm's requests, tokens and cost (this process's, or every worker's summed). */
+  llm?(): LlmCounts | Promise<LlmCounts>
   /** More for /admin/config to show beside the file's config (the MLflow versions resolved). */
   configExtras?(): Record<string, unknown> | Promise<Record<string, unknown>>
   isReady(): boolean
@@ -181,6 +186,12 @@ export function buildAdmin(deps: AdminDeps, logger: boolean | object): FastifyIn
         ...(p.judged !== undefined ? { judged: judgedOf(p.judged.wins, p.judged.ties, p.judged.losses) } : {}),
       })),
     })),
+  }))
+
+  // Request, token and cost shares per arm side by side, computed by the experiment's owner.
+  admin.get('/admin/llm', async () => ({
+    scope: deps.scope,
+    routes: ((await deps.llm?.()) ?? []).map((r) => ({ route: r.route, arms: llmSharesOf(r.arms) })),
   }))
 
   admin.get('/admin/experiments/:route', async (request) => {

@@ -1,5 +1,6 @@
 import type { Worker } from 'node:cluster'
-import type { AdminDeps, ShadowCounts, ShadowPair } from '../admin/index.js'
+import type { AdminDeps, LlmCounts, ShadowCounts, ShadowPair } from '../admin/index.js'
+import { sumLlmCounts } from '../experiment/index.js'
 import type { OperatorAction } from '../decisions/engine.js'
 import { WorkerMetrics, type MetricsSnapshot } from '../metrics/index.js'
 import type { DeliveryStatus } from '../record/delivery.js'
@@ -17,6 +18,7 @@ export type AdminQuestion =
   | { readonly ms: 'rollout-act'; readonly id: number; readonly route: string; readonly action: OperatorAction }
   | { readonly ms: 'readiness'; readonly id: number }
   | { readonly ms: 'shadows'; readonly id: number }
+  | { readonly ms: 'llm'; readonly id: number }
 
 /**
  * Asks every listening worker; resolves with the answers in by `timeoutMs`. A worker that exits
@@ -25,7 +27,7 @@ export type AdminQuestion =
 export type AskEach = <T>(make: (id: number) => AdminQuestion, timeoutMs: number) => Promise<Map<Worker, T>>
 
 /** What the primary's admin takes from its workers, and the hook that keeps a dead worker's counts. */
-export type FromWorkers = Required<Pick<AdminDeps, 'metricsText' | 'rollouts' | 'readiness' | 'shadows'>> & { retire(worker: Worker): void }
+export type FromWorkers = Required<Pick<AdminDeps, 'metricsText' | 'rollouts' | 'readiness' | 'shadows' | 'llm'>> & { retire(worker: Worker): void }
 
 type ActResult = Awaited<ReturnType<NonNullable<AdminDeps['rollouts']>['act']>>
 type SinkState = DeliveryStatus | { readonly sink: string }
@@ -44,6 +46,7 @@ export async function answerAdmin(router: Router, q: AdminQuestion): Promise<unk
     case 'rollouts': return q.route === undefined ? router.decisions.list() : router.decisions.status(q.route) ?? null
     case 'rollout-act': return router.decisions.act(q.route, q.action)
     case 'shadows': return router.shadowCounts()
+    case 'llm': return router.llmCounts()
     case 'readiness': {
       // The single process's own /readyz, so the sink's state reads the same in both modes.
       const res = await router.admin.inject({ method: 'GET', url: '/readyz' })
@@ -85,6 +88,10 @@ export function primaryAdmin(askEach: AskEach): FromWorkers {
     // Each worker compared the shadows of its own share of the requests: the replica's counts are their sums.
     async shadows() {
       return sumShadows([...(await askEach<ShadowCounts>((id) => ({ ms: 'shadows', id }), STATUS_WAIT_MS)).values()])
+    },
+    // Each worker served its share of the users: an arm's requests, tokens and cost are the sums.
+    async llm() {
+      return sumLlmCounts([...(await askEach<LlmCounts>((id) => ({ ms: 'llm', id }), STATUS_WAIT_MS)).values()])
     },
     // Each worker has its own connection to the sink and its own spool: /readyz says how the
     // replica's records fare (spooling if any worker spools, bytes and drops summed), and each worker's.

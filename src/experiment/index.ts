@@ -7,3 +7,4 @@ export { DEFAULT_BUCKETS, MAX_BUCKETS, MIN_BUCKETS, unitBucket, unitHash } from 
 export { DEFAULT_USER_SAMPLE, UserSample, usersObservedExpected } from './users.js'
 export { FIRST_LOOK, LOOK_GROWTH, RouteAccumulator, nextLook, type MetricCell, type RouteSpec, type WeightPeriod } from './accumulator.js'
 export { agreementOf, judgedOf, type AgreementReport, type JudgedReport } from './agreement.js'
+export { llmSharesOf, sumLlmCounts, type LlmArmCounts, type LlmArmShares } from './llm-shares.js'

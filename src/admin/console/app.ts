@@ -318,10 +318,39 @@ export const CONSOLE_JS = String.raw`'use strict';
             el('div', null, el('span', { class: 'label' }, 'largest |diff| per request: mean ', field('abs-diff-mean', diffCount > 0 ? diffSum / diffCount : NaN, diffCount > 0 ? num(diffSum / diffCount) : '–'), ' over ' + diffCount),
               el('div', { class: 'hist', role: 'img', 'aria-label': 'distribution of the largest absolute difference: ' + per.filter(function (b) { return b.c > 0; }).map(function (b) { return '≤ ' + b.le + ': ' + b.c; }).join(', ') },
                 per.map(function (b) { var s = el('span', { title: '≤ ' + b.le + ': ' + b.c }); s.style.height = (100 * b.c / maxC) + '%'; return s; })))),
+          judgedLine(a && a.judged),
           el('p', { class: 'muted' }, 'latency p99: ' + p.primary + ' ' + secs(quantile(0.99, primCur)) + ' vs ' + sh + ' ' + secs(quantile(0.99, cur)))));
       });
     });
     return el('div', { 'data-section': 'shadows' }, kids);
+  }
+
+  // The judge's verdicts on a pair, as /admin/shadows gives them (its win rate, interval and p's).
+  function judgedLine(j) {
+    if (!j) return null;
+    return el('p', { 'data-section': 'judged' }, 'Judge: the shadow wins ', field('win-rate', j.win_rate, pct(j.win_rate)), ' ',
+      el('span', { class: 'muted' }, interval(j.ci, pct)), ' of ', field('decided', j.decided, num(j.decided)), ' decided pairs (',
+      field('wins', j.wins, num(j.wins)), ' wins, ', field('ties', j.ties, num(j.ties)), ' ties, ', field('losses', j.losses, num(j.losses)),
+      ' losses) · sign test p ', field('sign-p', j.sign_p, pval(j.sign_p)), ' · sequential p ', field('sequential-p', j.sequential_p, pval(j.sequential_p)));
+  }
+
+  // api: openai routes: each arm's share of requests, tokens and cost side by side (from /admin/llm).
+  function llmSection(r) {
+    if (!r || !r.arms || !r.arms.length) return null;
+    return el('div', { 'data-section': 'llm-shares' },
+      el('table', null,
+        el('caption', { text: 'Shares per arm: requests, tokens and cost (since start)' }),
+        el('thead', null, el('tr', null, ['model', 'requests', 'request share', 'tokens', 'token share', 'cost', 'cost share'].map(function (h, i) { return el('th', { class: i ? 'num' : null, text: h }); }))),
+        el('tbody', null, r.arms.map(function (a) {
+          return el('tr', { 'data-model': a.model },
+            el('th', { scope: 'row', text: a.model }),
+            el('td', { class: 'num' }, field('requests', a.requests, num(a.requests))),
+            el('td', { class: 'num' }, field('request-share', a.request_share, pct(a.request_share))),
+            el('td', { class: 'num' }, field('tokens', a.tokens, num(a.tokens))),
+            el('td', { class: 'num' }, field('token-share', a.token_share, pct(a.token_share))),
+            el('td', { class: 'num' }, field('cost', a.cost, isNum(a.cost) ? a.cost.toPrecision(4) : '–')),
+            el('td', { class: 'num' }, field('cost-share', a.cost_share, pct(a.cost_share))));
+        }))));
   }
 
   function modelsSection(route, series, prevSeries, dt, versions) {
@@ -366,6 +395,7 @@ export const CONSOLE_JS = String.raw`'use strict';
       json('/admin/rollouts').catch(function (e) { if (e.status === 404) return { routes: [] }; throw e; }),
       api('/metrics').then(function (r) { return r.ok ? r.text() : ''; }),
       json('/admin/shadows').catch(function () { return { routes: [] }; }),
+      json('/admin/llm').catch(function () { return { routes: [] }; }),
     ]).then(function (all) {
       var cfg = all[0], exps = all[1], rolls = all[2], now = Date.now();
       var series = parseMetrics(all[3]);
@@ -393,6 +423,7 @@ export const CONSOLE_JS = String.raw`'use strict';
             Object.keys(e.metrics || {}).map(function (mn) { return metricSection(mn, e.metrics[mn]); })) : null,
           shadowSection(rc.name, series, prev && prev.series, now, ((all[4].routes || []).filter(function (x) { return x.route === rc.name; })[0] || {}).pairs),
           el('h3', { text: 'Per model' }),
+          llmSection((all[5].routes || []).filter(function (x) { return x.route === rc.name; })[0]),
           modelsSection(rc.name, series, prev && prev.series, dt, (cfg.mlflow && cfg.mlflow.models) || {})));
       });
       main.replaceChildren(frag);

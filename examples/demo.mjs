@@ -1,23 +1,30 @@
 // The newcomer's first run: starts the example churn models, then the router on
 // config/router.yaml, sends a few predictions through it and runs an A/B test; then the automated
 // decisions live: a second router on config/rollout.yaml rolls churn-v2 out step by step, promotes
-// the shadow churn-v3 to the next candidate and rolls it out too, printing each decision.
+// the shadow churn-v3 to the next candidate and rolls it out too, printing each decision; then
+// LLM traffic: a third router on config/llm.yaml ramps one tiny OpenAI-compatible chat model
+// against another, with a streamed shadow and a judge whose verdicts gate each step.
 // Usage: npm run demo                (runs until Ctrl-C)
-//        npm run demo -- --once      (exits when both parts are done)
+//        npm run demo -- --once      (exits when all parts are done)
 //        npm run demo -- --rollout   (only the automated decisions; with --once, exits after them:
 //                                     test/demo-rollout.test.ts runs that)
+//        npm run demo -- --llm       (only the LLM part; with --once, exits after it:
+//                                     test/demo-llm.test.ts runs that)
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { dirname, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import yaml from 'js-yaml'
 import { startModelServer } from './model-server.mjs'
+import { COUNTRIES, startChatModel, startJudge } from './llm-servers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const once = process.argv.includes('--once')
 const rolloutOnly = process.argv.includes('--rollout')
+const llmOnly = process.argv.includes('--llm')
 const config = process.env.MODELSPLIT_CONFIG ?? 'config/router.yaml'
 const rolloutConfig = process.env.MODELSPLIT_ROLLOUT_CONFIG ?? 'config/rollout.yaml'
+const llmConfig = process.env.MODELSPLIT_LLM_CONFIG ?? 'config/llm.yaml'
 const cli = `${root}dist/cli/main.js`
 if (!existsSync(cli)) {
   console.error('dist/ is missing: run `npm ci` (it builds) or `npm run build` first')
@@ -282,6 +289,154 @@ try it:
   return done
 }
 
+// --- LLM traffic ---------------------------------------------------------------------------------
+
+/** Simulated chat clients in the LLM part, each streaming one request after the other. */
+const LLM_CLIENTS = 8
+
+/** One streamed chat request; resolves to the arm that answered and the raw SSE text. */
+async function chat(url, user, question) {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'chat', stream: true, user, messages: [{ role: 'user', content: question }] }),
+  })
+  return { model: res.headers.get('x-modelsplit-model'), status: res.status, text: await res.text() }
+}
+
+/** The text of a chat stream: its deltas' content, in order. */
+function streamedText(sse) {
+  let out = ''
+  for (const line of sse.split('\n')) {
+    if (!line.startsWith('data: {')) continue
+    out += JSON.parse(line.slice(6)).choices?.[0]?.delta?.content ?? ''
+  }
+  return out
+}
+
+/** Chat users, each new (so every step's share shows), each asking about one country. */
+function startChatTraffic(url) {
+  const counts = { sent: 0, failed: 0 }
+  let running = true
+  let next = 0
+  const client = async () => {
+    while (running) {
+      const i = next++
+      try {
+        // Each user asks in their own words (the judge's taste varies with the question).
+        const r = await chat(url, `llm-user-${i}`, `Question ${i}: what is the capital of ${COUNTRIES[i % COUNTRIES.length]}?`)
+        if (r.status === 200) counts.sent++
+        else counts.failed++
+      } catch {
+        counts.failed++
+        await sleep(50)
+      }
+    }
+  }
+  const all = Array.from({ length: LLM_CLIENTS }, (_, k) => sleep(k * 100).then(() => running && client()))
+  return { counts, stop: async () => { running = false; await Promise.all(all) } }
+}
+
+/**
+ * The LLM part: two tiny OpenAI-compatible chat models and a judge (in this process), a router on
+ * config/llm.yaml, streamed chat traffic, and every decision printed as it is taken; then what the
+ * router measured per arm: request, token and cost shares side by side, first-token times, and the
+ * judge's win rate. Resolves to true when chat-v2 was promoted.
+ */
+async function llmPart() {
+  const path = resolve(root, llmConfig)
+  const doc = yaml.load(readFileSync(path, 'utf8'))
+  const local = (host) => (host === undefined || host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host)
+  const url = `http://${local(doc.listen?.host)}:${doc.listen?.port ?? 8080}`
+  const admin = `http://${local(doc.admin?.host)}:${doc.admin?.port ?? 9464}`
+  const route = doc.routes[0]
+  const portOf = (name) => Number(new URL(doc.models[name].url).port)
+  const [control, candidate] = route.split.map((s) => s.model)
+  const gates = route.rollout.gates
+  console.log(`
+LLM traffic: a router on ${llmConfig} (OpenAI API ${url}/v1, admin ${admin})
+  ${candidate} (full sentences, dearer tokens) ramps against ${control} (one word) in steps of ${route.rollout.steps.join(', ')}%;
+  the control's users are mirrored to ${candidate} as a streamed shadow, the finished answers compared,
+  and the pairs left undecided judged blind by ${route.judge.model}: a step goes on once ${candidate}'s win rate
+  (95% lower bound, over at least ${gates.min_judged} decided verdicts) reaches ${gates.min_win_rate}
+  traffic: ${LLM_CLIENTS} simulated chat clients, each request streamed (SSE)`)
+  const stateFile = resolve(dirname(path), dirname(doc.recording?.path ?? './data/predictions.jsonl'), 'decisions.json')
+  if (existsSync(stateFile)) {
+    rmSync(stateFile, { force: true })
+    console.log(`  (a fresh start: the decision state of an earlier run, ${relative(root, stateFile)}, is removed)`)
+  }
+  const started = await Promise.all([
+    startChatModel({ style: 'terse', port: portOf(control) }),
+    startChatModel({ style: 'full', port: portOf(candidate), firstTokenMs: 45 }),
+    startJudge({ port: portOf(route.judge.model) }),
+  ])
+  models.push(...started)
+  await startRouter(llmConfig, admin)
+  const sample = await chat(url, 'alice', 'What is the capital of Kenya?')
+  const events = sample.text.split('\n\n').filter((e) => e !== '')
+  console.log(`\n  one streamed answer through the router (alice → ${sample.model}): ${events.length} events, text "${streamedText(sample.text)}"`)
+  console.log(`    first: ${events[0]}\n    last:  ${events.at(-1)}`)
+  const traffic = startChatTraffic(url)
+  stopTraffic = traffic.stop
+  console.log(`\n  time (UTC) kind      result        reason`)
+  const seen = new Set()
+  let lastReason = ''
+  let weights = ''
+  let last
+  let done = false
+  const deadline = Date.now() + ROLLOUT_DEADLINE_MS
+  while (!done && Date.now() < deadline) {
+    await sleep(250)
+    last = await (await fetch(`${admin}/admin/rollouts/${route.name}`)).json()
+    for (const d of last.decisions ?? []) {
+      const key = `${d.at}|${d.kind}|${d.result}|${d.reason}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      if (d.result === 'hold' && d.reason === lastReason) continue
+      lastReason = d.reason
+      console.log(`  ${d.at.slice(11, 19)}   ${d.kind.padEnd(9)} ${d.result.padEnd(13)} ${d.reason}`)
+    }
+    const now = sharesOf(last.effective_shares ?? {})
+    if (now !== weights) console.log(`  ${''.padEnd(10)} weights in force: ${(weights = now)}`)
+    done = last.state === 'promoted' || last.state === 'rolled_back'
+  }
+  await traffic.stop()
+  stopTraffic = () => {}
+  if (!done) console.log(`\n  not done within ${ROLLOUT_DEADLINE_MS / 1000} s: the rollout is ${last?.state} at ${last?.percent}% (see the reasons above)`)
+  const pct = (x) => (x == null ? '-' : `${(100 * x).toFixed(1)}%`)
+  const llm = await (await fetch(`${admin}/admin/llm`)).json()
+  console.log(`\n  per arm, side by side (GET /admin/llm): a request share is not a token or cost share`)
+  console.log(`  ${'model'.padEnd(9)} ${'requests'.padStart(8)} ${'share'.padStart(7)} ${'tokens'.padStart(8)} ${'share'.padStart(7)} ${'cost'.padStart(10)} ${'share'.padStart(7)}`)
+  for (const a of llm.routes.find((r) => r.route === route.name)?.arms ?? []) {
+    console.log(`  ${a.model.padEnd(9)} ${String(a.requests).padStart(8)} ${pct(a.request_share).padStart(7)} ${String(a.tokens).padStart(8)} ${pct(a.token_share).padStart(7)} ${a.cost.toFixed(6).padStart(10)} ${pct(a.cost_share).padStart(7)}`)
+  }
+  const metrics = await (await fetch(`${admin}/metrics`)).text()
+  const ttft = (model) => {
+    const sum = Number(/^gen_ai_server_time_to_first_token_seconds_sum\{([^}]*)\} (\S+)$/m.exec(metrics.split('\n').filter((l) => l.includes(`model="${model}"`) && l.startsWith('gen_ai_server_time_to_first_token_seconds_sum')).join('\n'))?.[2])
+    const count = Number(/ (\S+)$/.exec(metrics.split('\n').find((l) => l.startsWith('gen_ai_server_time_to_first_token_seconds_count') && l.includes(`model="${model}"`)) ?? '')?.[1])
+    return count > 0 ? `${((1000 * sum) / count).toFixed(1)} ms` : '-'
+  }
+  console.log(`  mean time to first token: ${control} ${ttft(control)} · ${candidate} ${ttft(candidate)} (gen_ai_server_time_to_first_token_seconds)`)
+  const shadows = await (await fetch(`${admin}/admin/shadows`)).json()
+  const pair = shadows.routes.find((r) => r.route === route.name)?.pairs.find((p) => p.primary === control && p.shadow === candidate)
+  const j = pair?.judged
+  if (j !== undefined) {
+    console.log(`  the judge on ${candidate} (shadow) vs ${control}: ${j.wins} wins, ${j.ties} ties, ${j.losses} losses; win rate ${pct(j.win_rate)} [${pct(j.ci[0])}, ${pct(j.ci[1])}], sign test p ${j.sign_p.toPrecision(2)}, sequential p ${j.sequential_p.toPrecision(2)}`)
+  }
+  const c = traffic.counts
+  console.log(`
+final weights: ${sharesOf(last?.effective_shares ?? {})} (${last?.candidate} ${last?.state}; ${c.sent} chat requests streamed${c.failed > 0 ? `, ${c.failed} failed` : ''})
+look at:
+  curl -s ${admin}/admin/llm                        (request, token and cost shares per arm)
+  curl -s ${admin}/admin/shadows                    (agreement, and the judge's verdicts with their interval)
+  curl -s ${admin}/metrics | grep -E '^(gen_ai_|modelsplit_llm_)'   (first-token time, tokens, cost, verdicts)
+  curl -sN ${url}/v1/chat/completions -H 'content-type: application/json' \\
+       -d '{"model":"chat","stream":true,"user":"bob","messages":[{"role":"user","content":"What is the capital of Peru?"}]}'
+  grep '"type":"judgement"' ${relative(root, resolve(dirname(path), doc.recording.path))} | tail -n 1     (a verdict, naming its request)
+  open ${admin}/                                    (the console: shares side by side, the judge's win rate)
+`)
+  return done && last?.state === 'promoted'
+}
+
 async function shutdown(code) {
   await stopTraffic()
   for (const r of routers) r.child.kill('SIGTERM')
@@ -293,8 +448,10 @@ process.once('SIGINT', () => void shutdown(0))
 process.once('SIGTERM', () => void shutdown(0))
 
 try {
-  if (!rolloutOnly) await abPart()
-  const ok = await rolloutPart()
+  let ok = true
+  if (!rolloutOnly && !llmOnly) await abPart()
+  if (!llmOnly) ok = await rolloutPart() && ok
+  if (!rolloutOnly) ok = await llmPart() && ok
   if (once) await shutdown(ok ? 0 : 1)
   else console.log('running; Ctrl-C stops the models and the routers')
 } catch (err) {

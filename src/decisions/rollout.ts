@@ -146,9 +146,11 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   const unproven = data.guardrails.filter((r) => r.nonInferior === false).map((r) => r.metric)
   if (unproven.length > 0) return hold(`holding at ${percent}%: guardrail ${unproven.join(', ')} not yet shown non-inferior (within its margin)`, 'running')
   // Like a margin, a win rate not yet shown holds the step: the verdicts may still come.
+  let judgedWhy = ''
   if (g.min_win_rate !== null) {
     const judged = checkWinRate(state.candidate, data.judged, g.min_win_rate, g.min_judged)
     if (!judged.ready) return hold(`holding at ${percent}%: ${judged.reason}`, 'running')
+    judgedWhy = `; ${judged.reason}`
   }
   const elapsed = now - state.stepStartedAt
   if (elapsed < cfg.step_interval_ms) {
@@ -156,10 +158,10 @@ export function decideRollout(cfg: RolloutConfig, state: RolloutState, data: Rol
   }
   if (state.step + 1 < cfg.steps.length) {
     const next = cfg.steps[state.step + 1] as number
-    return { state: { ...state, status: 'running', step: state.step + 1, stepStartedAt: now, baseline: control }, result: 'advance', reason: `gates held for ${Math.round(elapsed / 1000)} s at ${percent}% (errors ${pct(errCandidate)} vs ${pct(errControl)}): step up to ${next}%` }
+    return { state: { ...state, status: 'running', step: state.step + 1, stepStartedAt: now, baseline: control }, result: 'advance', reason: `gates held for ${Math.round(elapsed / 1000)} s at ${percent}% (errors ${pct(errCandidate)} vs ${pct(errControl)}${judgedWhy}): step up to ${next}%` }
   }
   if (percent >= 100 && cfg.promote) {
-    return { state: { ...state, status: 'promoted', control: state.candidate }, result: 'promote', reason: `gates held at 100% for ${Math.round(elapsed / 1000)} s: ${state.candidate} promoted, it is the control now` }
+    return { state: { ...state, status: 'promoted', control: state.candidate }, result: 'promote', reason: `gates held at 100% for ${Math.round(elapsed / 1000)} s${judgedWhy}: ${state.candidate} promoted, it is the control now` }
   }
   return { state: { ...state, status: 'running' }, result: 'hold', reason: `gates hold at the last step (${percent}%)${percent >= 100 ? '; promote: false keeps it there' : ''}` }
 }

@@ -27,7 +27,7 @@ export default tseslint.config(
   ...layer(['src/upstream/**', 'src/record/**', 'src/metrics/**'], [ours('proxy', 'shadow', 'evaluation', 'admin', 'report', 'cli', 'server')], ['fastify']),
   // The OpenAI answer reader is called by the exchange, never the other way round.
   // (judge.ts calls the judge model itself, through undici: side work, off the request path.)
-  ...layer(['src/llm/sse.ts', 'src/llm/request.ts', 'src/llm/assemble.ts', 'src/llm/answer.ts', 'src/llm/observe.ts'], [ours('proxy', 'shadow', 'upstream', 'record', 'evaluation', 'admin', 'report', 'cli', 'server')], ['fastify', 'node:http', 'undici']),
+  ...layer(['src/llm/sse.ts', 'src/llm/request.ts', 'src/llm/assemble.ts', 'src/llm/answer.ts', 'src/llm/observe.ts', 'src/llm/encoded.ts'], [ours('proxy', 'shadow', 'upstream', 'record', 'evaluation', 'admin', 'report', 'cli', 'server')], ['fastify', 'node:http', 'undici']),
   ...layer(['src/llm/judge.ts'], [ours('proxy', 'shadow', 'upstream', 'record', 'evaluation', 'admin', 'report', 'cli', 'server')], ['fastify', 'node:http']),
   // MLflow is reached from timers and decisions, never from a request: no transport of ours.
   ...layer(['src/mlflow/**'], [ours('admin', 'report', 'cli', 'server', 'shadow', 'upstream')], ['fastify', 'node:http']),

@@ -6,6 +6,7 @@ import type { ModelPrice } from '../config/types.js'
 import type { BodyView } from '../plan/index.js'
 import { prepareRequest } from './request.js'
 import { AnswerReader } from './sse.js'
+import { EncodedCopy, encodingOf } from './encoded.js'
 
 /** An arm's LLM instruments, bound once when the plan is bound. */
 export interface LlmInstruments {
@@ -22,7 +23,7 @@ export interface LlmInstruments {
 }
 
 const OUTCOMES: readonly StreamOutcome[] = ['done', 'no_done', 'stalled', 'upstream_error', 'client_gone']
-const ANOMALIES: readonly AnswerAnomaly[] = ['malformed_event', 'oversized_event', 'error_event', 'no_usage']
+const ANOMALIES: readonly AnswerAnomaly[] = ['malformed_event', 'oversized_event', 'error_event', 'no_usage', 'undecodable']
 
 /** Binds one arm's children (route and model labels). */
 export function bindLlm(metrics: Metrics, route: string, model: string, price: ModelPrice | null): LlmInstruments {
@@ -53,6 +54,8 @@ export interface AnswerFacts {
 
 export class LlmExchange {
   #reader: AnswerReader | null = null
+  /** A compressed answer: passed as is, read from this copy at its end; null for plain answers. */
+  #copy: EncodedCopy | null = null
   #finished = false
 
   private constructor(
@@ -79,10 +82,20 @@ export class LlmExchange {
     if (status < 200 || status > 299) return head
     let mode: 'sse' | 'json' = 'json'
     let length = -1
+    let encoded = -1
     for (let i = 0; i < head.length; i += 2) {
       const name = (head[i] as string).toLowerCase()
       if (name === 'content-type' && (head[i + 1] as string).toLowerCase().startsWith(SSE)) mode = 'sse'
       else if (name === 'content-length') length = i
+      else if (name === 'content-encoding') encoded = i
+    }
+    const encoding = encoded < 0 ? null : encodingOf(head[encoded + 1] as string)
+    if (encoding !== null) {
+      // Compressed: the bytes go to the client as the server sent them (its Content-Length with
+      // them); usage is read from a decoded copy at the end, so the model name stays the server's.
+      this.#copy = new EncodedCopy(encoding, this.maxEventBytes)
+      this.#reader = new AnswerReader({ mode, model: null, stripUsage: false, maxEventBytes: this.maxEventBytes })
+      return head
     }
     const rewrites = this.clientModel !== null || this.injected
     this.#reader = new AnswerReader({ mode, model: this.clientModel, stripUsage: this.injected, maxEventBytes: this.maxEventBytes })
@@ -93,12 +106,36 @@ export class LlmExchange {
 
   /** The bytes the client gets for this chunk of the answer (null: none yet). */
   data(chunk: Buffer): Buffer | null {
+    if (this.#copy !== null) {
+      this.#copy.push(chunk)
+      return chunk
+    }
     return this.#reader === null ? chunk : this.#reader.push(chunk)
   }
 
   /** Whatever was held, at the answer's end. */
   end(): Buffer | null {
+    if (this.#copy !== null) {
+      this.#readCopy()
+      return null
+    }
     return this.#reader === null ? null : this.#reader.end()
+  }
+
+  /** A compressed answer's usage, from its decoded copy; its first-token time is unknown (read at the end). */
+  #readCopy(): void {
+    const copy = this.#copy
+    const r = this.#reader
+    if (copy === null || r === null) return
+    this.#copy = null
+    const body = copy.decoded()
+    if (body === null) {
+      this.instruments.anomalies.undecodable.inc()
+      return
+    }
+    r.push(body)
+    r.end()
+    r.firstTokenAt = -1
   }
 
   /**
@@ -109,6 +146,8 @@ export class LlmExchange {
     const r = this.#reader
     if (this.#finished || r === null) return null
     this.#finished = true
+    // An answer cut short (stall, client gone) is not decoded: its copy is incomplete.
+    this.#copy = null
     const m = this.instruments
     const isSse = r.opts.mode === 'sse'
     if (isSse) m.streams[outcome === 'complete' ? (r.sawDone ? 'done' : 'no_done') : outcome].inc()

@@ -23,7 +23,7 @@ export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 26214
 /** How a streamed answer of an OpenAI route ended (the `outcome` label of modelsplit_llm_streams_total). */
 export type StreamOutcome = 'done' | 'no_done' | 'stalled' | 'upstream_error' | 'client_gone'
 /** What was odd in an OpenAI route's answer (the `kind` label of modelsplit_llm_anomalies_total). */
-export type AnswerAnomaly = 'malformed_event' | 'oversized_event' | 'error_event' | 'no_usage'
+export type AnswerAnomaly = 'malformed_event' | 'oversized_event' | 'error_event' | 'no_usage' | 'undecodable'
 
 export type ShadowDropReason = 'max_in_flight' | 'body_too_large' | 'shutting_down' | 'unavailable' | 'capture_budget'
 export type { AssignmentSource, MissingReason } from '../plan/index.js'
@@ -174,7 +174,7 @@ export class Metrics {
     labelNames: ['route', 'model', 'outcome'] as const, registers: [this.registry],
   })
   readonly llmAnomalies = new FastCounter({
-    name: 'modelsplit_llm_anomalies_total', help: 'OpenAI routes: answers passed on unaltered that could not be fully read, by kind: malformed_event (data not JSON), oversized_event (over limits.max_sse_event_bytes), error_event (an error object mid-stream), no_usage (no token counts).',
+    name: 'modelsplit_llm_anomalies_total', help: 'OpenAI routes: answers passed on unaltered that could not be fully read, by kind: malformed_event (data not JSON), oversized_event (over limits.max_sse_event_bytes), error_event (an error object mid-stream), no_usage (no token counts), undecodable (a compressed answer whose copy was over limits.max_sse_event_bytes, compressed or decoded, or did not decode).',
     labelNames: ['route', 'model', 'kind'] as const, registers: [this.registry],
   })
 

@@ -61,7 +61,7 @@ async function traffic(router: RunningRouter, users: number): Promise<{ wins: nu
   return judged
 }
 
-interface Status { state: string; candidate: string; percent: number; step_started_at: string; decisions: { kind: string; result: string; reason: string }[] }
+interface Status { state: string; candidate: string; percent: number; step_started_at: string; decisions: { kind: string; result: string; reason: string; inputs?: unknown }[] }
 const status = async (r: RunningRouter): Promise<Status> => (await fetch(`${r.adminUrl}/admin/rollouts/chat`)).json() as Promise<Status>
 
 const modelsYaml = (u: { control: string; candidate: string; judge: string }): string => `evaluation: { interval: 1h }
@@ -146,6 +146,10 @@ describe('the judge\'s win rate as a rollout gate', () => {
     s = await status(r)
     expect(s).toMatchObject({ state: 'running', percent: 100 })
     expect(s.decisions.at(-1)).toMatchObject({ result: 'advance' })
+    // The decision names the verdicts it read, in its reason and its inputs.
+    const judged = r.router.shadowCounts()[0]?.pairs.find((p) => p.shadow === 'candidate-model')?.judged
+    expect(s.decisions.at(-1)?.inputs).toMatchObject({ judged })
+    expect(s.decisions.at(-1)?.reason).toContain(`judged win rate 100.00% (${judged?.wins} wins, 0 ties, 0 losses)`)
   })
 
   it('with judge_guardrail, rolls back a candidate the judge significantly prefers the control to', async () => {

@@ -432,7 +432,7 @@ export class DecisionEngine {
     state = decision.state
     d.rollout = state
     if (decision.result === 'advance') this.#data.startWindow(route.name, state.stepStartedAt)
-    this.#note(route.name, d, { kind: 'rollout', result: decision.result, reason: decision.reason, inputs: { control, candidate, guardrails, step: cfg.steps[state.step], status: state.status } }, boundary)
+    this.#note(route.name, d, { kind: 'rollout', result: decision.result, reason: decision.reason, inputs: { control, candidate, guardrails, ...(judged !== undefined ? { judged } : {}), step: cfg.steps[state.step], status: state.status } }, boundary)
     let changed = followed || JSON.stringify(rolloutWeights(route.plan.config.split, live, state)) !== before
     // A finished rollout makes room for a shadow that has proven itself.
     if (state.status === 'promoted' || state.status === 'rolled_back') changed = await this.#promotionTick(route, cfg, d, boundary) || changed

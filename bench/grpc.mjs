@@ -3,7 +3,8 @@
 // forwarders (the floor: what Node itself needs to proxy a call) and through modelsplit's gRPC
 // listener (a 50/50 split of two model servers). Reports calls/s and each proxy's CPU µs per call
 // (process CPU from /proc over the calls it served). Uses dist/ (npm run build first).
-//   node bench/grpc.mjs [--seconds 5] [--concurrency 32] [--sessions 4] [--rounds 1] [--rate R] [--profile DIR]
+//   node bench/grpc.mjs [--seconds 5] [--concurrency 32] [--sessions 4] [--rounds 1] [--rate R]
+//                       [--baseline DIST] [--profile DIR]
 // The floor a split is held to splits too, as bench/node-floor.mjs does for HTTP: murmur2 of
 // x-user-id picks one of the same two model servers, one pooled session each ("node:http2 floor").
 // "node:http2 floor, one upstream" forwards everything to one server on one session: cheaper
@@ -14,13 +15,15 @@
 // --rate R paces the load at R calls/s (open loop, at most --concurrency in flight) instead of
 // as fast as the proxy answers: CPU per call falls as the rate rises (more frames per syscall),
 // so cases compared at one rate compare their work, not their batching.
+// --baseline DIST: also runs the router built in DIST (another commit's `dist/`, e.g. from
+// `git archive <commit> src tsconfig*.json` built with tsc) as "modelsplit grpc split (baseline)".
 // --profile DIR: the floor and the router run under the V8 profiler for their measured runs; the
 // profiles go to DIR and their top self-time functions are printed (profiling slows both).
 import { spawn } from 'node:child_process'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:http2'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { clockTicks, cpuTicks } from './cpu.mjs'
 import { summariseProfile } from './profile.mjs'
@@ -34,6 +37,7 @@ const SESSIONS = opt('sessions', 4)
 const ROUNDS = opt('rounds', 1)
 const RATE = opt('rate', 0)
 const PROFILE = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : null
+const BASELINE = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : null
 const METHOD = '/inference.GRPCInferenceService/ModelInfer'
 
 function ld(n, b) {
@@ -197,18 +201,20 @@ routes:
     grpc: { method: ${METHOD} }
     split: [{ model: a, weight: 50 }, { model: b, weight: 50 }]
 `)
-const ROUTER = `
-import { buildServer } from '${join(ROOT, 'dist/server.js')}'
+const ROUTER = (dist) => `
+import { buildServer } from '${join(resolvePath(dist), 'server.js')}'
 const r = await buildServer({ configFile: process.argv.at(-1), watch: false, defaultMetrics: false })
 const { grpcUrl } = await r.listen({ port: 0, adminPort: 0, grpcPort: 0, host: '127.0.0.1', adminHost: '127.0.0.1', grpcHost: '127.0.0.1' })
 console.log(grpcUrl)
 `
-const router = await start(ROUTER, [config], 'router')
+const router = await start(ROUTER(join(ROOT, 'dist')), [config], 'router')
+const baseline = BASELINE === null ? null : await start(ROUTER(BASELINE), [config])
 const CASES = [
   { name: 'direct (model server)', proc: model },
   { name: 'node:http2 floor, one upstream', proc: floor1 },
   { name: 'node:http2 floor', proc: floor, profile: true },
   { name: 'modelsplit grpc split', proc: router, profile: true },
+  ...(baseline === null ? [] : [{ name: 'modelsplit grpc split (baseline)', proc: baseline }]),
 ]
 const FLOOR_CASE = 'node:http2 floor'
 // Warm-up: one run of each case, not counted (JIT, sessions, pools).
@@ -237,7 +243,7 @@ const summary = CASES.map((c) => {
 })
 if (ROUNDS > 1) console.table(summary)
 console.log(JSON.stringify({ seconds: SECONDS, concurrency: CONCURRENCY, sessions: SESSIONS, rounds: ROUNDS, rate: RATE || null, rows, summary }))
-await Promise.all([model, model2, floor1, floor, router].map((p) => new Promise((resolve) => {
+await Promise.all([model, model2, floor1, floor, router, baseline].filter((p) => p !== null).map((p) => new Promise((resolve) => {
   p.child.once('exit', resolve)
   p.child.kill()
 })))

@@ -1,6 +1,6 @@
 // What a gRPC call sends and counts at its ends: the metadata passed on (and the router's own),
 // the answer's headers and trailers, the status a refusal gets, and the outcome by grpc-status.
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
+import { sensitiveHeaders, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import {
   INTERNAL, RESOURCE_EXHAUSTED, UNIMPLEMENTED, encodeMessage, formatTimeout, httpCodeOf, statusName, type FrameProblem,
 } from '../../upstream/grpc-wire.js'
@@ -28,12 +28,20 @@ export function isForwarded(key: string): boolean {
   }
 }
 
+/**
+ * x-request-id is sent never-indexed (RFC 7541 §6.2.3, node:http2's sensitiveHeaders): a value
+ * new on every call would only take a place in the session's HPACK table, pushing out the
+ * entries that do repeat (content-type, te, the model's name) so they went literal again.
+ */
+const UNIQUE: readonly string[] = Object.freeze(['x-request-id'])
+
 /** The metadata for the model's call: the client's, with the call's deadline and request id. */
 export function upstreamHeaders(incoming: IncomingHttpHeaders, path: string, timeoutMs: number, requestId: string): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = { ':method': 'POST', ':path': path }
   for (const key in incoming) if (isForwarded(key)) headers[key] = incoming[key]
   headers['grpc-timeout'] = timeoutHeader(timeoutMs)
   headers['x-request-id'] = requestId
+  ;(headers as Record<symbol, unknown>)[sensitiveHeaders] = UNIQUE
   return headers
 }
 
@@ -55,6 +63,7 @@ export function answerHeaders(headers: IncomingHttpHeaders, requestId: string, a
   for (const key in headers) if (key.charCodeAt(0) !== 58) out[key] = headers[key]
   out['x-request-id'] = requestId
   out['x-modelsplit-model'] = modelHeader(arm)
+  ;(out as Record<symbol, unknown>)[sensitiveHeaders] = UNIQUE
   return out
 }
 

@@ -9,14 +9,15 @@
 // MODELSPLIT_LLAMACPP_PYTHON=/path/to/venv/bin/python (.ci/run builds it from
 // test/fixtures/llamacpp/requirements.txt); skipped, saying so, without it.
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { readRecords } from '../src/record/index.js'
 import { answerText, startLlamaServers, startTap, type Exchange, type LlamaServers, type Tap } from './helpers/llamacpp.js'
-import { startFakeOpenAi } from './helpers/openai.js'
+import { startFakeOpenAi, WIRE_CASES, type Wire } from './helpers/openai.js'
 import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
 
 const PYTHON = process.env.MODELSPLIT_LLAMACPP_PYTHON ?? ''
@@ -24,6 +25,7 @@ const available = PYTHON !== '' && existsSync(PYTHON)
 if (!available) console.warn('llm-llamacpp: MODELSPLIT_LLAMACPP_PYTHON is not set to a Python with xllamacpp and gguf; skipped')
 
 const MESSAGES = [{ role: 'user', content: 'Say something.' }]
+const WIRE = fileURLToPath(new URL('fixtures/llamacpp/wire.json', import.meta.url))
 
 /** The SSE events of a stream, each with its blank line. */
 function events(text: string): string[] {
@@ -204,10 +206,10 @@ ${shadows}
     // llama.cpp was asked for the arm's model; the client's request otherwise went as it was.
     expect(JSON.parse(ex.requestBody)).toMatchObject({ model: 'tiny-19', user, stream: true, stream_options: { include_usage: true } })
     const sent = answerText(ex)
-    // llama.cpp names the model by its file in every chunk; the client sees its own name there, and
+    // llama.cpp names its model (its alias) in every chunk; the client sees its own name there, and
     // nothing else changed: the same events, bytes and order, [DONE] included.
     const served = /"model":"([^"]+)"/.exec(sent)?.[1] ?? ''
-    expect(served).toMatch(/tiny-19\.gguf$/)
+    expect(served).toBe('tiny-19')
     expect(got.text).toBe(sent.replaceAll(`"model":${JSON.stringify(served)}`, '"model":"my-chat"'))
     expect(events(got.text).at(-1)).toBe('data: [DONE]\n\n')
     // Greedy decoding: a direct call gets the same stream, apart from its id, time and timings.
@@ -333,5 +335,35 @@ ${shadows}
     // llama.cpp is free again: the next request is answered in full.
     const next = await chat(r, { model: 'my-chat', user, max_tokens: 4, stream: true })
     expect(events(next.text).at(-1)).toBe('data: [DONE]\n\n')
+  })
+  it('still sends what test/fixtures/llamacpp/wire.json recorded, which the fake replays (MODELSPLIT_LLAMACPP_RECORD=1 records it anew)', async () => {
+    const now: Wire['exchanges'] = {}
+    for (const [name, body] of Object.entries(WIRE_CASES)) {
+      const from = tapA?.exchanges.length ?? 0
+      const res = await request(`${tapA?.url}${body.path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body.request),
+      })
+      await res.body.text()
+      const ex = tapA?.exchanges[from] as Exchange
+      await ex.done
+      now[name] = { request: body.request, path: body.path, status: ex.status, rawHeaders: ex.rawHeaders, chunks: ex.chunks.map((c) => c.toString('utf8')) }
+    }
+    if (process.env.MODELSPLIT_LLAMACPP_RECORD === '1') {
+      const wire: Wire = { recorded_from: "llama.cpp's server as test/fixtures/llamacpp/requirements.txt pins it (xllamacpp), model tiny-19 of tiny_model.py", exchanges: now }
+      await writeFile(WIRE, `${JSON.stringify(wire, null, 1)}\n`)
+    }
+    const recorded = JSON.parse(await readFile(WIRE, 'utf8')) as Wire
+    for (const [name, ex] of Object.entries(now)) {
+      const old = recorded.exchanges[name]
+      expect(old, name).toBeDefined()
+      expect(ex.status, name).toBe(old?.status)
+      // The same header names and values, apart from the length of an answer that varies.
+      const heads = (raw: readonly string[]): string[] => raw.flatMap((v, i) => i % 2 === 0 ? [`${v}: ${/^content-length$/i.test(v) ? 'N' : raw[i + 1] ?? ''}`] : [])
+      expect(heads(ex.rawHeaders), name).toEqual(heads(old?.rawHeaders ?? []))
+      // The same bytes, apart from the id, the time, the measured timings and the prompt cache.
+      expect(volatileOut(ex.chunks.join('')), name).toBe(volatileOut(old?.chunks.join('') ?? ''))
+    }
   })
 })

@@ -51,6 +51,8 @@ export interface Exchange {
   readonly requestBody: string
   status: number
   headers: IncomingHttpHeaders
+  /** The answer's header lines as the server wrote them (name, value, name, value, ...). */
+  rawHeaders: string[]
   /** The answer body's bytes as the server sent them (transfer coding removed), in arrival order. */
   readonly chunks: Buffer[]
   /** The server's answer ended (it closed its body). */
@@ -81,6 +83,7 @@ export async function startTap(target: string): Promise<Tap> {
         requestBody: Buffer.concat(body).toString('utf8'),
         status: 0,
         headers: {},
+        rawHeaders: [],
         chunks: [],
         ended: false,
         cutByRouter: false,
@@ -99,6 +102,7 @@ export async function startTap(target: string): Promise<Tap> {
       }, (upRes) => {
         ex.status = upRes.statusCode ?? 0
         ex.headers = upRes.headers
+        ex.rawHeaders = upRes.rawHeaders
         res.writeHead(ex.status, upRes.headers)
         upRes.on('data', (c: Buffer) => {
           ex.chunks.push(c)

@@ -1,6 +1,8 @@
-// A fake OpenAI-compatible server that writes the wire format as OpenAI's and llama.cpp's servers
-// do: `data: ` lines, blank-line separators, `: keep-alive` comments, the usage-only chunk (with
-// `"usage":null` on every other chunk) when stream_options.include_usage is set, and `[DONE]`.
+// A fake OpenAI-compatible server that writes the wire format as OpenAI's API does: `data: ` lines,
+// blank-line separators, `: keep-alive` comments, the usage-only chunk (with `"usage":null` on every
+// other chunk) when stream_options.include_usage is set, and `[DONE]`. llama.cpp's server differs
+// (no keep-alive comments, no `"usage":null`, its own key order and `timings`): its recorded bytes
+// (test/fixtures/llamacpp/wire.json) are replayed as they were by startReplayOpenAi below.
 import type { ServerResponse } from 'node:http'
 import { startUpstream, type Received, type Upstream } from './upstream.js'
 

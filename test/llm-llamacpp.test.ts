@@ -307,15 +307,16 @@ ${shadows}
     })
   })
 
-  it('closes llama.cpp\'s stream when the client goes away mid-stream, and counts it', async () => {
-    const { r } = await router()
+  it('closes llama.cpp\'s stream when the client goes away mid-stream, and lets the running shadow finish', async () => {
+    const { r, records } = await router({ shadows: '    shadow: [{ model: small-next }]' })
     const user = users.large as string
-    const from = tapB?.exchanges.length ?? 0
-    // A long answer (2000 tokens, end of sequence ignored): the client leaves after its first token.
+    const fromA = tapA?.exchanges.length ?? 0
+    const fromB = tapB?.exchanges.length ?? 0
+    // A long answer (1000 tokens, end of sequence ignored): the client leaves after its first token.
     const res = await request(`${r.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'my-chat', user, messages: MESSAGES, max_tokens: 2000, ignore_eos: true, temperature: 0, stream: true }),
+      body: JSON.stringify({ model: 'my-chat', user, messages: MESSAGES, max_tokens: 1000, ignore_eos: true, temperature: 0, stream: true }),
     })
     expect(res.headers['x-modelsplit-model']).toBe('large')
     let seen = ''
@@ -323,19 +324,46 @@ ${shadows}
       seen += (c as Buffer).toString('utf8')
       if (/"content":"[^"]/.test(seen)) break // leaving the loop destroys the body: the connection closes
     }
-    const ex = exchangeFor(tapB, 'tiny-20', from)
+    const ex = exchangeFor(tapB, 'tiny-20', fromB)
     await ex.done
     // The router closed its connection to llama.cpp before the answer ended.
     expect(ex.cutByRouter).toBe(true)
     expect(ex.ended).toBe(false)
     expect(answerText(ex)).not.toContain('[DONE]')
-    const m = await metricsWhen(r, (x) => (x.get('modelsplit_llm_streams_total{route="chat",model="large",outcome="client_gone"}') ?? 0) === 1)
+    // The shadow, already running, was not cut: llama.cpp answered it in full, and its tokens count.
+    const shadow = exchangeFor(tapA, 'tiny-19-next', fromA)
+    await shadow.done
+    expect(shadow.cutByRouter).toBe(false)
+    expect(events(answerText(shadow)).at(-1)).toBe('data: [DONE]\n\n')
+    const m = await metricsWhen(r, (x) => (x.get('modelsplit_llm_streams_total{route="chat",model="large",outcome="client_gone"}') ?? 0) === 1 &&
+      (x.get('modelsplit_llm_shadow_tokens_total{route="chat",model="small-next",token_type="output"}') ?? 0) === 1000)
     expect(m.get('modelsplit_llm_streams_total{route="chat",model="large",outcome="client_gone"}')).toBe(1)
     expect(m.get('modelsplit_llm_streams_total{route="chat",model="large",outcome="done"}') ?? 0).toBe(0)
+    expect(m.get('modelsplit_llm_shadow_tokens_total{route="chat",model="small-next",token_type="output"}')).toBe(usageOf(answerText(shadow)).usage.completion_tokens)
     // llama.cpp is free again: the next request is answered in full.
     const next = await chat(r, { model: 'my-chat', user, max_tokens: 4, stream: true })
     expect(events(next.text).at(-1)).toBe('data: [DONE]\n\n')
+
+    open.splice(open.indexOf(r), 1)
+    await r.close() // flushes the records
+    const all: Record<string, unknown>[] = []
+    for await (const rec of readRecords(records)) all.push(rec as unknown as Record<string, unknown>)
+    // The pair is recorded with the shadow's whole answer; the primary's was cut, so its comparison
+    // is an error naming why, not an agreement or a disagreement.
+    const cut = all.filter((x) => (x.input as { max_tokens?: number } | undefined)?.max_tokens === 1000)
+    expect(cut).toHaveLength(1)
+    expect(cut[0]).toMatchObject({
+      user_id: user,
+      primary: { model: 'large', prediction: null, error: expect.stringContaining('client closed the connection') },
+      shadows: [{
+        model: 'small-next',
+        prediction: contentOf(answerText(shadow)),
+        usage: { output_tokens: 1000 },
+        comparison: { error: expect.stringMatching(/^primary: the client closed the connection/) },
+      }],
+    })
   })
+
   it('still sends what test/fixtures/llamacpp/wire.json recorded, which the fake replays (MODELSPLIT_LLAMACPP_RECORD=1 records it anew)', async () => {
     const now: Wire['exchanges'] = {}
     for (const [name, body] of Object.entries(WIRE_CASES)) {

@@ -2,7 +2,8 @@
 // the xllamacpp wheel from PyPI embeds it), serving tiny random-weight llama models that
 // test/fixtures/llamacpp/tiny_model.py writes with gguf-py. Their answers are noise, but the wire
 // format, the streaming, the usage and the timing are llama.cpp's. Greedy decoding (temperature 0)
-// makes each model answer the same prompt with the same tokens every time.
+// makes each model answer the same prompt with the same tokens every time; `cache_prompt: false`
+// (llama.cpp's own field) keeps every request on the same arithmetic path, whatever it served before.
 //
 // A recording tap (helpers/llamacpp.ts) sits between the router and each server, so the client's
 // bytes are compared with the exact bytes llama.cpp sent. Needs a Python with xllamacpp and gguf:
@@ -179,7 +180,7 @@ ${shadows}
     const res = await request(`${r.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: MESSAGES, temperature: 0, seed: 7, ...body }),
+      body: JSON.stringify({ messages: MESSAGES, temperature: 0, seed: 7, cache_prompt: false, ...body }),
     })
     const text = await res.body.text()
     return { status: res.statusCode, arm: res.headers['x-modelsplit-model'], text, ms: performance.now() - t0 }
@@ -189,7 +190,7 @@ ${shadows}
     const res = await request(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ messages: MESSAGES, temperature: 0, seed: 7, ...body }),
+      body: JSON.stringify({ messages: MESSAGES, temperature: 0, seed: 7, cache_prompt: false, ...body }),
     })
     return res.body.text()
   }

@@ -110,19 +110,19 @@ const SAY = [{ role: 'user', content: 'Say something.' }]
 export const WIRE_CASES: Record<string, { path: string; request: Record<string, unknown> }> = {
   chat_stream_usage: {
     path: '/v1/chat/completions',
-    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
   },
   chat_stream: {
     path: '/v1/chat/completions',
-    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, ignore_eos: true, stream: true },
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true },
   },
   chat_json: {
     path: '/v1/chat/completions',
-    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, ignore_eos: true },
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true },
   },
   completions_stream_usage: {
     path: '/v1/completions',
-    request: { model: 'tiny-19', prompt: 'Say something.', max_tokens: 6, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
+    request: { model: 'tiny-19', prompt: 'Say something.', max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
   },
   // A prompt longer than a slot's context: llama.cpp refuses it before it streams anything.
   chat_stream_too_long: {

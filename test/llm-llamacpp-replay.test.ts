@@ -22,8 +22,8 @@ afterEach(async () => {
   await Promise.all(open.splice(0).map((o) => o.close()))
 })
 
-async function setup(ex: WireExchange): Promise<{ fake: Upstream; router: RunningRouter }> {
-  const fake = await startReplayOpenAi(ex)
+async function setup(ex: WireExchange, opts: { byteByByte?: boolean } = {}): Promise<{ fake: Upstream; router: RunningRouter }> {
+  const fake = await startReplayOpenAi(ex, opts)
   open.push(fake)
   const router = await startRouter(`
 models:
@@ -85,6 +85,18 @@ describe('api: openai in front of llama.cpp\'s recorded wire bytes', () => {
     expect(m.get('modelsplit_llm_tokens_total{route="chat",model="tiny",token_type="output"}')).toBe(usage.completion_tokens)
     expect(m.get('modelsplit_llm_cost_total{route="chat",model="tiny"}')).toBeCloseTo((usage.prompt_tokens * 0.5 + usage.completion_tokens * 1.5) / 1e6, 12)
     expect(m.get('gen_ai_server_time_to_first_token_seconds_count{route="chat",model="tiny"}')).toBe(1)
+    expect(m.get('modelsplit_llm_anomalies_total{route="chat",model="tiny",kind="malformed_event"}') ?? 0).toBe(0)
+  })
+
+  it('reads llama.cpp\'s stream sent one byte a write the same: the same bytes out, the same usage counted', async () => {
+    const ex = recorded('chat_stream_usage')
+    const { router } = await setup(ex, { byteByByte: true })
+    const got = await call(router, ex, {})
+    expect(got.text).toBe(asClientSees(ex))
+    const usage = usageOf(ex)
+    const m = await metricsWhen(router, (x) => (x.get('modelsplit_llm_streams_total{route="chat",model="tiny",outcome="done"}') ?? 0) === 1)
+    expect(m.get('modelsplit_llm_tokens_total{route="chat",model="tiny",token_type="input"}')).toBe(usage.prompt_tokens)
+    expect(m.get('modelsplit_llm_tokens_total{route="chat",model="tiny",token_type="output"}')).toBe(usage.completion_tokens)
     expect(m.get('modelsplit_llm_anomalies_total{route="chat",model="tiny",kind="malformed_event"}') ?? 0).toBe(0)
   })
 

@@ -136,9 +136,10 @@ const FRAMING = new Set(['transfer-encoding', 'keep-alive', 'connection'])
 
 /**
  * A fake that answers every request with one recorded exchange, replayed byte for byte: the same
- * status, header lines and body, written read by read as llama.cpp's server sent it.
+ * status, header lines and body, written read by read as llama.cpp's server sent it (or one byte a
+ * write, so events arrive cut at every byte boundary).
  */
-export async function startReplayOpenAi(ex: WireExchange): Promise<Upstream> {
+export async function startReplayOpenAi(ex: WireExchange, opts: { byteByByte?: boolean } = {}): Promise<Upstream> {
   return startUpstream((_req, res) => {
     const headers: [string, string][] = []
     for (let i = 0; i + 1 < ex.rawHeaders.length; i += 2) {
@@ -146,7 +147,10 @@ export async function startReplayOpenAi(ex: WireExchange): Promise<Upstream> {
       if (!FRAMING.has(name.toLowerCase())) headers.push([name, ex.rawHeaders[i + 1] as string])
     }
     res.writeHead(ex.status, headers.flat())
-    for (const c of ex.chunks) res.write(c)
+    for (const c of ex.chunks) {
+      if (opts.byteByByte !== true) res.write(c)
+      else for (const b of Buffer.from(c)) res.write(Buffer.of(b)) // every event cut at every byte
+    }
     res.end()
   })
 }

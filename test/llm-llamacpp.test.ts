@@ -168,11 +168,9 @@ ${shadows}
     return m
   }
 
-  /** The exchange of the tap that carried the request for `model` after the first `skip`. */
-  function exchangeFor(tap: Tap | undefined, model: string, from: number): Exchange {
-    const ex = tap?.exchanges.slice(from).find((e) => (JSON.parse(e.requestBody) as { model: string }).model === model)
-    if (ex === undefined) throw new Error(`no request for ${model}`)
-    return ex
+  /** The exchange of the tap that carried the request for `model`, from its `from`th on (waits for it). */
+  function exchangeFor(tap: Tap | undefined, model: string, from: number): Promise<Exchange> {
+    return (tap as Tap).waitFor(from, (e) => (JSON.parse(e.requestBody) as { model: string }).model === model)
   }
 
   async function chat(r: RunningRouter, body: Record<string, unknown>): Promise<{ status: number; arm: unknown; text: string; ms: number }> {
@@ -202,7 +200,7 @@ ${shadows}
     const got = await chat(r, { model: 'my-chat', user, max_tokens: 24, ignore_eos: true, stream: true, stream_options: { include_usage: true } })
     expect(got.status).toBe(200)
     expect(got.arm).toBe('small')
-    const ex = exchangeFor(tapA, 'tiny-19', from)
+    const ex = await exchangeFor(tapA, 'tiny-19', from)
     await ex.done
     // llama.cpp was asked for the arm's model; the client's request otherwise went as it was.
     expect(JSON.parse(ex.requestBody)).toMatchObject({ model: 'tiny-19', user, stream: true, stream_options: { include_usage: true } })
@@ -243,7 +241,7 @@ ${shadows}
     const from = tapB?.exchanges.length ?? 0
     const got = await chat(r, { model: 'my-chat', user, max_tokens: 16, ignore_eos: true, stream: true })
     expect(got.arm).toBe('large')
-    const ex = exchangeFor(tapB, 'tiny-20', from)
+    const ex = await exchangeFor(tapB, 'tiny-20', from)
     await ex.done
     expect(JSON.parse(ex.requestBody)).toMatchObject({ model: 'tiny-20', stream: true, stream_options: { include_usage: true } })
     const sent = answerText(ex)
@@ -277,9 +275,9 @@ ${shadows}
     const fromB = tapB?.exchanges.length ?? 0
     const got = await chat(r, { model: 'my-chat', user, max_tokens: 20, ignore_eos: true, stream: true })
     expect(got.arm).toBe('small')
-    const primary = exchangeFor(tapA, 'tiny-19', fromA)
-    const same = exchangeFor(tapA, 'tiny-19-next', fromA) // the same model file: the same greedy answer
-    const other = exchangeFor(tapB, 'tiny-20-next', fromB) // another model: other text
+    const primary = await exchangeFor(tapA, 'tiny-19', fromA)
+    const same = await exchangeFor(tapA, 'tiny-19-next', fromA) // the same model file: the same greedy answer
+    const other = await exchangeFor(tapB, 'tiny-20-next', fromB) // another model: other text
     await Promise.all([primary.done, same.done, other.done])
     expect(JSON.parse(same.requestBody)).toMatchObject({ stream: true, stream_options: { include_usage: true } })
     const m = await metricsWhen(r, (x) => (x.get('modelsplit_llm_comparisons_total{route="chat",primary="small",shadow="large-next",layer="undecided",result="undecided"}') ?? 0) === 1 &&
@@ -325,14 +323,14 @@ ${shadows}
       seen += (c as Buffer).toString('utf8')
       if (/"content":"[^"]/.test(seen)) break // leaving the loop destroys the body: the connection closes
     }
-    const ex = exchangeFor(tapB, 'tiny-20', fromB)
+    const ex = await exchangeFor(tapB, 'tiny-20', fromB)
     await ex.done
     // The router closed its connection to llama.cpp before the answer ended.
     expect(ex.cutByRouter).toBe(true)
     expect(ex.ended).toBe(false)
     expect(answerText(ex)).not.toContain('[DONE]')
     // The shadow, already running, was not cut: llama.cpp answered it in full, and its tokens count.
-    const shadow = exchangeFor(tapA, 'tiny-19-next', fromA)
+    const shadow = await exchangeFor(tapA, 'tiny-19-next', fromA)
     await shadow.done
     expect(shadow.cutByRouter).toBe(false)
     expect(events(answerText(shadow)).at(-1)).toBe('data: [DONE]\n\n')

@@ -66,12 +66,15 @@ export interface Exchange {
 export interface Tap {
   readonly url: string
   readonly exchanges: Exchange[]
+  /** Resolves with the first exchange from index `from` on that `match` accepts, as soon as its request is in. */
+  waitFor(from: number, match: (ex: Exchange) => boolean): Promise<Exchange>
   close(): Promise<void>
 }
 
 /** A relay to `target` that records every exchange; closing its client's side closes the server's. */
 export async function startTap(target: string): Promise<Tap> {
   const exchanges: Exchange[] = []
+  const waiters = new Set<() => void>()
   const to = new URL(target)
   const server = createServer((req, res) => {
     const body: Buffer[] = []
@@ -92,6 +95,7 @@ export async function startTap(target: string): Promise<Tap> {
         }),
       }
       exchanges.push(ex)
+      for (const w of waiters) w()
       const up = httpRequest({
         host: to.hostname,
         port: to.port,
@@ -135,6 +139,16 @@ export async function startTap(target: string): Promise<Tap> {
   return {
     url: `http://127.0.0.1:${port}`,
     exchanges,
+    waitFor: (from, match) => new Promise<Exchange>((resolve) => {
+      const check = (): void => {
+        const ex = exchanges.slice(from).find(match)
+        if (ex === undefined) return
+        waiters.delete(check)
+        resolve(ex)
+      }
+      waiters.add(check)
+      check()
+    }),
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()
       server.close(() => resolve())

@@ -45,7 +45,7 @@ function contentOf(text: string): string {
   let out = ''
   for (const e of events(text)) {
     if (!e.startsWith('data: {')) continue
-    const c = (JSON.parse(e.slice(6)) as { choices: { delta?: { content?: string | null } }[] }).choices[0]?.delta?.content
+    const c = (JSON.parse(e.slice(6)) as { choices?: { delta?: { content?: string | null } }[] }).choices?.[0]?.delta?.content
     if (typeof c === 'string') out += c
   }
   return out
@@ -304,6 +304,24 @@ ${shadows}
         expect.objectContaining({ model: 'large-next', prediction: contentOf(answerText(other)), comparison: expect.objectContaining({ agree: false, layer: 'undecided' }) }),
       ]),
     })
+  })
+
+  it('passes on the error event llama.cpp ends a failed stream with, and counts it', async () => {
+    const { r } = await router()
+    const user = users.small as string
+    const from = tapA?.exchanges.length ?? 0
+    // "é" is no token of the tiny vocabulary: llama.cpp streams "a" and "b", then fails the task.
+    const got = await chat(r, { model: 'my-chat', user, max_tokens: 8, grammar: 'root ::= "ab" "é"', stream: true })
+    expect(got.status).toBe(200)
+    const ex = await exchangeFor(tapA, 'tiny-19', from)
+    await ex.done
+    const sent = answerText(ex)
+    expect(events(sent).at(-1)).toMatch(/^data: \{"error":\{"code":500,"message":"[^"]*grammar/)
+    expect(got.text).toBe(sent.replaceAll('"model":"tiny-19"', '"model":"my-chat"'))
+    expect(contentOf(got.text)).toBe('ab')
+    const m = await metricsWhen(r, (x) => (x.get('modelsplit_llm_anomalies_total{route="chat",model="small",kind="error_event"}') ?? 0) === 1)
+    expect(m.get('modelsplit_llm_streams_total{route="chat",model="small",outcome="no_done"}')).toBe(1)
+    expect(m.get('modelsplit_llm_streams_total{route="chat",model="small",outcome="done"}') ?? 0).toBe(0)
   })
 
   it('closes llama.cpp\'s stream when the client goes away mid-stream, and lets the running shadow finish', async () => {

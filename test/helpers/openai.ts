@@ -124,6 +124,12 @@ export const WIRE_CASES: Record<string, { path: string; request: Record<string, 
     path: '/v1/completions',
     request: { model: 'tiny-19', prompt: 'Say something.', max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
   },
+  // A grammar the tiny vocabulary cannot finish ("é" is no token of it): llama.cpp streams "a",
+  // "b", then fails the task and ends the stream with an error event, without [DONE].
+  chat_stream_error: {
+    path: '/v1/chat/completions',
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, grammar: 'root ::= "ab" "é"', stream: true, stream_options: { include_usage: true } },
+  },
   // A prompt longer than a slot's context: llama.cpp refuses it before it streams anything.
   chat_stream_too_long: {
     path: '/v1/chat/completions',

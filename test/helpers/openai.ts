@@ -1,6 +1,8 @@
-// A fake OpenAI-compatible server that writes the wire format as OpenAI's and llama.cpp's servers
-// do: `data: ` lines, blank-line separators, `: keep-alive` comments, the usage-only chunk (with
-// `"usage":null` on every other chunk) when stream_options.include_usage is set, and `[DONE]`.
+// A fake OpenAI-compatible server that writes the wire format as OpenAI's API does: `data: ` lines,
+// blank-line separators, `: keep-alive` comments, the usage-only chunk (with `"usage":null` on every
+// other chunk) when stream_options.include_usage is set, and `[DONE]`. llama.cpp's server differs
+// (no keep-alive comments, no `"usage":null`, its own key order and `timings`): its recorded bytes
+// (test/fixtures/llamacpp/wire.json) are replayed as they were by startReplayOpenAi below.
 import type { ServerResponse } from 'node:http'
 import { startUpstream, type Received, type Upstream } from './upstream.js'
 
@@ -85,3 +87,76 @@ export async function startFakeOpenAi(answerFor: (req: Received) => FakeAnswer):
 }
 
 export type { ServerResponse }
+
+/** One exchange recorded from llama.cpp's server (test/fixtures/llamacpp/wire.json). */
+export interface WireExchange {
+  readonly path: string
+  readonly request: Record<string, unknown>
+  readonly status: number
+  /** The answer's header lines as the server wrote them: name, value, name, value, ... */
+  readonly rawHeaders: readonly string[]
+  /** The answer body as it arrived, read by read (transfer coding removed). */
+  readonly chunks: readonly string[]
+}
+
+export interface Wire {
+  readonly recorded_from: string
+  readonly exchanges: Record<string, WireExchange>
+}
+
+const SAY = [{ role: 'user', content: 'Say something.' }]
+
+/** The requests test/fixtures/llamacpp/wire.json holds llama.cpp's answers to (model tiny-19). */
+export const WIRE_CASES: Record<string, { path: string; request: Record<string, unknown> }> = {
+  chat_stream_usage: {
+    path: '/v1/chat/completions',
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
+  },
+  chat_stream: {
+    path: '/v1/chat/completions',
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true },
+  },
+  chat_json: {
+    path: '/v1/chat/completions',
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true },
+  },
+  completions_stream_usage: {
+    path: '/v1/completions',
+    request: { model: 'tiny-19', prompt: 'Say something.', max_tokens: 6, temperature: 0, cache_prompt: false, ignore_eos: true, stream: true, stream_options: { include_usage: true } },
+  },
+  // A grammar the tiny vocabulary cannot finish ("é" is no token of it): llama.cpp streams "a",
+  // "b", then fails the task and ends the stream with an error event, without [DONE].
+  chat_stream_error: {
+    path: '/v1/chat/completions',
+    request: { model: 'tiny-19', messages: SAY, max_tokens: 6, temperature: 0, cache_prompt: false, grammar: 'root ::= "ab" "é"', stream: true, stream_options: { include_usage: true } },
+  },
+  // A prompt longer than a slot's context: llama.cpp refuses it before it streams anything.
+  chat_stream_too_long: {
+    path: '/v1/chat/completions',
+    request: { model: 'tiny-19', messages: [{ role: 'user', content: 'x'.repeat(5000) }], max_tokens: 6, stream: true },
+  },
+}
+
+/** Headers node writes itself (framing and connection), left out of a replay. */
+const FRAMING = new Set(['transfer-encoding', 'keep-alive', 'connection'])
+
+/**
+ * A fake that answers every request with one recorded exchange, replayed byte for byte: the same
+ * status, header lines and body, written read by read as llama.cpp's server sent it (or one byte a
+ * write, so events arrive cut at every byte boundary).
+ */
+export async function startReplayOpenAi(ex: WireExchange, opts: { byteByByte?: boolean } = {}): Promise<Upstream> {
+  return startUpstream((_req, res) => {
+    const headers: [string, string][] = []
+    for (let i = 0; i + 1 < ex.rawHeaders.length; i += 2) {
+      const name = ex.rawHeaders[i] as string
+      if (!FRAMING.has(name.toLowerCase())) headers.push([name, ex.rawHeaders[i + 1] as string])
+    }
+    res.writeHead(ex.status, headers.flat())
+    for (const c of ex.chunks) {
+      if (opts.byteByByte !== true) res.write(c)
+      else for (const b of Buffer.from(c)) res.write(Buffer.of(b)) // every event cut at every byte
+    }
+    res.end()
+  })
+}

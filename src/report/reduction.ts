@@ -129,7 +129,7 @@ const SPARK_TYPES: Record<SqlType, string> = { VARCHAR: 'STRING', BIGINT: 'BIGIN
  * VARIANT (NULL when it is not JSON; a duplicated key counts as not JSON unless the session sets
  * spark.sql.variant.allowDuplicateKeys, as modelsplit.spark does). Objects come back by `raw` with
  * their keys sorted, which changes no comparison the reduction makes (the recorded shares of a
- * router keep one key order). Works with ANSI mode on (Spark 4's default) or off.
+ * router keep one key order). Checked with ANSI mode on, Spark 4's default.
  */
 const SPARK: Dialect = {
   parse: (line) => `try_parse_json(${line})`,

@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """The experiment's reduction at scale: `modelsplit report --config` over record files against the
-same files reduced by DuckDB (and by the ClickHouse engine, chdb, with --chdb), side by side: wall
-time, CPU time and peak memory, at each record count given. Every engine's summary is compared
-with the report's (field by field, relative 1e-9) before its numbers are printed.
+same files reduced by DuckDB (and by the ClickHouse engine, chdb, with --chdb; by Spark local[2],
+with --spark), side by side: wall time, CPU time and peak memory, at each record count given. Every
+engine's summary is compared with the report's (field by field, relative 1e-9) before its numbers
+are printed.
 
-  python bench/at-scale.py --records 200000,1000000 [--chdb] [--out bench/results/at-scale.md]
+  python bench/at-scale.py --records 200000,1000000 [--chdb] [--spark] [--out bench/results/at-scale.md]
+
+Spark's numbers include its start (a JVM, local[2], driver heap 2 GiB) and its JVM, read from
+/proc before it exits: CPU is the Python process's, its finished children's and the JVM's; peak
+memory is the larger of the Python side's and the JVM's resident high-water mark (they run at once:
+their sum bounds it from above, printed beside it).
 
 Needs `npm run build` and a Python with the client and its extras
 (pip install -r clients/python/requirements-test.txt -e clients/python).
@@ -74,7 +80,16 @@ def generate(path: Path, records: int, seed: int = 1) -> None:
 def one(engine: str, records: str, config: str) -> None:
     """In a process of its own: runs one engine and prints its summary, time and peak memory."""
     started = time.perf_counter()
-    if engine == "report":
+    jvm = None
+    if engine == "spark":
+        from modelsplit import spark as ms
+
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        session = ms.session(master="local[2]", conf={"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "4"})
+        session.sparkContext.setLogLevel("ERROR")
+        summary = ms.experiment_summary(records, config, spark=session, modelsplit_bin=str(CLI))
+        jvm = _proc_usage(session.sparkContext._gateway.proc.pid)
+    elif engine == "report":
         done = subprocess.run(["node", str(CLI), "report", "--config", config, records, "--json"], capture_output=True, text=True, check=True)
         summary = json.loads(done.stdout)["experiments"]
     else:
@@ -85,8 +100,22 @@ def one(engine: str, records: str, config: str) -> None:
     wall = time.perf_counter() - started
     me = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"wall_s": wall, "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-                      "peak_mib": max(me.ru_maxrss, kids.ru_maxrss) / 1024, "summary": summary}))
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    peak = max(me.ru_maxrss, kids.ru_maxrss) / 1024
+    out = {"wall_s": wall, "cpu_s": cpu, "peak_mib": peak, "summary": summary}
+    if jvm is not None:
+        out.update(cpu_s=cpu + jvm["cpu_s"], peak_mib=max(peak, jvm["peak_mib"]), sum_mib=peak + jvm["peak_mib"])
+    print(json.dumps(out))
+
+
+def _proc_usage(pid: int) -> dict:
+    """A live process's CPU seconds (user + system) and resident high-water mark, from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "peak_mib": hwm / 1024}
 
 
 def measure(engine: str, records: Path, config: Path) -> dict:
@@ -100,6 +129,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", default="200000,1000000")
     ap.add_argument("--chdb", action="store_true", help="also the ClickHouse engine (chdb)")
+    ap.add_argument("--spark", action="store_true", help="also Spark, local[2] (pyspark: clients/python/requirements-spark.txt)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--one", nargs=3, metavar=("ENGINE", "RECORDS", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -108,7 +138,7 @@ def main() -> None:
         return
     from test_experiment_summary import compare
 
-    engines = ["report", "duckdb"] + (["clickhouse"] if args.chdb else [])
+    engines = ["report", "duckdb"] + (["clickhouse"] if args.chdb else []) + (["spark"] if args.spark else [])
     lines = ["| records | engine | wall s | CPU s | peak MiB | records/s | equal to report |", "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     with tempfile.TemporaryDirectory(prefix="ms-at-scale-") as tmp:
         config = Path(tmp) / "router.yaml"
@@ -123,14 +153,15 @@ def main() -> None:
                 if reference is None:
                     reference = m["summary"]
                 diff = compare(m["summary"], reference)
-                lines.append(f"| {count:,} ({size:.0f} MiB) | {engine} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {m['peak_mib']:.0f} | "
+                peak = f"{m['peak_mib']:.0f}" + (f" (sum {m['sum_mib']:.0f})" if "sum_mib" in m else "")
+                lines.append(f"| {count:,} ({size:.0f} MiB) | {engine} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {peak} | "
                              f"{count / m['wall_s']:,.0f} | {'yes' if not diff else 'NO: ' + '; '.join(diff[:2])} |")
                 print(lines[-1], flush=True)
             records.unlink()
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        Path(args.out).write_text(f"# The experiment at scale (bench/at-scale.py --records {args.records}{' --chdb' if args.chdb else ''})\n\n"
+        Path(args.out).write_text(f"# The experiment at scale (bench/at-scale.py --records {args.records}{' --chdb' if args.chdb else ''}{' --spark' if args.spark else ''})\n\n"
                                   f"One run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared with "
                                   "other work (a loaded machine: compare the rows of one run, not runs).\n\n" + text, encoding="utf-8")
 

@@ -69,13 +69,17 @@ describe('report --sql and --totals', () => {
     expect(ch.code).toBe(0)
     expect(ch.out.includes("values('route String, buckets Int64, by_user Bool', ('it\\'s', 64, true))")).toBe(true)
     expect(ch.out.trimEnd().endsWith('SETTINGS join_use_nulls = 1')).toBe(true)
+    const spark = await cli(['report', '--config', config, '--sql', 'spark'])
+    expect(spark.code).toBe(0)
+    expect(spark.out.includes("FROM VALUES ('it\\'s', 64, true))")).toBe(true)
+    expect(spark.out.includes('AS `offset`')).toBe(true)
   })
 
   it('refuses what it cannot do, saying what to give instead', async () => {
     expect(await cli(['report', '--sql', 'duckdb'])).toMatchObject({ code: 2, err: expect.stringContaining('report --sql needs --config FILE') })
     const bad = await cli(['report', '--config', config, '--sql', 'oracle'])
     expect(bad.code).toBe(2)
-    expect(bad.err).toContain('--sql oracle: not a dialect this build writes; use one of duckdb, clickhouse')
+    expect(bad.err).toContain('--sql oracle: not a dialect this build writes; use one of duckdb, clickhouse, spark')
     expect((await cli(['report', '--config', config, '--sql', 'duckdb', '--totals', '-'])).code).toBe(2)
     expect((await cli(['report', '--config', config, '--totals', join(dir, 'x'), join(dir, 'records.jsonl')])).code).toBe(2)
   })

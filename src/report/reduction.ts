@@ -21,7 +21,7 @@ import { MAX_OUTCOME_VALUE, SCHEMA_VERSION } from '../record/index.js'
  * predictions assigned by hash to an arm, outcomes of a declared metric not marked `counted: false`,
  * in a schema this build reads; anything else (unknown fields included) is ignored, never an error.
  */
-export type DialectName = 'duckdb' | 'clickhouse'
+export type DialectName = 'duckdb' | 'clickhouse' | 'spark'
 
 /** What differs between engines: a handful of expressions over the parsed record `j`. */
 interface Dialect {
@@ -47,6 +47,8 @@ interface Dialect {
   table(columns: readonly (readonly [string, SqlType])[], rows: readonly string[]): string
   /** The previous row's `x` in the window (NULL on the first row). */
   previous(x: string, window: string): string
+  /** A column alias as a quoted identifier. */
+  ident(name: string): string
   /** Appended to the query (settings). */
   readonly suffix: string
 }
@@ -88,6 +90,7 @@ const DUCKDB: Dialect = {
   cast: (x, type) => `CAST(${x} AS ${type})`,
   table: (columns, rows) => `SELECT * FROM (VALUES ${rows.join(', ')}) AS t(${columns.map(([c]) => c).join(', ')})`,
   previous: (x, window) => `lag(${x}) OVER (${window})`,
+  ident: (name) => `"${name}"`,
   suffix: '',
 }
 
@@ -110,6 +113,7 @@ const CLICKHOUSE: Dialect = {
   cast: (x, type) => `CAST(${x} AS Nullable(${CLICKHOUSE_TYPES[type]}))`,
   table: (columns, rows) => `SELECT * FROM values('${columns.map(([c, t]) => `${c} ${CLICKHOUSE_TYPES[t]}`).join(', ')}', ${rows.join(', ')})`,
   previous: (x, window) => `lagInFrame(toNullable(${x})) OVER (${window} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)`,
+  ident: (name) => `"${name}"`,
   // LEFT JOIN's missing side as NULL (ClickHouse's default fills in the type's default value).
   suffix: '\nSETTINGS join_use_nulls = 1',
 }
@@ -118,7 +122,45 @@ function chPath(path: readonly string[]): string {
   return path.map((p) => `'${p.replace(/[\\']/g, '')}'`).join(', ')
 }
 
-const DIALECTS: Record<DialectName, Dialect> = { duckdb: DUCKDB, clickhouse: CLICKHOUSE }
+const SPARK_TYPES: Record<SqlType, string> = { VARCHAR: 'STRING', BIGINT: 'BIGINT', DOUBLE: 'DOUBLE', BOOLEAN: 'BOOLEAN' }
+
+/**
+ * Spark SQL (checked on Spark 4.1, whose VARIANT type parses a line once): `j` is the line as a
+ * VARIANT (NULL when it is not JSON; a duplicated key counts as not JSON unless the session sets
+ * spark.sql.variant.allowDuplicateKeys, as modelsplit.spark does). Objects come back by `raw` with
+ * their keys sorted, which changes no comparison the reduction makes (the recorded shares of a
+ * router keep one key order). Checked with ANSI mode on, Spark 4's default.
+ */
+const SPARK: Dialect = {
+  parse: (line) => `try_parse_json(${line})`,
+  text: (p) => `try_variant_get(j, ${sparkPath(p)}, 'string')`,
+  num: (p) => `try_variant_get(j, ${sparkPath(p)}, 'double')`,
+  kind: (p) => {
+    const t = `schema_of_variant(try_variant_get(j, ${sparkPath(p)}, 'variant'))`
+    return `CASE WHEN ${t} IS NULL THEN NULL WHEN ${t} = 'STRING' THEN 'string' ` +
+      `WHEN ${t} IN ('BIGINT', 'INT', 'SMALLINT', 'TINYINT', 'DOUBLE', 'FLOAT') OR ${t} LIKE 'DECIMAL(%' THEN 'number' ` +
+      `WHEN ${t} = 'BOOLEAN' THEN 'bool' WHEN ${t} = 'VOID' THEN 'null' ELSE 'other' END`
+  },
+  raw: (p) => `to_json(try_variant_get(j, ${sparkPath(p)}, 'variant'))`,
+  xor: (a, b) => `(${a} ^ ${b})`,
+  ln: (x) => `ln(${x})`,
+  unitHash: (x) => `ms_unit_hash(${x})`,
+  // Spark reads backslash escapes in string literals (spark.sql.parser.escapedStringLiterals off, its default).
+  str: (v) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`,
+  cast: (x, type) => `CAST(${x} AS ${SPARK_TYPES[type]})`,
+  // An inline table types each column as its rows' common type (a weight of 1 beside 0.5: DECIMAL): cast to the declared one.
+  table: (columns, rows) => `SELECT ${columns.map(([c, t], i) => `CAST(col${i + 1} AS ${SPARK_TYPES[t]}) AS ${c}`).join(', ')} ` +
+    `FROM VALUES ${rows.join(', ')}`,
+  previous: (x, window) => `lag(${x}) OVER (${window})`,
+  ident: (name) => `\`${name}\``,
+  suffix: '',
+}
+
+function sparkPath(path: readonly string[]): string {
+  return `'$${path.map((p) => `.${p.replace(/[^A-Za-z0-9_]/g, '')}`).join('')}'`
+}
+
+const DIALECTS: Record<DialectName, Dialect> = { duckdb: DUCKDB, clickhouse: CLICKHOUSE, spark: SPARK }
 
 /** The dialects `reductionSql` writes. */
 export const DIALECT_NAMES: readonly DialectName[] = Object.keys(DIALECTS) as DialectName[]
@@ -199,7 +241,7 @@ export function reductionSql(config: Config, dialect: DialectName = 'duckdb'): s
   const mix = `((${d.xor('h', 'CAST(floor(h / 65536) AS BIGINT)')} * 73244475) % 4294967296)`
   const level = Array.from({ length: 32 }, (_, i) => `CASE WHEN mix < ${2 ** (31 - i)} THEN 1 ELSE 0 END`).join(' + ')
   const out = (kind: string, values: Partial<Record<OutputColumn, string>>): string =>
-    `SELECT ${str(kind)} AS kind, ` + OUTPUT.map(([c, t]) => `${d.cast(values[c] ?? 'NULL', t)} AS "${c}"`).join(', ')
+    `SELECT ${str(kind)} AS kind, ` + OUTPUT.map(([c, t]) => `${d.cast(values[c] ?? 'NULL', t)} AS ${d.ident(c)}`).join(', ')
   return `WITH
   ms_routes AS (${d.table([['route', 'VARCHAR'], ['buckets', 'BIGINT'], ['by_user', 'BOOLEAN']], routeRows)}),
   ms_arms AS (${d.table([['route', 'VARCHAR'], ['arm', 'BIGINT'], ['model', 'VARCHAR'], ['weight', 'DOUBLE']], armRows)}),

@@ -104,7 +104,7 @@ export class GrpcListener {
         return
       }
       this.#anomaly('http1_client')
-      socket.end(HTTP1_ANSWER)
+      endHttp1(socket)
     })
   }
 
@@ -115,7 +115,7 @@ export class GrpcListener {
       return
     }
     this.#anomaly('http1_client')
-    socket.end(HTTP1_ANSWER)
+    endHttp1(socket)
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -163,6 +163,15 @@ function status(stream: ServerHttp2Stream, requestId: string, code: number, mess
   }, { endStream: true })
   // What the client still sends is not read: the call is over.
   stream.resume()
+}
+
+/**
+ * Answers an HTTP/1.1 client and lets the socket close: what it still sends is read and dropped,
+ * so its FIN is seen and the socket does not linger half-open (holding close() until the deadline).
+ */
+function endHttp1(socket: Socket): void {
+  socket.end(HTTP1_ANSWER)
+  socket.resume()
 }
 
 function noop(): void {}

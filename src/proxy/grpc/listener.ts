@@ -58,8 +58,8 @@ export class GrpcListener {
       return
     }
     // Over TLS, ALPN tells them apart (RFC 7301; gRPC clients offer h2, PROTOCOL-HTTP2.md). An
-    // HTTP/1.1 client is let through the handshake (`http/1.1` is offered too) so it can be told
-    // why; one that offers neither is refused by the handshake itself.
+    // HTTP/1.1 client, or one that offers no protocol, is let through the handshake (`http/1.1` is
+    // offered too) so it can be told why.
     this.#net = createTlsServer({
       cert: readFileSync(deps.tls.cert_file),
       key: readFileSync(deps.tls.key_file),

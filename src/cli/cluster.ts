@@ -31,7 +31,7 @@ type ToWorker =
   | AdminQuestion
 
 type FromWorker =
-  | { readonly ms: 'listening'; readonly url: string }
+  | { readonly ms: 'listening'; readonly url: string; readonly grpcUrl?: string }
   | { readonly ms: 'reloaded'; readonly id: number; readonly result: ReloadResult }
   | { readonly ms: 'tally'; readonly id: number; readonly snapshot: TallySnapshot }
   | { readonly ms: 'mlflow'; readonly id: number; readonly status: Record<string, unknown> }
@@ -64,7 +64,9 @@ export async function runWorker(configFile: string, plan: Plan, logLevel: string
   })
   const router = await buildServer({ configFile, plan, logger: { level: logLevel }, watch: false, worker: id, peers })
   const send = (m: FromWorker): void => { process.send?.(m) }
-  const { url } = await router.listen()
+  // Each worker listens on listen.grpc too: node:cluster shares that socket as it shares the HTTP
+  // one, so connections (each a gRPC channel, its calls decided one by one) are spread over them.
+  const { url, grpcUrl } = await router.listen()
   let stopped: () => void = () => undefined
   const asked = new Promise<void>((resolve) => { stopped = resolve })
   process.on('message', (m: ToWorker) => {
@@ -82,7 +84,7 @@ export async function runWorker(configFile: string, plan: Plan, logLevel: string
       default: void answerAdmin(router, m).then((value) => send({ ms: 'answer', id: m.id, value }))
     }
   })
-  send({ ms: 'listening', url })
+  send(grpcUrl === undefined ? { ms: 'listening', url } : { ms: 'listening', url, grpcUrl })
   // The primary tells workers to stop; a signal sent to the whole group (Ctrl-C) does too, and
   // so does losing the primary.
   process.once('SIGTERM', stopped)
@@ -103,6 +105,7 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   let seq = 0
   const pending = new Map<number, { waiting: Set<Worker>; got: Map<Worker, unknown>; done: () => void }>()
   const listening = new Map<number, string>()
+  let grpcUrl: string | undefined
 
   // Asks the workers that listen (one still starting has no one to answer yet) and resolves with
   // the answers in by the deadline; a worker that dies is not waited for.
@@ -139,6 +142,7 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
     if (!isMessage(m)) return
     if (m.ms === 'listening') {
       listening.set(worker.id, m.url)
+      grpcUrl ??= m.grpcUrl
       if (writer === undefined) nameWriter()
       return
     }
@@ -260,7 +264,7 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   })
   lifecycle.add('admin', () => admin.close())
   const signal = await serveUntilSignalled({
-    banner: `modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`,
+    banner: `modelsplit: predictions on ${url}, admin on ${adminUrl}${grpcUrl === undefined ? '' : `, gRPC on ${grpcUrl}`} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)}, ${workers} workers)\n`,
     out: io.out,
     onHangup: async () => {
       const r = await reload()

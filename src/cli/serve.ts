@@ -13,10 +13,10 @@ export async function serve(configFile: string, plan: Plan, logLevel: string, io
   if (cluster.isWorker) return runWorker(configFile, plan, logLevel)
   if (workers > 1) return runPrimary(configFile, plan, workers, logLevel, io)
   const router = await buildServer({ configFile, plan, logger: { level: logLevel } })
-  const { url, adminUrl } = await router.listen()
+  const { url, adminUrl, grpcUrl } = await router.listen()
 
   const signal = await serveUntilSignalled({
-    banner: `modelsplit: predictions on ${url}, admin on ${adminUrl} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`,
+    banner: `modelsplit: predictions on ${url}, admin on ${adminUrl}${grpcUrl === undefined ? '' : `, gRPC on ${grpcUrl}`} (config ${configFile}, sha256 ${plan.loaded.sha256.slice(0, 12)})\n`,
     out: io.out,
     onHangup: async () => {
       await router.reload()

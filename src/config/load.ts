@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { createSecureContext } from 'node:tls'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type ConfigProblem } from '../errors.js'
 import { formatPath, type KeyPath } from './check.js'
 import { validateConfig } from './schema.js'
 import { checkSinkFiles, resolveSinkPaths } from './sink.js'
-import type { LoadedConfig } from './types.js'
+import type { GrpcEndpoint, ListenConfig, LoadedConfig } from './types.js'
 import { parseYaml, YamlSyntaxError } from './yaml.js'
 
 /** A validated config with a way back to the lines of its file, or every located problem. */
@@ -32,11 +33,12 @@ export function readConfig(text: string, file: string): ReadResult {
   const recording = resolveSinkPaths({ ...config.recording, path: resolve(dirname(file), config.recording.path) }, dirname(file))
   const tokenFile = config.admin.token_file === null ? null : resolve(dirname(file), config.admin.token_file)
   const mlflowToken = config.mlflow?.token_file == null ? null : resolve(dirname(file), config.mlflow.token_file)
-  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile), ...checkTokenFile(mlflowToken, ['mlflow', 'token_file'], 1)]
+  const listen = resolveListenTls(config.listen, dirname(file))
+  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile), ...checkTokenFile(mlflowToken, ['mlflow', 'token_file'], 1), ...checkListenTls(listen.grpc)]
   if (unreadable.length > 0) {
     return { ok: false, problems: unreadable.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message })) }
   }
-  const resolved = { ...config, recording, admin: { ...config.admin, token_file: tokenFile }, mlflow: config.mlflow === null ? null : { ...config.mlflow, token_file: mlflowToken } }
+  const resolved = { ...config, listen, recording, admin: { ...config.admin, token_file: tokenFile }, mlflow: config.mlflow === null ? null : { ...config.mlflow, token_file: mlflowToken } }
   return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') }), lineOf: parsed.lineOf }
 }
 
@@ -51,6 +53,40 @@ function checkTokenFile(file: string | null, path: (string | number)[] = ['admin
   }
   if (minLength === 1 && token.length === 0) return [{ path, message: `${file} holds no token` }]
   if (token.length < minLength) return [{ path, message: `${file} holds ${token.length === 0 ? 'no token' : 'a token under 16 characters'}: write a long random one, e.g. openssl rand -hex 32` }]
+  return []
+}
+
+function resolveListenTls(listen: ListenConfig, dir: string): ListenConfig {
+  const tls = listen.grpc?.tls
+  if (listen.grpc === undefined || tls === undefined) return listen
+  return { ...listen, grpc: { ...listen.grpc, tls: { cert_file: resolve(dir, tls.cert_file), key_file: resolve(dir, tls.key_file) } } }
+}
+
+/**
+ * The gRPC listener's certificate and key are read at compile, so a missing file, a file that is
+ * not PEM or a key that does not match its certificate is a located config problem, not a failed
+ * start. Nothing read is kept: the listener reads the files again when it starts.
+ */
+function checkListenTls(grpc: GrpcEndpoint | undefined): { path: KeyPath; message: string }[] {
+  const tls = grpc?.tls
+  if (tls === undefined) return []
+  const read = (key: 'cert_file' | 'key_file'): Buffer | { path: KeyPath; message: string } => {
+    try {
+      return readFileSync(tls[key])
+    } catch (err) {
+      return { path: ['listen', 'grpc', 'tls', key], message: `cannot read ${tls[key]} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }
+    }
+  }
+  const cert = read('cert_file')
+  const key = read('key_file')
+  const problems = [cert, key].filter((x): x is { path: KeyPath; message: string } => !Buffer.isBuffer(x))
+  if (problems.length > 0 || !Buffer.isBuffer(cert) || !Buffer.isBuffer(key)) return problems
+  try {
+    createSecureContext({ cert, key })
+  } catch (err) {
+    // OpenSSL names the failure: no PEM certificate, no PEM key, or a key of another certificate.
+    return [{ path: ['listen', 'grpc', 'tls'], message: `${tls.cert_file} and ${tls.key_file} are not a PEM certificate chain and its private key (${(err as Error).message})` }]
+  }
   return []
 }
 

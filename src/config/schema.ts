@@ -1,6 +1,6 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
-import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, GrpcRouteConfig, ListenConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
+import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, GrpcEndpoint, GrpcRouteConfig, ListenConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
@@ -17,6 +17,8 @@ const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when', 'strea
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode', 'rtol'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const LISTEN_KEYS = ['host', 'port', 'grpc'] as const
+const GRPC_LISTEN_KEYS = ['host', 'port', 'tls'] as const
+const LISTEN_TLS_KEYS = ['cert_file', 'key_file'] as const
 const GRPC_ROUTE_KEYS = ['method', 'model_name'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
 /** Addresses only this machine can reach: an admin listener there needs no token. */
@@ -196,8 +198,20 @@ function readListen(c: Checker, value: unknown): ListenConfig | undefined {
   const o = c.object(value, ['listen'], LISTEN_KEYS)
   if (o === undefined) return undefined
   const http = endpoint(c, { host: o.host, port: o.port }, ['listen'], fallback)
-  const grpc = o.grpc === undefined || o.grpc === null ? null : endpoint(c, o.grpc, ['listen', 'grpc'], { host: http?.host ?? fallback.host, port: 8081 })
+  const grpc = o.grpc === undefined || o.grpc === null ? null : readGrpcListen(c, o.grpc, http?.host ?? fallback.host)
   return http === undefined || grpc === undefined ? undefined : grpc === null ? http : { ...http, grpc }
+}
+
+function readGrpcListen(c: Checker, value: unknown, host: string): GrpcEndpoint | undefined {
+  const path = ['listen', 'grpc']
+  const o = c.object(value, path, GRPC_LISTEN_KEYS)
+  if (o === undefined) return undefined
+  const at = endpoint(c, { host: o.host, port: o.port }, path, { host, port: 8081 })
+  if (o.tls === undefined || o.tls === null) return at
+  const t = c.object(o.tls, [...path, 'tls'], LISTEN_TLS_KEYS, ['cert_file', 'key_file'])
+  const cert = t === undefined ? undefined : c.string(t.cert_file, [...path, 'tls', 'cert_file'])
+  const key = t === undefined ? undefined : c.string(t.key_file, [...path, 'tls', 'key_file'])
+  return at === undefined || cert === undefined || key === undefined ? undefined : { ...at, tls: { cert_file: cert, key_file: key } }
 }
 
 function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {

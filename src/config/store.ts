@@ -135,6 +135,9 @@ function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host || a.listen.grpc?.port !== b.listen.grpc?.port || a.listen.grpc?.host !== b.listen.grpc?.host) {
     return { notes: ['listen addresses take effect on restart only'] }
   }
+  if (a.listen.grpc?.tls?.cert_file !== b.listen.grpc?.tls?.cert_file || a.listen.grpc?.tls?.key_file !== b.listen.grpc?.tls?.key_file) {
+    return { notes: ['the gRPC listener\'s TLS files are read at start: a change takes effect on restart only'] }
+  }
   return {}
 }
 

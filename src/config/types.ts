@@ -11,8 +11,14 @@ export interface Endpoint {
 
 /** The prediction listener, and the gRPC one beside it when `listen.grpc` is set. */
 export interface ListenConfig extends Endpoint {
-  /** HTTP/2 cleartext gRPC listener (`listen.grpc: { host, port }`); absent: none. */
-  readonly grpc?: Endpoint
+  /** The gRPC listener (`listen.grpc: { host, port, tls }`); absent: none. */
+  readonly grpc?: GrpcEndpoint
+}
+
+/** The gRPC listener: HTTP/2 cleartext, or TLS (ALPN h2) with `tls`. */
+export interface GrpcEndpoint extends Endpoint {
+  /** The server's certificate chain and key (PEM files, absolute once loaded); absent: cleartext. */
+  readonly tls?: { readonly cert_file: string; readonly key_file: string }
 }
 
 /** The admin listener: where, and who may use it. */

@@ -1,4 +1,6 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { readFileSync } from 'node:fs'
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls'
 import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { requestIdOf } from '../listener.js'
 import { GrpcOnlyError } from '../../errors.js'
@@ -10,7 +12,12 @@ export interface GrpcListenerDeps {
   /** The runtime in force; read once per call and kept to its end. */
   current(): Runtime
   readonly ctx: GrpcContext
+  /** TLS (ALPN h2) with this certificate chain and key, PEM files read once here; absent: h2c. */
+  readonly tls?: { readonly cert_file: string; readonly key_file: string }
 }
+
+/** What the listener counts in modelsplit_grpc_anomalies_total: the calls' kinds and its own. */
+type ListenerAnomaly = GrpcAnomaly | 'tls_handshake'
 
 /** The HTTP/2 connection preface (RFC 9113 §3.4): what every h2c client sends first. */
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
@@ -29,7 +36,8 @@ const HTTP1_ANSWER = (() => {
 export class GrpcListener {
   readonly #deps: GrpcListenerDeps
   readonly #h2: Http2Server
-  readonly #net: NetServer
+  readonly #net: NetServer | TlsServer
+  readonly #scheme: 'http' | 'https'
   readonly #sessions = new Set<Http2Session>()
 
   constructor(deps: GrpcListenerDeps) {
@@ -42,19 +50,33 @@ export class GrpcListener {
     })
     // A peer that breaks the protocol ends its own session; the router goes on.
     this.#h2.on('sessionError', () => this.#anomaly('session_error'))
-    // The first bytes tell an HTTP/2 client from an HTTP/1.1 one, which gets a readable answer
-    // instead of a GOAWAY frame it cannot parse.
-    this.#net = createNetServer((socket) => this.#onSocket(socket))
+    if (deps.tls === undefined) {
+      // The first bytes tell an HTTP/2 client from an HTTP/1.1 one, which gets a readable answer
+      // instead of a GOAWAY frame it cannot parse.
+      this.#net = createNetServer((socket) => this.#onSocket(socket))
+      this.#scheme = 'http'
+      return
+    }
+    // Over TLS, ALPN tells them apart (RFC 7301; gRPC clients offer h2, PROTOCOL-HTTP2.md). An
+    // HTTP/1.1 client, or one that offers no protocol, is let through the handshake (`http/1.1` is
+    // offered too) so it can be told why.
+    this.#net = createTlsServer({
+      cert: readFileSync(deps.tls.cert_file),
+      key: readFileSync(deps.tls.key_file),
+      ALPNProtocols: ['h2', 'http/1.1'],
+    }, (socket) => this.#onTlsSocket(socket))
+    this.#net.on('tlsClientError', () => this.#anomaly('tls_handshake'))
+    this.#scheme = 'https'
   }
 
-  /** Starts listening; resolves with the `http://host:port` clients dial (h2c). */
+  /** Starts listening; resolves with the `http://host:port` clients dial (h2c), `https://` with TLS. */
   listen(host: string, port: number): Promise<string> {
     return new Promise((resolve, reject) => {
       this.#net.once('error', reject)
       this.#net.listen(port, host, () => {
         this.#net.off('error', reject)
         const a = this.#net.address() as AddressInfo
-        resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
+        resolve(`${this.#scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
       })
     })
   }
@@ -82,8 +104,18 @@ export class GrpcListener {
         return
       }
       this.#anomaly('http1_client')
-      socket.end(HTTP1_ANSWER)
+      endHttp1(socket)
     })
+  }
+
+  #onTlsSocket(socket: TLSSocket): void {
+    socket.on('error', noop)
+    if (socket.alpnProtocol === 'h2') {
+      this.#h2.emit('connection', socket)
+      return
+    }
+    this.#anomaly('http1_client')
+    endHttp1(socket)
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -110,7 +142,7 @@ export class GrpcListener {
     this.#anomaly(kind)
   }
 
-  #anomaly(kind: GrpcAnomaly): void {
+  #anomaly(kind: ListenerAnomaly): void {
     this.#deps.ctx.metrics.grpcAnomalies.labels({ kind }).inc()
   }
 }
@@ -131,6 +163,15 @@ function status(stream: ServerHttp2Stream, requestId: string, code: number, mess
   }, { endStream: true })
   // What the client still sends is not read: the call is over.
   stream.resume()
+}
+
+/**
+ * Answers an HTTP/1.1 client and lets the socket close: what it still sends is read and dropped,
+ * so its FIN is seen and the socket does not linger half-open (holding close() until the deadline).
+ */
+function endHttp1(socket: Socket): void {
+  socket.end(HTTP1_ANSWER)
+  socket.resume()
 }
 
 function noop(): void {}

@@ -75,6 +75,8 @@ export interface Runtime {
   readonly httpRoutes: readonly RouteRuntime[]
   /** The routes with `grpc:`, matched by method (and model_name) on the gRPC listener. */
   readonly grpcRoutes: readonly RouteRuntime[]
+  /** The gRPC routes of each full method (one without model_name, or several with one each), built once per plan. */
+  readonly grpcByMethod: ReadonlyMap<string, readonly RouteRuntime[]>
 }
 
 /** Where arms keep counters that must outlive a reload. */
@@ -104,7 +106,14 @@ export function bindPlan(plan: Plan, metrics: Metrics, counters: Counters, pools
   }))
   const httpRoutes = Object.freeze(routes.filter((r) => r.plan.config.grpc == null))
   const grpcRoutes = Object.freeze(routes.filter((r) => r.plan.config.grpc != null))
-  return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes), httpRoutes, grpcRoutes })
+  const grpcByMethod = new Map<string, RouteRuntime[]>()
+  for (const r of grpcRoutes) {
+    const method = r.plan.config.grpc?.method ?? ''
+    const list = grpcByMethod.get(method)
+    if (list === undefined) grpcByMethod.set(method, [r])
+    else list.push(r)
+  }
+  return Object.freeze({ plan, loaded: plan.loaded, config, routes: Object.freeze(routes), httpRoutes, grpcRoutes, grpcByMethod })
 }
 
 /**

@@ -4,7 +4,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { requestIdOf } from '../listener.js'
 import { GrpcOnlyError } from '../../errors.js'
-import type { RouteRuntime, Runtime } from '../runtime.js'
+import type { Runtime } from '../runtime.js'
 import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
 import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
 
@@ -133,8 +133,8 @@ export class GrpcListener {
     if (ctx.isShuttingDown()) return status(stream, requestId, UNAVAILABLE, 'the router is shutting down', this, 'shutting_down')
     const runtime = this.#deps.current()
     const path = headers[':path'] ?? ''
-    const candidates = routesOf(runtime.grpcRoutes, path)
-    if (candidates.length === 0) return status(stream, requestId, UNIMPLEMENTED, `no route for method ${path}`, this, 'unimplemented')
+    const candidates = runtime.grpcByMethod.get(path)
+    if (candidates === undefined) return status(stream, requestId, UNIMPLEMENTED, `no route for method ${path}`, this, 'unimplemented')
     new GrpcCall(ctx, stream, headers, runtime, candidates, path, requestId).begin()
   }
 
@@ -145,13 +145,6 @@ export class GrpcListener {
   #anomaly(kind: ListenerAnomaly): void {
     this.#deps.ctx.metrics.grpcAnomalies.labels({ kind }).inc()
   }
-}
-
-/** The gRPC routes of one method (one route without model_name, or several with one each). */
-function routesOf(routes: readonly RouteRuntime[], method: string): RouteRuntime[] {
-  const out: RouteRuntime[] = []
-  for (const r of routes) if (r.plan.config.grpc?.method === method) out.push(r)
-  return out
 }
 
 /** A call the router answers itself, trailers-only (PROTOCOL-HTTP2.md: status in the headers). */

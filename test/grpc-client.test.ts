@@ -367,7 +367,7 @@ print(json.dumps({"fraction": float(rows.mean()), "agree": bool(rows.all())}))
     expect(expected.v1.agree).toBe(false) // the two models differ on these rows: the comparison has something to find
 
     await r.router.flush()
-    type Rec = { type: string; request_id: string; transport: string; model: string; primary: { prediction: { name: string; datatype: string; shape: number[]; data: number[] }[] }; shadows: { model: string; prediction: { data: number[] }[]; comparison: { agree: boolean; fraction_agree: number } }[] }
+    type Rec = { type: string; request_id: string; transport: string; model: string; input: unknown; primary: { prediction: { name: string; datatype: string; shape: number[]; data: number[] }[] }; shadows: { model: string; prediction: { data: number[] }[]; comparison: { agree: boolean; fraction_agree: number } }[] }
     const records = (await readFile(join(r.dir, 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Rec).filter((x) => x.type === 'prediction')
     expect(records).toHaveLength(users.length)
     for (const c of calls) {
@@ -375,6 +375,8 @@ print(json.dumps({"fraction": float(rows.mean()), "agree": bool(rows.all())}))
       expect(rec.transport).toBe('grpc')
       const served = c.arm === 'v1' ? v1 : v2
       expect(rec.primary.prediction).toEqual([served])
+      // The request's tensor as protobufjs encoded it: FP32, so each value as float32 holds it.
+      expect(rec.input).toEqual([{ name: 'input-0', datatype: 'FP32', shape: [ROWS.length, 4], data: ROWS.flat().map(Math.fround) }])
       expect(rec.shadows[0]?.model).toBe('v2-shadow')
       expect(rec.shadows[0]?.prediction[0]?.data).toEqual(v2.data)
       const oracle = c.arm === 'v1' ? expected.v1 : expected.v2

@@ -618,6 +618,37 @@ routes:
   })
 })
 
+describe('gRPC records: the request', () => {
+  it('records a unary call\'s input tensors as its outputs are; an input that is not tensors is said to be undecodable', async () => {
+    const model = await upstream((call) => answer(call.stream, [Buffer.alloc(0)]))
+    const r = await startRouter(`${LISTEN}recording: { path: ./records.jsonl }
+models:
+  v1: { url: "${model.url}" }
+routes:
+  - name: infer
+    grpc: { method: ${INFER} }
+    record: true
+    split: [{ model: v1, weight: 1 }]
+`)
+    // InferInputTensor x: datatype FP32 (2), shape [2] (3, packed), its values in raw_input_contents (7) of the request.
+    const raw = Buffer.alloc(8)
+    raw.writeFloatLE(1.5, 0)
+    raw.writeFloatLE(-2, 4)
+    const tensor = Buffer.concat([field(1, 'x'), field(2, 'FP32'), field(3, Buffer.from([2]))])
+    const withTensor = Buffer.concat([field(1, 'm'), field(3, 'id-1'), field(5, tensor), field(7, raw)])
+    const s = session(r.grpcUrl)
+    const a = await grpcCall(s, INFER, [withTensor], { 'x-user-id': 'u1' })
+    const b = await grpcCall(s, INFER, [inferRequest('m')], { 'x-user-id': 'u2' })
+    expect([a.status, b.status]).toEqual([0, 0])
+    await r.router.flush()
+    const lines = (await readFile(join(r.dir, 'records.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    const byId = (id: unknown): Record<string, unknown> | undefined => lines.find((l) => l.request_id === id)
+    expect(byId(a.headers['x-request-id'])?.input).toEqual([{ name: 'x', datatype: 'FP32', shape: [2], data: [1.5, -2] }])
+    expect(byId(b.headers['x-request-id'])).toMatchObject({ input_omitted: 'not_decodable' })
+    expect(byId(b.headers['x-request-id'])?.input).toBeUndefined()
+  })
+})
+
 describe('gRPC traces', () => {
   /** An OTLP/HTTP receiver keeping every span it is sent, by name. */
   async function collector(): Promise<{ url: string; spans(): Map<string, { traceId: string; spanId: string; parentSpanId?: string; attrs: Record<string, unknown> }> }> {

@@ -90,13 +90,25 @@ export function decodeRaw(datatype: string, raw: Buffer): TensorData {
  * typed InferTensorContents field its datatype uses.
  */
 export function decodeInferResponse(msg: Buffer): Tensor[] {
+  return decodeInferTensors(msg, 5, 6, 'output')
+}
+
+/**
+ * The inputs of an OIP ModelInferRequest (inputs = 5, raw_input_contents = 7), read as the
+ * answer's outputs are: an InferInputTensor has the same fields as an output tensor.
+ */
+export function decodeInferRequest(msg: Buffer): Tensor[] {
+  return decodeInferTensors(msg, 5, 7, 'input')
+}
+
+function decodeInferTensors(msg: Buffer, tensorField: number, rawField: number, what: 'input' | 'output'): Tensor[] {
   const outputs: WireField[] = []
   const raws: Buffer[] = []
   for (const f of fields(msg)) {
-    if (f.number === 5 && f.wire === 2) outputs.push(f)
-    else if (f.number === 6 && f.wire === 2) raws.push(bytesOf(msg, f))
+    if (f.number === tensorField && f.wire === 2) outputs.push(f)
+    else if (f.number === rawField && f.wire === 2) raws.push(bytesOf(msg, f))
   }
-  if (raws.length > 0 && raws.length !== outputs.length) throw new Error(`${outputs.length} outputs but ${raws.length} raw_output_contents`)
+  if (raws.length > 0 && raws.length !== outputs.length) throw new Error(`${outputs.length} ${what}s but ${raws.length} raw_${what}_contents`)
   return outputs.map((o, i) => {
     const body = bytesOf(msg, o)
     let name = ''
@@ -152,9 +164,18 @@ const TF_TYPES: Record<number, string> = {
 
 /** The outputs of a TF Serving PredictResponse (map<string, TensorProto> outputs = 1), in name order. */
 export function decodePredictResponse(msg: Buffer): Tensor[] {
+  return decodeTensorMap(msg, 1)
+}
+
+/** The inputs of a TF Serving PredictRequest (map<string, TensorProto> inputs = 2), in name order. */
+export function decodePredictRequest(msg: Buffer): Tensor[] {
+  return decodeTensorMap(msg, 2)
+}
+
+function decodeTensorMap(msg: Buffer, mapField: number): Tensor[] {
   const out: Tensor[] = []
   for (const f of fields(msg)) {
-    if (f.number !== 1 || f.wire !== 2) continue
+    if (f.number !== mapField || f.wire !== 2) continue
     const entry = bytesOf(msg, f)
     let name = ''
     let tensor: Buffer | null = null

@@ -83,7 +83,7 @@ export interface PredictionRecord {
   /** Every shadow selected for this request: answered (or failed), or not sent and why. */
   readonly shadows: (ShadowResult | ShadowDrop)[]
   input?: unknown
-  input_omitted?: 'body_too_large'
+  input_omitted?: 'body_too_large' | 'streaming' | 'not_decodable'
 }
 
 /** How an outcome was tied to a model. */

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer'
 import { gunzipSync } from 'node:zlib'
-import { compareTensors, comparePredictions, decodeInferResponse, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
+import { compareTensors, comparePredictions, decodeInferRequest, decodeInferResponse, decodePredictRequest, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
@@ -38,8 +38,10 @@ export class Observation implements ShadowSink {
   readonly requestId: string
   readonly userId: string | undefined
   readonly source: AssignmentSource
-  readonly input: Buffer | undefined
-  readonly inputTruncated: boolean
+  /** The request's body for its record (a gRPC call's one message is given later, by setInput). */
+  input: Buffer | undefined
+  inputTruncated: boolean
+  inputOmitted: 'streaming' | 'not_decodable' | undefined
   #remaining = 1
   #primary: PrimaryOutcome | undefined
   readonly #shadows: ShadowOutcome[] = []
@@ -59,6 +61,17 @@ export class Observation implements ShadowSink {
     this.source = source
     this.input = input
     this.inputTruncated = inputTruncated
+  }
+
+  /** A gRPC call's request message (unframed, uncompressed), known only once it has all come. */
+  setInput(input: Buffer | undefined, truncated: boolean): void {
+    this.input = input
+    this.inputTruncated = truncated
+  }
+
+  /** A gRPC call whose request is not recorded, and why. */
+  setInputOmitted(why: 'streaming' | 'not_decodable'): void {
+    this.inputOmitted = why
   }
 
   /** A shadow was sent; its outcome must arrive (through shadowDone) before the record is written. */
@@ -157,6 +170,15 @@ function tensorsOf(method: string, body: Buffer): { ok: true; value: Tensor[] } 
     return { ok: true, value: method.startsWith('/tensorflow.serving.') ? decodePredictResponse(msg) : decodeInferResponse(msg) }
   } catch (err) {
     return { ok: false, reason: `the answer's tensors cannot be read: ${(err as Error).message}` }
+  }
+}
+
+/** A unary gRPC call's request tensors, decoded as its answer's are (OIP ModelInferRequest or TF Serving PredictRequest). */
+function requestTensorsOf(method: string, msg: Buffer): { ok: true; value: Tensor[] } | { ok: false } {
+  try {
+    return { ok: true, value: method.startsWith('/tensorflow.serving.') ? decodePredictRequest(msg) : decodeInferRequest(msg) }
+  } catch {
+    return { ok: false }
   }
 }
 
@@ -372,7 +394,14 @@ export class Observer {
     if (rawPrediction !== undefined) (record as { [kRawPrediction]?: Buffer })[kRawPrediction] = rawPrediction
     if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'
-      else if (obs.input !== undefined && obs.input.length > 0) {
+      else if (isGrpc) {
+        if (obs.inputOmitted !== undefined) record.input_omitted = obs.inputOmitted
+        else if (obs.input !== undefined) {
+          const t = requestTensorsOf((route.plan.config.grpc as { method: string }).method, obs.input)
+          if (t.ok) record.input = recordTensors(t.value)
+          else record.input_omitted = 'not_decodable'
+        }
+      } else if (obs.input !== undefined && obs.input.length > 0) {
         const text = obs.input.toString('utf8')
         // A JSON body goes in as its own text, serialised once (see kRawInput); anything else as
         // before: parsed leniently (NaN), or kept as a string.

@@ -1,6 +1,7 @@
 // Mirrors of a unary gRPC call and the keeping of its answer for their comparison: built only on
 // routes with shadows (or records), so a call on any other route carries none of this state.
 import type { IncomingHttpHeaders } from 'node:http2'
+import { gunzipSync } from 'node:zlib'
 import { isShadowed } from '../../plan/index.js'
 import type { Observation } from '../../shadow/index.js'
 import type { RequestTrace } from '../../tracing/types.js'
@@ -71,6 +72,7 @@ export class GrpcMirror {
     if (this.#released) return
     const body = this.#request === null ? null : Buffer.concat(this.#request, this.#requestBytes)
     this.#request = null
+    if (route.plan.includeInputs && route.plan.config.record) this.#keepInput(body, messages, call.incoming['grpc-encoding'])
     if (messages === 1 || this.#requestTooLarge) {
       let headers: string[] | undefined
       for (const target of route.shadows) {
@@ -101,6 +103,23 @@ export class GrpcMirror {
       }
     }
     this.release()
+  }
+
+  /**
+   * The record's input: a unary call's one message, unframed and uncompressed (decoded to tensors
+   * when the record is written); a streaming call's messages are not recorded.
+   */
+  #keepInput(body: Buffer | null, messages: number, encoding: unknown): void {
+    if (this.#requestTooLarge || body === null) return this.obs.setInput(undefined, true)
+    if (messages !== 1 || body.length < 5) return this.obs.setInputOmitted('streaming')
+    const message = body.subarray(5, 5 + body.readUInt32BE(1))
+    if (body[0] !== 1) return this.obs.setInput(message, false)
+    if (encoding !== 'gzip') return this.obs.setInputOmitted('not_decodable')
+    try {
+      this.obs.setInput(gunzipSync(message, { maxOutputLength: this.maxRequestBytes }), false)
+    } catch {
+      this.obs.setInput(undefined, true)
+    }
   }
 
   /** Hands the primary's outcome to the observation (once): its answer if kept, else why not. */

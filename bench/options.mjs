@@ -23,6 +23,8 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --no-nginx            skip the nginx cases (and do not install nginx)
   --smoke               a tiny run for CI: direct + ms-split for 1 s, a 3000-request memory case,
                         and the check that node-floor splits users as modelsplit does
+  --profile-kinds a,b   what the profile case profiles (default split,shadow; also record, the
+                        file sink, and record-kafka, the Kafka sink with a broker of its own)
   --out DIR             where results go (default bench/results)
   --help                this text
 
@@ -49,6 +51,7 @@ export function parseOptions(argv) {
       'same-rate': { type: 'boolean', default: false },
       smoke: { type: 'boolean', default: false },
       out: { type: 'string' },
+      'profile-kinds': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -74,5 +77,6 @@ export function parseOptions(argv) {
     nginx: !values['no-nginx'] && !smoke,
     sameRate: values['same-rate'],
     out: values.out,
+    profileKinds: values['profile-kinds']?.split(',').map((s) => s.trim()).filter(Boolean),
   }
 }

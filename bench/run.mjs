@@ -269,11 +269,23 @@ async function main() {
     if (selected.includes('profile')) {
       const profDir = join(outDir, 'profiles')
       await mkdir(profDir, { recursive: true })
-      for (const kind of ['split', 'shadow']) {
+      // The recording kinds profile /rec with the file sink and with the Kafka sink (a broker of its own).
+      const kinds = { split: '/split/predict', shadow: '/shadow/predict', record: '/rec/predict', 'record-kafka': '/rec/predict' }
+      for (const kind of opts.profileKinds ?? ['split', 'shadow']) {
+        if (kinds[kind] === undefined) throw new Error(`unknown profile kind ${kind}; kinds are ${Object.keys(kinds).join(', ')}`)
         const name = `router-${kind}.cpuprofile`
-        const r = await startRouter(DIST, mainConfig, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name] })
-        const load = await runLoad({ url: r.url, path: `/${kind}/predict`, connections: opts.connections, duration: opts.duration })
+        let config = mainConfig
+        let kafka
+        if (kind === 'record-kafka') {
+          kafka = await startKafka(tmp)
+          config = join(tmp, 'kafka-profile.yaml')
+          const cfg = routerConfig(urls)
+          await writeConfig(config, { ...cfg, recording: kafkaRecording(kafka.address, cfg.recording) })
+        }
+        const r = await startRouter(DIST, config, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name] })
+        const load = await runLoad({ url: r.url, path: kinds[kind], connections: opts.connections, duration: opts.duration })
         await r.close()
+        if (kafka !== undefined) await kafka.stop()
         const summary = await summariseProfile(join(profDir, name))
         result.profiles[kind] = { file: `profiles/${name}`, seconds: opts.duration, rps: load.rps, ...summary }
         log(`bench: profiled ${kind}: ${Math.round(load.rps)} req/s; top: ${summary.functions.slice(0, 5).map((f) => `${f.name} ${f.pct.toFixed(1)}%`).join(', ')}`)

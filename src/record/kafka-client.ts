@@ -2,6 +2,7 @@
 // logging of its own (failures reach us as errors, counted and logged once by the sink), and the
 // connection options read from the sink's config, secrets read from their files here and now.
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import kafkajs, { type KafkaConfig, type SASLOptions } from 'kafkajs'
 import type { KafkaSinkConfig } from '../config/types.js'
 import { lz4Frame, lz4Unframe } from './lz4.js'
@@ -12,6 +13,25 @@ CompressionCodecs[CompressionTypes.LZ4] = () => ({
   compress: async (encoder: { buffer: Buffer }) => lz4Frame(encoder.buffer),
   decompress: async (buffer: Buffer) => lz4Unframe(buffer),
 })
+
+// kafkajs 2.2.4 (pinned exactly) re-arms a timer in every connection's request queue after each
+// check of its pending requests, even with none pending and no throttle: the delay is then
+// negative, so the check runs again a millisecond later, forever, from the first request on. A
+// router with a Kafka sink woke about a thousand times a second per broker connection, idle or
+// not (issue 22: most of what the sink cost per record at 500 records a second). The check is
+// only scheduled when there is something to check: requests waiting, or a throttle to wait out.
+// A request that cannot go at once is queued through push(), which schedules the check itself.
+interface RequestQueueProto {
+  pending: unknown[]
+  throttledUntil: number
+  scheduleCheckPendingRequests(this: RequestQueueProto): void
+}
+const RequestQueue = createRequire(import.meta.url)('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueProto }
+const scheduleCheck = RequestQueue.prototype.scheduleCheckPendingRequests
+RequestQueue.prototype.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: RequestQueueProto): void {
+  if (this.pending.length === 0 && !(this.throttledUntil > Date.now())) return
+  scheduleCheck.call(this)
+}
 
 export { kafkajs }
 

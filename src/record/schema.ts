@@ -182,63 +182,6 @@ export function asPredictionRecord(record: Record<string, unknown>): PredictionR
   return record as unknown as PredictionRecord
 }
 
-/**
- * A prediction record's `input` as JSON text to write as it is (the request body, checked to be one
- * JSON value on one line), instead of a parsed `input` serialised again. A symbol key, so nothing
- * but recordJson() sees it; `input` is the record's last key, so the text goes at the end.
- */
-export const kRawInput = Symbol('modelsplit.rawInput')
-
-/**
- * A prediction record's `primary.prediction` as JSON text to write as it is (read out of a large
- * answer without parsing it, see record/raw-json.ts): the record then holds `prediction: null` in
- * its place, which recordJson() replaces with this text.
- */
-export const kRawPrediction = Symbol('modelsplit.rawPrediction')
-/** The bytes (or text) a record's kRawPrediction holds. */
-export type RawPrediction = string | Buffer
-
-/**
- * A record as one JSON line's text (no newline): what the Kafka and HTTP sinks send. A raw
- * prediction held as bytes is decoded here (the file sink writes it without a string: recordLine).
- */
-export function recordJson(record: object): string | undefined {
-  const parts = recordParts(record)
-  if (parts === undefined || typeof parts === 'string') return parts
-  return parts[0] + parts[1].toString('utf8') + parts[2]
-}
-
-/**
- * A record as the file sink writes it, newline included: text, or, when its prediction is held as
- * the answer's own bytes, one Buffer made of them (no string as large as the answer is built: a
- * large answer costs its capture and this line, outside the JS heap).
- */
-export function recordLine(record: object): string | Buffer | undefined {
-  const parts = recordParts(record)
-  if (parts === undefined) return undefined
-  if (typeof parts === 'string') return parts + '\n'
-  const head = Buffer.from(parts[0])
-  const tail = Buffer.from(parts[2] + '\n')
-  const line = Buffer.allocUnsafe(head.length + parts[1].length + tail.length)
-  head.copy(line, 0)
-  parts[1].copy(line, head.length)
-  tail.copy(line, head.length + parts[1].length)
-  return line
-}
-
-/** The record's JSON, or its text before and after a raw prediction held as bytes. */
-function recordParts(record: object): string | [string, Buffer, string] | undefined {
-  let json = JSON.stringify(record)
-  if (json === undefined) return json
-  const input = (record as { [kRawInput]?: string })[kRawInput]
-  if (input !== undefined) json = `${json.slice(0, -1)},"input":${input}}`
-  const prediction = (record as { [kRawPrediction]?: string | Buffer })[kRawPrediction]
-  if (prediction === undefined) return json
-  // The first "prediction":null after "primary":{ is the primary's own (a quote inside a string is
-  // escaped, so the sequence cannot come from a value; the primary's keys before it are fixed).
-  const at = json.indexOf('"prediction":null', json.indexOf('"primary":{'))
-  if (at === -1) return json
-  const head = `${json.slice(0, at)}"prediction":`
-  const tail = json.slice(at + 17)
-  return typeof prediction === 'string' ? head + prediction + tail : [head, prediction, tail]
-}
+// The JSON line of a record (and the symbols that let a prediction record carry its input and
+// prediction as text) live in serialise.ts; re-exported here, where they always were.
+export { isoTime, kRawInput, kRawPrediction, kShaped, recordJson, recordLine, type RawPrediction } from './serialise.js'

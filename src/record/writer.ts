@@ -65,9 +65,11 @@ const DEFAULT_DROP_WARNING_INTERVAL_MS = 10_000
  * How long the first queued line waits for more before a write, unless LINGER_LINES are queued or
  * the writer is closing. Each write costs a stat of the path, the write and an fstat (three trips
  * to the thread pool): at a few thousand records a second, written as they came, those were most
- * of what recording cost. Records reach the file up to this much later; flush() still waits for them.
+ * of what recording cost. At 10 ms a route recording 500 requests a second still paid them for
+ * every 5 records, a third of what a record cost (bench ms-record at --same-rate, issue 22); at
+ * 50 ms, for every 25. Records reach the file up to this much later; flush() still waits for them.
  */
-const LINGER_MS = 10
+const LINGER_MS = 50
 const LINGER_LINES = 512
 const linger = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, LINGER_MS))
 

@@ -6,7 +6,7 @@ import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
 import { autoPredictionSpan, isJsonLine } from '../record/raw-json.js'
-import { SCHEMA_VERSION, kRawInput, kRawPrediction, type JudgementRecord, type PredictionRecord, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { SCHEMA_VERSION, isoTime, kRawInput, kRawPrediction, kShaped, type JudgementRecord, type PredictionRecord, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
@@ -375,7 +375,7 @@ export class Observer {
     const record: PredictionRecord = {
       type: 'prediction',
       schema: SCHEMA_VERSION,
-      ts: new Date(obs.ts).toISOString(),
+      ts: isoTime(obs.ts),
       request_id: obs.requestId,
       route: route.name,
       ...(isGrpc ? { transport: 'grpc' as const } : {}),
@@ -391,6 +391,8 @@ export class Observer {
       },
       shadows: shadowRecords,
     }
+    // Its keys are the serialiser's, in this order (record/serialise.ts): written key by key, not by JSON.stringify.
+    ;(record as { [kShaped]?: true })[kShaped] = true
     if (rawPrediction !== undefined) (record as { [kRawPrediction]?: Buffer })[kRawPrediction] = rawPrediction
     if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'

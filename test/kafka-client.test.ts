@@ -1,0 +1,84 @@
+import { createRequire } from 'node:module'
+import { describe, expect, it } from 'vitest'
+// Importing the sink's client module applies its fix to kafkajs' request queue.
+import '../src/record/kafka-client.js'
+
+// kafkajs' per-connection request queue (the class the Kafka sink's producer sends through). In
+// kafkajs 2.2.4 it checked its pending requests again every millisecond, forever, once the first
+// request had gone: an idle router with a Kafka sink woke ~1000 times a second per connection.
+interface Queue {
+  pending: unknown[]
+  throttledUntil: number
+  push(r: { entry: object; expectResponse: boolean; sendRequest: () => void }): void
+  fulfillRequest(r: { correlationId: number; payload: Buffer; size: number }): void
+  checkPendingRequests(): void
+  destroy(): void
+}
+const RequestQueue = createRequire(import.meta.url)('kafkajs/src/network/requestQueue/index.js') as new (o: object) => Queue
+const logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} }
+
+function newQueue(maxInFlightRequests: number): { queue: Queue; checks: () => number; sent: number[] } {
+  const queue = new RequestQueue({ maxInFlightRequests, requestTimeout: 10_000, enforceRequestTimeout: false, clientId: 'test', broker: '127.0.0.1:9092', logger })
+  let checks = 0
+  const check = queue.checkPendingRequests.bind(queue)
+  queue.checkPendingRequests = () => {
+    checks++
+    check()
+  }
+  return { queue, checks: () => checks, sent: [] }
+}
+
+/** Pushes request `id`; the "broker" answers it when `answer` is called. */
+function request(q: ReturnType<typeof newQueue>, id: number): { done: Promise<unknown>; answer: () => void } {
+  let resolve!: (v: unknown) => void
+  let reject!: (e: unknown) => void
+  const done = new Promise((res, rej) => { resolve = res; reject = rej })
+  q.queue.push({
+    entry: { apiKey: 0, apiName: 'Produce', apiVersion: 7, correlationId: id, resolve, reject },
+    expectResponse: true,
+    sendRequest: () => q.sent.push(id),
+  })
+  return { done, answer: () => q.queue.fulfillRequest({ correlationId: id, payload: Buffer.alloc(0), size: 0 }) }
+}
+
+const idle = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+describe('the Kafka client request queue', () => {
+  it('does nothing between requests once nothing is pending (no timer checking every millisecond)', async () => {
+    const q = newQueue(1)
+    const r = request(q, 1)
+    r.answer()
+    await r.done
+    const before = q.checks()
+    // kafkajs 2.2.4 unpatched: about 100 checks here (one per millisecond, fewer on a loaded machine).
+    await idle(150)
+    expect(q.checks() - before).toBe(0)
+    q.queue.destroy()
+  })
+
+  it('still sends a request that waited for an in-flight one, once that one is answered', async () => {
+    const q = newQueue(1)
+    const first = request(q, 1)
+    const second = request(q, 2)
+    expect(q.sent).toEqual([1])
+    first.answer()
+    await first.done
+    expect(q.sent).toEqual([1, 2])
+    second.answer()
+    await second.done
+    q.queue.destroy()
+  })
+
+  it('still sends a request held by a broker throttle when the throttle ends, with nothing else happening', async () => {
+    const q = newQueue(5)
+    q.queue.throttledUntil = Date.now() + 30
+    const r = request(q, 1)
+    expect(q.sent).toEqual([])
+    // Nothing but the queue's own timer can send it now.
+    for (let i = 0; i < 200 && q.sent.length === 0; i++) await idle(10)
+    expect(q.sent).toEqual([1])
+    r.answer()
+    await r.done
+    q.queue.destroy()
+  })
+})

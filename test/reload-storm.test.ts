@@ -173,10 +173,11 @@ describe('reload storm under load', () => {
     expect(failed).toBeGreaterThan(0)
     expect(failed).toBeGreaterThanOrEqual(explicit.filter((e) => e.status === 422).length)
     expect(succeeded).toBeGreaterThan(0)
-    // Every reload that changed something or failed is counted once: the explicit ones, the
-    // watcher's final one, and the watcher's own during the storm (at least one).
+    // Every reload that changed something or failed is counted: the explicit ones and the
+    // watcher's final one, plus the watcher's own during the storm (none when, on a loaded
+    // machine, the explicit reloads always read each write first).
     const explicitCounted = explicit.filter((e) => e.status === 422 || e.result === 'success').length
-    expect(failed + succeeded - explicitCounted - 1).toBeGreaterThan(0)
+    expect(failed + succeeded).toBeGreaterThanOrEqual(explicitCounted + 1)
 
     // The router now splits by the last file: 50/50, users moved into the canary b, and only into it.
     const initialPlan = compile(initial, file)

@@ -97,8 +97,8 @@ def session(*, master: str = "local[2]", jars: Union[None, str, Sequence[str]] =
 
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.ui.enabled", "false")
     if master.startswith("local"):
-        # The unit hash runs in Python workers: this interpreter, where modelsplit is installed (on a
-        # cluster, the workers' Python needs the modelsplit package too).
+        # Without the unit hash's jar, the hash runs in Python workers: this interpreter, where
+        # modelsplit is installed (on a cluster, the workers' Python needs the modelsplit package too).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     found = connector_jars(jars)
     if found:

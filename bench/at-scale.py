@@ -11,7 +11,7 @@ are printed.
 Spark runs the unit hash in the JVM (modelsplit.spark.UnitHash) when `bash scripts/spark/fetch.sh`
 has built its jar into .cache/spark/lib (or $MODELSPLIT_SPARK_JARS), else as a Python UDF; the
 engine column says which ("spark (jvm hash)", "spark (python hash)").
-Spark's numbers include its start (a JVM, local[2], driver heap 2 GiB) and its JVM, read from
+Spark's numbers include its start (a JVM, local[2], driver heap 2 GiB, or $BENCH_SPARK_MEMORY) and its JVM, read from
 /proc before it exits: CPU is the Python process's, its finished children's and the JVM's; peak
 memory is the larger of the Python side's and the JVM's resident high-water mark (they run at once:
 their sum bounds it from above, printed beside it).
@@ -91,7 +91,8 @@ def one(engine: str, records: str, config: str) -> None:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         lib = os.environ.get("MODELSPLIT_SPARK_JARS") or str(REPO / ".cache" / "spark" / "lib")
         session = ms.session(master="local[2]", jars=lib if os.path.exists(lib) else None,
-                             conf={"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "4"})
+                             conf={"spark.driver.memory": os.environ.get("BENCH_SPARK_MEMORY", "2g"),
+                                   "spark.sql.shuffle.partitions": "4"})
         session.sparkContext.setLogLevel("ERROR")
         summary = ms.experiment_summary(records, config, spark=session, modelsplit_bin=str(CLI))
         jvm = _proc_usage(session.sparkContext._gateway.proc.pid)
@@ -129,7 +130,8 @@ def _proc_usage(pid: int) -> dict:
 def measure(engine: str, records: Path, config: Path) -> dict:
     done = subprocess.run([sys.executable, __file__, "--one", engine, str(records), str(config)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{engine}: {done.stderr[-2000:]}")
+        causes = [line for line in done.stderr.splitlines() if "Error" in line and not line.lstrip().startswith("at ")]
+        raise SystemExit(f"{engine}: {' | '.join(causes[:5])}\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
 
 

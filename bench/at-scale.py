@@ -5,9 +5,13 @@ with --spark), side by side: wall time, CPU time and peak memory, at each record
 engine's summary is compared with the report's (field by field, relative 1e-9) before its numbers
 are printed.
 
-  python bench/at-scale.py --records 200000,1000000 [--chdb] [--spark] [--out bench/results/at-scale.md]
+  python bench/at-scale.py --records 200000,1000000 [--chdb] [--spark] [--engines report,spark]
+      [--out bench/results/at-scale.md]
 
-Spark's numbers include its start (a JVM, local[2], driver heap 2 GiB) and its JVM, read from
+Spark runs the unit hash in the JVM (modelsplit.spark.UnitHash) when `bash scripts/spark/fetch.sh`
+has built its jar into .cache/spark/lib (or $MODELSPLIT_SPARK_JARS), else as a Python UDF; the
+engine column says which ("spark (jvm hash)", "spark (python hash)").
+Spark's numbers include its start (a JVM, local[2], driver heap 2 GiB, or $BENCH_SPARK_MEMORY) and its JVM, read from
 /proc before it exits: CPU is the Python process's, its finished children's and the JVM's; peak
 memory is the larger of the Python side's and the JVM's resident high-water mark (they run at once:
 their sum bounds it from above, printed beside it).
@@ -85,10 +89,14 @@ def one(engine: str, records: str, config: str) -> None:
         from modelsplit import spark as ms
 
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        session = ms.session(master="local[2]", conf={"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "4"})
+        lib = os.environ.get("MODELSPLIT_SPARK_JARS") or str(REPO / ".cache" / "spark" / "lib")
+        session = ms.session(master="local[2]", jars=lib if os.path.exists(lib) else None,
+                             conf={"spark.driver.memory": os.environ.get("BENCH_SPARK_MEMORY", "2g"),
+                                   "spark.sql.shuffle.partitions": "4"})
         session.sparkContext.setLogLevel("ERROR")
         summary = ms.experiment_summary(records, config, spark=session, modelsplit_bin=str(CLI))
         jvm = _proc_usage(session.sparkContext._gateway.proc.pid)
+        jvm["unit_hash"] = ms.unit_hash_function(session)
     elif engine == "report":
         done = subprocess.run(["node", str(CLI), "report", "--config", config, records, "--json"], capture_output=True, text=True, check=True)
         summary = json.loads(done.stdout)["experiments"]
@@ -104,7 +112,8 @@ def one(engine: str, records: str, config: str) -> None:
     peak = max(me.ru_maxrss, kids.ru_maxrss) / 1024
     out = {"wall_s": wall, "cpu_s": cpu, "peak_mib": peak, "summary": summary}
     if jvm is not None:
-        out.update(cpu_s=cpu + jvm["cpu_s"], peak_mib=max(peak, jvm["peak_mib"]), sum_mib=peak + jvm["peak_mib"])
+        out.update(cpu_s=cpu + jvm["cpu_s"], peak_mib=max(peak, jvm["peak_mib"]), sum_mib=peak + jvm["peak_mib"],
+                   unit_hash=jvm["unit_hash"])
     print(json.dumps(out))
 
 
@@ -121,7 +130,8 @@ def _proc_usage(pid: int) -> dict:
 def measure(engine: str, records: Path, config: Path) -> dict:
     done = subprocess.run([sys.executable, __file__, "--one", engine, str(records), str(config)], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{engine}: {done.stderr[-2000:]}")
+        causes = [line for line in done.stderr.splitlines() if "Error" in line and not line.lstrip().startswith("at ")]
+        raise SystemExit(f"{engine}: {' | '.join(causes[:5])}\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
 
 
@@ -130,6 +140,7 @@ def main() -> None:
     ap.add_argument("--records", default="200000,1000000")
     ap.add_argument("--chdb", action="store_true", help="also the ClickHouse engine (chdb)")
     ap.add_argument("--spark", action="store_true", help="also Spark, local[2] (pyspark: clients/python/requirements-spark.txt)")
+    ap.add_argument("--engines", default=None, help="only these engines (comma-separated; the first is the reference)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--one", nargs=3, metavar=("ENGINE", "RECORDS", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -139,6 +150,8 @@ def main() -> None:
     from test_experiment_summary import compare
 
     engines = ["report", "duckdb"] + (["clickhouse"] if args.chdb else []) + (["spark"] if args.spark else [])
+    if args.engines:
+        engines = args.engines.split(",")
     lines = ["| records | engine | wall s | CPU s | peak MiB | records/s | equal to report |", "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     with tempfile.TemporaryDirectory(prefix="ms-at-scale-") as tmp:
         config = Path(tmp) / "router.yaml"
@@ -154,16 +167,25 @@ def main() -> None:
                     reference = m["summary"]
                 diff = compare(m["summary"], reference)
                 peak = f"{m['peak_mib']:.0f}" + (f" (sum {m['sum_mib']:.0f})" if "sum_mib" in m else "")
-                lines.append(f"| {count:,} ({size:.0f} MiB) | {engine} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {peak} | "
+                label = f"{engine} ({m['unit_hash']} hash)" if "unit_hash" in m else engine
+                lines.append(f"| {count:,} ({size:.0f} MiB) | {label} | {m['wall_s']:.1f} | {m['cpu_s']:.1f} | {peak} | "
                              f"{count / m['wall_s']:,.0f} | {'yes' if not diff else 'NO: ' + '; '.join(diff[:2])} |")
                 print(lines[-1], flush=True)
+                if args.out:
+                    _write(args, lines)
             records.unlink()
-    text = "\n".join(lines) + "\n"
-    print(text)
+    print("\n".join(lines))
     if args.out:
-        Path(args.out).write_text(f"# The experiment at scale (bench/at-scale.py --records {args.records}{' --chdb' if args.chdb else ''}{' --spark' if args.spark else ''})\n\n"
-                                  f"One run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared with "
-                                  "other work (a loaded machine: compare the rows of one run, not runs).\n\n" + text, encoding="utf-8")
+        _write(args, lines)
+
+
+def _write(args: argparse.Namespace, lines: list[str]) -> None:
+    """The table so far (written after every row: a long run interrupted keeps what it measured)."""
+    flags = (" --chdb" if args.chdb else "") + (" --spark" if args.spark else "") + (f" --engines {args.engines}" if args.engines else "")
+    Path(args.out).write_text(f"# The experiment at scale (bench/at-scale.py --records {args.records}{flags})\n\n"
+                              f"One run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared with "
+                              "other work (a loaded machine: compare the rows of one run, not runs).\n\n" + "\n".join(lines) + "\n",
+                              encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,12 +32,15 @@ def spark() -> Iterator[Any]:
     import subprocess
 
     if shutil.which("mvn") is not None:
-        subprocess.run(["bash", str(REPO / "scripts" / "spark" / "fetch.sh")], capture_output=True, timeout=900)
+        # PYTHON: the interpreter whose pyspark jars the unit hash's JVM function is compiled against.
+        subprocess.run(["bash", str(REPO / "scripts" / "spark" / "fetch.sh")], capture_output=True, timeout=900,
+                       env={**os.environ, "PYTHON": sys.executable})
     jars = REPO / ".cache" / "spark" / "lib"
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     s = ms.session(master="local[2]", jars=str(jars) if jars.is_dir() else None,
                    conf={"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "1g"})
     s.sparkContext.setLogLevel("ERROR")
+    print(f"Spark's unit hash: {ms.unit_hash_function(s)}")
     yield s
     s.stop()
 

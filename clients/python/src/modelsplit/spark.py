@@ -7,7 +7,9 @@ The same three steps as :mod:`modelsplit.duckdb`, on Spark (PySpark; local mode 
 2. Spark runs it over ``ms_lines(line, ord, event_id)``: record files (JSONL, rotated and gzipped
    siblings included; :func:`lines_from_files`) or the topic the Kafka sink writes
    (:func:`lines_from_kafka`, a batch read with Spark's Kafka source, the ``ce_id`` header as the
-   event id), with ``ms_unit_hash`` registered (murmur3 of ``"modelsplit-unit:" + id``);
+   event id), with ``ms_unit_hash`` registered (murmur3 of ``"modelsplit-unit:" + id``): the JVM
+   function ``modelsplit.spark.UnitHash`` when its jar is on the classpath (``bash scripts/spark/fetch.sh``
+   builds it into ``.cache/spark/lib``), else a Python UDF (the same hash, many times slower);
 3. its rows (a few thousand, whatever the records) go to ``modelsplit report --totals -``, which
    rebuilds the router's accumulators from them and prints the analysis. Every statistic is the router's.
 
@@ -17,7 +19,8 @@ the report reads it, never a failed job.
 
 Needs ``pyspark`` (clients/python/requirements-spark.txt; Java 17) and, for Kafka, the
 ``spark-sql-kafka-0-10`` jars of the same Spark version: ``bash scripts/spark/fetch.sh`` puts them in
-``.cache/spark/lib``; give that directory as ``jars=`` or in ``MODELSPLIT_SPARK_JARS``.
+``.cache/spark/lib`` with the unit hash's jar; give that directory as ``jars=`` or in
+``MODELSPLIT_SPARK_JARS``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ from .experiments import ConfigLike, RouterCommand, _config_path, router_command
 from .records import PathsOrGlob, expand_paths
 
 __all__ = ["experiment_summary", "reduce", "reduction_sql", "session", "register", "connector_jars",
-           "lines_from_files", "lines_from_kafka"]
+           "lines_from_files", "lines_from_kafka", "unit_hash_function", "JVM_UNIT_HASH"]
+
+#: The JVM class of the unit hash (scripts/spark/udf; built by scripts/spark/build-udf.sh).
+JVM_UNIT_HASH = "modelsplit.spark.UnitHash"
+#: Where :func:`register` says which unit hash it registered: ``"jvm"`` or ``"python"``.
+_UNIT_HASH_CONF = "spark.modelsplit.unitHash"
 
 #: ``ord`` of a line in a file: file index << 44 | Spark partition << 31 | row in the partition
 #: (2^19 files, 2^13 splits of a file, 2^31 lines in a split). Of a message in a topic:
@@ -89,8 +97,8 @@ def session(*, master: str = "local[2]", jars: Union[None, str, Sequence[str]] =
 
     builder = SparkSession.builder.master(master).appName(app_name).config("spark.ui.enabled", "false")
     if master.startswith("local"):
-        # The unit hash runs in Python workers: this interpreter, where modelsplit is installed (on a
-        # cluster, the workers' Python needs the modelsplit package too).
+        # Without the unit hash's jar, the hash runs in Python workers: this interpreter, where
+        # modelsplit is installed (on a cluster, the workers' Python needs the modelsplit package too).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     found = connector_jars(jars)
     if found:
@@ -104,10 +112,31 @@ def session(*, master: str = "local[2]", jars: Union[None, str, Sequence[str]] =
 
 def register(spark: Any) -> Any:
     """Registers ``ms_unit_hash(STRING) -> BIGINT`` (the router's unit hash) in ``spark``, and reads
-    a record with a duplicated key as the router does (the last value) instead of as not JSON."""
-    spark.udf.register("ms_unit_hash", _unit_hash_or_null, "bigint")
+    a record with a duplicated key as the router does (the last value) instead of as not JSON.
+
+    The hash is the JVM function :data:`JVM_UNIT_HASH` when its class is on the classpath (its jar
+    in ``jars=``: ``scripts/spark/fetch.sh`` builds it), else a Python UDF, row at a time in Python
+    workers (each of which needs the modelsplit package): the same values, many times the CPU.
+    :func:`unit_hash_function` says which one a session has."""
+    from pyspark.sql.types import LongType
+
+    try:
+        spark.udf.registerJavaFunction("ms_unit_hash", JVM_UNIT_HASH, LongType())
+        used = "jvm"
+    except Exception as err:  # noqa: BLE001 - Py4J/AnalysisException when the class is not there
+        if JVM_UNIT_HASH not in str(err) and "ClassNotFound" not in str(err):
+            raise
+        spark.udf.register("ms_unit_hash", _unit_hash_or_null, "bigint")
+        used = "python"
+    spark.conf.set(_UNIT_HASH_CONF, used)
     spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
     return spark
+
+
+def unit_hash_function(spark: Any) -> Optional[str]:
+    """Which unit hash :func:`register` registered in ``spark``: ``"jvm"`` (the JVM function, its jar
+    found) or ``"python"`` (the Python UDF fallback); None before it ran."""
+    return spark.conf.get(_UNIT_HASH_CONF, None)
 
 
 def _unit_hash_or_null(unit: Optional[str]) -> Optional[int]:

@@ -26,11 +26,15 @@ interface RequestQueueProto {
   throttledUntil: number
   scheduleCheckPendingRequests(this: RequestQueueProto): void
 }
-const RequestQueue = createRequire(import.meta.url)('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueProto }
-const scheduleCheck = RequestQueue.prototype.scheduleCheckPendingRequests
-RequestQueue.prototype.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: RequestQueueProto): void {
-  if (this.pending.length === 0 && !(this.throttledUntil > Date.now())) return
-  scheduleCheck.call(this)
+// Only on the version it was written for: another kafkajs is left as it is (and still works).
+const requireKafka = createRequire(import.meta.url)
+if ((requireKafka('kafkajs/package.json') as { version: string }).version === '2.2.4') {
+  const RequestQueue = requireKafka('kafkajs/src/network/requestQueue/index.js') as { prototype: RequestQueueProto }
+  const scheduleCheck = RequestQueue.prototype.scheduleCheckPendingRequests
+  RequestQueue.prototype.scheduleCheckPendingRequests = function scheduleCheckPendingRequests(this: RequestQueueProto): void {
+    if (this.pending.length === 0 && !(this.throttledUntil > Date.now())) return
+    scheduleCheck.call(this)
+  }
 }
 
 export { kafkajs }

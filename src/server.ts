@@ -224,7 +224,15 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
   // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
   const grpcCtx = Object.assign(Object.create(ctx) as ProxyContext, { sessions: h2sessions }) as GrpcContext
-  const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({ current, ctx: grpcCtx, ...(plan.config.listen.grpc.tls !== undefined ? { tls: plan.config.listen.grpc.tls } : {}) })
+  const grpcTls = plan.config.listen.grpc?.tls
+  const grpcMaterial = plan.loaded.grpcTls
+  const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({
+    current,
+    ctx: grpcCtx,
+    ...(grpcTls !== undefined && grpcMaterial !== undefined ? { tls: { material: grpcMaterial, clientAuth: grpcTls.client_auth } } : {}),
+  })
+  // A reload that committed puts the certificates its compile read in force for new handshakes.
+  store.on('change', (next) => { if (next.loaded.grpcTls !== undefined) grpc?.useTls(next.loaded.grpcTls) })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
   // the provider (the old one exports what it holds and stops).
   let tracingChange = Promise.resolve()

@@ -2,7 +2,7 @@
 // in the one compile path (located problems), grpc-js clients presenting a good, no and a
 // wrong-CA certificate, and a reload (POST /admin/reload) that puts renewed files in force for new
 // connections while open ones go on, a bad renewal failing the reload and leaving the old one.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -278,4 +278,59 @@ describe.skipIf(!hasOpenssl)('certificate reload on the gRPC listener', () => {
     expect(await call(client(r.address, 'server-a.crt'), 'u1')).toBe(grpc.status.UNAVAILABLE)
     expect(await call(client(r.address, 'server-a.crt', 'client'), 'u2')).toBe(grpc.status.OK)
   })
+})
+
+describe.skipIf(!hasOpenssl)('certificate reload under serve --workers 2', () => {
+  it('POST /admin/reload to the primary puts the renewed certificate in every worker\'s listener', async () => {
+    const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key' })
+    const up = await startGrpcUpstream()
+    cleanups.push(() => up.close())
+    const configFile = join(at, 'router.yaml')
+    await writeFile(configFile, `listen: { host: 127.0.0.1, port: 0, grpc: { host: 127.0.0.1, port: 0, tls: { cert_file: server.crt, key_file: server.key } } }
+admin: { host: 127.0.0.1, port: 0 }
+models:
+  a: { url: "${up.url}" }
+routes:
+  - name: infer
+    grpc: { method: ${INFER} }
+    split: [{ model: a, weight: 1 }]
+`)
+    const cli = join(import.meta.dirname, '../dist/cli/main.js')
+    const child = spawn(process.execPath, [cli, 'serve', '--config', configFile, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    cleanups.push(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+    let stderr = ''
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+    const banner = await new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout.on('data', (c: Buffer) => {
+        out += c.toString()
+        if (out.includes('\n')) resolve(out)
+      })
+      void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)))
+    })
+    const m = /admin on (\S+), gRPC on https:\/\/(\S+) \(.*2 workers\)/.exec(banner)
+    expect(m, banner).not.toBeNull()
+    const [, adminUrl, address] = m as unknown as [string, string, string]
+
+    // The primary hands connections to the workers in turn: six new connections reach both.
+    const served = async (): Promise<string[]> => {
+      const out: string[] = []
+      for (let i = 0; i < 6; i++) out.push(await servedFingerprint(address))
+      return out
+    }
+    expect(new Set(await served())).toEqual(new Set([fingerprint('server-a.crt')]))
+    await copyFile(join(dir, 'server-b.key'), join(at, 'server.key'))
+    await copyFile(join(dir, 'server-b.crt'), join(at, 'server.crt'))
+    const res = await fetch(`${adminUrl}/admin/reload`, { method: 'POST' })
+    const body = await res.json() as { result: string; notes?: string[] }
+    expect(res.status).toBe(200)
+    expect(body.result).toBe('success')
+    expect(body.notes).toContain('applied by 2 workers')
+    expect(new Set(await served())).toEqual(new Set([fingerprint('server-b.crt')]))
+    expect(await call(client(address, 'server-b.crt'), 'u1')).toBe(grpc.status.OK)
+
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+  }, 60_000)
 })

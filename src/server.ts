@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { buildAdmin, type LlmCounts, type ShadowCounts } from './admin/index.js'
-import { watchFile, type LoadedConfig, type RecordingConfig } from './config/index.js'
+import { reloadedFiles, watchFiles, type LoadedConfig, type RecordingConfig } from './config/index.js'
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
 import { AssignmentMemory, Tally, type TallyView } from './evaluation/index.js'
@@ -326,7 +326,9 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   // A replica takes the fleet's rollouts (with evaluation.prometheus) before it serves.
   if (decides(plan)) await engine.start()
   else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
-  const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
+  // The config file and the certificate files it names: a renewal reloads like an edit.
+  const watcher = opts.watch === false ? undefined : watchFiles([opts.configFile, ...reloadedFiles(plan.config)], () => { void reload() })
+  store.on('change', (next) => watcher?.follow([opts.configFile, ...reloadedFiles(next.config)]))
 
   // How this process stops, part by part; lifecycle.ts holds the order (the same for the primary of many).
   const lifecycle = new Lifecycle((message, err) => log().error({ err }, message))

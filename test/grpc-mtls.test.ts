@@ -130,7 +130,7 @@ interface Started {
 }
 
 /** A router with listen.grpc.tls from the files in `at` (server.crt/key, maybe ca.crt) before one fake model. */
-async function startRouter(at: string, tlsExtra: string): Promise<Started> {
+async function startRouter(at: string, tlsExtra: string, watch = false): Promise<Started> {
   const up = await startGrpcUpstream()
   cleanups.push(() => up.close())
   const configFile = join(at, 'router.yaml')
@@ -143,7 +143,7 @@ routes:
     grpc: { method: ${INFER} }
     split: [{ model: a, weight: 1 }]
 `)
-  const router = await buildServer({ configFile, watch: false, defaultMetrics: false })
+  const router = await buildServer({ configFile, watch, defaultMetrics: false })
   cleanups.push(() => router.close())
   const { grpcUrl, adminUrl } = await router.listen({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0, grpcHost: '127.0.0.1', grpcPort: 0 })
   return {
@@ -245,6 +245,24 @@ describe.skipIf(!hasOpenssl)('certificate reload on the gRPC listener', () => {
     expect(await call(old, 'u4')).toBe(grpc.status.OK)
     // Nothing changed: the next reload does nothing.
     expect((await reload(r.adminUrl)).body.result).toBe('unchanged')
+  })
+
+  it('the file watch follows the certificate files: a renewal written in place reloads without being asked', async () => {
+    const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
+    const r = await startRouter(at, ', ca_file: ca.crt, client_auth: require', true)
+    expect(await servedFingerprint(r.address)).toBe(fingerprint('server-a.crt'))
+    await copyFile(join(dir, 'server-b.key'), join(at, 'server.key'))
+    await copyFile(join(dir, 'server-b.crt'), join(at, 'server.crt'))
+    // Nothing else is done: the watch's reload is awaited by asking until the new certificate is
+    // served (bounded; each question is a new TLS connection).
+    const until = Date.now() + 30_000
+    let served = ''
+    while (Date.now() < until && (served = await servedFingerprint(r.address)) !== fingerprint('server-b.crt')) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(served).toBe(fingerprint('server-b.crt'))
+    expect(await call(client(r.address, 'server-b.crt', 'client'), 'u1')).toBe(grpc.status.OK)
+    expect(await r.metric('modelsplit_config_reloads_total{result="success"}')).toBeGreaterThanOrEqual(1)
   })
 
   it('a renewal that does not hold together fails the reload with a located problem and the old certificate goes on serving', async () => {

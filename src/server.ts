@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { buildAdmin, type LlmCounts, type ShadowCounts } from './admin/index.js'
-import { watchFile, type LoadedConfig, type RecordingConfig } from './config/index.js'
+import { reloadedFiles, watchFiles, type LoadedConfig, type RecordingConfig } from './config/index.js'
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
 import { AssignmentMemory, Tally, type TallyView } from './evaluation/index.js'
@@ -224,7 +224,15 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
   // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
   const grpcCtx = Object.assign(Object.create(ctx) as ProxyContext, { sessions: h2sessions }) as GrpcContext
-  const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({ current, ctx: grpcCtx, ...(plan.config.listen.grpc.tls !== undefined ? { tls: plan.config.listen.grpc.tls } : {}) })
+  const grpcTls = plan.config.listen.grpc?.tls
+  const grpcMaterial = plan.loaded.grpcTls
+  const grpc = plan.config.listen.grpc === undefined ? null : new GrpcListener({
+    current,
+    ctx: grpcCtx,
+    ...(grpcTls !== undefined && grpcMaterial !== undefined ? { tls: { material: grpcMaterial, clientAuth: grpcTls.client_auth } } : {}),
+  })
+  // A reload that committed puts the certificates its compile read in force for new handshakes.
+  store.on('change', (next) => { if (next.loaded.grpcTls !== undefined) grpc?.useTls(next.loaded.grpcTls) })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
   // the provider (the old one exports what it holds and stops).
   let tracingChange = Promise.resolve()
@@ -318,7 +326,9 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   // A replica takes the fleet's rollouts (with evaluation.prometheus) before it serves.
   if (decides(plan)) await engine.start()
   else if (DecisionEngine.wants(plan)) log().warn('rollouts and bandits under --workers need evaluation.prometheus (each worker alone sees only its share of the traffic); they stay off')
-  const watcher = opts.watch === false ? undefined : watchFile(opts.configFile, () => { void reload() })
+  // The config file and the certificate files it names: a renewal reloads like an edit.
+  const watcher = opts.watch === false ? undefined : watchFiles([opts.configFile, ...reloadedFiles(plan.config)], () => { void reload() })
+  store.on('change', (next) => watcher?.follow([opts.configFile, ...reloadedFiles(next.config)]))
 
   // How this process stops, part by part; lifecycle.ts holds the order (the same for the primary of many).
   const lifecycle = new Lifecycle((message, err) => log().error({ err }, message))

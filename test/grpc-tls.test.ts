@@ -76,12 +76,12 @@ describe.skipIf(!hasOpenssl)('listen.grpc.tls in the config', () => {
   it('reads cert_file and key_file relative to the config file', () => {
     const r = compile(`listen:\n  grpc: { port: 8081, tls: { cert_file: router.crt, key_file: ./router.key } }\n${ROUTES}`, join(dir, 'router.yaml'))
     expect(r.ok ? [] : r.problems).toEqual([])
-    if (r.ok) expect(r.plan.config.listen.grpc).toEqual({ host: '0.0.0.0', port: 8081, tls: { cert_file: join(dir, 'router.crt'), key_file: join(dir, 'router.key') } })
+    if (r.ok) expect(r.plan.config.listen.grpc).toEqual({ host: '0.0.0.0', port: 8081, tls: { cert_file: join(dir, 'router.crt'), key_file: join(dir, 'router.key'), client_auth: 'none' } })
   })
 
   it.each([
     ['a key file left out', 'tls: { cert_file: router.crt }', 'listen.grpc.tls.key_file', 'is required'],
-    ['an unknown key', 'tls: { cert_file: router.crt, key_file: router.key, ca_file: ca.crt }', 'listen.grpc.tls.ca_file', 'unknown key; allowed keys here: cert_file, key_file'],
+    ['an unknown key', 'tls: { cert_file: router.crt, key_file: router.key, ca: ca.crt }', 'listen.grpc.tls.ca', 'unknown key; allowed keys here: cert_file, key_file, ca_file, client_auth'],
     ['a file that is not there', 'tls: { cert_file: missing.crt, key_file: router.key }', 'listen.grpc.tls.cert_file', 'missing.crt (ENOENT)'],
     ['a key of another certificate', 'tls: { cert_file: router.crt, key_file: other.key }', 'listen.grpc.tls', 'are not a PEM certificate chain and its private key'],
     ['a key file for a certificate', 'tls: { cert_file: router.crt, key_file: router.crt }', 'listen.grpc.tls', 'are not a PEM certificate chain and its private key'],

@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { buildAdmin } from '../admin/index.js'
 import { ConfigStore, type ReloadResult } from '../config/store.js'
-import { watchFile } from '../config/index.js'
+import { reloadedFiles, watchFiles } from '../config/index.js'
 import { ConfigError } from '../errors.js'
 import { mergeTallies, snapshotTally, type TallySnapshot } from '../evaluation/snapshot.js'
 import type { Plan } from '../plan/index.js'
@@ -242,7 +242,9 @@ export async function runPrimary(configFile: string, plan: Plan, workers: number
   const adminUrl = await admin.listen({ host: cfg.admin.host, port: cfg.admin.port })
   const url = [...listening.values()][0] as string
 
-  const watcher = watchFile(configFile, () => { void reload() })
+  // The config file and the certificate files it names: a renewal reloads every worker like an edit.
+  const watcher = watchFiles([configFile, ...reloadedFiles(plan.config)], () => { void reload() })
+  store.on('change', (next) => watcher.follow([configFile, ...reloadedFiles(next.config)]))
   // How the primary stops, in the order lifecycle.ts holds for every mode: the watcher, then the
   // workers (each drains its own traffic, pools, traces and records), then the admin listener.
   const lifecycle = new Lifecycle((message, err) => log(`${message}: ${String(err)}`))

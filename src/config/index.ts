@@ -1,4 +1,4 @@
 export { loadConfig, parseConfig } from './load.js'
 export { validateConfig, DEFAULTS } from './schema.js'
-export { watchFile } from './watch.js'
+export { reloadedFiles, watchFile, watchFiles } from './watch.js'
 export type * from './types.js'

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { X509Certificate, createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createSecureContext } from 'node:tls'
@@ -7,7 +7,7 @@ import { ConfigError, type ConfigProblem } from '../errors.js'
 import { formatPath, type KeyPath } from './check.js'
 import { validateConfig } from './schema.js'
 import { checkSinkFiles, resolveSinkPaths } from './sink.js'
-import type { GrpcEndpoint, ListenConfig, LoadedConfig } from './types.js'
+import type { GrpcEndpoint, GrpcTlsMaterial, ListenConfig, LoadedConfig } from './types.js'
 import { parseYaml, YamlSyntaxError } from './yaml.js'
 
 /** A validated config with a way back to the lines of its file, or every located problem. */
@@ -34,12 +34,15 @@ export function readConfig(text: string, file: string): ReadResult {
   const tokenFile = config.admin.token_file === null ? null : resolve(dirname(file), config.admin.token_file)
   const mlflowToken = config.mlflow?.token_file == null ? null : resolve(dirname(file), config.mlflow.token_file)
   const listen = resolveListenTls(config.listen, dirname(file))
-  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile), ...checkTokenFile(mlflowToken, ['mlflow', 'token_file'], 1), ...checkListenTls(listen.grpc)]
+  const grpcTls = readListenTls(listen.grpc)
+  const unreadable = [...checkSinkFiles(recording), ...checkTokenFile(tokenFile), ...checkTokenFile(mlflowToken, ['mlflow', 'token_file'], 1), ...grpcTls.problems]
   if (unreadable.length > 0) {
     return { ok: false, problems: unreadable.map((p) => ({ file, line: parsed.lineOf(p.path), path: formatPath(p.path), message: p.message })) }
   }
   const resolved = { ...config, listen, recording, admin: { ...config.admin, token_file: tokenFile }, mlflow: config.mlflow === null ? null : { ...config.mlflow, token_file: mlflowToken } }
-  return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256: createHash('sha256').update(text).digest('hex') }), lineOf: parsed.lineOf }
+  const sha256 = createHash('sha256').update(text).digest('hex')
+  const material = grpcTls.material !== undefined ? { grpcTls: grpcTls.material } : {}
+  return { ok: true, loaded: deepFreeze({ config: resolved, file, sha256, ...material }), lineOf: parsed.lineOf }
 }
 
 /** The admin token file must hold a token: read at compile so a bad one is a config problem. */
@@ -59,35 +62,67 @@ function checkTokenFile(file: string | null, path: (string | number)[] = ['admin
 function resolveListenTls(listen: ListenConfig, dir: string): ListenConfig {
   const tls = listen.grpc?.tls
   if (listen.grpc === undefined || tls === undefined) return listen
-  return { ...listen, grpc: { ...listen.grpc, tls: { cert_file: resolve(dir, tls.cert_file), key_file: resolve(dir, tls.key_file) } } }
+  const files = { cert_file: resolve(dir, tls.cert_file), key_file: resolve(dir, tls.key_file), ...(tls.ca_file !== undefined ? { ca_file: resolve(dir, tls.ca_file) } : {}) }
+  return { ...listen, grpc: { ...listen.grpc, tls: { ...files, client_auth: tls.client_auth } } }
 }
 
+type Located = { path: KeyPath; message: string }
+
 /**
- * The gRPC listener's certificate and key are read at compile, so a missing file, a file that is
- * not PEM or a key that does not match its certificate is a located config problem, not a failed
- * start. Nothing read is kept: the listener reads the files again when it starts.
+ * The gRPC listener's certificate, key and CA bundle are read and checked at compile, so a missing
+ * file, a file that is not PEM or a key that does not match its certificate is a located config
+ * problem, not a failed start or a reload that breaks the listener. The bytes read here are what
+ * the listener is given (at start, or when the reload that read them commits): a file replaced
+ * between the check and the swap cannot slip in unchecked.
  */
-function checkListenTls(grpc: GrpcEndpoint | undefined): { path: KeyPath; message: string }[] {
+function readListenTls(grpc: GrpcEndpoint | undefined): { material?: GrpcTlsMaterial; problems: Located[] } {
   const tls = grpc?.tls
-  if (tls === undefined) return []
-  const read = (key: 'cert_file' | 'key_file'): Buffer | { path: KeyPath; message: string } => {
+  if (tls === undefined) return { problems: [] }
+  const read = (key: 'cert_file' | 'key_file' | 'ca_file', file: string): Buffer | Located => {
     try {
-      return readFileSync(tls[key])
+      return readFileSync(file)
     } catch (err) {
-      return { path: ['listen', 'grpc', 'tls', key], message: `cannot read ${tls[key]} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }
+      return { path: ['listen', 'grpc', 'tls', key], message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` }
     }
   }
-  const cert = read('cert_file')
-  const key = read('key_file')
-  const problems = [cert, key].filter((x): x is { path: KeyPath; message: string } => !Buffer.isBuffer(x))
-  if (problems.length > 0 || !Buffer.isBuffer(cert) || !Buffer.isBuffer(key)) return problems
+  const cert = read('cert_file', tls.cert_file)
+  const key = read('key_file', tls.key_file)
+  const ca = tls.ca_file === undefined ? undefined : read('ca_file', tls.ca_file)
+  const problems = [cert, key, ca].filter((x): x is Located => x !== undefined && !Buffer.isBuffer(x))
+  if (problems.length > 0 || !Buffer.isBuffer(cert) || !Buffer.isBuffer(key) || (ca !== undefined && !Buffer.isBuffer(ca))) return { problems }
   try {
     createSecureContext({ cert, key })
   } catch (err) {
     // OpenSSL names the failure: no PEM certificate, no PEM key, or a key of another certificate.
-    return [{ path: ['listen', 'grpc', 'tls'], message: `${tls.cert_file} and ${tls.key_file} are not a PEM certificate chain and its private key (${(err as Error).message})` }]
+    problems.push({ path: ['listen', 'grpc', 'tls'], message: `${tls.cert_file} and ${tls.key_file} are not a PEM certificate chain and its private key (${(err as Error).message})` })
   }
-  return []
+  if (ca !== undefined && tls.ca_file !== undefined) {
+    const bad = checkCaBundle(ca, tls.ca_file)
+    if (bad !== undefined) problems.push({ path: ['listen', 'grpc', 'tls', 'ca_file'], message: bad })
+  }
+  if (problems.length > 0) return { problems }
+  const sha256 = createHash('sha256')
+  for (const b of [cert, key, ca ?? Buffer.alloc(0)]) sha256.update(String(b.length)).update(':').update(b)
+  return { material: { cert, key, ...(ca !== undefined ? { ca } : {}), sha256: sha256.digest('hex') }, problems }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
+
+/**
+ * OpenSSL skips what it cannot parse in a CA bundle without a word, so a bundle of garbage would
+ * refuse every client (with `require`) with nothing to say why: each PEM block is parsed here.
+ */
+function checkCaBundle(ca: Buffer, file: string): string | undefined {
+  const blocks = ca.toString('latin1').match(PEM_CERT) ?? []
+  if (blocks.length === 0) return `${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----): write the CA certificates that issue your clients' certificates`
+  for (let i = 0; i < blocks.length; i++) {
+    try {
+      new X509Certificate(blocks[i] as string)
+    } catch (err) {
+      return `${file}: certificate ${i + 1} of ${blocks.length} is not a valid X.509 certificate (${(err as Error).message})`
+    }
+  }
+  return undefined
 }
 
 /** Reads a config file's text; an unreadable file is a located problem. */

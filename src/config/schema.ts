@@ -18,7 +18,8 @@ const COMPARE_KEYS = ['prediction', 'tolerance', 'mode', 'rtol'] as const
 const ENDPOINT_KEYS = ['host', 'port'] as const
 const LISTEN_KEYS = ['host', 'port', 'grpc'] as const
 const GRPC_LISTEN_KEYS = ['host', 'port', 'tls'] as const
-const LISTEN_TLS_KEYS = ['cert_file', 'key_file'] as const
+const LISTEN_TLS_KEYS = ['cert_file', 'key_file', 'ca_file', 'client_auth'] as const
+const CLIENT_AUTH = ['none', 'request', 'require'] as const
 const GRPC_ROUTE_KEYS = ['method', 'model_name'] as const
 const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
 /** Addresses only this machine can reach: an admin listener there needs no token. */
@@ -208,10 +209,28 @@ function readGrpcListen(c: Checker, value: unknown, host: string): GrpcEndpoint 
   if (o === undefined) return undefined
   const at = endpoint(c, { host: o.host, port: o.port }, path, { host, port: 8081 })
   if (o.tls === undefined || o.tls === null) return at
-  const t = c.object(o.tls, [...path, 'tls'], LISTEN_TLS_KEYS, ['cert_file', 'key_file'])
-  const cert = t === undefined ? undefined : c.string(t.cert_file, [...path, 'tls', 'cert_file'])
-  const key = t === undefined ? undefined : c.string(t.key_file, [...path, 'tls', 'key_file'])
-  return at === undefined || cert === undefined || key === undefined ? undefined : { ...at, tls: { cert_file: cert, key_file: key } }
+  const tlsPath = [...path, 'tls']
+  const t = c.object(o.tls, tlsPath, LISTEN_TLS_KEYS, ['cert_file', 'key_file'])
+  if (t === undefined) return undefined
+  const cert = c.string(t.cert_file, [...tlsPath, 'cert_file'])
+  const key = c.string(t.key_file, [...tlsPath, 'key_file'])
+  const ca = t.ca_file === undefined || t.ca_file === null ? null : c.string(t.ca_file, [...tlsPath, 'ca_file'])
+  const problemsBefore = c.problems.length
+  const clientAuth = c.oneOf(t.client_auth, [...tlsPath, 'client_auth'], CLIENT_AUTH, 'none')
+  if (c.problems.length > problemsBefore) return undefined
+  // Client certificates are checked against ca_file alone: without it node would fall back to the
+  // public roots, so any certificate from any public CA would pass. A CA with `none` would let
+  // every client in while the file says who may: both are refused, saying what to write.
+  if (clientAuth !== 'none' && ca === null) {
+    c.add([...tlsPath, 'client_auth'], `client_auth: ${clientAuth} checks client certificates against ca_file: add ca_file (the PEM bundle of the CAs that issue your clients' certificates)`)
+    return undefined
+  }
+  if (clientAuth === 'none' && ca !== null && ca !== undefined) {
+    c.add([...tlsPath, 'ca_file'], 'ca_file is only used to check client certificates: add client_auth: require (or request), or remove ca_file')
+    return undefined
+  }
+  if (at === undefined || cert === undefined || key === undefined || ca === undefined) return undefined
+  return { ...at, tls: { cert_file: cert, key_file: key, ...(ca !== null ? { ca_file: ca } : {}), client_auth: clientAuth } }
 }
 
 function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {

@@ -99,12 +99,13 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
     try {
       const text = await readConfigText(this.file)
       const compiled = text.ok ? compile(text.text, this.file) : text
-      const fixed = compiled.ok && text.ok ? adminChanges(this.#base, compiled.plan, text.text) : []
+      const fixed = compiled.ok && text.ok ? [...adminChanges(this.#base, compiled.plan, text.text), ...grpcTlsChanges(this.#base, compiled.plan, text.text)] : []
       if (!compiled.ok) {
         result = { result: 'failure', sha256: oldSha, problems: compiled.problems }
       } else if (fixed.length > 0) {
         result = { result: 'failure', sha256: oldSha, problems: fixed }
-      } else if (compiled.plan.loaded.sha256 === oldSha) {
+      } else if (compiled.plan.loaded.sha256 === oldSha && compiled.plan.loaded.grpcTls?.sha256 === this.#planOf(old).loaded.grpcTls?.sha256) {
+        // A renewed certificate comes with the same file text: its bytes are compared too.
         result = { result: 'unchanged', sha256: oldSha }
       } else {
         const next = await this.#prepare(compiled.plan, old)
@@ -132,13 +133,38 @@ export class ConfigStore<R> extends EventEmitter<{ change: [R, R]; reload: [Relo
 function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   const a = old.config
   const b = next.config
+  const notes: string[] = []
   if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host || a.listen.grpc?.port !== b.listen.grpc?.port || a.listen.grpc?.host !== b.listen.grpc?.host) {
-    return { notes: ['listen addresses take effect on restart only'] }
+    notes.push('listen addresses take effect on restart only')
   }
-  if (a.listen.grpc?.tls?.cert_file !== b.listen.grpc?.tls?.cert_file || a.listen.grpc?.tls?.key_file !== b.listen.grpc?.tls?.key_file) {
-    return { notes: ['the gRPC listener\'s TLS files are read at start: a change takes effect on restart only'] }
+  const tls = next.loaded.grpcTls
+  if (tls !== undefined && old.loaded.grpcTls !== undefined && tls.sha256 !== old.loaded.grpcTls.sha256) {
+    notes.push('the gRPC listener\'s certificate, key and CA were read again: new connections get them, open ones keep theirs')
   }
-  return {}
+  return notes.length > 0 ? { notes } : {}
+}
+
+/**
+ * Whether the gRPC listener speaks TLS, and whether it asks clients for certificates, is fixed
+ * when its socket is made. A file that changes either is refused whole (as the admin settings):
+ * a reload that said success while clients still came in without the certificate it requires
+ * would be worse than one that fails. The certificate, key and CA files are read again instead.
+ */
+function grpcTlsChanges(old: Plan, next: Plan, text: string): ConfigProblem[] {
+  const a = old.config.listen.grpc
+  const b = next.config.listen.grpc
+  if (a === undefined || b === undefined) return [] // no listener, or one added or removed: a restart (listen addresses)
+  const was = a.tls === undefined ? 'cleartext' : `TLS with client_auth: ${a.tls.client_auth}`
+  const now = b.tls === undefined ? 'cleartext' : `TLS with client_auth: ${b.tls.client_auth}`
+  if (was === now) return []
+  const { lineOf } = parseYaml(text, next.loaded.file)
+  const path = a.tls !== undefined && b.tls !== undefined ? ['listen', 'grpc', 'tls', 'client_auth'] : ['listen', 'grpc', 'tls']
+  return [{
+    file: next.loaded.file,
+    line: lineOf(path) ?? lineOf(['listen', 'grpc', 'tls']) ?? lineOf(['listen', 'grpc']),
+    path: path.join('.'),
+    message: `the gRPC listener's TLS mode is fixed at start: it still runs ${was}, and this file says ${now}; restart the router to change it, or put the old setting back (nothing of this file was applied)`,
+  }]
 }
 
 const ADMIN_FIXED = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const

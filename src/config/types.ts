@@ -18,7 +18,31 @@ export interface ListenConfig extends Endpoint {
 /** The gRPC listener: HTTP/2 cleartext, or TLS (ALPN h2) with `tls`. */
 export interface GrpcEndpoint extends Endpoint {
   /** The server's certificate chain and key (PEM files, absolute once loaded); absent: cleartext. */
-  readonly tls?: { readonly cert_file: string; readonly key_file: string }
+  readonly tls?: GrpcTlsConfig
+}
+
+/** Who may connect to the gRPC listener over TLS: `none`, or client certificates checked against `ca_file`. */
+export type ClientAuth = 'none' | 'request' | 'require'
+
+/** `listen.grpc.tls`: the files are absolute once loaded, and read again by every reload. */
+export interface GrpcTlsConfig {
+  readonly cert_file: string
+  readonly key_file: string
+  /** PEM CA bundle client certificates must chain to; set exactly when client_auth is not `none`. */
+  readonly ca_file?: string
+  readonly client_auth: ClientAuth
+}
+
+/**
+ * The bytes of `listen.grpc.tls`'s files as the compile read and checked them: the listener is
+ * given these (at start, and on the reload that commits them), never a second read of the paths.
+ */
+export interface GrpcTlsMaterial {
+  readonly cert: Buffer
+  readonly key: Buffer
+  readonly ca?: Buffer
+  /** Of the three files' bytes: a reload whose file text is unchanged still commits new certificates. */
+  readonly sha256: string
 }
 
 /** The admin listener: where, and who may use it. */
@@ -281,4 +305,6 @@ export interface LoadedConfig {
   readonly config: Config
   readonly file: string
   readonly sha256: string
+  /** The gRPC listener's certificate, key and CA as read by this compile; absent without listen.grpc.tls. */
+  readonly grpcTls?: GrpcTlsMaterial
 }

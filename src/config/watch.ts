@@ -30,3 +30,36 @@ export function watchFile(file: string, onChange: () => void, debounceMs = 100):
     },
   }
 }
+
+/**
+ * Calls `onChange` after any of `files` changes: the config file and the files a reload reads
+ * again (the gRPC listener's certificate, key and CA), so a renewal written by certbot or
+ * cert-manager reloads like an edit. `follow` changes the list to what the config in force names.
+ */
+export function watchFiles(files: readonly string[], onChange: () => void, debounceMs = 100): { follow(files: readonly string[]): void; close(): void } {
+  const watching = new Map<string, { close(): void }>()
+  const follow = (wanted: readonly string[]): void => {
+    const abs = new Set(wanted.map((f) => resolve(f)))
+    for (const [file, w] of watching) {
+      if (abs.has(file)) continue
+      w.close()
+      watching.delete(file)
+    }
+    for (const file of abs) if (!watching.has(file)) watching.set(file, watchFile(file, onChange, debounceMs))
+  }
+  follow(files)
+  return {
+    follow,
+    close() {
+      for (const w of watching.values()) w.close()
+      watching.clear()
+    },
+  }
+}
+
+/** The files of a config a reload reads again besides the config file itself: the gRPC listener's TLS files. */
+export function reloadedFiles(config: { readonly listen: { readonly grpc?: { readonly tls?: { readonly cert_file: string; readonly key_file: string; readonly ca_file?: string } } } }): string[] {
+  const tls = config.listen.grpc?.tls
+  if (tls === undefined) return []
+  return tls.ca_file === undefined ? [tls.cert_file, tls.key_file] : [tls.cert_file, tls.key_file, tls.ca_file]
+}

@@ -1,9 +1,9 @@
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
-import { readFileSync } from 'node:fs'
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls'
 import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { requestIdOf } from '../listener.js'
 import { GrpcOnlyError } from '../../errors.js'
+import type { ClientAuth, GrpcTlsMaterial } from '../../config/types.js'
 import type { Runtime } from '../runtime.js'
 import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
 import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
@@ -12,8 +12,11 @@ export interface GrpcListenerDeps {
   /** The runtime in force; read once per call and kept to its end. */
   current(): Runtime
   readonly ctx: GrpcContext
-  /** TLS (ALPN h2) with this certificate chain and key, PEM files read once here; absent: h2c. */
-  readonly tls?: { readonly cert_file: string; readonly key_file: string }
+  /**
+   * TLS (ALPN h2) with the certificate, key and CA the compile read (`useTls` swaps them on a
+   * reload); with client_auth, client certificates checked against the CA. Absent: h2c.
+   */
+  readonly tls?: { readonly material: GrpcTlsMaterial; readonly clientAuth: ClientAuth }
 }
 
 /** What the listener counts in modelsplit_grpc_anomalies_total: the calls' kinds and its own. */
@@ -39,6 +42,9 @@ export class GrpcListener {
   readonly #net: NetServer | TlsServer
   readonly #scheme: 'http' | 'https'
   readonly #sessions = new Set<Http2Session>()
+  /** client_auth: request: a certificate is optional, but one that does not verify is refused. */
+  readonly #verifyOptional: boolean = false
+  #tlsSha256 = ''
 
   constructor(deps: GrpcListenerDeps) {
     this.#deps = deps
@@ -60,13 +66,34 @@ export class GrpcListener {
     // Over TLS, ALPN tells them apart (RFC 7301; gRPC clients offer h2, PROTOCOL-HTTP2.md). An
     // HTTP/1.1 client, or one that offers no protocol, is let through the handshake (`http/1.1` is
     // offered too) so it can be told why.
+    // client_auth (as nginx's ssl_verify_client on | optional): `require` lets OpenSSL refuse a
+    // client without a certificate that chains to ca_file at the handshake; `request` asks for
+    // one, lets a client without any through, and refuses one whose certificate does not verify.
+    const clientAuth = deps.tls.clientAuth
+    this.#verifyOptional = clientAuth === 'request'
     this.#net = createTlsServer({
-      cert: readFileSync(deps.tls.cert_file),
-      key: readFileSync(deps.tls.key_file),
+      ...contextOptions(deps.tls.material),
       ALPNProtocols: ['h2', 'http/1.1'],
+      requestCert: clientAuth !== 'none',
+      rejectUnauthorized: clientAuth === 'require',
     }, (socket) => this.#onTlsSocket(socket))
     this.#net.on('tlsClientError', () => this.#anomaly('tls_handshake'))
     this.#scheme = 'https'
+    this.#tlsSha256 = deps.tls.material.sha256
+  }
+
+  /**
+   * Puts a reloaded certificate, key and CA in force for the handshakes that follow; connections
+   * already open keep the ones they were made with. Called once a reload has committed, with what
+   * its compile read and checked. False when the listener has no TLS (a restart adds it).
+   */
+  useTls(material: GrpcTlsMaterial): boolean {
+    const net = this.#net
+    if (this.#scheme !== 'https' || !('setSecureContext' in net)) return false
+    if (material.sha256 === this.#tlsSha256) return true
+    net.setSecureContext(contextOptions(material))
+    this.#tlsSha256 = material.sha256
+    return true
   }
 
   /** Starts listening; resolves with the `http://host:port` clients dial (h2c), `https://` with TLS. */
@@ -110,6 +137,12 @@ export class GrpcListener {
 
   #onTlsSocket(socket: TLSSocket): void {
     socket.on('error', noop)
+    if (this.#verifyOptional && !socket.authorized && socket.getPeerX509Certificate() !== undefined) {
+      // Presented, and not issued under ca_file (or expired): refused as `require` would have.
+      this.#anomaly('tls_handshake')
+      socket.destroy()
+      return
+    }
     if (socket.alpnProtocol === 'h2') {
       this.#h2.emit('connection', socket)
       return
@@ -165,6 +198,10 @@ function status(stream: ServerHttp2Stream, requestId: string, code: number, mess
 function endHttp1(socket: Socket): void {
   socket.end(HTTP1_ANSWER)
   socket.resume()
+}
+
+function contextOptions(m: GrpcTlsMaterial): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  return m.ca !== undefined ? { cert: m.cert, key: m.key, ca: m.ca } : { cert: m.cert, key: m.key }
 }
 
 function noop(): void {}

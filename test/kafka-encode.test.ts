@@ -13,6 +13,17 @@ describe('Kafka record batch encoding', () => {
     expect(crc32c(Buffer.alloc(0))).toBe(0)
   })
 
+  it('CRC32C eight bytes a step equals kafkajs’ byte-at-a-time CRC32C for every length 0..64, odd offsets and 64 kB', () => {
+    const require = createRequire(import.meta.url)
+    const theirs = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (b: Buffer) => number
+    const data = randomBytes(70_000)
+    for (let len = 0; len <= 64; len++) {
+      for (const from of [0, 1, 3, 7, 21]) expect(crc32c(data, from, from + len), `${from}+${len}`).toBe(theirs(data.subarray(from, from + len)))
+    }
+    expect(crc32c(data, 21)).toBe(theirs(data.subarray(21)))
+    expect(crc32c(data, 5, 65_541)).toBe(theirs(data.subarray(5, 65_541)))
+  })
+
   it('a batch carries magic 2, its codec, offsets, min/max timestamps, producer id, epoch, sequence, count and a CRC over the rest', async () => {
     const type = Buffer.from('org.modelsplit.prediction')
     const source = Buffer.from('/modelsplit/h')

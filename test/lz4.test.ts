@@ -22,4 +22,32 @@ describe('lz4Frame', () => {
     // Records compress: the batch's frame is well under half its size.
     expect(lz4Frame(batch).length).toBeLessThan(batch.length / 2)
   })
+
+  it('every length around the end-of-block rules, long literal runs, long matches, offsets at the 64 KiB limit and a frame of two blocks decode to their input', () => {
+    const decodes = (input: Buffer): void => {
+      const frame = lz4Frame(input)
+      expect(Buffer.from(lz4.decompress(frame)).equals(input), `${input.length} bytes`).toBe(true)
+    }
+    const text = Buffer.from(Array.from({ length: 400 }, (_, i) => record(i)).join(''))
+    for (let n = 0; n <= 80; n++) {
+      decodes(text.subarray(0, n))
+      decodes(Buffer.alloc(n, 0x61))
+    }
+    // Literal runs of 15, 270 and 5000 bytes between matches (length bytes 255, 255, …), a match of
+    // 10 000 equal bytes, and a repeat 65 535 bytes back (the largest offset) and 65 536 (too far).
+    const noise = randomBytes(70_000)
+    decodes(Buffer.concat([text.subarray(0, 100), noise.subarray(0, 15), text.subarray(0, 100), noise.subarray(0, 270), text.subarray(0, 100), noise.subarray(0, 5000), text.subarray(0, 100)]))
+    decodes(Buffer.concat([Buffer.from('head'), Buffer.alloc(10_000, 7), Buffer.from('tail of it')]))
+    for (const gap of [65_535 - 64, 65_536 - 64, 65_537 - 64]) decodes(Buffer.concat([text.subarray(0, 64), noise.subarray(0, gap), text.subarray(0, 64), noise.subarray(0, 40)]))
+    // More than one 4 MiB block: each block independent (Kafka's reader refuses dependent ones).
+    const big = Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([text, noise])))
+    expect(big.length).toBeGreaterThan(4 * 1024 * 1024)
+    decodes(big)
+  })
+
+  it('compresses records about as well as lz4js does (within 15 %)', () => {
+    const batch = Buffer.from(Array.from({ length: 80 }, (_, i) => record(i)).join(''))
+    const theirs = lz4.compress(batch).length
+    expect(lz4Frame(batch).length).toBeLessThan(theirs * 1.15)
+  })
 })

@@ -3,6 +3,8 @@
 // connection options read from the sink's config, secrets read from their files here and now.
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
+// First, before kafkajs loads: see the module.
+import './kafka-preload.js'
 import kafkajs, { type KafkaConfig, type SASLOptions } from 'kafkajs'
 import type { KafkaSinkConfig } from '../config/types.js'
 import { lz4Frame, lz4Unframe } from './lz4.js'

@@ -99,21 +99,38 @@ function writeVarint(b: Buffer, o: number, n: number): number {
   return o
 }
 
-// CRC32C (Castagnoli), as the record batch v2 format checks it.
-const CRC_TABLE = (() => {
-  const t = new Int32Array(256)
+// CRC32C (Castagnoli), as the record batch v2 format checks it, eight bytes a step ("slicing by
+// 8", Intel's method; the sink's profile had the table-per-byte loop as its top function): table k
+// holds the CRC of a byte followed by k zero bytes, so eight lookups fold in eight bytes at once.
+const CRC_TABLES = (() => {
+  const t = new Int32Array(256 * 8)
   for (let i = 0; i < 256; i++) {
     let c = i
     for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1
     t[i] = c
+  }
+  for (let k = 1; k < 8; k++) {
+    for (let i = 0; i < 256; i++) {
+      const prev = t[(k - 1) * 256 + i] as number
+      t[k * 256 + i] = (prev >>> 8) ^ (t[prev & 0xff] as number)
+    }
   }
   return t
 })()
 
 /** The CRC32C of `b[from, to)`. */
 export function crc32c(b: Uint8Array, from = 0, to = b.length): number {
+  const t = CRC_TABLES
   let crc = -1
-  for (let i = from; i < to; i++) crc = (CRC_TABLE[(crc ^ (b[i] as number)) & 0xff] as number) ^ (crc >>> 8)
+  let i = from
+  for (const end = to - ((to - from) & 7); i < end; i += 8) {
+    const x = crc ^ ((b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24))
+    crc = (t[1792 + (x & 0xff)] as number) ^ (t[1536 + ((x >>> 8) & 0xff)] as number)
+      ^ (t[1280 + ((x >>> 16) & 0xff)] as number) ^ (t[1024 + (x >>> 24)] as number)
+      ^ (t[768 + (b[i + 4] as number)] as number) ^ (t[512 + (b[i + 5] as number)] as number)
+      ^ (t[256 + (b[i + 6] as number)] as number) ^ (t[b[i + 7] as number] as number)
+  }
+  for (; i < to; i++) crc = (t[(crc ^ (b[i] as number)) & 0xff] as number) ^ (crc >>> 8)
   return (crc ^ -1) >>> 0
 }
 

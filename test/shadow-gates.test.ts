@@ -103,4 +103,44 @@ routes:
     const m = await metricsOf(r)
     for (const s of names) expect(m.get(`modelsplit_shadow_comparisons_total{route="many",primary="p",shadow="${s}",result="agree"}`)).toBe(1)
   })
+
+  it('times a shadow out on silence, not on a long answer that keeps coming', async () => {
+    const primary = await upstream(echo)
+    // 15 pieces 100 ms apart: 1.4 s in all, never 1 s (the timeout) without a byte.
+    const trickle = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{"predictions": [0')
+      let n = 0
+      const t = setInterval(() => {
+        if (++n < 15) res.write(' ')
+        else {
+          clearInterval(t)
+          res.end(']}')
+        }
+      }, 100)
+    })
+    // The head at once, then nothing.
+    const silent = await upstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.write('{"predictions": [0')
+    })
+    const r = await router(`models:
+  p: { url: "${primary.url}", timeout_ms: 1000 }
+  trickle: { url: "${trickle.url}", timeout_ms: 1000 }
+  silent: { url: "${silent.url}", timeout_ms: 1000 }
+routes:
+  - name: slow
+    path: /slow
+    split: [{ model: p, weight: 1 }]
+    shadow: [{ model: trickle }, { model: silent }]
+`)
+    const started = performance.now()
+    expect(await (await post(r, '/slow', { x: 0 }, 'u')).json()).toEqual({ predictions: [0] })
+    await r.router.flush()
+    expect(performance.now() - started).toBeGreaterThan(1400)
+    const m = await metricsOf(r)
+    expect(m.get('modelsplit_shadow_requests_total{route="slow",model="trickle",code="200"}')).toBe(1)
+    expect(m.get('modelsplit_shadow_comparisons_total{route="slow",primary="p",shadow="trickle",result="agree"}')).toBe(1)
+    expect(m.get('modelsplit_shadow_requests_total{route="slow",model="silent",code="504"}')).toBe(1)
+  })
 })

@@ -165,6 +165,12 @@ export class ShadowDispatcher {
 /** One mirrored request: undici's dispatch handler, its timer and its capture. */
 class ShadowCall implements Dispatcher.DispatchHandler {
   readonly start = performance.now()
+  /**
+   * performance.now() at the answer's last sign of life (head, a chunk). timeout_ms is a limit on
+   * silence, but the timer is armed once, not moved on every event: when it fires it looks at
+   * this and, if the answer moved since, waits out the rest of the silence.
+   */
+  last = this.start
   readonly capture = new Capture()
   timer: NodeJS.Timeout | undefined
   #abort: ((err?: Error) => void) | null = null
@@ -181,13 +187,13 @@ class ShadowCall implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number): boolean {
     if (statusCode >= 200) this.#status = statusCode
-    this.timer?.refresh()
+    this.last = performance.now()
     return true
   }
 
   onData(chunk: Buffer): boolean {
     if (this.#done) return false
-    this.timer?.refresh()
+    this.last = performance.now()
     this.capture.add(chunk, this.target.maxCaptureBytes, this.owner.budget)
     if (this.capture.chunks === null) {
       // Nothing more of this answer will be read: stop it rather than download what is not kept.
@@ -234,5 +240,8 @@ function timeoutMessage(target: ShadowTarget): string {
 }
 
 function onShadowTimeout(call: ShadowCall): void {
-  call.cancel('timeout')
+  // Timers count whole milliseconds: within one of the limit is the limit.
+  const left = call.target.timeoutMs - (performance.now() - call.last)
+  if (left > 1) call.timer = setTimeout(onShadowTimeout, left, call)
+  else call.cancel('timeout')
 }

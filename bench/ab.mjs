@@ -3,11 +3,13 @@
 // every case on both builds (the order flips every round) and reports new/old per round and medians.
 //
 //   node bench/ab.mjs --old /tmp/old/dist --new dist [--cases split,dead,shadow] [--floor]
-//                     [--duration 5] [--repeats 5] [--connections 50] [--out FILE.json]
+//                     [--duration 5] [--repeats 5] [--connections 50] [--rate R] [--out FILE.json]
 //
 // Cases are the bench topology's routes (bench/topology.mjs): split, shadow (one fast shadow), dead
 // (one shadow on a closed port), slow, rec, timed. --floor adds the bare Node forwarder (node-floor
 // on /split, node-floor-shadow mirroring /shadow) once per round, for the ratios against the floor.
+// --rate R holds every run at R req/s: on a loaded machine CPU per request then compares at the
+// same batching (a saturated run that happens to go faster pays less per request for that alone).
 import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
@@ -29,6 +31,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '5' },
     repeats: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
+    rate: { type: 'string' },
     out: { type: 'string' },
   },
 })
@@ -40,6 +43,7 @@ const cases = values.cases.split(',').map((s) => s.trim()).filter(Boolean)
 const duration = Number(values.duration)
 const repeats = Number(values.repeats)
 const connections = Number(values.connections)
+const rate = values.rate === undefined ? undefined : Number(values.rate)
 const uptime = () => os.loadavg().map((x) => x.toFixed(2)).join(' ')
 const log = (s) => process.stderr.write(`${s}\n`)
 const median = (xs) => {
@@ -51,7 +55,7 @@ const median = (xs) => {
 /** One load run against `target`; CPU µs per answered request beside req/s. */
 async function measure(target, path) {
   const cpu = startCpu(target.pid)
-  const r = await runLoad({ url: target.url, path, connections, duration })
+  const r = await runLoad({ url: target.url, path, connections, duration, overallRate: rate })
   const us = cpu.stop()
   return { rps: r.rps, cpuUs: us === null ? null : us / Math.max(1, r.ok + r.non2xx), errors: r.errors, p99: r.p99 }
 }
@@ -95,7 +99,7 @@ try {
   const summary = {}
   const lines = [
     `# A/B: ${values.old} (old) vs ${values.new} (new)`, '',
-    `${os.cpus().length} CPUs, Node ${process.version}; ${connections} connections, ${duration} s per run, ${repeats} rounds alternating (order flipped each round).`,
+    `${os.cpus().length} CPUs, Node ${process.version}; ${connections} connections${rate === undefined ? ' (as fast as they go)' : ` at ${rate} req/s`}, ${duration} s per run, ${repeats} rounds alternating (order flipped each round).`,
     `Load average (1/5/15 min) at start ${load.start}, at end ${load.end}.`, '',
     '| case | old CPU µs/req | new CPU µs/req | new/old CPU per round | median new/old CPU | old req/s | new req/s | median new/old req/s |',
     '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
@@ -134,7 +138,7 @@ try {
   process.stdout.write(md)
   if (values.out !== undefined) {
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
-    await writeFile(values.out, JSON.stringify({ commit, load, options: { cases, duration, repeats, connections, old: values.old, new: values.new }, runs, floorRuns, summary }, null, 2))
+    await writeFile(values.out, JSON.stringify({ commit, load, options: { cases, duration, repeats, connections, rate, old: values.old, new: values.new }, runs, floorRuns, summary }, null, 2))
     await writeFile(values.out.replace(/\.json$/, '') + '.md', md)
   }
 } finally {

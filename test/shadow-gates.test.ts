@@ -143,4 +143,31 @@ routes:
     expect(m.get('modelsplit_shadow_comparisons_total{route="slow",primary="p",shadow="trickle",result="agree"}')).toBe(1)
     expect(m.get('modelsplit_shadow_requests_total{route="slow",model="silent",code="504"}')).toBe(1)
   })
+
+  it('after the backoff, sends one mirror to see whether a dead shadow is back, not one per request', async () => {
+    const primary = await upstream(echo)
+    const dead = await closedPort()
+    const r = await router(`models:
+  p: { url: "${primary.url}" }
+  dead: { url: "http://127.0.0.1:${dead}" }
+routes:
+  - name: probe
+    path: /probe
+    split: [{ model: p, weight: 1 }]
+    shadow: [{ model: dead }]
+`)
+    for (let i = 0; i < 5; i++) {
+      expect((await post(r, '/probe', { x: i }, `u${i}`)).status).toBe(200)
+      await r.router.flush() // one mirror at a time, so the breaker sees each failure in order
+    }
+    // The breaker's first backoff is 1 s: what is under test is the first request after it.
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(r, '/probe', { x: i }, `v${i}`)))
+    expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200))
+    await r.router.flush()
+    const m = await metricsOf(r)
+    // Five refusals, then one probe (refused again: the next backoff is 2 s); the other 19 skipped.
+    expect(m.get('modelsplit_shadow_requests_total{route="probe",model="dead",code="502"}')).toBe(6)
+    expect(m.get('modelsplit_shadow_dropped_total{route="probe",model="dead",reason="unavailable"}')).toBe(19)
+  })
 })

@@ -31,6 +31,8 @@ interface Gate {
   trips: number
   /** performance.now() until which mirrors are skipped; 0 when closed. */
   openUntil: number
+  /** After a backoff, the one mirror let through to see whether the shadow is back; null when none. */
+  probe: ShadowCall | null
 }
 
 /** Consecutive connection failures that open the breaker, and its first and longest backoff. */
@@ -72,7 +74,7 @@ export class ShadowDispatcher {
     }
     let gate = this.#gates.get(target.gateKey)
     if (gate === undefined) {
-      gate = { inFlight: 0, failures: 0, trips: 0, openUntil: 0 }
+      gate = { inFlight: 0, failures: 0, trips: 0, openUntil: 0, probe: null }
       this.#gates.set(target.gateKey, gate)
     }
     if (gate.inFlight >= target.maxInFlight) {
@@ -81,7 +83,9 @@ export class ShadowDispatcher {
     }
     // A shadow that refuses connections is not tried on every request: failing fast costs
     // the primary path as much as succeeding, so it is skipped (and counted) for a backoff.
-    if (gate.openUntil > 0 && performance.now() < gate.openUntil) {
+    // After the backoff one mirror goes to see whether the shadow is back; the others wait for
+    // its answer rather than each paying a refused connection.
+    if (gate.openUntil > 0 && (gate.probe !== null || performance.now() < gate.openUntil)) {
       target.dropped.unavailable.inc()
       return 'unavailable'
     }
@@ -99,6 +103,7 @@ export class ShadowDispatcher {
     gate.inFlight++
     sink.expectShadow()
     const call = new ShadowCall(this, target, gate, sink)
+    if (gate.openUntil > 0) gate.probe = call
     this.#active.add(call)
     const path = target.basePath + (rest === '' && target.basePath === '' ? '/' : rest)
     call.timer = setTimeout(onShadowTimeout, target.timeoutMs, call)
@@ -110,6 +115,15 @@ export class ShadowDispatcher {
     this.#active.delete(call)
     const { target, gate } = call
     gate.inFlight--
+    if (gate.probe === call) {
+      gate.probe = null
+      // The probe was not refused (an answer, or a timeout): the breaker closes, its backoff kept
+      // for the next trip unless the answer came (below); refused, it opens again for longer.
+      if (!connectFailed) {
+        gate.failures = 0
+        gate.openUntil = 0
+      }
+    }
     if (connectFailed) {
       if (++gate.failures >= BREAK_AFTER) {
         gate.trips++

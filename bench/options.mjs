@@ -23,8 +23,9 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --no-nginx            skip the nginx cases (and do not install nginx)
   --smoke               a tiny run for CI: direct + ms-split for 1 s, a 3000-request memory case,
                         and the check that node-floor splits users as modelsplit does
-  --profile-kinds a,b   what the profile case profiles (default split,shadow; also record, the
-                        file sink, and record-kafka, the Kafka sink with a broker of its own)
+  --profile-kinds a,b   what the profile case profiles (default split,shadow; also dead-shadow, a
+                        shadow on a closed port, record, the file sink, and record-kafka, the
+                        Kafka sink with a broker of its own)
   --out DIR             where results go (default bench/results)
   --help                this text
 

@@ -145,6 +145,14 @@ export function toMarkdown(r) {
     L.push('## Targets', '', '| target | measured | met |', '| --- | ---: | :---: |')
     for (const t of r.targets) L.push(`| ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`)
     L.push('')
+    // The shadow target is against the floor's split, but the floor's own mirror costs it too:
+    // both ratios, so a reader sees how much of a shadow's cost any Node forwarder pays.
+    const c = (n) => r.cases[n]?.median?.cpuUs
+    const fs = c('node-floor-shadow') / c('node-floor')
+    const ms = c('ms-shadow') / c('node-floor-shadow')
+    if (Number.isFinite(fs) && Number.isFinite(ms)) {
+      L.push(`One shadow, against both floors: the bare Node forwarder's own mirror costs it ${fs.toFixed(2)} × its split (node-floor-shadow vs node-floor), and modelsplit with one shadow costs ${ms.toFixed(2)} × node-floor-shadow (it also captures both answers, compares them and counts the comparison).`, '')
+    }
   }
   if (r.memory) {
     const x = r.memory

@@ -269,8 +269,9 @@ async function main() {
     if (selected.includes('profile')) {
       const profDir = join(outDir, 'profiles')
       await mkdir(profDir, { recursive: true })
-      // The recording kinds profile /rec with the file sink and with the Kafka sink (a broker of its own).
-      const kinds = { split: '/split/predict', shadow: '/shadow/predict', record: '/rec/predict', 'record-kafka': '/rec/predict' }
+      // The recording kinds profile /rec with the file sink and with the Kafka sink (a broker of its own);
+      // dead-shadow profiles /dead, whose one shadow is a closed port (its breaker open most of the time).
+      const kinds = { split: '/split/predict', shadow: '/shadow/predict', 'dead-shadow': '/dead/predict', record: '/rec/predict', 'record-kafka': '/rec/predict' }
       for (const kind of opts.profileKinds ?? ['split', 'shadow']) {
         if (kinds[kind] === undefined) throw new Error(`unknown profile kind ${kind}; kinds are ${Object.keys(kinds).join(', ')}`)
         const name = `router-${kind}.cpuprofile`

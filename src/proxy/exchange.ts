@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici'
 import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
 import type { AssignmentMemory } from '../evaluation/index.js'
 import { unitHash } from '../experiment/index.js'
-import type { Metrics } from '../metrics/index.js'
+import type { Metrics, ShadowDropReason } from '../metrics/index.js'
 import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
 import type { Observation, Observer, ShadowDispatcher } from '../shadow/index.js'
 import { Capture, type CaptureBudget } from '../upstream/capture.js'
@@ -236,7 +236,14 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     else arm.assignedByMissing.inc()
     if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
     this.#start = performance.now()
-    if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
+    // A route that only mirrors (no record, not traced) asks its shadows' gates first: a request
+    // whose every mirror is refused (a dead shadow's open breaker, a full cap) then has nothing to
+    // pair, and builds no observation at all. Up to 31 shadows, as bits of one number.
+    let mirrors = -1
+    if (route.plan.observes && !route.plan.record && this.#trace === null && route.shadows.length <= 31) {
+      mirrors = this.#gateShadows(arm)
+      if (mirrors !== 0) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
+    } else if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     this.#state = DISPATCHED
     if (arm.llm !== null && Buffer.isBuffer(body)) {
       this.#llm = LlmExchange.start(this.body, arm.llm, arm.upstreamModel, this.rest, this.runtime.plan.maxSseEventBytes)
@@ -265,12 +272,34 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // is captured only for a record or a mirror's comparison: with every mirror refused (a dead
     // shadow's open breaker) and no record, nothing would read it. The model cannot have
     // answered yet: its head comes in a later turn of the event loop.
-    if (obs !== undefined && (this.#sendShadows(arm) || route.plan.record) && this.#state === DISPATCHED) this.#capture = new Capture()
+    if (obs !== undefined && (this.#sendShadows(arm, mirrors) || route.plan.record) && this.#state === DISPATCHED) this.#capture = new Capture()
     obs?.release()
   }
 
-  /** Mirrors the request to the route's shadows; true if any was sent. */
-  #sendShadows(arm: Arm): boolean {
+  /**
+   * The shadows whose mirror goes out, as bits (shadow i: bit i), asked of the dispatcher's gates
+   * (which count what they drop) before anything is built; for a route with no record to name the
+   * dropped ones in. The primary's dispatch in between touches no gate, so the answers hold.
+   */
+  #gateShadows(arm: Arm): number {
+    const shadows = this.route.shadows
+    const userId = this.decision.userId
+    let mirrors = 0
+    for (let i = 0; i < shadows.length; i++) {
+      const target = shadows[i] as RouteRuntime['shadows'][number]
+      // Mirroring a request to the model that answers it would only double its load.
+      if (target.model === arm.model || !isShadowed(target, userId)) continue
+      if (this.body.truncated) target.dropped.body_too_large.inc()
+      else if (this.ctx.shadows.refuse(target) === null) mirrors |= 1 << i
+    }
+    return mirrors
+  }
+
+  /**
+   * Mirrors the request to the route's shadows; true if any was sent. `mirrors`: the shadows
+   * #gateShadows let through, or -1 when the gates are asked here (records name what is dropped).
+   */
+  #sendShadows(arm: Arm, mirrors: number): boolean {
     const shadows = this.route.shadows
     const obs = this.#obs as Observation
     const userId = this.decision.userId
@@ -278,17 +307,22 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     let sent = false
     for (let i = 0; i < shadows.length; i++) {
       const target = shadows[i] as RouteRuntime['shadows'][number]
-      // Mirroring a request to the model that answers it would only double its load.
-      if (target.model === arm.model || !isShadowed(target, userId)) continue
-      if (this.body.truncated) {
-        target.dropped.body_too_large.inc()
-        obs.shadowSkipped(target, 'body_too_large')
-        continue
-      }
-      const refused = this.ctx.shadows.refuse(target)
-      if (refused !== null && this.#trace === null) {
-        obs.shadowSkipped(target, refused)
-        continue
+      let refused: ShadowDropReason | null = null
+      if (mirrors !== -1) {
+        if ((mirrors & (1 << i)) === 0) continue
+      } else {
+        // Mirroring a request to the model that answers it would only double its load.
+        if (target.model === arm.model || !isShadowed(target, userId)) continue
+        if (this.body.truncated) {
+          target.dropped.body_too_large.inc()
+          obs.shadowSkipped(target, 'body_too_large')
+          continue
+        }
+        refused = this.ctx.shadows.refuse(target)
+        if (refused !== null && this.#trace === null) {
+          obs.shadowSkipped(target, refused)
+          continue
+        }
       }
       // OpenAI routes: each shadow its own model name and stream mode, so its own body and length;
       // elsewhere the primary's headers (a mirrored body is whole, so its content-length is the
@@ -604,11 +638,24 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   }
 }
 
+const CONTENT_LENGTH = Buffer.from('content-length', 'latin1')
+
+/** Whether a raw header name is Content-Length, in any case, without a string of it. */
+function isContentLength(name: Buffer): boolean {
+  if (name.length !== 14) return false
+  // ASCII letters differ from their lower case in bit 0x20 only; the '-' (at 7) must be itself.
+  for (let j = 0; j < 14; j++) {
+    const b = name[j] as number
+    if (j === 7 ? b !== 0x2d : (b | 0x20) !== CONTENT_LENGTH[j]) return false
+  }
+  return true
+}
+
 /** A response's Content-Length from undici's raw headers, or 0 when it has none (or a bad one). */
 function declaredLength(raw: readonly Buffer[]): number {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as Buffer
-    if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length') {
+    if (isContentLength(name)) {
       const n = Number((raw[i + 1] as Buffer).toString('latin1'))
       return Number.isSafeInteger(n) && n > 0 ? n : 0
     }

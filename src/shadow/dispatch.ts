@@ -31,6 +31,8 @@ interface Gate {
   trips: number
   /** performance.now() until which mirrors are skipped; 0 when closed. */
   openUntil: number
+  /** After a backoff, the one mirror let through to see whether the shadow is back; null when none. */
+  probe: ShadowCall | null
 }
 
 /** Consecutive connection failures that open the breaker, and its first and longest backoff. */
@@ -72,7 +74,7 @@ export class ShadowDispatcher {
     }
     let gate = this.#gates.get(target.gateKey)
     if (gate === undefined) {
-      gate = { inFlight: 0, failures: 0, trips: 0, openUntil: 0 }
+      gate = { inFlight: 0, failures: 0, trips: 0, openUntil: 0, probe: null }
       this.#gates.set(target.gateKey, gate)
     }
     if (gate.inFlight >= target.maxInFlight) {
@@ -81,7 +83,9 @@ export class ShadowDispatcher {
     }
     // A shadow that refuses connections is not tried on every request: failing fast costs
     // the primary path as much as succeeding, so it is skipped (and counted) for a backoff.
-    if (gate.openUntil > 0 && performance.now() < gate.openUntil) {
+    // After the backoff one mirror goes to see whether the shadow is back; the others wait for
+    // its answer rather than each paying a refused connection.
+    if (gate.openUntil > 0 && (gate.probe !== null || performance.now() < gate.openUntil)) {
       target.dropped.unavailable.inc()
       return 'unavailable'
     }
@@ -99,6 +103,7 @@ export class ShadowDispatcher {
     gate.inFlight++
     sink.expectShadow()
     const call = new ShadowCall(this, target, gate, sink)
+    if (gate.openUntil > 0) gate.probe = call
     this.#active.add(call)
     const path = target.basePath + (rest === '' && target.basePath === '' ? '/' : rest)
     call.timer = setTimeout(onShadowTimeout, target.timeoutMs, call)
@@ -110,6 +115,15 @@ export class ShadowDispatcher {
     this.#active.delete(call)
     const { target, gate } = call
     gate.inFlight--
+    if (gate.probe === call) {
+      gate.probe = null
+      // The probe was not refused (an answer, or a timeout): the breaker closes, its backoff kept
+      // for the next trip unless the answer came (below); refused, it opens again for longer.
+      if (!connectFailed) {
+        gate.failures = 0
+        gate.openUntil = 0
+      }
+    }
     if (connectFailed) {
       if (++gate.failures >= BREAK_AFTER) {
         gate.trips++
@@ -165,6 +179,12 @@ export class ShadowDispatcher {
 /** One mirrored request: undici's dispatch handler, its timer and its capture. */
 class ShadowCall implements Dispatcher.DispatchHandler {
   readonly start = performance.now()
+  /**
+   * performance.now() at the answer's last sign of life (head, a chunk). timeout_ms is a limit on
+   * silence, but the timer is armed once, not moved on every event: when it fires it looks at
+   * this and, if the answer moved since, waits out the rest of the silence.
+   */
+  last = this.start
   readonly capture = new Capture()
   timer: NodeJS.Timeout | undefined
   #abort: ((err?: Error) => void) | null = null
@@ -181,13 +201,13 @@ class ShadowCall implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number): boolean {
     if (statusCode >= 200) this.#status = statusCode
-    this.timer?.refresh()
+    this.last = performance.now()
     return true
   }
 
   onData(chunk: Buffer): boolean {
     if (this.#done) return false
-    this.timer?.refresh()
+    this.last = performance.now()
     this.capture.add(chunk, this.target.maxCaptureBytes, this.owner.budget)
     if (this.capture.chunks === null) {
       // Nothing more of this answer will be read: stop it rather than download what is not kept.
@@ -234,5 +254,8 @@ function timeoutMessage(target: ShadowTarget): string {
 }
 
 function onShadowTimeout(call: ShadowCall): void {
-  call.cancel('timeout')
+  // Timers count whole milliseconds: within one of the limit is the limit.
+  const left = call.target.timeoutMs - (performance.now() - call.last)
+  if (left > 1) call.timer = setTimeout(onShadowTimeout, left, call)
+  else call.cancel('timeout')
 }

@@ -115,7 +115,7 @@ export class Observation implements ShadowSink {
     this.#settle()
   }
 
-  readonly shadowDone = (outcome: ShadowOutcome): void => {
+  shadowDone(outcome: ShadowOutcome): void {
     this.#shadows.push(outcome)
     if (this.#traces !== undefined) this.traceOf(outcome.target)?.finished(outcome.status, outcome.error)
     this.#settle()

@@ -1,14 +1,13 @@
 // The judge's verdicts deciding: a shadow promoted on its judged win rate, a rollout step held
 // until the candidate's win rate is shown and rolled back when the judge prefers the control, all
 // in a real router with fake OpenAI-compatible models and a fake judge that reads its prompt.
-import type { ServerResponse } from 'node:http'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { sumShadows } from '../src/cli/cluster-admin.js'
 import { compile } from '../src/plan/index.js'
 import { startRouter, type RunningRouter } from './helpers/router.js'
-import { startFakeOpenAi } from './helpers/openai.js'
+import { fakeJudge, startFakeOpenAi } from './helpers/openai.js'
 import { prometheusBin, startPrometheus } from './helpers/prometheus.js'
-import { closedPort, startUpstream, type Received } from './helpers/upstream.js'
+import { closedPort, startUpstream } from './helpers/upstream.js'
 
 const open: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -20,15 +19,7 @@ const CANDIDATE_TEXT = 'The capital of France is Paris, on the Seine.'
 
 /** A judge model that prefers the candidate's answer (or the control's), wherever it was placed. */
 function judgePrefers(side: 'candidate' | 'control') {
-  return (req: Received, res: ServerResponse): void => {
-    const prompt = (JSON.parse(req.body) as { messages: { content: string }[] }).messages[0]?.content ?? ''
-    const a = prompt.slice(prompt.indexOf('Answer A:'), prompt.indexOf('Answer B:'))
-    const candidateFirst = a.includes(CANDIDATE_TEXT)
-    const content = (side === 'candidate') === candidateFirst ? 'A' : 'B'
-    const body = JSON.stringify({ id: 'j', object: 'chat.completion', model: 'judge', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 100, completion_tokens: 1, total_tokens: 101 } })
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  }
+  return fakeJudge((a) => (side === 'candidate') === a.includes(CANDIDATE_TEXT) ? 'A' : 'B', 100)
 }
 
 interface ModelUrls { readonly control: string; readonly candidate: string; readonly judge: string }

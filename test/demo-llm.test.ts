@@ -4,65 +4,28 @@
 // win rate as a gate and promoted, and the demo prints the shares per arm and the judge's verdicts.
 // Real time, 2 s decision intervals: about 15 s. The config is the bundled one with free ports and
 // a temporary directory for its records and state.
-import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { describe, expect, it, onTestFinished } from 'vitest'
-import { compile } from '../src/plan/index.js'
-import { freePort } from './helpers/upstream.js'
+import { describe, expect, it } from 'vitest'
+import { bundledConfig, demoConfig, expectCompilesAndExplained, outputLines, runDemo, type DemoPart } from './helpers/demo.js'
 
-const ROOT = join(import.meta.dirname, '..')
-const bundled = await readFile(join(ROOT, 'config/llm.yaml'), 'utf8')
-
-function replaceOnce(text: string, from: string, to: string): string {
-  expect(text.split(from).length - 1, `"${from}" once in config/llm.yaml`).toBe(1)
-  return text.replace(from, to)
-}
-
-function runDemo(config: string): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['examples/demo.mjs', '--llm', '--once'], {
-      cwd: ROOT, env: { ...process.env, MODELSPLIT_LLM_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 85_000,
-    })
-    let out = ''
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { out += c })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, out }))
-  })
-}
+const PART: DemoPart = { name: 'llm', env: 'MODELSPLIT_LLM_CONFIG' }
+const bundled = await bundledConfig(PART)
 
 describe('config/llm.yaml', () => {
   it('compiles, and every line that sets a key says what it does', () => {
-    const r = compile(bundled, 'config/llm.yaml')
-    expect(r.ok ? [] : r.problems).toEqual([])
-    const uncommented = bundled.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#') && !l.includes('#'))
-    expect(uncommented).toEqual([])
+    expectCompilesAndExplained(PART, bundled)
   })
 })
 
 describe('npm run demo -- --llm --once', () => {
   it('ramps chat-v2 on the judge\'s win rate, promotes it, and prints the shares per arm and the verdicts', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-demo-llm-'))
-    onTestFinished(() => rm(dir, { recursive: true, force: true }))
-    let text = bundled
-    text = replaceOnce(text, 'port: 8082', `port: ${await freePort()}`)
-    text = replaceOnce(text, 'port: 9466', `port: ${await freePort()}`)
-    for (const port of ['9021', '9022', '9023']) text = replaceOnce(text, `127.0.0.1:${port}`, `127.0.0.1:${await freePort()}`)
-    text = replaceOnce(text, 'path: ../data/llm/records.jsonl', 'path: ./records.jsonl')
-    const config = join(dir, 'llm.yaml')
-    await writeFile(config, text)
+    const { dir, config } = await demoConfig(PART, bundled, { listen: 8082, admin: 9466, models: [9021, 9022, 9023] })
 
-    const { code, out } = await runDemo(config)
+    const { code, out } = await runDemo(PART, config)
     expect(out, out).not.toMatch(/demo failed|not done within/)
     expect(code, out).toBe(0)
-    const lines = out.split('\n')
-    const at = (re: RegExp, from = 0): number => {
-      const i = lines.findIndex((l, k) => k >= from && re.test(l))
-      expect(i, `${re} after line ${from} in:\n${out}`).toBeGreaterThanOrEqual(0)
-      return i
-    }
+    const { lines, at } = outputLines(out)
     at(/one streamed answer through the router \(alice → chat-v\d\): \d+ events, text "(Nairobi\.|The capital of Kenya is Nairobi, .*)"/)
     const start = at(/rollout\s+start\s+rollout of chat-v2 starts at 10%/)
     const up50 = at(/rollout\s+advance\s+gates held .* at 10% .*judged win rate \d+\.\d\d% \(\d+ wins, \d+ ties, \d+ losses\), 95% lower bound \d+\.\d\d% ≥ 50\.00%\): step up to 50%/, start)

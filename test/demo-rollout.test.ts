@@ -4,68 +4,28 @@
 // churn-v3 is promoted to candidate, walks the same steps and is promoted too. Real time, 2 s
 // decision intervals: about 15 s. The config is the bundled one with free ports and a temporary
 // directory for its records and state, so a demo running beside the tests does not collide.
-import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { describe, expect, it, onTestFinished } from 'vitest'
-import { compile } from '../src/plan/index.js'
-import { freePort } from './helpers/upstream.js'
+import { describe, expect, it } from 'vitest'
+import { bundledConfig, demoConfig, expectCompilesAndExplained, outputLines, runDemo, type DemoPart } from './helpers/demo.js'
 
-const ROOT = join(import.meta.dirname, '..')
-const bundled = await readFile(join(ROOT, 'config/rollout.yaml'), 'utf8')
-
-/** Replaces exactly one occurrence, so the test notices when the bundled config changes shape. */
-function replaceOnce(text: string, from: string, to: string): string {
-  expect(text.split(from).length - 1, `"${from}" once in config/rollout.yaml`).toBe(1)
-  return text.replace(from, to)
-}
-
-function runDemo(config: string): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['examples/demo.mjs', '--rollout', '--once'], {
-      cwd: ROOT, env: { ...process.env, MODELSPLIT_ROLLOUT_CONFIG: config }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 85_000,
-    })
-    let out = ''
-    child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c })
-    child.stderr.setEncoding('utf8').on('data', (c: string) => { out += c })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, out }))
-  })
-}
+const PART: DemoPart = { name: 'rollout', env: 'MODELSPLIT_ROLLOUT_CONFIG' }
+const bundled = await bundledConfig(PART)
 
 describe('config/rollout.yaml', () => {
   it('compiles, and every line that sets a key says what it does', () => {
-    const r = compile(bundled, 'config/rollout.yaml')
-    expect(r.ok ? [] : r.problems).toEqual([])
-    const uncommented = bundled.split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('#') && !l.includes('#'))
-    expect(uncommented).toEqual([])
+    expectCompilesAndExplained(PART, bundled)
   })
 })
 
 describe('npm run demo -- --rollout --once', () => {
   it('prints the decisions live: churn-v2 walks its steps and is promoted, the shadow churn-v3 is promoted to candidate, walks them and is promoted', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'modelsplit-demo-'))
-    onTestFinished(() => rm(dir, { recursive: true, force: true }))
-    // listen and admin give their port as `port: N`, the models as `127.0.0.1:N` in a URL.
-    let text = bundled
-    const ports = { listen: await freePort(), admin: await freePort() }
-    text = replaceOnce(text, 'port: 8081', `port: ${ports.listen}`)
-    text = replaceOnce(text, 'port: 9465', `port: ${ports.admin}`)
-    for (const port of ['9011', '9012', '9013']) text = replaceOnce(text, `127.0.0.1:${port}`, `127.0.0.1:${await freePort()}`)
-    text = replaceOnce(text, 'path: ../data/rollout/records.jsonl', 'path: ./records.jsonl')
-    const config = join(dir, 'rollout.yaml')
-    await writeFile(config, text)
+    const { dir, config } = await demoConfig(PART, bundled, { listen: 8081, admin: 9465, models: [9011, 9012, 9013] })
 
-    const { code, out } = await runDemo(config)
+    const { code, out } = await runDemo(PART, config)
     expect(out, out).not.toMatch(/demo failed|not done within/)
     expect(code, out).toBe(0)
-    const lines = out.split('\n')
-    const at = (re: RegExp, from = 0): number => {
-      const i = lines.findIndex((l, k) => k >= from && re.test(l))
-      expect(i, `${re} after line ${from} in:\n${out}`).toBeGreaterThanOrEqual(0)
-      return i
-    }
+    const { lines, at } = outputLines(out)
     const start = at(/rollout\s+start\s+rollout of churn-v2 starts at 10%/)
     const up50 = at(/rollout\s+advance\s+gates held .* at 10% .*step up to 50%/, start)
     const up100 = at(/rollout\s+advance\s+gates held .* at 50% .*step up to 100%/, up50)

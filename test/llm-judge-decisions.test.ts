@@ -1,14 +1,13 @@
 // The judge's verdicts deciding: a shadow promoted on its judged win rate, a rollout step held
 // until the candidate's win rate is shown and rolled back when the judge prefers the control, all
 // in a real router with fake OpenAI-compatible models and a fake judge that reads its prompt.
-import type { ServerResponse } from 'node:http'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { sumShadows } from '../src/cli/cluster-admin.js'
 import { compile } from '../src/plan/index.js'
 import { startRouter, type RunningRouter } from './helpers/router.js'
-import { startFakeOpenAi } from './helpers/openai.js'
+import { fakeJudge, startFakeOpenAi } from './helpers/openai.js'
 import { prometheusBin, startPrometheus } from './helpers/prometheus.js'
-import { closedPort, startUpstream, type Received } from './helpers/upstream.js'
+import { closedPort, startUpstream } from './helpers/upstream.js'
 
 const open: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -20,18 +19,12 @@ const CANDIDATE_TEXT = 'The capital of France is Paris, on the Seine.'
 
 /** A judge model that prefers the candidate's answer (or the control's), wherever it was placed. */
 function judgePrefers(side: 'candidate' | 'control') {
-  return (req: Received, res: ServerResponse): void => {
-    const prompt = (JSON.parse(req.body) as { messages: { content: string }[] }).messages[0]?.content ?? ''
-    const a = prompt.slice(prompt.indexOf('Answer A:'), prompt.indexOf('Answer B:'))
-    const candidateFirst = a.includes(CANDIDATE_TEXT)
-    const content = (side === 'candidate') === candidateFirst ? 'A' : 'B'
-    const body = JSON.stringify({ id: 'j', object: 'chat.completion', model: 'judge', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 100, completion_tokens: 1, total_tokens: 101 } })
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  }
+  return fakeJudge((a) => (side === 'candidate') === a.includes(CANDIDATE_TEXT) ? 'A' : 'B', 100)
 }
 
-async function models(side: 'candidate' | 'control'): Promise<{ control: string; candidate: string; judge: string }> {
+interface ModelUrls { readonly control: string; readonly candidate: string; readonly judge: string }
+
+async function models(side: 'candidate' | 'control'): Promise<ModelUrls> {
   const control = await startFakeOpenAi(() => ({ tokens: [CONTROL_TEXT], promptTokens: 5 }))
   const candidate = await startFakeOpenAi(() => ({ tokens: [CANDIDATE_TEXT], promptTokens: 5 }))
   const judge = await startUpstream(judgePrefers(side))
@@ -64,7 +57,7 @@ async function traffic(router: RunningRouter, users: number): Promise<{ wins: nu
 interface Status { state: string; candidate: string; percent: number; step_started_at: string; decisions: { kind: string; result: string; reason: string; inputs?: unknown }[] }
 const status = async (r: RunningRouter): Promise<Status> => (await fetch(`${r.adminUrl}/admin/rollouts/chat`)).json() as Promise<Status>
 
-const modelsYaml = (u: { control: string; candidate: string; judge: string }): string => `evaluation: { interval: 1h }
+const modelsYaml = (u: ModelUrls, evaluation = 'evaluation: { interval: 1h }'): string => `${evaluation}
 models:
   control-model: { url: "${u.control}" }
   other-model: { url: "${u.control}" }
@@ -72,8 +65,8 @@ models:
   judge-model: { url: "${u.judge}", timeout_ms: 5000 }
 `
 
-describe('the judge\'s win rate in promote_when', () => {
-  const yaml = (u: { control: string; candidate: string; judge: string }): string => `${modelsYaml(u)}routes:
+/** A route whose shadow is promoted on the judge's win rate once the first rollout is done. */
+const PROMOTE_ROUTE = `routes:
   - name: chat
     path: /v1
     api: openai
@@ -83,20 +76,56 @@ describe('the judge\'s win rate in promote_when', () => {
     judge: { model: judge-model }
 `
 
+/** A route rolling the shadowed candidate out behind the gates given. */
+const gateRoute = (gates: string): string => `routes:
+  - name: chat
+    path: /v1
+    api: openai
+    split: [{ model: control-model, weight: 100 }, { model: candidate-model, weight: 0 }]
+    rollout: { candidate: candidate-model, steps: [50, 100], step_interval: 1s, min_requests: 1, gates: { max_p99_latency_ratio: null, ${gates} } }
+    shadow: [{ model: candidate-model }]
+    judge: { model: judge-model }
+`
+
+/** A router on `yaml`, closed after the test. */
+async function router(yaml: string): Promise<RunningRouter> {
+  const r = await startRouter(yaml)
+  open.push(r)
+  return r
+}
+
+/** Aborts the first rollout of PROMOTE_ROUTE: the shadow's promotion is what is left to decide. */
+async function abort(r: RunningRouter): Promise<void> {
+  expect((await r.router.decisions.act('chat', 'abort')).ok).toBe(true)
+}
+
+/** A router on PROMOTE_ROUTE with its first rollout aborted. */
+async function awaitingPromotion(yaml: string): Promise<RunningRouter> {
+  const r = await router(yaml)
+  await abort(r)
+  return r
+}
+
+/** When the rollout's current step started (ms): the boundary one step later judges it. */
+const stepStart = async (r: RunningRouter): Promise<number> => Date.parse((await status(r)).step_started_at)
+
+/** Takes the router's decisions as of `boundary` (ms) and reads the route's status after them. */
+async function decideAt(r: RunningRouter, boundary: number): Promise<Status> {
+  await r.router.decisions.tick(boundary)
+  return status(r)
+}
+
+describe('the judge\'s win rate in promote_when', () => {
   it('promotes a shadow the judge prefers once min_judged verdicts show a win rate whose lower bound clears min_win_rate', async () => {
-    const r = await startRouter(yaml(await models('candidate')))
-    open.push(r)
-    expect((await r.router.decisions.act('chat', 'abort')).ok).toBe(true)
+    const r = await awaitingPromotion(modelsYaml(await models('candidate')) + PROMOTE_ROUTE)
     // Too few verdicts: the shadow waits, and the decision says for what.
     expect(await traffic(r, 6)).toEqual({ wins: 6, ties: 0, losses: 0 })
-    await r.router.decisions.tick(7_200_000)
-    let s = await status(r)
+    let s = await decideAt(r, 7_200_000)
     expect(s).toMatchObject({ candidate: 'other-model', state: 'rolled_back' })
     expect(s.decisions.at(-1)?.reason).toContain('candidate-model: 6 of 10 judged pairs decided (6 wins, 0 ties, 0 losses)')
     // 12 wins of 12: Wilson 95 % lower bound 1 / (1 + 1.96² / 12) = 75.75 % ≥ 60 %.
     expect(await traffic(r, 6)).toEqual({ wins: 12, ties: 0, losses: 0 })
-    await r.router.decisions.tick(10_800_000)
-    s = await status(r)
+    s = await decideAt(r, 10_800_000)
     expect(s).toMatchObject({ candidate: 'candidate-model', state: 'running' })
     expect(s.decisions.at(-1)).toMatchObject({ kind: 'promotion', result: 'start_rollout' })
     expect(s.decisions.at(-1)?.reason).toContain('judged win rate 100.00% (12 wins, 0 ties, 0 losses), 95% lower bound 75.75% ≥ 60.00%')
@@ -108,42 +137,26 @@ describe('the judge\'s win rate in promote_when', () => {
   })
 
   it('never promotes a shadow the judge prefers the control to, whatever its agreement', async () => {
-    const r = await startRouter(yaml(await models('control')))
-    open.push(r)
-    expect((await r.router.decisions.act('chat', 'abort')).ok).toBe(true)
+    const r = await awaitingPromotion(modelsYaml(await models('control')) + PROMOTE_ROUTE)
     expect(await traffic(r, 12)).toEqual({ wins: 0, ties: 0, losses: 12 })
-    await r.router.decisions.tick(7_200_000)
-    const s = await status(r)
+    const s = await decideAt(r, 7_200_000)
     expect(s).toMatchObject({ candidate: 'other-model', state: 'rolled_back' })
     expect(s.decisions.at(-1)?.reason).toContain('candidate-model: judged win rate 0.00% (0 wins, 0 ties, 12 losses), 95% lower bound 0.00% < 60.00%')
   })
 })
 
 describe('the judge\'s win rate as a rollout gate', () => {
-  const yaml = (u: { control: string; candidate: string; judge: string }, gates: string): string => `${modelsYaml(u)}routes:
-  - name: chat
-    path: /v1
-    api: openai
-    split: [{ model: control-model, weight: 100 }, { model: candidate-model, weight: 0 }]
-    rollout: { candidate: candidate-model, steps: [50, 100], step_interval: 1s, min_requests: 1, gates: { max_p99_latency_ratio: null, ${gates} } }
-    shadow: [{ model: candidate-model }]
-    judge: { model: judge-model }
-`
-
   it('holds the step until the candidate\'s judged win rate is shown, then steps up', async () => {
-    const r = await startRouter(yaml(await models('candidate'), 'min_win_rate: 0.6, min_judged: 10'))
-    open.push(r)
+    const r = await router(modelsYaml(await models('candidate')) + gateRoute('min_win_rate: 0.6, min_judged: 10'))
     // 8 users: only the control's are mirrored and judged, so fewer than 10 verdicts; the step holds.
     const first = await traffic(r, 8)
     expect(first.wins).toBeLessThan(10)
-    const start = Date.parse((await status(r)).step_started_at)
-    await r.router.decisions.tick(start + 1000)
-    let s = await status(r)
+    const start = await stepStart(r)
+    let s = await decideAt(r, start + 1000)
     expect(s).toMatchObject({ state: 'running', percent: 50 })
     expect(s.decisions.at(-1)?.reason).toContain(`holding at 50%: candidate-model: ${first.wins} of 10 judged pairs decided`)
     expect((await traffic(r, 40)).wins).toBeGreaterThanOrEqual(10)
-    await r.router.decisions.tick(start + 2000)
-    s = await status(r)
+    s = await decideAt(r, start + 2000)
     expect(s).toMatchObject({ state: 'running', percent: 100 })
     expect(s.decisions.at(-1)).toMatchObject({ result: 'advance' })
     // The decision names the verdicts it read, in its reason and its inputs.
@@ -153,14 +166,12 @@ describe('the judge\'s win rate as a rollout gate', () => {
   })
 
   it('with judge_guardrail, rolls back a candidate the judge significantly prefers the control to', async () => {
-    const r = await startRouter(yaml(await models('control'), 'judge_guardrail: true'))
-    open.push(r)
+    const r = await router(modelsYaml(await models('control')) + gateRoute('judge_guardrail: true'))
     // Losses only: the sequential p is 2^-l · (l + 1), under 0.05 from 8 losses on.
     const judged = await traffic(r, 40)
     expect(judged.losses).toBeGreaterThanOrEqual(8)
-    const start = Date.parse((await status(r)).step_started_at)
-    await r.router.decisions.tick(start + 1000)
-    const s = await status(r)
+    const start = await stepStart(r)
+    const s = await decideAt(r, start + 1000)
     expect(s).toMatchObject({ state: 'rolled_back' })
     const p = (judged.losses + 1) / 2 ** judged.losses
     expect(s.decisions.at(-1)?.reason).toContain(`the judge prefers the control significantly (0 wins, 0 ties, ${judged.losses} losses; sequential p = ${p.toPrecision(3)} < 0.05)`)
@@ -220,20 +231,11 @@ describe.skipIf(prometheusBin === '')('the fleet\'s verdicts, through Prometheus
     const u = await models('candidate')
     const port = await closedPort()
     const promUrl = `http://127.0.0.1:${port}`
-    const yaml = `${modelsYaml(u).replace('evaluation: { interval: 1h }', `evaluation:\n  interval: 1h\n  prometheus: { url: "${promUrl}", scrape_interval: 1s, lookback: 1h }`)}routes:
-  - name: chat
-    path: /v1
-    api: openai
-    split: [{ model: control-model, weight: 100 }, { model: other-model, weight: 0 }, { model: candidate-model, weight: 0 }]
-    rollout: { candidate: other-model, steps: [50, 100], step_interval: 1s, min_requests: 5, gates: { max_p99_latency_ratio: null } }
-    shadow: [{ model: candidate-model, promote_when: { min_compared: 1, min_agreement: 0, min_win_rate: 0.6, min_judged: 10 } }]
-    judge: { model: judge-model }
-`
-    const replicas = [await startRouter(yaml), await startRouter(yaml)]
-    open.push(...replicas)
+    const yaml = modelsYaml(u, `evaluation:\n  interval: 1h\n  prometheus: { url: "${promUrl}", scrape_interval: 1s, lookback: 1h }`) + PROMOTE_ROUTE
+    const replicas = [await router(yaml), await router(yaml)]
     const prom = await startPrometheus(replicas.map((r) => new URL(r.adminUrl).host), [], port)
     open.push(prom)
-    for (const r of replicas) expect((await r.router.decisions.act('chat', 'abort')).ok).toBe(true)
+    for (const r of replicas) await abort(r)
     // 6 verdicts on each replica: short of min_judged 10 alone, 12 together.
     for (const r of replicas) expect(await traffic(r, 6)).toEqual({ wins: 6, ties: 0, losses: 0 })
     const wins = async (): Promise<number> => {
@@ -242,8 +244,7 @@ describe.skipIf(prometheusBin === '')('the fleet\'s verdicts, through Prometheus
     }
     await vi.waitFor(async () => expect(await wins()).toBe(12), { timeout: 20_000, interval: 200 })
     const first = replicas[0] as RunningRouter
-    await first.router.decisions.tick(Date.now())
-    const s = await status(first)
+    const s = await decideAt(first, Date.now())
     expect(s).toMatchObject({ candidate: 'candidate-model', state: 'running' })
     expect(s.decisions.at(-1)?.reason).toContain('judged win rate 100.00% (12 wins, 0 ties, 0 losses), 95% lower bound 75.75% ≥ 60.00%')
   }, 60_000)

@@ -1,6 +1,5 @@
 // The judge of undecided answer pairs: a real router, a fake primary and shadow that answer in
 // different words, and a fake judge model that reads the prompt it is sent.
-import type { ServerResponse } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,8 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { compile } from '../src/plan/index.js'
 import { parseVerdict, questionOf } from '../src/llm/judge.js'
 import { parseMetrics, startRouter, type RunningRouter } from './helpers/router.js'
-import { startFakeOpenAi } from './helpers/openai.js'
-import { startUpstream, type Received, type Upstream } from './helpers/upstream.js'
+import { fakeJudge, startFakeOpenAi } from './helpers/openai.js'
+import { startUpstream, type Upstream } from './helpers/upstream.js'
 
 const open: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -22,14 +21,7 @@ const SHADOW_TEXT = 'The capital of France is Paris, on the Seine.'
 
 /** A judge model that always prefers the shadow's answer (or says `reply` when given). */
 function judgeAnswer(reply?: string) {
-  return (req: Received, res: ServerResponse): void => {
-    const prompt = (JSON.parse(req.body) as { messages: { content: string }[] }).messages[0]?.content ?? ''
-    const a = prompt.slice(prompt.indexOf('Answer A:'), prompt.indexOf('Answer B:'))
-    const content = reply ?? (a.includes(SHADOW_TEXT) ? 'A' : 'B')
-    const body = JSON.stringify({ id: 'j', object: 'chat.completion', model: 'judge', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: 200, completion_tokens: 1, total_tokens: 201 } })
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-    res.end(body)
-  }
+  return fakeJudge((a) => reply ?? (a.includes(SHADOW_TEXT) ? 'A' : 'B'), 200)
 }
 
 async function setup(judgeYaml: string, judge: Upstream | null, top = ''): Promise<RunningRouter> {

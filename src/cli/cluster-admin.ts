@@ -1,7 +1,7 @@
 import type { Worker } from 'node:cluster'
 import type { AdminDeps, LlmCounts, ShadowCounts, ShadowPair } from '../admin/index.js'
 import { sumLlmCounts } from '../experiment/index.js'
-import type { OperatorAction } from '../decisions/engine.js'
+import type { OperatorAction } from '../decisions/host.js'
 import { WorkerMetrics, type MetricsSnapshot } from '../metrics/index.js'
 import type { DeliveryStatus } from '../record/delivery.js'
 import type { Router } from '../server.js'

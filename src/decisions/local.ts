@@ -1,7 +1,7 @@
 import { LATENCY_BUCKETS } from '../metrics/index.js'
 import { answered, type Arm, type RouteRuntime } from '../proxy/runtime.js'
 import { experimentOf, type RouteExperiment } from '../evaluation/index.js'
-import type { DecisionData, DecisionHost } from './engine.js'
+import type { DecisionData, DecisionHost } from './host.js'
 import { bucketQuantile } from './histogram.js'
 import type { ShadowEvidence } from './promotion.js'
 import type { ArmWindow } from './rollout.js'

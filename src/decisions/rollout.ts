@@ -57,6 +57,9 @@ export interface ArmWindow {
   readonly p99: number | null
 }
 
+/** An arm with nothing in the window (no figures for it). */
+export const EMPTY_WINDOW: ArmWindow = { requests: 0, errors: 0, p99: null }
+
 /** A guardrail metric's sequential test, candidate against control. */
 export interface GuardrailResult {
   readonly metric: string

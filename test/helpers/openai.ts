@@ -88,6 +88,21 @@ export async function startFakeOpenAi(answerFor: (req: Received) => FakeAnswer):
 
 export type { ServerResponse }
 
+/**
+ * A judge model's handler (for startUpstream): it reads the pairwise prompt the router sends, gives
+ * `pick` the text between "Answer A:" and "Answer B:", and answers a non-streamed chat completion
+ * whose content is what `pick` returns ('A', 'B', 'tie', …), with the usage given.
+ */
+export function fakeJudge(pick: (answerA: string) => string, promptTokens: number): (req: Received, res: ServerResponse) => void {
+  return (req, res) => {
+    const prompt = (JSON.parse(req.body) as { messages: { content: string }[] }).messages[0]?.content ?? ''
+    const content = pick(prompt.slice(prompt.indexOf('Answer A:'), prompt.indexOf('Answer B:')))
+    const body = JSON.stringify({ id: 'j', object: 'chat.completion', model: 'judge', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: promptTokens, completion_tokens: 1, total_tokens: promptTokens + 1 } })
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  }
+}
+
 /** One exchange recorded from llama.cpp's server (test/fixtures/llamacpp/wire.json). */
 export interface WireExchange {
   readonly path: string

@@ -130,3 +130,20 @@ describe('isoTime', () => {
     expect(isoTime(1_700_000_000_000.5)).toBe(new Date(1_700_000_000_000.5).toISOString())
   })
 })
+
+describe('numbers in prediction records', () => {
+  it('are the text JSON.stringify gives: latencies in microseconds and any other number', () => {
+    const rng = new Random(5)
+    const base = build(rng, { shadows: 0, input: 'none' })
+    const primary = base.primary as Rec
+    const values: number[] = [0.001, 0.01, 0.1, 0.5, 0.999, 1.001, 1.01, 1.1, 9.999, 10.05, 99.95, 1e12 - 0.001, 999999999999.999, 1e15 / 1000 + 0.5, -1.25, 1e-7, 0.0005, 1 / 3, 2 ** -20]
+    for (let i = 0; i < 20_000; i++) {
+      const ms = rng.next() * 10 ** Math.floor(rng.next() * 13)
+      values.push(Math.round(ms * 1000) / 1000, ms)
+    }
+    for (const v of values) {
+      const r = { ...base, primary: { ...primary, latency_ms: v } }
+      expect(recordJson(shaped(r)), String(v)).toBe(JSON.stringify(r))
+    }
+  })
+})

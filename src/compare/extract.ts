@@ -146,7 +146,18 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array'
   if (typeof value !== 'object') return `a ${typeof value}`
   const keys = Object.keys(value)
-  if (keys.length === 0) return 'an empty object'
-  const shown = keys.slice(0, 5).map((k) => JSON.stringify(k)).join(', ')
-  return `an object with keys ${shown}${keys.length > 5 ? ', …' : ''}`
+  return objectWithKeys(keys.length === 0 ? null : keys.slice(0, 5).map((k) => JSON.stringify(k)).join(', '), keys.length > 5)
+}
+
+function objectWithKeys(shownKeys: string | null, hasMore: boolean): string {
+  return shownKeys === null ? 'an empty object' : `an object with keys ${shownKeys}${hasMore ? ', …' : ''}`
+}
+
+/**
+ * Why `prediction: auto` finds nothing in an object without "predictions", "outputs" or "data",
+ * from its keys: the first five as JSON, joined by ", " (null: it has none), and whether it has more.
+ * The text extractPrediction gives for the parsed object, for a caller that read the keys unparsed.
+ */
+export function noAutoPredictionReason(shownKeys: string | null, hasMore: boolean): string {
+  return `no prediction found: ${EXPECTED}, got ${objectWithKeys(shownKeys, hasMore)}`
 }

@@ -38,6 +38,40 @@ export interface Span {
  * "predictions", a key written with escapes, a line break between tokens, invalid JSON. Allocates nothing.
  */
 export function autoPredictionSpan(answer: string | Uint8Array): Span | null {
+  const scan = scanAutoPrediction(answer)
+  return scan === null || scan.kind !== 'found' ? null : { start: scan.start, end: scan.end }
+}
+
+/** Distinct top-level keys an AutoScan keeps: the auto rule's message names five, and says if there are more. */
+export const SCAN_KEYS = 6
+
+/**
+ * What scanAutoPrediction read. One object, overwritten by the next call: read it at once.
+ * - `found`: the prediction is [start, end); `canonical` when that text is exactly what
+ *   JSON.stringify writes of its parsed value (no whitespace, no escape or number written another
+ *   way, no key JSON.parse would reorder or merge), so it can stand for the parse-and-serialise path.
+ * - `none`: a JSON object with no "predictions", "outputs" or "data" key (the auto rule finds
+ *   nothing in it); `keys` distinct keys (at most SCAN_KEYS) as [keyStarts[k], keyEnds[k]), quotes
+ *   included, in JSON.parse's order (each where it first appears), none written with an escape.
+ */
+export interface AutoScan {
+  kind: 'found' | 'none'
+  start: number
+  end: number
+  canonical: boolean
+  keys: number
+  readonly keyStarts: Int32Array
+  readonly keyEnds: Int32Array
+}
+
+const SCAN: AutoScan = { kind: 'none', start: 0, end: 0, canonical: false, keys: 0, keyStarts: new Int32Array(SCAN_KEYS), keyEnds: new Int32Array(SCAN_KEYS) }
+
+/**
+ * autoPredictionSpan, and more: whether the prediction's text is canonical, and for an object the
+ * rule finds nothing in, its keys (the rule's message names them). Null: read it by parsing.
+ * Allocates nothing; the result is overwritten by the next call.
+ */
+export function scanAutoPrediction(answer: string | Uint8Array): AutoScan | null {
   const v = new Validator(answer)
   let lo = 0
   let hi = v.length
@@ -45,31 +79,84 @@ export function autoPredictionSpan(answer: string | Uint8Array): Span | null {
   while (hi > lo && isSpace(v.at(hi - 1))) hi--
   v.i = lo
   const first = v.at(lo)
-  if (first === C.OpenBracket) return v.value(0) && v.i === hi ? { start: lo, end: hi } : null
+  const scan = SCAN
+  scan.keys = 0
+  if (first === C.OpenBracket) {
+    v.tracks = true
+    if (!v.value(0) || v.i !== hi) return null
+    scan.kind = 'found'
+    scan.start = lo
+    scan.end = hi
+    scan.canonical = v.canonical
+    return scan
+  }
   if (first !== C.OpenBrace) return null
-  let found: Span | null = null
+  let found = false
+  // A key the rule reads ("outputs", "data") or one JSON.parse puts first (an array index):
+  // the answer is parsed to say what it holds.
+  let isUnreadable = false
   v.i++
   v.space()
-  if (v.at(v.i) === C.CloseBrace) return null
+  if (v.at(v.i) === C.CloseBrace) {
+    v.i++
+    if (v.i !== hi) return null
+    scan.kind = 'none'
+    return scan
+  }
   for (;;) {
     const keyStart = v.i
     if (v.at(keyStart) !== C.Quote || !v.string()) return null
-    const isPredictions = v.i - keyStart === 13 && v.isAt('"predictions"', keyStart)
+    const keyEnd = v.i
+    const isPredictions = keyEnd - keyStart === 13 && v.isAt('"predictions"', keyStart)
     // "predict\u0069ons" is "predictions" to JSON.parse: an escaped key is not read here.
-    if (!isPredictions && hasBackslash(v, keyStart, v.i)) return null
+    if (!isPredictions && hasBackslash(v, keyStart, keyEnd)) return null
+    if (!found && !isPredictions) {
+      if (isDigit(v.at(keyStart + 1)) || (keyEnd - keyStart === 9 && v.isAt('"outputs"', keyStart)) || (keyEnd - keyStart === 6 && v.isAt('"data"', keyStart))) isUnreadable = true
+      else if (!isUnreadable) addKey(v, scan, keyStart, keyEnd)
+    }
     v.space()
     if (v.at(v.i) !== C.Colon) return null
     v.i++
     v.space()
     const valueStart = v.i
+    v.tracks = isPredictions
+    v.canonical = true
     if (!v.value(1)) return null
-    if (isPredictions) found = { start: valueStart, end: v.i }
+    v.tracks = false
+    if (isPredictions) {
+      found = true
+      scan.start = valueStart
+      scan.end = v.i
+      scan.canonical = v.canonical
+    }
     v.space()
     const c = v.at(v.i++)
-    if (c === C.CloseBrace) return v.i === hi ? found : null
+    if (c === C.CloseBrace) {
+      if (v.i !== hi) return null
+      if (found) {
+        scan.kind = 'found'
+        return scan
+      }
+      if (isUnreadable) return null
+      scan.kind = 'none'
+      return scan
+    }
     if (c !== C.Comma) return null
     v.space()
   }
+}
+
+/** Keeps a top-level key unless it repeats one kept (JSON.parse keeps a repeated key where it first was). */
+function addKey(v: Validator, scan: AutoScan, start: number, end: number): void {
+  if (scan.keys === SCAN_KEYS) return
+  for (let k = 0; k < scan.keys; k++) if (v.same(scan.keyStarts[k] as number, scan.keyEnds[k] as number, start, end)) return
+  scan.keyStarts[scan.keys] = start
+  scan.keyEnds[scan.keys] = end
+  scan.keys++
+}
+
+function isDigit(c: number): boolean {
+  return c >= C.Zero && c <= C.Nine
 }
 
 function hasBackslash(v: Validator, from: number, to: number): boolean {
@@ -91,6 +178,9 @@ class Validator {
   readonly length: number
   readonly #text: string | null
   readonly #bytes: Uint8Array | null
+  /** While set, the values read are checked for canonical (see AutoScan); `canonical` turns false at the first that is not. */
+  tracks = false
+  canonical = true
   constructor(s: string | Uint8Array) {
     this.length = s.length
     this.#text = typeof s === 'string' ? s : null
@@ -112,12 +202,21 @@ class Validator {
     return true
   }
 
+  /** Whether [a, aEnd) and [b, bEnd) hold the same code units or bytes. */
+  same(a: number, aEnd: number, b: number, bEnd: number): boolean {
+    if (aEnd - a !== bEnd - b) return false
+    for (; a < aEnd; a++, b++) if (this.at(a) !== this.at(b)) return false
+    return true
+  }
+
   space(): void {
-        let i = this.i
+    let i = this.i
     for (; i < this.length; i++) {
       const c = this.at(i)
       if (c !== C.Space && c !== C.Tab) break
     }
+    // JSON.stringify writes no whitespace between tokens.
+    if (i !== this.i && this.tracks) this.canonical = false
     this.i = i
   }
 
@@ -137,29 +236,56 @@ class Validator {
   }
 
   object(depth: number): boolean {
-        this.i++
+    this.i++
     this.space()
     if (this.at(this.i) === C.CloseBrace) {
       this.i++
       return true
     }
-    for (;;) {
-      if (this.at(this.i) !== C.Quote || !this.string()) return false
-      this.space()
-      if (this.at(this.i) !== C.Colon) return false
-      this.i++
-      this.space()
-      if (!this.value(depth)) return false
-      this.space()
-      const c = this.at(this.i++)
-      if (c === C.CloseBrace) return true
-      if (c !== C.Comma) return false
-      this.space()
+    const base = keyTop
+    try {
+      for (;;) {
+        const keyStart = this.i
+        if (this.at(keyStart) !== C.Quote || !this.string()) return false
+        if (this.tracks && this.canonical) this.#checkKey(base, keyStart, this.i)
+        this.space()
+        if (this.at(this.i) !== C.Colon) return false
+        this.i++
+        this.space()
+        if (!this.value(depth)) return false
+        this.space()
+        const c = this.at(this.i++)
+        if (c === C.CloseBrace) return true
+        if (c !== C.Comma) return false
+        this.space()
+      }
+    } finally {
+      keyTop = base
     }
   }
 
+  /**
+   * A key JSON.parse would move (an array index goes first) or merge with an earlier one of its
+   * object (the last value is kept where the first key was) makes the text not canonical.
+   */
+  #checkKey(base: number, start: number, end: number): void {
+    if (isDigit(this.at(start + 1)) || keyTop - base >= MAX_OBJECT_KEYS || keyTop + 2 > KEYS.length) {
+      this.canonical = false
+      return
+    }
+    for (let k = base; k < keyTop; k += 2) {
+      if (this.same(KEYS[k] as number, KEYS[k + 1] as number, start, end)) {
+        this.canonical = false
+        return
+      }
+    }
+    KEYS[keyTop] = start
+    KEYS[keyTop + 1] = end
+    keyTop += 2
+  }
+
   array(depth: number): boolean {
-        this.i++
+    this.i++
     this.space()
     if (this.at(this.i) === C.CloseBracket) {
       this.i++
@@ -176,22 +302,27 @@ class Validator {
   }
 
   string(): boolean {
-        let i = this.i + 1
+    let i = this.i + 1
     for (;;) {
       if (i >= this.length) return false
       const c = this.at(i)
       if (c === C.Quote) break
       // RFC 8259 §7: control characters must be escaped.
       if (c < 0x20) return false
+      // A lone surrogate (text only; bytes are never one) JSON.stringify writes as an escape.
+      if (c >= 0xd800 && c <= 0xdfff && this.tracks) this.canonical = false
       if (c === C.Backslash) {
         const e = this.at(i + 1)
         if (e === 0x75) { // \uXXXX
           for (let k = i + 2; k < i + 6; k++) if (!isHex(this.at(k))) return false
+          if (this.tracks && !this.#isStringifyEscape(i + 2)) this.canonical = false
           i += 6
           continue
         }
         // " \ / b f n r t
         if (e !== C.Quote && e !== C.Backslash && e !== 0x2f && e !== 0x62 && e !== 0x66 && e !== 0x6e && e !== 0x72 && e !== 0x74) return false
+        // JSON.stringify writes "/" as it is, the others escaped as here.
+        if (e === 0x2f && this.tracks) this.canonical = false
         i += 2
         continue
       }
@@ -199,6 +330,21 @@ class Validator {
     }
     this.i = i + 1
     return true
+  }
+
+  /**
+   * Whether the \u escape whose 4 hex digits start at `i` is one JSON.stringify writes: \u00XX in
+   * lower case for a control character without a short escape (\b \t \n \f \r). Any other
+   * (an escaped letter, a surrogate pair) it writes another way.
+   */
+  #isStringifyEscape(i: number): boolean {
+    if (this.at(i) !== C.Zero || this.at(i + 1) !== C.Zero) return false
+    const hi = this.at(i + 2)
+    const lo = this.at(i + 3)
+    if (hi !== C.Zero && hi !== C.One) return false
+    if (lo >= 0x41 && lo <= 0x46) return false
+    const code = (hi - C.Zero) * 16 + (lo <= C.Nine ? lo - C.Zero : lo - 0x61 + 10)
+    return code !== 0x08 && code !== 0x09 && code !== 0x0a && code !== 0x0c && code !== 0x0d
   }
 
   digits(i: number): number {
@@ -211,19 +357,24 @@ class Validator {
   }
 
   number(): boolean {
-        let i = this.i
+    const start = this.i
+    let i = start
     if (this.at(i) === C.Minus) i++
+    const intStart = i
     const first = this.at(i)
     if (first === C.Zero) i++
     else if (first >= C.One && first <= C.Nine) i = this.digits(i)
     else return false
+    const intEnd = i
+    let fracEnd = i
     if (this.at(i) === C.Dot) {
       const j = this.digits(i + 1)
       if (j === i + 1) return false
-      i = j
+      i = fracEnd = j
     }
     const e = this.at(i)
-    if (e === C.LowerE || e === C.UpperE) {
+    const hasExponent = e === C.LowerE || e === C.UpperE
+    if (hasExponent) {
       i++
       const sign = this.at(i)
       if (sign === C.Plus || sign === C.Minus) i++
@@ -232,10 +383,34 @@ class Validator {
       i = j
     }
     this.i = i
+    if (this.tracks && this.canonical && (hasExponent || !isShortestNumber(this, start, intStart, intEnd, fracEnd))) this.canonical = false
     return true
   }
 }
 
+/** Keys (start, end pairs) of the objects being read while tracking, to find a repeated one. */
+const KEYS = new Int32Array(512)
+let keyTop = 0
+/** An object with more keys than this is taken as not canonical (the repeat check is quadratic). */
+const MAX_OBJECT_KEYS = 2 * 32
+
+/**
+ * Whether a number written without an exponent is what JSON.stringify (Number#toString) writes
+ * of its value. It is when it has at most 15 significant digits (every such decimal is the
+ * shortest that reads back as its double, ECMA-262 Number::toString; 15 is DBL_DIG) and is in the
+ * range toString writes without an exponent (1e-6 up to 1e21), with no trailing zero after the
+ * point and not -0 (written 0).
+ */
+function isShortestNumber(v: Validator, start: number, intStart: number, intEnd: number, fracEnd: number): boolean {
+  const isZeroInt = v.at(intStart) === C.Zero
+  const fracLen = fracEnd === intEnd ? 0 : fracEnd - intEnd - 1
+  if (fracLen === 0) return !(isZeroInt && intStart !== start) && intEnd - intStart <= 15
+  if (v.at(fracEnd - 1) === C.Zero) return false
+  if (!isZeroInt) return intEnd - intStart + fracLen <= 15
+  let zeros = 0
+  while (v.at(intEnd + 1 + zeros) === C.Zero) zeros++
+  return zeros <= 5 && fracLen - zeros <= 15
+}
 
 function isHex(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)

@@ -121,7 +121,17 @@ function predictionParts(r: PredictionRecord & Raw): string | [string, Buffer, s
 
 /** A finite number as JSON writes it; JSON writes NaN and ±Infinity as null. */
 function num(n: number): string {
-  return Number.isFinite(n) ? String(n) : 'null'
+  if (Number.isInteger(n) || !Number.isFinite(n)) return Number.isFinite(n) ? String(n) : 'null'
+  // A latency in whole microseconds (the observer rounds to them): V8's shortest-digits
+  // formatting of a fraction costs ~10× an integer's, so it is written from its thousandths. n is
+  // the double nearest m/1000, a decimal of at most 15 significant digits from 0.001 up, which
+  // Number#toString writes as exactly those digits, without an exponent (ECMA-262 Number::toString).
+  const m = Math.round(n * 1000)
+  if (m / 1000 !== n || m <= 0 || m >= 1e15) return String(n)
+  const whole = Math.floor(m / 1000)
+  const r = m - whole * 1000
+  const frac = r % 100 === 0 ? String(r / 100) : r % 10 === 0 ? (r < 100 ? '0' : '') + String(r / 10) : (r < 10 ? '00' : r < 100 ? '0' : '') + String(r)
+  return `${whole}.${frac}`
 }
 
 /**

@@ -1,12 +1,12 @@
-import { isUtf8 } from 'node:buffer'
 import { gunzipSync } from 'node:zlib'
 import { compareTensors, comparePredictions, decodeInferRequest, decodeInferResponse, decodePredictRequest, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
 import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
 import type { ModelPrice } from '../config/types.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
-import { autoPredictionSpan, isJsonLine } from '../record/raw-json.js'
-import { SCHEMA_VERSION, isoTime, kRawInput, kRawPrediction, kShaped, type JudgementRecord, type PredictionRecord, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import { isJsonLine } from '../record/raw-json.js'
+import { readAutoPrediction, type NoPrediction } from '../record/raw-prediction.js'
+import { SCHEMA_VERSION, isoTime, kRawInput, kRawPrediction, kShaped, type JudgementRecord, type PredictionRecord, type RawPrediction, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
 import type { Capture, CaptureBudget } from '../upstream/capture.js'
 import type { ShadowOutcome, ShadowSink } from './dispatch.js'
 import type { ShadowTrace } from '../tracing/types.js'
@@ -136,25 +136,18 @@ function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefi
   return extractPrediction(parsed.value, route.plan.prediction)
 }
 
-/** Answers from this size up are recorded without being parsed when they can be (below it, parsing costs less than the check). */
-const RAW_PREDICTION_MIN_BYTES = 64 * 1024
 const RAW_OK = { ok: true as const, value: null }
 /** Answers whose buffers cost this much together stay counted in the budget until their record is written. */
 const HOLD_MIN_BYTES = 64 * 1024
 
 /**
- * The prediction of a large 2xx answer as its own bytes, when `prediction: auto` finds it without
- * parsing (and without a string of the answer: the record's line is built from these bytes).
+ * A 2xx answer's prediction by `prediction: auto`, read without parsing it (record/raw-prediction.ts):
+ * its text or bytes for the record, or why it has none; undefined: parse it.
  */
-function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): Buffer | undefined {
+function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): RawPrediction | NoPrediction | undefined {
   const body = primary.body
-  if (body === undefined || body.length < RAW_PREDICTION_MIN_BYTES || primary.error !== null) return undefined
-  if (primary.status < 200 || primary.status > 299 || route.plan.prediction !== 'auto') return undefined
-  const span = autoPredictionSpan(body)
-  if (span === null) return undefined
-  // Bytes that are not UTF-8 are parsed as before (replaced by U+FFFD): a record line is always UTF-8.
-  const prediction = body.subarray(span.start, span.end)
-  return isUtf8(prediction) ? prediction : undefined
+  if (body === undefined || primary.error !== null || primary.status < 200 || primary.status > 299 || route.plan.prediction !== 'auto') return undefined
+  return readAutoPrediction(body)
 }
 
 /**
@@ -228,6 +221,10 @@ function primaryUsage(facts: AnswerFacts | null, answer: AssembledAnswer | undef
 function priceOf(route: RouteRuntime, model: string): ModelPrice | null {
   for (const t of route.targets) if (t.model === model) return t.price
   return null
+}
+
+function isNoPrediction(r: RawPrediction | NoPrediction): r is NoPrediction {
+  return typeof r === 'object' && !Buffer.isBuffer(r)
 }
 
 function round(ms: number): number {
@@ -311,12 +308,13 @@ export class Observer {
     // Every mirror refused (a dead shadow's open breaker) and no record: nothing to compare or write.
     if (shadows.length === 0 && !route.plan.record) return undefined
     const llm = route.plan.isOpenAi
-    // A large answer on a route that only records it (nothing to compare it with) is not parsed:
-    // its prediction goes into the record as its own text, so what a capture costs is its buffer
-    // and one string, not a parsed copy and a second serialisation on top (issue 18, item 20).
+    // An answer on a route that only records it (nothing to compare it with) is not parsed when a
+    // scan finds its prediction (or that it has none): it goes into the record as its own text
+    // (issue 18, item 20: a capture costs its buffer; issue 22: a record costs no parse).
     const isGrpc = route.plan.config.grpc != null
-    const rawPrediction = !llm && !isGrpc && shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
-    const p = rawPrediction !== undefined ? RAW_OK : llm ? readAnswer(primary.status, primary.body, primary.error) : predictionOf(route, primary.status, primary.body, primary.error)
+    const scanned = !llm && !isGrpc && shadows.length === 0 ? rawPredictionOf(route, primary) : undefined
+    const rawPrediction = scanned === undefined || isNoPrediction(scanned) ? undefined : scanned
+    const p = scanned !== undefined ? (rawPrediction !== undefined ? RAW_OK : scanned as NoPrediction) : llm ? readAnswer(primary.status, primary.body, primary.error) : predictionOf(route, primary.status, primary.body, primary.error)
     // A route without records only counts the comparisons: no record objects are built for it.
     const records = route.plan.record
     const shadowRecords: (ShadowResult | ShadowDrop)[] = []
@@ -393,7 +391,7 @@ export class Observer {
     }
     // Its keys are the serialiser's, in this order (record/serialise.ts): written key by key, not by JSON.stringify.
     ;(record as { [kShaped]?: true })[kShaped] = true
-    if (rawPrediction !== undefined) (record as { [kRawPrediction]?: Buffer })[kRawPrediction] = rawPrediction
+    if (rawPrediction !== undefined) (record as { [kRawPrediction]?: RawPrediction })[kRawPrediction] = rawPrediction
     if (route.plan.includeInputs) {
       if (obs.inputTruncated) record.input_omitted = 'body_too_large'
       else if (isGrpc) {

@@ -21,7 +21,8 @@ export function serveModel(name, delayMs) {
         res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"body is not JSON"}')
         return
       }
-      const body = `{"model":"${name}","prediction":0.${(n * 37) % 100},"n":${n}}`
+      // MLflow's answer shape (`predictions`), the one `prediction: auto` reads first.
+      const body = `{"predictions":[0.${(n * 37) % 100}],"model":"${name}","n":${n}}`
       const send = () => res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body)
       if (delayMs > 0) setTimeout(send, delayMs)
       else send()

@@ -76,7 +76,7 @@ if (!values.child) {
     assigner: { models: ['model_a', 'model_b'], shares: [0.5, 0.5] },
   }
   const input = Buffer.from(JSON.stringify({ features: [0.12, 3.4, 5.6, 7.8, 0.91, 2, 1, 0] }))
-  const answer = Buffer.from('{"model":"model_a","prediction":0.96,"n":8}')
+  const answer = Buffer.from('{"predictions":[0.96],"model":"model_a","n":8}')
   const one = (i) => {
     const obs = observer.begin(route, `4c65904f-0000-4000-8000-${String(i).padStart(12, '0')}`, `user-${i & 255}`, 'hash', input, false)
     obs.hold()

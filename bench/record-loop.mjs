@@ -11,7 +11,7 @@
 import { resolve } from 'node:path'
 const dist = resolve(process.argv[2] ?? 'dist')
 const n = Number(process.argv[3] ?? 100000)
-const answerText = process.argv[4] ?? '{"model":"model_a","prediction":0.96,"n":8}'
+const answerText = process.argv[4] ?? '{"predictions":[0.96],"model":"model_a","n":8}'
 const { Observer } = await import(`${dist}/shadow/observation.js`)
 const { CaptureBudget, Capture } = await import(`${dist}/upstream/capture.js`)
 const { recordLine } = await import(`${dist}/record/schema.js`)

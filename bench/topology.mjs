@@ -47,9 +47,9 @@ export function routerConfig(urls, { canary } = {}) {
     missing_user_id: 'model_a',
     split: SPLIT,
     shadow: shadows.map((model) => ({ model, percent: 100, max_in_flight: MAX_IN_FLIGHT })),
-    // The example servers answer {"prediction": …}: point the comparison at it, as a user would,
-    // so the bench compares real predictions instead of failing to find them on every request.
-    compare: { prediction: '/prediction' },
+    // The example servers answer MLflow's {"predictions": […]}, which the default
+    // `prediction: auto` finds: the comparison (and the recorded route's `prediction`) is the
+    // default config's, on real predictions.
   }))
   for (const name of RECORDED) {
     routes.push({ name, path: `/${name}`, user_id: ['header:x-user-id'], hash: 'nginx', missing_user_id: 'model_a', split: SPLIT, record: true })

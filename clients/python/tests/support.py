@@ -381,3 +381,28 @@ def wait_for(get: Any, expected: Any, what: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: {value!r}, not {expected!r}, after {timeout} s")
         time.sleep(0.2)
+
+
+# ---- a real Kafka broker -------------------------------------------------------------------------
+
+BROKER_SCRIPT = REPO / "scripts" / "kafka" / "broker.sh"
+
+
+def broker_ports() -> int:
+    """A free port whose next port is free too (the broker's listener and its controller's)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+def broker(command: str, directory: Path, port: Optional[int] = None) -> None:
+    """scripts/kafka/broker.sh COMMAND DIRECTORY [PORT]: start (waits until it listens), stop, kill."""
+    args = ["bash", str(BROKER_SCRIPT), command, str(directory)] + ([str(port)] if port is not None else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"broker.sh {command}: {done.stderr.strip()[-1000:]}")

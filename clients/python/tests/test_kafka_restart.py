@@ -134,3 +134,28 @@ def test_a_broker_gone_mid_read_is_an_error_not_half_a_report(cli, topic) -> Non
     assert out == ""
     assert "modelsplit report: cannot read" in err, err
     assert "record(s) from kafka" not in err  # no summary line: nothing was reported
+
+
+def test_a_broker_restarting_while_the_reader_runs_is_all_or_an_error(cli, topic) -> None:
+    """Not frozen: the reader meets the broker while it is down (the seconds a broker takes to start).
+    Its client retries a request once, so in the runs recorded here it ends with exit 1 and the
+    connection error; if it does get through, its report is the whole topic's, each record once."""
+    reading = _Reading(cli, topic)
+    try:
+        assert reading.first_batch.wait(120), "no progress line within 120 s"
+        broker("kill", topic["directory"])
+        broker("start", topic["directory"], topic["port"])
+        assert reading.proc.stdout is not None
+        out = reading.proc.stdout.read().decode()
+        code = reading.proc.wait(timeout=300)
+        reading.thread.join(30)
+    finally:
+        if reading.proc.poll() is None:
+            reading.proc.kill()
+    err = reading.err.decode()
+    if code == 0:
+        assert f"read {topic['records']} record(s)" in err and f"{topic['duplicates']} duplicate(s) counted once" in err, err
+        assert compare(json.loads(out)["experiments"], topic["theirs"]) == []
+    else:
+        assert code == 1 and out == "", (code, err)
+        assert "modelsplit report: cannot read" in err and "record(s) from kafka" not in err, err

@@ -47,10 +47,10 @@ def topic(cli: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
     try:
         address = f"127.0.0.1:{port}"
         _tool("create", address, TOPIC)
-        records = make_experiment(seed=5, n_users=1000).records
+        records = make_experiment(seed=5, n_users=500).records
         messages = [{"key": None, "value": json.dumps(r), "headers": {"ce_id": f"ev-{i}"}} for i, r in enumerate(records)]
         again = messages[100:103] + messages[5000:5002]  # redelivered, later in the topic, with their ids
-        messages = messages[:8000] + again + messages[8000:]
+        messages = messages[:6000] + again + messages[6000:]
         for at in range(0, len(messages), 2000):  # a broker takes at most 1 MiB a request
             _tool("produce", address, TOPIC, stdin="".join(json.dumps(m) + "\n" for m in messages[at:at + 2000]))
         config = tmp / "router.yaml"

@@ -2,7 +2,9 @@
 by Spark (PySpark, local mode) over record files and over the topic the Kafka sink writes, finished
 by `modelsplit report --totals`, is `modelsplit report`'s experiments over the same records, field by
 field (numbers to a relative 1e-9), with duplicates of at-least-once delivery counted once and the
-hostile inputs of test_at_scale.py. One SparkSession for the module (Spark starts slowly).
+hostile inputs of test_at_scale.py; end to end, the engines' summaries also equal the fleet's
+/admin/experiments read through a real Prometheus (that part skipped, saying why, without `prometheus`).
+One SparkSession for the module (Spark starts slowly).
 Skipped, saying why, without pyspark (clients/python/requirements-spark.txt) or Java."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -289,3 +290,119 @@ def run_traffic(cli: Path, models: dict[str, str], directory: Path, churn_reques
         f.write(b'{"type":"prediction","schema":1,"ts":"2026-01-01T00:00:00.000Z","route":"churn","primary":{"mod')
     return {"base": base, "config": directory / "router.yaml", "served": served, "outcomes_sent": sent,
             "live_experiments": live["routes"], "directory": directory}
+
+
+# ---- a real Prometheus scraping routers ----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Prometheus:
+    """A real Prometheus (Debian's package: scripts/install-prometheus.sh) on 127.0.0.1, its own data
+    directory, scraping the routers' admin listeners every second."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def query(self, q: str) -> list[dict[str, Any]]:
+        """An instant query's samples; raises with Prometheus's error when it fails."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?query={urllib.parse.quote(q)}", timeout=10) as r:
+            body = json.loads(r.read())
+        if body.get("status") != "success":
+            raise RuntimeError(f"{q}: {body.get('error')}")
+        return list(body["data"]["result"])
+
+    def scalar(self, q: str) -> float:
+        """The value of a query with one sample (0 when it has none)."""
+        result = self.query(q)
+        return float(result[0]["value"][1]) if result else 0.0
+
+
+@contextmanager
+def start_prometheus(targets: list[str], port: int, directory: Path) -> Iterator[Prometheus]:
+    """Starts `prometheus` on `port` (chosen before the routers that read it start) scraping
+    `targets` (host:port) every second; waits until it is ready; stops it at the end."""
+    import shutil
+    import time
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise RuntimeError("prometheus is not installed (bash scripts/install-prometheus.sh)")
+    config = directory / "prometheus.yml"
+    config.write_text("global: { scrape_interval: 1s, evaluation_interval: 1s }\n"
+                      "scrape_configs:\n"
+                      f"  - job_name: modelsplit\n    static_configs: [{{ targets: {json.dumps(targets)} }}]\n",
+                      encoding="utf-8")
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                assert proc.stderr is not None
+                raise RuntimeError(f"prometheus exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("prometheus was not ready within 30 s")
+            time.sleep(0.1)
+        yield Prometheus(proc, url)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(get: Any, expected: Any, what: str, timeout: float = 60.0) -> None:
+    """Polls `get()` until it equals `expected`, or fails after `timeout` seconds naming `what` and
+    the last value (a condition other processes make true: a scrape, a flush)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if value == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: {value!r}, not {expected!r}, after {timeout} s")
+        time.sleep(0.2)
+
+
+# ---- a real Kafka broker -------------------------------------------------------------------------
+
+BROKER_SCRIPT = REPO / "scripts" / "kafka" / "broker.sh"
+
+
+def broker_ports() -> int:
+    """A free port whose next port is free too (the broker's listener and its controller's)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+def broker(command: str, directory: Path, port: Optional[int] = None) -> None:
+    """scripts/kafka/broker.sh COMMAND DIRECTORY [PORT]: start (waits until it listens), stop, kill."""
+    args = ["bash", str(BROKER_SCRIPT), command, str(directory)] + ([str(port)] if port is not None else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"broker.sh {command}: {done.stderr.strip()[-1000:]}")

@@ -200,3 +200,15 @@ def test_the_duckdb_assignment_table_is_each_users_first_exposure(fleet) -> None
     got = md.assignments([fleet["clean1"], fleet["dirty2"]])
     assert list(got.columns) == ["unit_id", "first_exposure", "experiment_id", "route", "arm", "model_version"]
     assert {(u, e): (t, a) for u, e, t, a in zip(got.unit_id, got.experiment_id, got.first_exposure, got.arm)} == want
+
+
+def test_duckdb_with_a_memory_limit_is_the_report(cli, fleet, tmp_path: Path) -> None:
+    """DuckDB capped (memory_limit) and spilling to a directory of ours: the same summary, and the
+    cap is the connection's (the 10-million-record benchmark needs it: bench/results/issue21)."""
+    md = pytest.importorskip("modelsplit.duckdb") if pytest.importorskip("duckdb") else None
+    con = md.connect(memory_limit="96MB", temp_directory=str(tmp_path / "spill"))
+    assert con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone() == (
+        "91.5 MiB", str(tmp_path / "spill"))
+    mine = md.experiment_summary([fleet["clean1"], fleet["dirty2"]], fleet["config"], modelsplit_bin=cli,
+                                 memory_limit="96MB", temp_directory=str(tmp_path / "spill"))
+    assert compare(mine, fleet["theirs"]) == []

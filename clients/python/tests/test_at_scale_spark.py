@@ -2,7 +2,9 @@
 by Spark (PySpark, local mode) over record files and over the topic the Kafka sink writes, finished
 by `modelsplit report --totals`, is `modelsplit report`'s experiments over the same records, field by
 field (numbers to a relative 1e-9), with duplicates of at-least-once delivery counted once and the
-hostile inputs of test_at_scale.py. One SparkSession for the module (Spark starts slowly).
+hostile inputs of test_at_scale.py; end to end, the engines' summaries also equal the fleet's
+/admin/experiments read through a real Prometheus (that part skipped, saying why, without `prometheus`).
+One SparkSession for the module (Spark starts slowly).
 Skipped, saying why, without pyspark (clients/python/requirements-spark.txt) or Java."""
 
 from __future__ import annotations
@@ -105,7 +107,27 @@ recording:
   path: {directory}/unused.jsonl
   kafka: {{ brokers: ["{broker}"], topic: {topic}, linger_ms: 5 }}
   spool: {{ path: {directory}/spool, max_bytes: 67108864 }}
+{evaluation}"""
+
+# With it, /admin/experiments reads the fleet's totals (every router's) from Prometheus.
+E2E_EVALUATION = """\
+evaluation:
+  interval: 1h
+  prometheus: {{ url: "{url}", scrape_interval: 1s, lookback: 1h }}
 """
+
+# What only a process that saw every look knows (running minima, the verdicts read from them), the
+# user sample's fraction (each replica has its own) and where the numbers come from.
+_LOOKS = {"p_value_sequential", "p_value_sequential_adjusted", "verdict", "scope", "non_inferior", "sampled_fraction"}
+
+
+def without_looks(value: Any) -> Any:
+    """An experiment without the fields the fleet's /admin/experiments cannot share with the report."""
+    if isinstance(value, list):
+        return [without_looks(v) for v in value]
+    if isinstance(value, dict):
+        return {k: without_looks(v) for k, v in value.items() if k not in _LOOKS}
+    return value
 
 
 def _tool(*args: str, stdin: str | None = None) -> str:
@@ -178,28 +200,89 @@ def _drive(router: Any, users: range, seed: int) -> int:
 
 
 def test_two_routers_through_kafka_are_the_report_over_their_records(cli, spark, broker, models, tmp_path: Path) -> None:
-    """Two routers write one topic; Spark over the topic, DuckDB (and chdb) over its records exported
-    with their event ids, each equal to `modelsplit report` over the union of the two routers'
-    records, field by field; a forced redelivery, a record with unknown fields, records of an older
-    schema generation (no `schema` field) and of a newer one, and a route with no data included."""
+    """Two routers write one topic, scraped by a real Prometheus; Spark over the topic, DuckDB (and
+    chdb) over its records exported with their event ids, each equal to `modelsplit report` over the
+    union of the two routers' records and to `/admin/experiments` read through Prometheus (the
+    fleet's totals), field by field; then a forced redelivery, a record with unknown fields, records
+    of an older schema generation (no `schema` field) and of a newer one, and a route with no data."""
+    import contextlib
     import json
 
-    from support import start_router
+    from modelsplit import duckdb as md
+    from support import free_port, start_prometheus, start_router, wait_for
 
+    try:
+        import chdb  # noqa: F401
+        from modelsplit import clickhouse as mc
+    except ImportError:
+        mc = None
+    has_prometheus = shutil.which("prometheus") is not None
     topic = "ms-e2e"
     _tool("create", broker, topic)
     urls = list(models.values())
-    for i, users in enumerate((range(0, 160), range(100, 260))):
-        directory = tmp_path / f"router-{i}"
-        directory.mkdir()
-        text = E2E_CONFIG.format(a=urls[0], b=urls[1], broker=broker, topic=topic, directory=directory)
-        with start_router(cli, text, directory) as router:
-            _drive(router, users, seed=i)
+    prom_port = free_port()
+    evaluation = E2E_EVALUATION.format(url=f"http://127.0.0.1:{prom_port}") if has_prometheus else ""
+    # Each user reaches one router (session affinity): the fleet's user count is then exact (README).
+    plan = (range(0, 150), range(150, 300))
+    with contextlib.ExitStack() as stack:
+        routers = []
+        for i in range(2):
+            directory = tmp_path / f"router-{i}"
+            directory.mkdir()
+            text = E2E_CONFIG.format(a=urls[0], b=urls[1], broker=broker, topic=topic, directory=directory,
+                                     evaluation=evaluation)
+            routers.append(stack.enter_context(start_router(cli, text, directory)))
+        sent = sum(_drive(router, users, seed=i) for i, (router, users) in enumerate(zip(routers, plan)))
+        fleet = None
+        if has_prometheus:
+            prom = stack.enter_context(start_prometheus([r.admin_url.split("//")[1] for r in routers], prom_port,
+                                                        tmp_path))
+            # Each router's outcomes came after its requests: a scrape that holds them all holds both.
+            wait_for(lambda: prom.scalar("sum(modelsplit_outcome_bucket_count)"), sent, "outcomes Prometheus scraped")
+            wait_for(lambda: prom.scalar('sum(modelsplit_experiment_users{route="r"})'), len(plan[0]) + len(plan[1]),
+                     "users Prometheus scraped")
+            status, body = routers[0].get_json("/admin/experiments")
+            assert status == 200, body
+            fleet = {r["route"]: r for r in body["routes"]}  # the admin lists routes by name, the report in config order
+            assert sorted(fleet) == ["quiet", "r"]
+            assert "every replica" in fleet["r"]["scope"], fleet["r"]["scope"]
+        for router in routers:
             assert router.stop() == 0, "".join(router.output)
     config = tmp_path / "router-0" / "router.yaml"
 
+    def export(messages: list[dict[str, Any]], name: str) -> tuple[Path, Path]:
+        """The routers' records each once, in the topic's order; and the topic as an export keeps it:
+        every copy, with its event id."""
+        seen: set[str] = set()
+        union, with_ids = tmp_path / f"{name}-union.jsonl", tmp_path / f"{name}-with-ids.jsonl"
+        with open(union, "w", encoding="utf-8") as u, open(with_ids, "w", encoding="utf-8") as w:
+            for m in messages:
+                w.write(json.dumps({**json.loads(m["value"]), "ce_id": m["headers"]["ce_id"]}) + "\n")
+                if m["headers"]["ce_id"] not in seen:
+                    seen.add(m["headers"]["ce_id"])
+                    u.write(m["value"] + "\n")
+        return union, with_ids
+
     written = [json.loads(line) for line in _tool("dump", broker, topic).splitlines()]
-    assert len(written) >= 2 * 260 and {m["headers"]["ce_source"] for m in written} and all("ce_id" in m["headers"] for m in written)
+    assert len(written) >= 2 * 300 and {m["headers"]["ce_source"] for m in written} and all("ce_id" in m["headers"] for m in written)
+    union, with_ids = export(written, "routers")
+    theirs = report_experiments(cli, config, union)
+    summaries = {"spark over the topic": ms.experiment_summary(None, config, kafka=broker, topic=topic, spark=spark,
+                                                               modelsplit_bin=cli),
+                 "duckdb over the export": md.experiment_summary(with_ids, config, modelsplit_bin=cli)}
+    if mc is not None:
+        summaries["chdb over the export"] = mc.experiment_summary(with_ids, config, modelsplit_bin=cli)
+    for name, mine in summaries.items():
+        assert compare(mine, theirs, name) == []
+        if fleet is not None:
+            # The fleet's /admin/experiments, read through Prometheus, field by field (both carry the same keys).
+            assert [r["route"] for r in mine] == ["r", "quiet"]
+            worst: list[float] = []
+            assert compare(without_looks(mine), without_looks([fleet[r["route"]] for r in mine]),
+                           f"{name} vs /admin/experiments", worst) == []
+            assert len(worst) > 50, worst  # counts, means, intervals, p-values of both metrics and the srm
+            print(f"{name} vs /admin/experiments: {len(worst)} numbers, largest relative gap {max(worst):.3g}")
+
     outcomes = [m for m in written if json.loads(m["value"])["type"] == "outcome"]
     hostile = []
     # A forced redelivery: three outcomes and a prediction again, same event ids, later in the topic.
@@ -221,15 +304,7 @@ def test_two_routers_through_kafka_are_the_report_over_their_records(cli, spark,
 
     everything = [json.loads(line) for line in _tool("dump", broker, topic).splitlines()]
     assert len(everything) == len(written) + len(hostile)
-    seen: set[str] = set()
-    union = tmp_path / "union.jsonl"          # the two routers' records, each once, in the topic's order
-    with_ids = tmp_path / "with-ids.jsonl"    # the topic as an export keeps it: every copy, with its event id
-    with open(union, "w", encoding="utf-8") as u, open(with_ids, "w", encoding="utf-8") as w:
-        for m in everything:
-            w.write(json.dumps({**json.loads(m["value"]), "ce_id": m["headers"]["ce_id"]}) + "\n")
-            if m["headers"]["ce_id"] not in seen:
-                seen.add(m["headers"]["ce_id"])
-                u.write(m["value"] + "\n")
+    union, with_ids = export(everything, "hostile")
     theirs = report_experiments(cli, config, union)
     # The export holds the redelivered copies: read as plain files (every line its own event), they change the numbers.
     assert compare(report_experiments(cli, config, with_ids), theirs) != []
@@ -239,14 +314,10 @@ def test_two_routers_through_kafka_are_the_report_over_their_records(cli, spark,
     assert [r["route"] for r in mine] == ["r", "quiet"]
     assert mine[1]["metrics"]["clicked"]["verdict"] == "collecting data"
 
-    from modelsplit import duckdb as md
-
     assert compare(md.experiment_summary(with_ids, config, modelsplit_bin=cli), theirs) == []
     assert compare(ms.experiment_summary(with_ids, config, spark=spark, modelsplit_bin=cli), theirs) == []
-    try:
-        import chdb  # noqa: F401
-    except ImportError:
-        return
-    from modelsplit import clickhouse as mc
-
-    assert compare(mc.experiment_summary(with_ids, config, modelsplit_bin=cli), theirs) == []
+    if mc is not None:
+        assert compare(mc.experiment_summary(with_ids, config, modelsplit_bin=cli), theirs) == []
+    if fleet is None:
+        pytest.skip("prometheus is not installed (bash scripts/install-prometheus.sh): the summaries were checked "
+                    "against the report, not against /admin/experiments read through Prometheus")

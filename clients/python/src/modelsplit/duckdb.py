@@ -59,11 +59,23 @@ def reduction_sql(config: ConfigLike, *, modelsplit_bin: Optional[RouterCommand]
         return _run(command, ["report", "--config", _config_path(config, Path(tmp)), "--sql", "duckdb"])
 
 
-def connect(database: str = ":memory:") -> Any:
-    """A DuckDB connection with ``ms_unit_hash(VARCHAR) -> BIGINT`` registered."""
+def connect(database: str = ":memory:", *, memory_limit: Optional[str] = None,
+            temp_directory: Optional[str] = None) -> Any:
+    """A DuckDB connection with ``ms_unit_hash(VARCHAR) -> BIGINT`` registered.
+
+    ``memory_limit`` (DuckDB's setting, e.g. ``"4GB"``; default DuckDB's, 80 % of the machine's memory)
+    caps what the reduction holds in memory: past it, its sorts, windows and joins spill to
+    ``temp_directory`` (default DuckDB's: ``<database>.tmp``, or ``.tmp`` in the working directory for an
+    in-memory database). A reduction over tens of millions of records needs one of the two on a machine
+    whose memory is shared (README, At scale)."""
     import duckdb
 
-    con = duckdb.connect(database)
+    config: dict[str, Any] = {}
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    if temp_directory is not None:
+        config["temp_directory"] = temp_directory
+    con = duckdb.connect(database, config=config)
     con.create_function("ms_unit_hash", unit_hash, ["VARCHAR"], "BIGINT", side_effects=False)
     return con
 
@@ -88,7 +100,7 @@ def _lines_view(con: Any, paths: list[str]) -> None:
 def reduce(records: PathsOrGlob, config: ConfigLike, *, modelsplit_bin: Optional[RouterCommand] = None,
            con: Any = None) -> list[dict[str, Any]]:
     """The reduction's rows over ``records`` (the input of ``modelsplit report --totals``), as dicts
-    without their null columns."""
+    without their null columns. ``con``: a connection of :func:`connect` (its memory limit, say)."""
     paths = [str(p) for p in expand_paths(records)]
     sql = reduction_sql(config, modelsplit_bin=modelsplit_bin)
     con = con if con is not None else connect()
@@ -109,11 +121,17 @@ def reduce(records: PathsOrGlob, config: ConfigLike, *, modelsplit_bin: Optional
 
 
 def experiment_summary(records: PathsOrGlob, config: ConfigLike, *,
-                       modelsplit_bin: Optional[RouterCommand] = None) -> list[dict[str, Any]]:
+                       modelsplit_bin: Optional[RouterCommand] = None, memory_limit: Optional[str] = None,
+                       temp_directory: Optional[str] = None) -> list[dict[str, Any]]:
     """The A/B statistics of every route of ``config`` that declares metrics, over the record files
     ``records`` (paths or a glob; rotated siblings included), reduced by DuckDB: the same list as
-    :func:`modelsplit.experiment_summary` returns for the same files."""
-    rows = reduce(records, config, modelsplit_bin=modelsplit_bin)
+    :func:`modelsplit.experiment_summary` returns for the same files. ``memory_limit`` and
+    ``temp_directory``: as for :func:`connect` (spill past the limit instead of growing with the records)."""
+    con = connect(memory_limit=memory_limit, temp_directory=temp_directory)
+    try:
+        rows = reduce(records, config, modelsplit_bin=modelsplit_bin, con=con)
+    finally:
+        con.close()
     return summary_from_totals(rows, config, modelsplit_bin=modelsplit_bin)
 
 

@@ -14,7 +14,7 @@ import { compile } from '../src/plan/index.js'
 import { buildServer } from '../src/server.js'
 import { startGrpcUpstream } from './helpers/grpc.js'
 import { parseMetrics } from './helpers/router.js'
-import { INFER, infer } from './helpers/grpc-js.js'
+import { INFER, infer, tlsInferConfig } from './helpers/grpc-js.js'
 
 // grpc-js would send the IP address as the TLS server name; the certificates also name localhost.
 const NAME = { 'grpc.ssl_target_name_override': 'localhost' }
@@ -134,15 +134,7 @@ async function startRouter(at: string, tlsExtra: string, watch = false): Promise
   const up = await startGrpcUpstream()
   cleanups.push(() => up.close())
   const configFile = join(at, 'router.yaml')
-  await writeFile(configFile, `listen: { host: 127.0.0.1, port: 0, grpc: { host: 127.0.0.1, port: 0, tls: { cert_file: server.crt, key_file: server.key${tlsExtra} } } }
-admin: { host: 127.0.0.1, port: 0 }
-models:
-  a: { url: "${up.url}" }
-routes:
-  - name: infer
-    grpc: { method: ${INFER} }
-    split: [{ model: a, weight: 1 }]
-`)
+  await writeFile(configFile, tlsInferConfig(up.url, 'server.crt', 'server.key', tlsExtra))
   const router = await buildServer({ configFile, watch, defaultMetrics: false })
   cleanups.push(() => router.close())
   const { grpcUrl, adminUrl } = await router.listen({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0, grpcHost: '127.0.0.1', grpcPort: 0 })
@@ -304,15 +296,7 @@ describe.skipIf(!hasOpenssl)('certificate reload under serve --workers 2', () =>
     const up = await startGrpcUpstream()
     cleanups.push(() => up.close())
     const configFile = join(at, 'router.yaml')
-    await writeFile(configFile, `listen: { host: 127.0.0.1, port: 0, grpc: { host: 127.0.0.1, port: 0, tls: { cert_file: server.crt, key_file: server.key } } }
-admin: { host: 127.0.0.1, port: 0 }
-models:
-  a: { url: "${up.url}" }
-routes:
-  - name: infer
-    grpc: { method: ${INFER} }
-    split: [{ model: a, weight: 1 }]
-`)
+    await writeFile(configFile, tlsInferConfig(up.url, 'server.crt', 'server.key'))
     const cli = join(import.meta.dirname, '../dist/cli/main.js')
     const child = spawn(process.execPath, [cli, 'serve', '--config', configFile, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))

@@ -15,7 +15,7 @@ import { compile } from '../src/plan/index.js'
 import { buildServer } from '../src/server.js'
 import { answer, startGrpcUpstream } from './helpers/grpc.js'
 import { parseMetrics } from './helpers/router.js'
-import { INFER, decodeRequest, encodeResponse, infer, one } from './helpers/grpc-js.js'
+import { INFER, decodeRequest, encodeResponse, infer, one, tlsInferConfig } from './helpers/grpc-js.js'
 
 const CLI = join(import.meta.dirname, '../dist/cli/main.js')
 
@@ -99,15 +99,7 @@ describe.skipIf(!hasOpenssl)('gRPC over TLS', () => {
     const up = await startGrpcUpstream()
     cleanups.push(() => up.close())
     const configFile = join(dir, 'in-process.yaml')
-    await writeFile(configFile, `listen: { host: 127.0.0.1, port: 0, grpc: { host: 127.0.0.1, port: 0, tls: { cert_file: router.crt, key_file: router.key } } }
-admin: { host: 127.0.0.1, port: 0 }
-models:
-  a: { url: "${up.url}" }
-routes:
-  - name: infer
-    grpc: { method: ${INFER} }
-    split: [{ model: a, weight: 1 }]
-`)
+    await writeFile(configFile, tlsInferConfig(up.url, 'router.crt', 'router.key'))
     const router = await buildServer({ configFile, watch: false, defaultMetrics: false })
     cleanups.push(() => router.close())
     const { grpcUrl, adminUrl } = await router.listen({ host: '127.0.0.1', port: 0, adminHost: '127.0.0.1', adminPort: 0, grpcHost: '127.0.0.1', grpcPort: 0 })

@@ -91,3 +91,18 @@ export const one = (md: grpc.Metadata, key: string): string | undefined => {
   const v = md.get(key)[0]
   return v === undefined ? undefined : String(v)
 }
+
+/**
+ * A router config (YAML) serving ModelInfer over TLS with the certificate and key files named (and
+ * `tlsExtra`, more keys of `listen.grpc.tls` starting with a comma) in front of one model, `a`.
+ */
+export const tlsInferConfig = (modelUrl: string, certFile: string, keyFile: string, tlsExtra = ''): string =>
+  `listen: { host: 127.0.0.1, port: 0, grpc: { host: 127.0.0.1, port: 0, tls: { cert_file: ${certFile}, key_file: ${keyFile}${tlsExtra} } } }
+admin: { host: 127.0.0.1, port: 0 }
+models:
+  a: { url: "${modelUrl}" }
+routes:
+  - name: infer
+    grpc: { method: ${INFER} }
+    split: [{ model: a, weight: 1 }]
+`

@@ -15,7 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { startCpu } from './cpu.mjs'
+import { quiesce, startCpu } from './cpu.mjs'
 import { runLoad } from './load.mjs'
 import { closedPort, startModelServers } from './model-servers.mjs'
 import { startFloor } from './node-floor.mjs'
@@ -54,6 +54,7 @@ const median = (xs) => {
 
 /** One load run against `target`; CPU µs per answered request beside req/s. */
 async function measure(target, path) {
+  await quiesce(target.pid)
   const cpu = startCpu(target.pid)
   const r = await runLoad({ url: target.url, path, connections, duration, overallRate: rate })
   const us = cpu.stop()

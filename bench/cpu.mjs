@@ -76,3 +76,23 @@ export function startCpu(pid) {
     },
   }
 }
+
+/**
+ * Waits until `pid`'s process tree is idle: a 250 ms window in which it used at most 10 ms of CPU
+ * (one clock tick of slack), or `maxMs` in all. Load cases that share a router run one after the
+ * other: without this, what the previous case left under way (mirrors still answering, their
+ * comparisons, records being written, the garbage it made) was counted in the next case's CPU per
+ * request (a dead shadow measured right after a live one paid for the live one's tail). Resolves
+ * to the ms waited.
+ */
+export async function quiesce(pid, maxMs = 5000) {
+  if (process.platform !== 'linux' || pid === undefined) return 0
+  const started = performance.now()
+  for (;;) {
+    const cpu = startCpu(pid)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+    const us = cpu.stop()
+    const waited = performance.now() - started
+    if (us === null || us <= 10_000 || waited >= maxMs) return waited
+  }
+}

@@ -15,7 +15,7 @@ import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { startCpu } from './cpu.mjs'
+import { quiesce, startCpu } from './cpu.mjs'
 import { runLoad } from './load.mjs'
 import { closedPort, startModelServers } from './model-servers.mjs'
 import { median } from './report.mjs'
@@ -98,6 +98,7 @@ async function main() {
       for (const c of Object.keys(CASES)) {
         const one = await runLoad({ ...target(c), connections: 1, duration: opts.duration })
         runs[c].c1.push(one)
+        if (c !== 'direct') await quiesce(router.pid)
         const cpu = c === 'direct' ? null : startCpu(router.pid)
         const load = await runLoad({ ...target(c), connections: opts.connections, duration: opts.duration })
         const us = cpu === null ? null : cpu.stop()

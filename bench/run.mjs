@@ -7,7 +7,7 @@ import { cp, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { clockTicks, startCpu } from './cpu.mjs'
+import { clockTicks, quiesce, startCpu } from './cpu.mjs'
 import { USER_IDS, runLoad } from './load.mjs'
 import { runMemoryCase } from './memory.mjs'
 import { closedPort, startModelServers } from './model-servers.mjs'
@@ -238,7 +238,9 @@ async function main() {
         for (const c of loadCases) {
           const def = CASES[c]
           const target = targets[serverOf(c)]
-          // CPU of the proxy's processes over the run, per request answered (null for direct).
+          // CPU of the proxy's processes over the run, per request answered (null for direct),
+          // from when it is idle: not the tail of the previous case on the same router.
+          await quiesce(target.pid)
           const cpu = startCpu(target.pid)
           const r = await runLoad({
             url: target.url, path: def.path, connections: opts.connections, duration: opts.duration,
@@ -322,7 +324,7 @@ async function main() {
   result.notes.push(
     `All processes share ${result.meta.cpus} CPUs: autocannon (a worker thread of the bench process), the model servers (one Node process), and the proxy under test (modelsplit: one Node process${result.meta.workersVia ? `, or a primary and N node:cluster workers in ms-split-wN (N = 1, 2) and ms-cluster-* (N = ${workers}), started with ${result.meta.workersVia}` : ''}; node-floor: one Node process; nginx: one worker). On a machine this small the load generator and the model servers take CPU the proxy would otherwise have, so absolute req/s are low and saturated-throughput ratios are ratios of what is left; the fixed-rate cases measure latency where nothing is saturated.`,
     'nginx runs with error_log at crit: a dead mirror would otherwise log a connect() failure per request; modelsplit counts those in metrics instead.',
-    `CPU µs/req: utime + stime of the proxy's processes (/proc/<pid>/stat of the process and, for a cluster, its primary and every worker; clock ticks of 1/${result.meta.clockTicks} s) read before and after each run, divided by the responses in that run; the median over runs is shown. It is what the proxy costs per request whatever the load generator and model servers leave it, so it compares across cases better than req/s on a small machine. direct has no proxy (n/a).`,
+    `CPU µs/req: utime + stime of the proxy's processes (/proc/<pid>/stat of the process and, for a cluster, its primary and every worker; clock ticks of 1/${result.meta.clockTicks} s) read before and after each run, divided by the responses in that run; each run starts once the proxy is idle (a 250 ms window with at most 10 ms of its CPU, 5 s at most), so the tail of the previous case on the same router (mirrors still answering, records being written) is not counted in the next; the median over runs is shown. It is what the proxy costs per request whatever the load generator and model servers leave it, so it compares across cases better than req/s on a small machine. direct has no proxy (n/a).`,
     'Latency percentiles are recorded in the load worker at 10 µs resolution from autocannon\'s per-response times (2xx only); errors = socket errors + timeouts + non-2xx.',
   )
   const md = await writeReport(outDir, result)

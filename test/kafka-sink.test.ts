@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runCli } from '../src/cli/run.js'
 import { EnvelopeFactory, type Envelope } from '../src/record/envelope.js'
 import { KafkaTransport } from '../src/record/kafka.js'
+import { kafkaClient } from '../src/record/kafka-client.js'
+import { readKafkaRecords } from '../src/record/kafka-reader.js'
 import { captureIo } from './helpers/cli-io.js'
 import { kafkaUnavailable, readTopic, spawnRouter, startBroker, type Broker, type RawMessage } from './helpers/kafka.js'
 import { parseMetrics, startRouter } from './helpers/router.js'
@@ -286,4 +288,35 @@ describe.skipIf(unavailable !== undefined)('Kafka sink against a real broker', (
     expect(await runCli(['report', '--kafka', broker.address, '--topic', topic, '--since', new Date(Date.now() + 60_000).toISOString(), '--json'], later.io)).toBe(0)
     expect((JSON.parse(later.out()) as { records: { predictions: number } }).records.predictions).toBe(0)
   }, 180_000)
+  it('a broker that stops answering mid-read ends the Kafka read with an error after the stall bound, never a hang', async () => {
+    const topic = 'stall'
+    const producer = kafkaClient({ brokers: [broker.address], client_id: 'stall-test' }).producer()
+    await producer.connect()
+    // About 3 MiB on one partition: more than one fetch (1 MiB a partition), so the read is under
+    // way when the broker is frozen after its first batch.
+    const value = JSON.stringify({ type: 'prediction', pad: 'x'.repeat(1000) })
+    for (let at = 0; at < 3000; at += 500) {
+      await producer.send({ topic, messages: Array.from({ length: 500 }, (_, i) => ({ value, headers: { ce_id: `s-${at + i}` } })) })
+    }
+    await producer.disconnect()
+    const pid = await broker.pid()
+    let frozen = false
+    let read = 0
+    const reader = readKafkaRecords({
+      brokers: [broker.address], topic, stallMs: 1500,
+      onProgress: () => {
+        if (frozen) return
+        frozen = true
+        process.kill(pid, 'SIGSTOP') // connections stay open; nothing is answered
+      },
+    })
+    try {
+      await expect((async () => { for await (const _ of reader) read++ })()).rejects.toThrow(/no message from topic stall for 1\.5 s with \d+ of 3000 still to read/)
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+    expect(frozen).toBe(true)
+    expect(read).toBeGreaterThan(0)
+    expect(read).toBeLessThan(3000)
+  }, 120_000)
 })

@@ -8,7 +8,16 @@ export interface ReadKafkaOptions {
   readonly since?: Date
   /** Called after each batch with records read so far and the total to read (offsets, sized when reading starts). */
   readonly onProgress?: (read: number, total: number) => void
+  /**
+   * How long the read may go without a batch while records are still to come before it fails
+   * (default 60 s: a broker restart and the consumer group's rejoin fit in it). The read never
+   * hangs: a consumer that reconnected but receives nothing is an error, never a wait forever.
+   */
+  readonly stallMs?: number
 }
+
+/** How long a read waits without a batch before it fails, unless told otherwise. */
+export const DEFAULT_STALL_MS = 60_000
 
 /** The iterable readKafkaRecords returns: iterate once; the counts grow as it goes. */
 export interface KafkaRecordReader extends AsyncIterable<Record<string, unknown>> {
@@ -131,11 +140,29 @@ export function readKafkaRecords(opts: ReadKafkaOptions): KafkaRecordReader {
         }
         if (failure !== undefined) throw failure
         if (open.size === 0) break
-        await new Promise<void>((resolve) => { wake = resolve })
+        await new Promise<void>((resolve) => {
+          const stallMs = opts.stallMs ?? DEFAULT_STALL_MS
+          const timer = setTimeout(() => {
+            failure ??= new Error(`no message from topic ${opts.topic} for ${stallMs / 1000} s with ${total - consumed} of ${total} still to read (is the broker up?)`)
+            wake = undefined
+            resolve()
+          }, stallMs)
+          wake = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
       }
     } finally {
       resume?.()
-      await consumer.disconnect().catch(() => {})
+      // A consumer whose broker stopped answering may wait on its fetch to leave: bounded, so a
+      // failed read ends (the client's own request timeout closes what is left).
+      let bound: NodeJS.Timeout | undefined
+      await Promise.race([
+        consumer.disconnect().catch(() => {}),
+        new Promise<void>((resolve) => { bound = setTimeout(resolve, 10_000) }),
+      ])
+      clearTimeout(bound)
     }
   }
 

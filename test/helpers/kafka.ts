@@ -1,7 +1,7 @@
 // A real Apache Kafka broker for tests (scripts/kafka: jars from Maven Central, KRaft, one node on
 // 127.0.0.1), a raw reader of a topic, and a router run as its own process.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -52,6 +52,8 @@ export interface Broker {
   kill(): Promise<void>
   /** Stops the broker and deletes its data. */
   remove(): Promise<void>
+  /** The broker's JVM process id (to freeze it with SIGSTOP). */
+  pid(): Promise<number>
 }
 
 function run(args: string[]): Promise<void> {
@@ -72,6 +74,7 @@ export async function startBroker(): Promise<Broker> {
     start: () => run(['start', dir, String(port)]),
     stop: () => run(['stop', dir]),
     kill: () => run(['kill', dir]),
+    pid: () => readFile(join(dir, 'broker.pid'), 'utf8').then((text) => Number(text.trim())),
     async remove() {
       await run(['kill', dir]).catch(() => {})
       await rm(dir, { recursive: true, force: true })

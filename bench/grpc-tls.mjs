@@ -13,42 +13,14 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { clockTicks, cpuTicks } from './cpu.mjs'
 
+import { METHOD, MODEL, REQUEST } from './grpc-call.mjs'
+
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const args = process.argv.slice(2)
 const opt = (name, d) => { const i = args.indexOf(`--${name}`); return i < 0 ? d : Number(args[i + 1]) }
 const SECONDS = opt('seconds', 5)
 const CONCURRENCY = opt('concurrency', 32)
 const SESSIONS = opt('sessions', 4)
-const METHOD = '/inference.GRPCInferenceService/ModelInfer'
-
-function ld(n, b) {
-  const v = typeof b === 'string' ? Buffer.from(b) : b
-  return Buffer.concat([Buffer.from([(n << 3) | 2, v.length]), v])
-}
-function frame(m) {
-  const p = Buffer.alloc(5)
-  p.writeUInt32BE(m.length, 1)
-  return Buffer.concat([p, m])
-}
-// The same call and answer as bench/grpc.mjs: one FP32 input of 4 values, one output of 3.
-const REQUEST = frame(Buffer.concat([ld(1, 'iris'), ld(5, Buffer.concat([ld(1, 'x'), ld(2, 'FP32'), Buffer.from([0x1a, 2, 1, 4])])), ld(7, Buffer.alloc(16, 1))]))
-const ANSWER = frame(Buffer.concat([ld(1, 'iris'), ld(5, Buffer.concat([ld(1, 'y'), ld(2, 'FP32'), Buffer.from([0x1a, 2, 1, 3])])), ld(6, Buffer.alloc(12, 2))]))
-
-const MODEL = `
-import { createServer } from 'node:http2'
-const answer = Buffer.from('${ANSWER.toString('base64')}', 'base64')
-const s = createServer()
-s.on('stream', (st) => {
-  st.on('error', () => {})
-  st.resume()
-  st.on('end', () => {
-    st.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true })
-    st.once('wantTrailers', () => st.sendTrailers({ 'grpc-status': '0' }))
-    st.end(answer)
-  })
-})
-s.listen(0, '127.0.0.1', () => console.log('http://127.0.0.1:' + s.address().port))
-`
 
 // The floor for TLS: bench/grpc.mjs's forwarder behind a node:http2 secure server (ALPN h2).
 const FLOOR = `

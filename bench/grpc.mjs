@@ -28,6 +28,8 @@ import { fileURLToPath } from 'node:url'
 import { clockTicks, cpuTicks } from './cpu.mjs'
 import { summariseProfile } from './profile.mjs'
 
+import { METHOD, MODEL, REQUEST } from './grpc-call.mjs'
+
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const args = process.argv.slice(2)
 const opt = (name, d) => { const i = args.indexOf(`--${name}`); return i < 0 ? d : Number(args[i + 1]) }
@@ -38,36 +40,6 @@ const ROUNDS = opt('rounds', 1)
 const RATE = opt('rate', 0)
 const PROFILE = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : null
 const BASELINE = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : null
-const METHOD = '/inference.GRPCInferenceService/ModelInfer'
-
-function ld(n, b) {
-  const v = typeof b === 'string' ? Buffer.from(b) : b
-  return Buffer.concat([Buffer.from([(n << 3) | 2, v.length]), v])
-}
-function frame(m) {
-  const p = Buffer.alloc(5)
-  p.writeUInt32BE(m.length, 1)
-  return Buffer.concat([p, m])
-}
-// A ModelInferRequest with one FP32 input of 4 values (raw_input_contents), and its answer.
-const REQUEST = frame(Buffer.concat([ld(1, 'iris'), ld(5, Buffer.concat([ld(1, 'x'), ld(2, 'FP32'), Buffer.from([0x1a, 2, 1, 4])])), ld(7, Buffer.alloc(16, 1))]))
-const ANSWER = frame(Buffer.concat([ld(1, 'iris'), ld(5, Buffer.concat([ld(1, 'y'), ld(2, 'FP32'), Buffer.from([0x1a, 2, 1, 3])])), ld(6, Buffer.alloc(12, 2))]))
-
-const MODEL = `
-import { createServer } from 'node:http2'
-const answer = Buffer.from('${ANSWER.toString('base64')}', 'base64')
-const s = createServer()
-s.on('stream', (st) => {
-  st.on('error', () => {})
-  st.resume()
-  st.on('end', () => {
-    st.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true })
-    st.once('wantTrailers', () => st.sendTrailers({ 'grpc-status': '0' }))
-    st.end(answer)
-  })
-})
-s.listen(0, '127.0.0.1', () => console.log('http://127.0.0.1:' + s.address().port))
-`
 
 // The floor: each stream forwarded on a pooled session, headers, data and trailers relayed. With
 // two upstreams, murmur2(x-user-id) < 2^31 picks the first (nginx's split_clients 50%, as

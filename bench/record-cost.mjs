@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { recordOne } from './record-fixture.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -48,7 +49,7 @@ if (!values.child) {
 } else {
   const dist = values.dist
   const { Observer } = await import(`${dist}/shadow/observation.js`)
-  const { CaptureBudget, Capture } = await import(`${dist}/upstream/capture.js`)
+  const { CaptureBudget } = await import(`${dist}/upstream/capture.js`)
   const { recordLine } = await import(`${dist}/record/schema.js`)
   const dir = mkdtempSync(join(tmpdir(), 'record-cost-'))
   let sink
@@ -68,24 +69,7 @@ if (!values.child) {
   }
   const budget = new CaptureBudget(1 << 30)
   const observer = new Observer({ metrics: {}, sink: () => sink, budget })
-  // The bench's /rec route: no shadow, `record: true`, inputs, `prediction: auto`.
-  const route = {
-    name: 'rec',
-    plan: { isOpenAi: false, config: { grpc: null, compare: {} }, prediction: 'auto', record: true, includeInputs: true, compare: {}, judge: null },
-    targets: [{ model: 'model_a', registry: null, price: null }, { model: 'model_b', registry: null, price: null }],
-    assigner: { models: ['model_a', 'model_b'], shares: [0.5, 0.5] },
-  }
-  const input = Buffer.from(JSON.stringify({ features: [0.12, 3.4, 5.6, 7.8, 0.91, 2, 1, 0] }))
-  const answer = Buffer.from('{"predictions":[0.96],"model":"model_a","n":8}')
-  const one = (i) => {
-    const obs = observer.begin(route, `4c65904f-0000-4000-8000-${String(i).padStart(12, '0')}`, `user-${i & 255}`, 'hash', input, false)
-    obs.hold()
-    const capture = new Capture()
-    capture.expect(answer.length)
-    capture.add(answer, 1 << 20, budget)
-    obs.release()
-    obs.primaryDone('model_a', 200, 1.234567, capture.body(), null, capture)
-  }
+  const one = await recordOne(dist, observer, budget)
   const perTick = Number(values['per-tick'])
   const tickMs = Number(values['tick-ms'])
   const pace = async (from, to) => {

@@ -9,33 +9,17 @@
 // Run it for two builds in turn (an old one built as bench/README.md says) and compare; the bytes
 // printed must be the same for both (the records are the same text).
 import { resolve } from 'node:path'
+import { ANSWER, recordOne } from './record-fixture.mjs'
 const dist = resolve(process.argv[2] ?? 'dist')
 const n = Number(process.argv[3] ?? 100000)
-const answerText = process.argv[4] ?? '{"predictions":[0.96],"model":"model_a","n":8}'
 const { Observer } = await import(`${dist}/shadow/observation.js`)
-const { CaptureBudget, Capture } = await import(`${dist}/upstream/capture.js`)
+const { CaptureBudget } = await import(`${dist}/upstream/capture.js`)
 const { recordLine } = await import(`${dist}/record/schema.js`)
 let bytes = 0
 const sink = { write: (r) => { const l = recordLine(r); bytes += l.length; return true }, flush: async () => {} }
 const budget = new CaptureBudget(1 << 30)
 const observer = new Observer({ metrics: {}, sink: () => sink, budget })
-const route = {
-  name: 'rec',
-  plan: { isOpenAi: false, config: { grpc: null, compare: {} }, prediction: 'auto', record: true, includeInputs: true, compare: {}, judge: null },
-  targets: [{ model: 'model_a', registry: null, price: null }, { model: 'model_b', registry: null, price: null }],
-  assigner: { models: ['model_a', 'model_b'], shares: [0.5, 0.5] },
-}
-const input = Buffer.from(JSON.stringify({ features: [0.12, 3.4, 5.6, 7.8, 0.91, 2, 1, 0] }))
-const answer = Buffer.from(answerText)
-const one = (i) => {
-  const obs = observer.begin(route, `4c65904f-0000-4000-8000-${String(i).padStart(12, '0')}`, `user-${i & 255}`, 'hash', input, false)
-  obs.hold()
-  const capture = new Capture()
-  capture.expect(answer.length)
-  capture.add(answer, 1 << 20, budget)
-  obs.release()
-  obs.primaryDone('model_a', 200, 1.234567 + (i & 1023) / 1000, capture.body(), null, capture)
-}
+const one = await recordOne(dist, observer, budget, { answerText: process.argv[4] ?? ANSWER, varyLatency: true })
 for (let i = 0; i < 50000; i++) one(i)
 const t = process.cpuUsage()
 for (let i = 0; i < n; i++) one(i)

@@ -16,6 +16,9 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --same-rate           every load case at --rate req/s instead of as fast as it goes: on a loaded
                         machine, CPU µs per request then compares at the same batching (a case
                         that happens to run at half the rate pays more per request for that alone)
+  --pin                 the proxy under test on a CPU of its own (the last; taskset), the bench, its
+                        load generator, model servers and Kafka broker on the others: its CPU per
+                        request then is its own work, not what co-scheduled processes do to it
   --memory-requests N   requests in the memory case (default 1000000)
   --workers N           cluster workers for the ms-cluster-* cases (default: CPU count); by
                         \`serve --workers N\` if the build has it, else bench/cluster-router.mjs
@@ -50,6 +53,7 @@ export function parseOptions(argv) {
       cases: { type: 'string' },
       'no-nginx': { type: 'boolean', default: false },
       'same-rate': { type: 'boolean', default: false },
+      pin: { type: 'boolean', default: false },
       smoke: { type: 'boolean', default: false },
       out: { type: 'string' },
       'profile-kinds': { type: 'string' },
@@ -77,6 +81,7 @@ export function parseOptions(argv) {
     cases: values.cases?.split(',').map((s) => s.trim()).filter(Boolean) ?? (smoke ? ['direct', 'ms-split', 'memory'] : undefined),
     nginx: !values['no-nginx'] && !smoke,
     sameRate: values['same-rate'],
+    pin: values.pin,
     out: values.out,
     profileKinds: values['profile-kinds']?.split(',').map((s) => s.trim()).filter(Boolean),
   }

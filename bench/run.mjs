@@ -16,6 +16,7 @@ import { startOtlpSink } from './otlp-sink.mjs'
 import { ensureNginx, nginxVersion, startNginx } from './nginx.mjs'
 import { compareSplit, startFloor } from './node-floor.mjs'
 import { HELP, parseOptions } from './options.mjs'
+import { pinPlan, pinTree } from './pin.mjs'
 import { summariseProfile } from './profile.mjs'
 import { runReloadCase } from './reload.mjs'
 import { addRatios, checkTargets, summarise, writeReport } from './report.mjs'
@@ -156,7 +157,7 @@ async function main() {
       clockTicks: clockTicks(),
       workersVia: !loadCases.some((c) => /^w\d+$/.test(serverOf(c))) ? null : workersFlag ? 'modelsplit serve --workers N' : 'bench/cluster-router.mjs',
     },
-    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, sameRate: opts.sameRate, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
+    options: { duration: opts.duration, connections: opts.connections, repeats: opts.repeats, rate: opts.rate, sameRate: opts.sameRate, pin: opts.pin, memoryRequests: opts.memoryRequests, workers, smoke: opts.smoke },
     cases: {},
     floorSplit: undefined,
     targets: [],
@@ -167,6 +168,14 @@ async function main() {
   }
 
   try {
+    // --pin: this process (and so the load generator's worker, the model servers and brokers it
+    // starts from now on) on every CPU but the last, each proxy under test on the last.
+    const pin = opts.pin ? pinPlan() : null
+    if (opts.pin && pin === null) throw new Error('--pin needs Linux, taskset and at least 2 CPUs')
+    if (pin !== null) {
+      pinTree(process.pid, pin.rest)
+      log(`bench: pinned: proxies on CPU ${pin.proxy}, everything else on CPU ${pin.rest}`)
+    }
     const tmp = await mkdtemp(join(os.tmpdir(), 'modelsplit-bench-'))
     cleanup.push(() => rm(tmp, { recursive: true, force: true }))
     const servers = await startModelServers(MODELS)
@@ -213,6 +222,7 @@ async function main() {
           await writeConfig(file, { ...cfg, listen: { host: '127.0.0.1', port: await closedPort() }, admin: { host: '127.0.0.1', port: await closedPort() } })
           t = await startRouter(DIST, file, { workers: Number(n), workersFlag })
         }
+        if (pin !== null && t.pid !== undefined) pinTree(t.pid, pin.proxy)
         stops.push(() => t.close())
         targets[server] = t
       }
@@ -286,6 +296,7 @@ async function main() {
           await writeConfig(config, { ...cfg, recording: kafkaRecording(kafka.address, cfg.recording) })
         }
         const r = await startRouter(DIST, config, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name] })
+        if (pin !== null) pinTree(r.pid, pin.proxy)
         const load = await runLoad({ url: r.url, path: kinds[kind], connections: opts.connections, duration: opts.duration })
         await r.close()
         if (kafka !== undefined) await kafka.stop()

@@ -4,7 +4,7 @@
 // listener (a 50/50 split of two model servers). Reports calls/s and each proxy's CPU µs per call
 // (process CPU from /proc over the calls it served). Uses dist/ (npm run build first).
 //   node bench/grpc.mjs [--seconds 5] [--concurrency 32] [--sessions 4] [--rounds 1] [--rate R]
-//                       [--baseline DIST] [--profile DIR]
+//                       [--baseline DIST] [--profile DIR] [--pin]
 // The floor a split is held to splits too, as bench/node-floor.mjs does for HTTP: murmur2 of
 // x-user-id picks one of the same two model servers, one pooled session each ("node:http2 floor").
 // "node:http2 floor, one upstream" forwards everything to one server on one session: cheaper
@@ -17,6 +17,9 @@
 // so cases compared at one rate compare their work, not their batching.
 // --baseline DIST: also runs the router built in DIST (another commit's `dist/`, e.g. from
 // `git archive <commit> src tsconfig*.json` built with tsc) as "modelsplit grpc split (baseline)".
+// --pin: each proxy (the floors, the router) on the last CPU, this process (the load) and the
+// model servers on the others (bench/pin.mjs): a proxy's CPU per call then is its own work, not
+// what a load generator and model servers sharing its core do to its caches and time slices.
 // --profile DIR: the floor and the router run under the V8 profiler for their measured runs; the
 // profiles go to DIR and their top self-time functions are printed (profiling slows both).
 import { spawn } from 'node:child_process'
@@ -26,6 +29,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { clockTicks, cpuTicks } from './cpu.mjs'
+import { pinPlan, pinTree } from './pin.mjs'
 import { summariseProfile } from './profile.mjs'
 
 import { METHOD, MODEL, REQUEST } from './grpc-call.mjs'
@@ -157,6 +161,9 @@ const median = (xs) => {
 }
 
 if (PROFILE !== null) await mkdir(PROFILE, { recursive: true })
+const PIN = args.includes('--pin') ? pinPlan() : null
+if (args.includes('--pin') && PIN === null) throw new Error('--pin needs Linux, taskset and at least 2 CPUs')
+if (PIN !== null) pinTree(process.pid, PIN.rest)
 const model = await start(MODEL)
 const model2 = await start(MODEL)
 const floor1 = await start(FLOOR, [model.url])
@@ -189,6 +196,10 @@ const CASES = [
   ...(baseline === null ? [] : [{ name: 'modelsplit grpc split (baseline)', proc: baseline }]),
 ]
 const FLOOR_CASE = 'node:http2 floor'
+if (PIN !== null) {
+  for (const c of CASES) if (c.proc !== model) pinTree(c.proc.child.pid, PIN.proxy)
+  console.log(`pinned: proxies on CPU ${PIN.proxy}, load and model servers on CPU ${PIN.rest}`)
+}
 // Warm-up: one run of each case, not counted (JIT, sessions, pools).
 for (const c of CASES) await load(c.proc.url)
 const rows = []
@@ -214,7 +225,7 @@ const summary = CASES.map((c) => {
   }
 })
 if (ROUNDS > 1) console.table(summary)
-console.log(JSON.stringify({ seconds: SECONDS, concurrency: CONCURRENCY, sessions: SESSIONS, rounds: ROUNDS, rate: RATE || null, rows, summary }))
+console.log(JSON.stringify({ seconds: SECONDS, concurrency: CONCURRENCY, sessions: SESSIONS, rounds: ROUNDS, rate: RATE || null, pinned: PIN !== null, rows, summary }))
 await Promise.all([model, model2, floor1, floor, router, baseline].filter((p) => p !== null).map((p) => new Promise((resolve) => {
   p.child.once('exit', resolve)
   p.child.kill()

@@ -118,10 +118,11 @@ export function serveFloor(prefix, urlA, urlB, shadowUrl) {
 
 /**
  * Spawns the floor proxy as a child process for `prefix` (e.g. `/split`) in front of `urls.model_a`
- * and `urls.model_b`, mirroring to `shadowUrl` if given. Resolves to `{ url, pid, close() }`.
+ * and `urls.model_b`, mirroring to `shadowUrl` if given (`nodeArgs`: node's own flags, e.g. to
+ * profile it). Resolves to `{ url, pid, close() }`.
  */
-export function startFloor(prefix, urls, shadowUrl) {
-  const args = [fileURLToPath(import.meta.url), prefix, urls.model_a, urls.model_b, ...(shadowUrl === undefined ? [] : [shadowUrl])]
+export function startFloor(prefix, urls, shadowUrl, { nodeArgs = [] } = {}) {
+  const args = [...nodeArgs, fileURLToPath(import.meta.url), prefix, urls.model_a, urls.model_b, ...(shadowUrl === undefined ? [] : [shadowUrl])]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   return new Promise((resolve, reject) => {

@@ -27,8 +27,9 @@ req/s, latency and the proxy's CPU µs per request (utime + stime from /proc).
   --smoke               a tiny run for CI: direct + ms-split for 1 s, a 3000-request memory case,
                         and the check that node-floor splits users as modelsplit does
   --profile-kinds a,b   what the profile case profiles (default split,shadow; also dead-shadow, a
-                        shadow on a closed port, record, the file sink, and record-kafka, the
-                        Kafka sink with a broker of its own)
+                        shadow on a closed port, record, the file sink, record-kafka, the
+                        Kafka sink with a broker of its own, and floor-split, floor-shadow: the
+                        bare Node forwarder without and with its mirror)
   --out DIR             where results go (default bench/results)
   --help                this text
 

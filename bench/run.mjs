@@ -283,10 +283,13 @@ async function main() {
       await mkdir(profDir, { recursive: true })
       // The recording kinds profile /rec with the file sink and with the Kafka sink (a broker of its own);
       // dead-shadow profiles /dead, whose one shadow is a closed port (its breaker open most of the time).
-      const kinds = { split: '/split/predict', shadow: '/shadow/predict', 'dead-shadow': '/dead/predict', record: '/rec/predict', 'record-kafka': '/rec/predict' }
+      // floor-split and floor-shadow profile the bare Node forwarder (node-floor, node-floor-shadow)
+      // under the same load: what a mirror costs any Node process, beside what it costs modelsplit.
+      const kinds = { split: '/split/predict', shadow: '/shadow/predict', 'dead-shadow': '/dead/predict', record: '/rec/predict', 'record-kafka': '/rec/predict', 'floor-split': '/split/predict', 'floor-shadow': '/shadow/predict' }
       for (const kind of opts.profileKinds ?? ['split', 'shadow']) {
         if (kinds[kind] === undefined) throw new Error(`unknown profile kind ${kind}; kinds are ${Object.keys(kinds).join(', ')}`)
-        const name = `router-${kind}.cpuprofile`
+        const isFloor = kind.startsWith('floor-')
+        const name = isFloor ? `${kind}.cpuprofile` : `router-${kind}.cpuprofile`
         let config = mainConfig
         let kafka
         if (kind === 'record-kafka') {
@@ -295,14 +298,18 @@ async function main() {
           const cfg = routerConfig(urls)
           await writeConfig(config, { ...cfg, recording: kafkaRecording(kafka.address, cfg.recording) })
         }
-        const r = await startRouter(DIST, config, { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name] })
+        const profArgs = ['--cpu-prof', '--cpu-prof-dir', profDir, '--cpu-prof-name', name]
+        const r = isFloor
+          ? await startFloor(kind === 'floor-split' ? '/split' : '/shadow', urls, kind === 'floor-split' ? undefined : urls.shadow_fast, { nodeArgs: profArgs })
+          : await startRouter(DIST, config, { nodeArgs: profArgs })
         if (pin !== null) pinTree(r.pid, pin.proxy)
         const load = await runLoad({ url: r.url, path: kinds[kind], connections: opts.connections, duration: opts.duration })
         await r.close()
         if (kafka !== undefined) await kafka.stop()
         const summary = await summariseProfile(join(profDir, name))
-        result.profiles[kind] = { file: `profiles/${name}`, seconds: opts.duration, rps: load.rps, ...summary }
-        log(`bench: profiled ${kind}: ${Math.round(load.rps)} req/s; top: ${summary.functions.slice(0, 5).map((f) => `${f.name} ${f.pct.toFixed(1)}%`).join(', ')}`)
+        const requests = load.ok + load.non2xx
+        result.profiles[kind] = { file: `profiles/${name}`, seconds: opts.duration, rps: load.rps, requests, busyUsPerRequest: (summary.busyMs * 1000) / Math.max(1, requests), ...summary }
+        log(`bench: profiled ${kind}: ${Math.round(load.rps)} req/s, busy ${result.profiles[kind].busyUsPerRequest.toFixed(1)} µs per request; top: ${summary.functions.slice(0, 5).map((f) => `${f.name} ${f.pct.toFixed(1)}%`).join(', ')}`)
       }
     }
 

@@ -2,30 +2,22 @@ import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:ht
 import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
-import type { AssignmentMemory } from '../evaluation/index.js'
 import { unitHash } from '../experiment/index.js'
-import type { Metrics, ShadowDropReason } from '../metrics/index.js'
+import type { ShadowDropReason } from '../metrics/index.js'
 import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
-import type { Observation, Observer, ShadowDispatcher } from '../shadow/index.js'
-import { Capture, type CaptureBudget } from '../upstream/capture.js'
+import type { Observation } from '../shadow/index.js'
+import { Capture } from '../upstream/capture.js'
 import { translateUpstreamError } from '../upstream/errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
-import type { RequestTrace, Tracing } from '../tracing/types.js'
+import type { RequestTrace } from '../tracing/types.js'
 import { LlmExchange } from '../llm/answer.js'
 import { shadowRequestBody } from '../llm/request.js'
+import { declaredLength } from './content-length.js'
+import type { ProxyContext } from './context.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
-/** What every exchange shares: built once by the listener. */
-export interface ProxyContext {
-  readonly metrics: Metrics
-  readonly observer: Observer
-  readonly shadows: ShadowDispatcher
-  readonly memory: AssignmentMemory
-  readonly budget: CaptureBudget
-  /** OpenTelemetry traces when `tracing` is configured; null (the default) costs a request one check. */
-  tracing: Tracing | null
-  isShuttingDown(): boolean
-}
+// Kept importable from here: the listeners, the gRPC path and server.ts name it by this path.
+export type { ProxyContext } from './context.js'
 
 const READING = 0
 const DISPATCHED = 1
@@ -636,31 +628,6 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     })
     res.end(body)
   }
-}
-
-const CONTENT_LENGTH = Buffer.from('content-length', 'latin1')
-
-/** Whether a raw header name is Content-Length, in any case, without a string of it. */
-function isContentLength(name: Buffer): boolean {
-  if (name.length !== 14) return false
-  // ASCII letters differ from their lower case in bit 0x20 only; the '-' (at 7) must be itself.
-  for (let j = 0; j < 14; j++) {
-    const b = name[j] as number
-    if (j === 7 ? b !== 0x2d : (b | 0x20) !== CONTENT_LENGTH[j]) return false
-  }
-  return true
-}
-
-/** A response's Content-Length from undici's raw headers, or 0 when it has none (or a bad one). */
-function declaredLength(raw: readonly Buffer[]): number {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer
-    if (isContentLength(name)) {
-      const n = Number((raw[i + 1] as Buffer).toString('latin1'))
-      return Number.isSafeInteger(n) && n > 0 ? n : 0
-    }
-  }
-  return 0
 }
 
 // Module-level listeners: `this` is the req or res, and the exchange hangs off it.

@@ -1,19 +1,19 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
+import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamTimeoutError, UserIdRequiredError } from '../errors.js'
 import { unitHash } from '../experiment/index.js'
 import type { ShadowDropReason } from '../metrics/index.js'
 import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
 import type { Observation } from '../shadow/index.js'
 import { Capture } from '../upstream/capture.js'
-import { translateUpstreamError } from '../upstream/errors.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
 import type { RequestTrace } from '../tracing/types.js'
 import { LlmExchange } from '../llm/answer.js'
 import { shadowRequestBody } from '../llm/request.js'
 import { declaredLength } from './content-length.js'
 import type { ProxyContext } from './context.js'
+import { badStatusError, sendError, upstreamFailure } from './error-reply.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
 // Kept importable from here: the listeners, the gRPC path and server.ts name it by this path.
@@ -27,8 +27,6 @@ const kExchange = Symbol('modelsplit.exchange')
 type Tagged = { [kExchange]?: Exchange }
 
 const CLIENT_GONE = 'the client closed the connection before the response ended'
-/** Retry-After on 503 MS_OVERLOADED: a short back-off, long enough for a burst to drain. */
-const RETRY_AFTER_SECONDS = '1'
 
 /**
  * One proxied request from start to end: reads the body if the route needs it, decides, sends
@@ -396,13 +394,11 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   }
 
   /**
-   * RFC 9110 §15: status codes run 100–599, and a client cannot tell what 999 means (node would
-   * relay it as is). The model answered badly: a 502 of its own, and its connection is dropped
-   * since the rest of its answer cannot be trusted either.
+   * A status outside 100–599 (RFC 9110 §15): a 502 of the router's own, and the model's connection
+   * is dropped since the rest of its answer cannot be trusted either.
    */
   #badStatus(statusCode: number): false {
-    const arm = this.arm as Arm
-    const err = new UpstreamError(arm.model, arm.route, `it answered HTTP status ${statusCode}, outside 100–599 (RFC 9110 §15)`)
+    const err = badStatusError(this.arm as Arm, statusCode)
     if (this.#abort !== null) this.#abort(err) // undici calls onError with it
     else this.onError(err)
     return false
@@ -506,9 +502,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       return
     }
     const arm = this.arm as Arm
-    const { error, reason } = this.#timedOut
-      ? { error: new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs, { cause: err }), reason: 'timeout' as const }
-      : translateUpstreamError(err, arm.route, arm.model, arm.timeoutMs)
+    const { error, reason } = upstreamFailure(err, arm, this.#timedOut)
     arm.metrics.upstreamErrors.inc({ route: arm.route, model: arm.model, reason })
     this.#state = DONE
     this.#head = null
@@ -518,7 +512,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const res = this.res
     if (!res.headersSent) {
       this.#status = error.statusCode
-      this.#send(error, arm.model)
+      sendError(this.ctx, res, error, this.route.name, this.requestId, arm.model, this.#retryAfter)
     } else {
       // The answer had started: all the client can be told is that it ended early.
       res.destroy()
@@ -593,7 +587,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     }
     // A body not read to its end would be parsed as the next request: close instead.
     if (close || !this.req.complete) this.res.shouldKeepAlive = false
-    this.#send(err, this.arm?.model)
+    sendError(this.ctx, this.res, err, this.route.name, this.requestId, this.arm?.model, this.#retryAfter)
   }
 
   /**
@@ -611,22 +605,6 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   #observed(ms: number, error: string): void {
     this.#capture?.release(this.ctx.budget)
     this.#obs?.primaryDone((this.arm as Arm).model, this.#status, ms, undefined, error, null)
-  }
-
-  #send(err: Error & { statusCode?: number; code?: string }, model: string | undefined): void {
-    const res = this.res
-    const body = errorBody(err, this.route.name, model)
-    const status = err.statusCode ?? 500
-    res.writeHead(status, STATUS_CODES[status] ?? 'Error', {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'x-request-id': this.requestId,
-      ...(model !== undefined ? { 'x-modelsplit-model': model } : {}),
-      // RFC 9110 §10.2.3: how long a client should wait before trying again.
-      ...(this.#retryAfter ? { 'retry-after': RETRY_AFTER_SECONDS } : {}),
-      ...(this.ctx.isShuttingDown() || !res.shouldKeepAlive ? { connection: 'close' } : {}),
-    })
-    res.end(body)
   }
 }
 

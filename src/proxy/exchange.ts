@@ -3,17 +3,16 @@ import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamTimeoutError, UserIdRequiredError } from '../errors.js'
 import { unitHash } from '../experiment/index.js'
-import type { ShadowDropReason } from '../metrics/index.js'
-import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
+import { decide, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
 import type { Observation } from '../shadow/index.js'
 import { Capture } from '../upstream/capture.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
 import type { RequestTrace } from '../tracing/types.js'
 import { LlmExchange } from '../llm/answer.js'
-import { shadowRequestBody } from '../llm/request.js'
 import { declaredLength } from './content-length.js'
 import type { ProxyContext } from './context.js'
 import { badStatusError, sendError, upstreamFailure } from './error-reply.js'
+import { gateShadows, sendShadows } from './mirrors.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
 // Kept importable from here: the listeners, the gRPC path and server.ts name it by this path.
@@ -231,7 +230,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // pair, and builds no observation at all. Up to 31 shadows, as bits of one number.
     let mirrors = -1
     if (route.plan.observes && !route.plan.record && this.#trace === null && route.shadows.length <= 31) {
-      mirrors = this.#gateShadows(arm)
+      mirrors = gateShadows(this, arm)
       if (mirrors !== 0) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     } else if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     this.#state = DISPATCHED
@@ -262,84 +261,12 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // is captured only for a record or a mirror's comparison: with every mirror refused (a dead
     // shadow's open breaker) and no record, nothing would read it. The model cannot have
     // answered yet: its head comes in a later turn of the event loop.
-    if (obs !== undefined && (this.#sendShadows(arm, mirrors) || route.plan.record) && this.#state === DISPATCHED) this.#capture = new Capture()
+    if (
+      obs !== undefined &&
+      (sendShadows(this, arm, mirrors, obs, this.#trace, this.#headers) || route.plan.record) &&
+      this.#state === DISPATCHED
+    ) this.#capture = new Capture()
     obs?.release()
-  }
-
-  /**
-   * The shadows whose mirror goes out, as bits (shadow i: bit i), asked of the dispatcher's gates
-   * (which count what they drop) before anything is built; for a route with no record to name the
-   * dropped ones in. The primary's dispatch in between touches no gate, so the answers hold.
-   */
-  #gateShadows(arm: Arm): number {
-    const shadows = this.route.shadows
-    const userId = this.decision.userId
-    let mirrors = 0
-    for (let i = 0; i < shadows.length; i++) {
-      const target = shadows[i] as RouteRuntime['shadows'][number]
-      // Mirroring a request to the model that answers it would only double its load.
-      if (target.model === arm.model || !isShadowed(target, userId)) continue
-      if (this.body.truncated) target.dropped.body_too_large.inc()
-      else if (this.ctx.shadows.refuse(target) === null) mirrors |= 1 << i
-    }
-    return mirrors
-  }
-
-  /**
-   * Mirrors the request to the route's shadows; true if any was sent. `mirrors`: the shadows
-   * #gateShadows let through, or -1 when the gates are asked here (records name what is dropped).
-   */
-  #sendShadows(arm: Arm, mirrors: number): boolean {
-    const shadows = this.route.shadows
-    const obs = this.#obs as Observation
-    const userId = this.decision.userId
-    let headers: string[] | undefined
-    let sent = false
-    for (let i = 0; i < shadows.length; i++) {
-      const target = shadows[i] as RouteRuntime['shadows'][number]
-      let refused: ShadowDropReason | null = null
-      if (mirrors !== -1) {
-        if ((mirrors & (1 << i)) === 0) continue
-      } else {
-        // Mirroring a request to the model that answers it would only double its load.
-        if (target.model === arm.model || !isShadowed(target, userId)) continue
-        if (this.body.truncated) {
-          target.dropped.body_too_large.inc()
-          obs.shadowSkipped(target, 'body_too_large')
-          continue
-        }
-        refused = this.ctx.shadows.refuse(target)
-        if (refused !== null && this.#trace === null) {
-          obs.shadowSkipped(target, refused)
-          continue
-        }
-      }
-      // OpenAI routes: each shadow its own model name and stream mode, so its own body and length;
-      // elsewhere the primary's headers (a mirrored body is whole, so its content-length is the
-      // same) and the mirror's mark, without filtering the client's headers a second time.
-      const body = this.route.plan.isOpenAi ? shadowRequestBody(this.body, target.upstreamModel, target.stream, this.rest) : this.body.raw
-      let mirrorHeaders: string[]
-      if (body !== this.body.raw) {
-        mirrorHeaders = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, body === undefined ? -1 : body.length, 'x-modelsplit-shadow')
-      } else {
-        if (headers === undefined) {
-          headers = (this.#headers as string[]).slice()
-          headers.push('x-modelsplit-shadow', '1')
-        }
-        mirrorHeaders = headers
-      }
-      const trace = this.#trace === null ? null : this.#trace.shadow(mirrorHeaders, target.model)
-      if (refused !== null) {
-        // Traced: the dropped mirror still gets its span, saying why.
-        obs.shadowSkipped(target, refused)
-        trace?.span?.dropped(refused)
-        continue
-      }
-      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
-      this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? mirrorHeaders : trace.headers, body, obs)
-      sent = true
-    }
-    return sent
   }
 
   // --- undici's dispatch handler ----------------------------------------------------------------

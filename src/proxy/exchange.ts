@@ -12,6 +12,19 @@ import { LlmExchange } from '../llm/answer.js'
 import { declaredLength } from './content-length.js'
 import type { ProxyContext } from './context.js'
 import { badStatusError, sendError, upstreamFailure } from './error-reply.js'
+import {
+  kExchange,
+  onBodyData,
+  onBodyEnd,
+  onBodyError,
+  onBodyTimeout,
+  onResponseClose,
+  onResponseDrain,
+  onStreamData,
+  onStreamEnd,
+  onUpstreamTimeout,
+  type Tagged,
+} from './exchange-events.js'
 import { gateShadows, sendShadows } from './mirrors.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
@@ -22,17 +35,14 @@ const READING = 0
 const DISPATCHED = 1
 const DONE = 2
 
-const kExchange = Symbol('modelsplit.exchange')
-type Tagged = { [kExchange]?: Exchange }
-
 const CLIENT_GONE = 'the client closed the connection before the response ended'
 
 /**
  * One proxied request from start to end: reads the body if the route needs it, decides, sends
  * to the model through undici's dispatch (this object is the handler), streams the answer back,
  * mirrors to shadows and hands the outcome to the observer. It is also the RequestView the
- * decision reads, so deciding allocates nothing. Listeners are module functions that find the
- * exchange through a symbol on req/res, so a request builds no closures.
+ * decision reads, so deciding allocates nothing. Listeners are module functions (exchange-events.ts)
+ * that find the exchange through a symbol on req/res, so a request builds no closures.
  */
 export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   readonly method: string
@@ -533,33 +543,4 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#capture?.release(this.ctx.budget)
     this.#obs?.primaryDone((this.arm as Arm).model, this.#status, ms, undefined, error, null)
   }
-}
-
-// Module-level listeners: `this` is the req or res, and the exchange hangs off it.
-function onResponseClose(this: ServerResponse & Tagged): void {
-  this[kExchange]?.onClose()
-}
-function onBodyData(this: IncomingMessage & Tagged, chunk: Buffer): void {
-  this[kExchange]?.onBodyData(chunk)
-}
-function onBodyEnd(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onBodyEnd()
-}
-function onBodyError(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onBodyError()
-}
-function onBodyTimeout(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onBodyTimeout()
-}
-function onStreamData(this: IncomingMessage & Tagged, chunk: Buffer): void {
-  this[kExchange]?.onStreamData(chunk)
-}
-function onStreamEnd(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onStreamEnd()
-}
-function onResponseDrain(this: ServerResponse & Tagged): void {
-  this[kExchange]?.onDrain()
-}
-function onUpstreamTimeout(ex: Exchange): void {
-  ex.onTimeout()
 }

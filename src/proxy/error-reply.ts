@@ -14,7 +14,8 @@ const RETRY_AFTER_SECONDS = '1'
  * relay it as is). The model answered badly: a 502 of its own.
  */
 export function badStatusError(arm: Arm, statusCode: number): Error {
-  return new UpstreamError(arm.model, arm.route, `it answered HTTP status ${statusCode}, outside 100–599 (RFC 9110 §15)`)
+  const why = `it answered HTTP status ${statusCode}, outside 100–599 (RFC 9110 §15)`
+  return new UpstreamError(arm.model, arm.route, why)
 }
 
 /** What the model's failure becomes for the client and the upstream-error counter's `reason`. */
@@ -24,7 +25,10 @@ export function upstreamFailure(
   timedOut: boolean,
 ): { error: Error & { statusCode: number }; reason: UpstreamReason } {
   return timedOut
-    ? { error: new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs, { cause: err }), reason: 'timeout' as const }
+    ? {
+        error: new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs, { cause: err }),
+        reason: 'timeout' as const,
+      }
     : translateUpstreamError(err, arm.route, arm.model, arm.timeoutMs)
 }
 

@@ -75,7 +75,8 @@ export function sendShadows(
     let mirrorHeaders: string[]
     if (body !== ex.body.raw) {
       const length = body === undefined ? -1 : body.length
-      mirrorHeaders = upstreamRequestHeaders(ex.req.rawHeaders, ex.requestId, ex.req.socket.remoteAddress, length, 'x-modelsplit-shadow')
+      const peer = ex.req.socket.remoteAddress
+      mirrorHeaders = upstreamRequestHeaders(ex.req.rawHeaders, ex.requestId, peer, length, 'x-modelsplit-shadow')
     } else {
       if (headers === undefined) {
         headers = (primaryHeaders as string[]).slice()

@@ -1,49 +1,48 @@
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamError, UpstreamTimeoutError, UserIdRequiredError, errorBody } from '../errors.js'
-import type { AssignmentMemory } from '../evaluation/index.js'
+import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamTimeoutError, UserIdRequiredError } from '../errors.js'
 import { unitHash } from '../experiment/index.js'
-import type { Metrics, ShadowDropReason } from '../metrics/index.js'
-import { decide, isShadowed, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
-import type { Observation, Observer, ShadowDispatcher } from '../shadow/index.js'
-import { Capture, type CaptureBudget } from '../upstream/capture.js'
-import { translateUpstreamError } from '../upstream/errors.js'
+import { decide, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
+import type { Observation } from '../shadow/index.js'
+import { Capture } from '../upstream/capture.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
-import type { RequestTrace, Tracing } from '../tracing/types.js'
+import type { RequestTrace } from '../tracing/types.js'
 import { LlmExchange } from '../llm/answer.js'
-import { shadowRequestBody } from '../llm/request.js'
+import { declaredLength } from './content-length.js'
+import type { ProxyContext } from './context.js'
+import { badStatusError, sendError, upstreamFailure } from './error-reply.js'
+import {
+  kExchange,
+  onBodyData,
+  onBodyEnd,
+  onBodyError,
+  onBodyTimeout,
+  onResponseClose,
+  onResponseDrain,
+  onStreamData,
+  onStreamEnd,
+  onUpstreamTimeout,
+  type Tagged,
+} from './exchange-events.js'
+import { gateShadows, sendShadows } from './mirrors.js'
 import { countResponse, type Arm, type RouteRuntime, type Runtime } from './runtime.js'
 
-/** What every exchange shares: built once by the listener. */
-export interface ProxyContext {
-  readonly metrics: Metrics
-  readonly observer: Observer
-  readonly shadows: ShadowDispatcher
-  readonly memory: AssignmentMemory
-  readonly budget: CaptureBudget
-  /** OpenTelemetry traces when `tracing` is configured; null (the default) costs a request one check. */
-  tracing: Tracing | null
-  isShuttingDown(): boolean
-}
+// Kept importable from here: the listeners, the gRPC path and server.ts name it by this path.
+export type { ProxyContext } from './context.js'
 
 const READING = 0
 const DISPATCHED = 1
 const DONE = 2
 
-const kExchange = Symbol('modelsplit.exchange')
-type Tagged = { [kExchange]?: Exchange }
-
 const CLIENT_GONE = 'the client closed the connection before the response ended'
-/** Retry-After on 503 MS_OVERLOADED: a short back-off, long enough for a burst to drain. */
-const RETRY_AFTER_SECONDS = '1'
 
 /**
  * One proxied request from start to end: reads the body if the route needs it, decides, sends
  * to the model through undici's dispatch (this object is the handler), streams the answer back,
  * mirrors to shadows and hands the outcome to the observer. It is also the RequestView the
- * decision reads, so deciding allocates nothing. Listeners are module functions that find the
- * exchange through a symbol on req/res, so a request builds no closures.
+ * decision reads, so deciding allocates nothing. Listeners are module functions (exchange-events.ts)
+ * that find the exchange through a symbol on req/res, so a request builds no closures.
  */
 export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   readonly method: string
@@ -241,7 +240,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // pair, and builds no observation at all. Up to 31 shadows, as bits of one number.
     let mirrors = -1
     if (route.plan.observes && !route.plan.record && this.#trace === null && route.shadows.length <= 31) {
-      mirrors = this.#gateShadows(arm)
+      mirrors = gateShadows(this, arm)
       if (mirrors !== 0) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     } else if (route.plan.observes) this.#obs = this.ctx.observer.begin(route, this.requestId, d.userId, d.source, this.body.raw, this.body.truncated)
     this.#state = DISPATCHED
@@ -272,84 +271,12 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     // is captured only for a record or a mirror's comparison: with every mirror refused (a dead
     // shadow's open breaker) and no record, nothing would read it. The model cannot have
     // answered yet: its head comes in a later turn of the event loop.
-    if (obs !== undefined && (this.#sendShadows(arm, mirrors) || route.plan.record) && this.#state === DISPATCHED) this.#capture = new Capture()
+    if (
+      obs !== undefined &&
+      (sendShadows(this, arm, mirrors, obs, this.#trace, this.#headers) || route.plan.record) &&
+      this.#state === DISPATCHED
+    ) this.#capture = new Capture()
     obs?.release()
-  }
-
-  /**
-   * The shadows whose mirror goes out, as bits (shadow i: bit i), asked of the dispatcher's gates
-   * (which count what they drop) before anything is built; for a route with no record to name the
-   * dropped ones in. The primary's dispatch in between touches no gate, so the answers hold.
-   */
-  #gateShadows(arm: Arm): number {
-    const shadows = this.route.shadows
-    const userId = this.decision.userId
-    let mirrors = 0
-    for (let i = 0; i < shadows.length; i++) {
-      const target = shadows[i] as RouteRuntime['shadows'][number]
-      // Mirroring a request to the model that answers it would only double its load.
-      if (target.model === arm.model || !isShadowed(target, userId)) continue
-      if (this.body.truncated) target.dropped.body_too_large.inc()
-      else if (this.ctx.shadows.refuse(target) === null) mirrors |= 1 << i
-    }
-    return mirrors
-  }
-
-  /**
-   * Mirrors the request to the route's shadows; true if any was sent. `mirrors`: the shadows
-   * #gateShadows let through, or -1 when the gates are asked here (records name what is dropped).
-   */
-  #sendShadows(arm: Arm, mirrors: number): boolean {
-    const shadows = this.route.shadows
-    const obs = this.#obs as Observation
-    const userId = this.decision.userId
-    let headers: string[] | undefined
-    let sent = false
-    for (let i = 0; i < shadows.length; i++) {
-      const target = shadows[i] as RouteRuntime['shadows'][number]
-      let refused: ShadowDropReason | null = null
-      if (mirrors !== -1) {
-        if ((mirrors & (1 << i)) === 0) continue
-      } else {
-        // Mirroring a request to the model that answers it would only double its load.
-        if (target.model === arm.model || !isShadowed(target, userId)) continue
-        if (this.body.truncated) {
-          target.dropped.body_too_large.inc()
-          obs.shadowSkipped(target, 'body_too_large')
-          continue
-        }
-        refused = this.ctx.shadows.refuse(target)
-        if (refused !== null && this.#trace === null) {
-          obs.shadowSkipped(target, refused)
-          continue
-        }
-      }
-      // OpenAI routes: each shadow its own model name and stream mode, so its own body and length;
-      // elsewhere the primary's headers (a mirrored body is whole, so its content-length is the
-      // same) and the mirror's mark, without filtering the client's headers a second time.
-      const body = this.route.plan.isOpenAi ? shadowRequestBody(this.body, target.upstreamModel, target.stream, this.rest) : this.body.raw
-      let mirrorHeaders: string[]
-      if (body !== this.body.raw) {
-        mirrorHeaders = upstreamRequestHeaders(this.req.rawHeaders, this.requestId, this.req.socket.remoteAddress, body === undefined ? -1 : body.length, 'x-modelsplit-shadow')
-      } else {
-        if (headers === undefined) {
-          headers = (this.#headers as string[]).slice()
-          headers.push('x-modelsplit-shadow', '1')
-        }
-        mirrorHeaders = headers
-      }
-      const trace = this.#trace === null ? null : this.#trace.shadow(mirrorHeaders, target.model)
-      if (refused !== null) {
-        // Traced: the dropped mirror still gets its span, saying why.
-        obs.shadowSkipped(target, refused)
-        trace?.span?.dropped(refused)
-        continue
-      }
-      if (trace !== null && trace.span !== null) obs.traceShadow(target, trace.span)
-      this.ctx.shadows.send(target, this.method, this.rest, this.query, trace === null ? mirrorHeaders : trace.headers, body, obs)
-      sent = true
-    }
-    return sent
   }
 
   // --- undici's dispatch handler ----------------------------------------------------------------
@@ -404,13 +331,11 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
   }
 
   /**
-   * RFC 9110 §15: status codes run 100–599, and a client cannot tell what 999 means (node would
-   * relay it as is). The model answered badly: a 502 of its own, and its connection is dropped
-   * since the rest of its answer cannot be trusted either.
+   * A status outside 100–599 (RFC 9110 §15): a 502 of the router's own, and the model's connection
+   * is dropped since the rest of its answer cannot be trusted either.
    */
   #badStatus(statusCode: number): false {
-    const arm = this.arm as Arm
-    const err = new UpstreamError(arm.model, arm.route, `it answered HTTP status ${statusCode}, outside 100–599 (RFC 9110 §15)`)
+    const err = badStatusError(this.arm as Arm, statusCode)
     if (this.#abort !== null) this.#abort(err) // undici calls onError with it
     else this.onError(err)
     return false
@@ -514,9 +439,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
       return
     }
     const arm = this.arm as Arm
-    const { error, reason } = this.#timedOut
-      ? { error: new UpstreamTimeoutError(arm.model, arm.route, arm.timeoutMs, { cause: err }), reason: 'timeout' as const }
-      : translateUpstreamError(err, arm.route, arm.model, arm.timeoutMs)
+    const { error, reason } = upstreamFailure(err, arm, this.#timedOut)
     arm.metrics.upstreamErrors.inc({ route: arm.route, model: arm.model, reason })
     this.#state = DONE
     this.#head = null
@@ -526,7 +449,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const res = this.res
     if (!res.headersSent) {
       this.#status = error.statusCode
-      this.#send(error, arm.model)
+      sendError(this.ctx, res, error, this.route.name, this.requestId, arm.model, this.#retryAfter)
     } else {
       // The answer had started: all the client can be told is that it ended early.
       res.destroy()
@@ -601,7 +524,7 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     }
     // A body not read to its end would be parsed as the next request: close instead.
     if (close || !this.req.complete) this.res.shouldKeepAlive = false
-    this.#send(err, this.arm?.model)
+    sendError(this.ctx, this.res, err, this.route.name, this.requestId, this.arm?.model, this.#retryAfter)
   }
 
   /**
@@ -620,74 +543,4 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     this.#capture?.release(this.ctx.budget)
     this.#obs?.primaryDone((this.arm as Arm).model, this.#status, ms, undefined, error, null)
   }
-
-  #send(err: Error & { statusCode?: number; code?: string }, model: string | undefined): void {
-    const res = this.res
-    const body = errorBody(err, this.route.name, model)
-    const status = err.statusCode ?? 500
-    res.writeHead(status, STATUS_CODES[status] ?? 'Error', {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(body),
-      'x-request-id': this.requestId,
-      ...(model !== undefined ? { 'x-modelsplit-model': model } : {}),
-      // RFC 9110 §10.2.3: how long a client should wait before trying again.
-      ...(this.#retryAfter ? { 'retry-after': RETRY_AFTER_SECONDS } : {}),
-      ...(this.ctx.isShuttingDown() || !res.shouldKeepAlive ? { connection: 'close' } : {}),
-    })
-    res.end(body)
-  }
-}
-
-const CONTENT_LENGTH = Buffer.from('content-length', 'latin1')
-
-/** Whether a raw header name is Content-Length, in any case, without a string of it. */
-function isContentLength(name: Buffer): boolean {
-  if (name.length !== 14) return false
-  // ASCII letters differ from their lower case in bit 0x20 only; the '-' (at 7) must be itself.
-  for (let j = 0; j < 14; j++) {
-    const b = name[j] as number
-    if (j === 7 ? b !== 0x2d : (b | 0x20) !== CONTENT_LENGTH[j]) return false
-  }
-  return true
-}
-
-/** A response's Content-Length from undici's raw headers, or 0 when it has none (or a bad one). */
-function declaredLength(raw: readonly Buffer[]): number {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer
-    if (isContentLength(name)) {
-      const n = Number((raw[i + 1] as Buffer).toString('latin1'))
-      return Number.isSafeInteger(n) && n > 0 ? n : 0
-    }
-  }
-  return 0
-}
-
-// Module-level listeners: `this` is the req or res, and the exchange hangs off it.
-function onResponseClose(this: ServerResponse & Tagged): void {
-  this[kExchange]?.onClose()
-}
-function onBodyData(this: IncomingMessage & Tagged, chunk: Buffer): void {
-  this[kExchange]?.onBodyData(chunk)
-}
-function onBodyEnd(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onBodyEnd()
-}
-function onBodyError(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onBodyError()
-}
-function onBodyTimeout(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onBodyTimeout()
-}
-function onStreamData(this: IncomingMessage & Tagged, chunk: Buffer): void {
-  this[kExchange]?.onStreamData(chunk)
-}
-function onStreamEnd(this: IncomingMessage & Tagged): void {
-  this[kExchange]?.onStreamEnd()
-}
-function onResponseDrain(this: ServerResponse & Tagged): void {
-  this[kExchange]?.onDrain()
-}
-function onUpstreamTimeout(ex: Exchange): void {
-  ex.onTimeout()
 }

@@ -1,50 +1,22 @@
 import { resolve } from 'node:path'
-import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
+import { DropWarnings, type DropReason } from './drop-warnings.js'
 import { RecordFile, type ReopenReason } from './file.js'
+import { joinLines, sizeOf, type Line } from './line.js'
 import { recordLine } from './schema.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
+import {
+  DEFAULT_DROP_WARNING_INTERVAL_MS,
+  DEFAULT_MAX_BUFFERED_BYTES,
+  DEFAULT_MAX_WRITE_BYTES,
+  checkCount,
+  type RecordResult,
+  type RecordWriterOptions,
+  type RecordWriterStats
+} from './writer-options.js'
 
 export type { DropReason, DropWarning } from './drop-warnings.js'
 export type { ReopenReason } from './file.js'
-
-/** What happened to records, reported through `onResult` (the `result` label of `modelsplit_records_total`). */
-export type RecordResult = 'written' | 'dropped'
-
-export interface RecordWriterOptions {
-  /** The JSONL file to append to; parent directories are created (again, if deleted). */
-  path: string
-  /** Rotate before a line would take the file past this many bytes (a single longer line gets a file of its own). */
-  max_bytes: number
-  /** Rotated files to keep (`path.1` … `path.<keep>`); older ones are deleted. 0 keeps none. */
-  keep: number
-  /** Bytes of serialized records accepted but not yet on disk, at most. Default 64 MiB. */
-  maxBufferedBytes?: number
-  /** Records accepted but not yet on disk, at most. Default: no limit but the bytes. */
-  maxBufferedRecords?: number
-  /** Bytes handed to one write call; batches are cut at this size (short enough that building one never stalls requests). Default 256 KiB. */
-  maxWriteBytes?: number
-  /** Shortest time between two `onDropWarning` calls. Default 10 000 ms. */
-  dropWarningIntervalMs?: number
-  /** Called with every batch written and every record dropped; must not throw (a throw is swallowed). */
-  onResult?: (result: RecordResult, count: number) => void
-  /** Called with errors serializing, opening, writing or rotating. Records that could not be written are kept and retried. */
-  onError?: (err: unknown) => void
-  /** Called when the writer closes its file and opens the path again (`modelsplit_record_file_reopened_total`). */
-  onReopen?: (reason: ReopenReason) => void
-  /** Called at most once per `dropWarningIntervalMs` when records were dropped, so a log says so without flooding. */
-  onDropWarning?: (warning: DropWarning) => void
-}
-
-export interface RecordWriterStats {
-  /** Records on disk (handed to the OS) since the writer was created. */
-  written: number
-  /** Records refused: buffer full, not serializable, written after close(), or unwritable at close. */
-  dropped: number
-  /** Records accepted and not yet written, including the batch being written. */
-  buffered: number
-  /** Bytes of those buffered records. */
-  bufferedBytes: number
-}
+export type { RecordResult, RecordWriterOptions, RecordWriterStats } from './writer-options.js'
 
 interface Batch {
   readonly lines: Line[]
@@ -57,9 +29,6 @@ interface BatchWaiter extends Batch {
   timer: NodeJS.Timeout | undefined
 }
 
-const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
-const DEFAULT_MAX_WRITE_BYTES = 256 * 1024
-const DEFAULT_DROP_WARNING_INTERVAL_MS = 10_000
 // Retry a file that cannot be written after 50 ms, doubling up to 5 s while it stays broken.
 /**
  * How long the first queued line waits for more before a write, unless LINGER_LINES are queued or
@@ -77,13 +46,6 @@ const RETRY_MIN_MS = 50
 const RETRY_MAX_MS = 5000
 // Serializing a large batch yields to the event loop after this much work, so requests keep flowing.
 const SLICE_MS = 2
-
-function checkCount (name: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`RecordWriter: ${name} must be an integer >= ${min}, got ${String(value)}`)
-  }
-  return value
-}
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
@@ -578,20 +540,4 @@ export class RecordWriter implements RecordSink {
       // Same: the error sink must not break recording.
     }
   }
-}
-
-/** A serialised record, newline included: text, or bytes when it carries an answer as it came. */
-type Line = string | Buffer
-
-function sizeOf (line: Line): number {
-  return typeof line === 'string' ? Buffer.byteLength(line) : line.length
-}
-
-/** lines[i, j) as one text, or one Buffer when some of them are bytes. */
-function joinLines (lines: readonly Line[], i: number, j: number): string | Buffer {
-  let text = true
-  for (let k = i; k < j; k++) if (typeof lines[k] !== 'string') text = false
-  if (text) return i === 0 && j === lines.length ? (lines as string[]).join('') : (lines.slice(i, j) as string[]).join('')
-  if (j === i + 1) return lines[i] as Buffer
-  return Buffer.concat(lines.slice(i, j).map((l) => typeof l === 'string' ? Buffer.from(l) : l))
 }

@@ -82,7 +82,8 @@ export class RecordWriter extends LineBuffer implements RecordSink {
       opts.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS,
       0
     )
-    super(maxRecords, maxBufferedBytes, new DropWarnings(warningIntervalMs, opts.onDropWarning), opts.onResult, opts.onError)
+    const warnings = new DropWarnings(warningIntervalMs, opts.onDropWarning)
+    super(maxRecords, maxBufferedBytes, warnings, opts.onResult, opts.onError)
     this.#path = path
     this.#maxBytes = maxBytes
     this.#keep = keep

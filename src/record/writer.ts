@@ -1,66 +1,21 @@
 import { resolve } from 'node:path'
-import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
+import { DropWarnings } from './drop-warnings.js'
 import { RecordFile, type ReopenReason } from './file.js'
-import { recordLine } from './schema.js'
-import type { RecordSink, WriteBatchOptions } from './sink.js'
+import { joinLines, type Line } from './line.js'
+import { LineBuffer } from './line-buffer.js'
+import type { RecordSink } from './sink.js'
+import {
+  DEFAULT_DROP_WARNING_INTERVAL_MS,
+  DEFAULT_MAX_BUFFERED_BYTES,
+  DEFAULT_MAX_WRITE_BYTES,
+  checkCount,
+  type RecordWriterOptions
+} from './writer-options.js'
 
 export type { DropReason, DropWarning } from './drop-warnings.js'
 export type { ReopenReason } from './file.js'
+export type { RecordResult, RecordWriterOptions, RecordWriterStats } from './writer-options.js'
 
-/** What happened to records, reported through `onResult` (the `result` label of `modelsplit_records_total`). */
-export type RecordResult = 'written' | 'dropped'
-
-export interface RecordWriterOptions {
-  /** The JSONL file to append to; parent directories are created (again, if deleted). */
-  path: string
-  /** Rotate before a line would take the file past this many bytes (a single longer line gets a file of its own). */
-  max_bytes: number
-  /** Rotated files to keep (`path.1` … `path.<keep>`); older ones are deleted. 0 keeps none. */
-  keep: number
-  /** Bytes of serialized records accepted but not yet on disk, at most. Default 64 MiB. */
-  maxBufferedBytes?: number
-  /** Records accepted but not yet on disk, at most. Default: no limit but the bytes. */
-  maxBufferedRecords?: number
-  /** Bytes handed to one write call; batches are cut at this size (short enough that building one never stalls requests). Default 256 KiB. */
-  maxWriteBytes?: number
-  /** Shortest time between two `onDropWarning` calls. Default 10 000 ms. */
-  dropWarningIntervalMs?: number
-  /** Called with every batch written and every record dropped; must not throw (a throw is swallowed). */
-  onResult?: (result: RecordResult, count: number) => void
-  /** Called with errors serializing, opening, writing or rotating. Records that could not be written are kept and retried. */
-  onError?: (err: unknown) => void
-  /** Called when the writer closes its file and opens the path again (`modelsplit_record_file_reopened_total`). */
-  onReopen?: (reason: ReopenReason) => void
-  /** Called at most once per `dropWarningIntervalMs` when records were dropped, so a log says so without flooding. */
-  onDropWarning?: (warning: DropWarning) => void
-}
-
-export interface RecordWriterStats {
-  /** Records on disk (handed to the OS) since the writer was created. */
-  written: number
-  /** Records refused: buffer full, not serializable, written after close(), or unwritable at close. */
-  dropped: number
-  /** Records accepted and not yet written, including the batch being written. */
-  buffered: number
-  /** Bytes of those buffered records. */
-  bufferedBytes: number
-}
-
-interface Batch {
-  readonly lines: Line[]
-  readonly sizes: number[]
-  readonly bytes: number
-}
-
-interface BatchWaiter extends Batch {
-  readonly resolve: (accepted: boolean) => void
-  timer: NodeJS.Timeout | undefined
-}
-
-const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
-const DEFAULT_MAX_WRITE_BYTES = 256 * 1024
-const DEFAULT_DROP_WARNING_INTERVAL_MS = 10_000
-// Retry a file that cannot be written after 50 ms, doubling up to 5 s while it stays broken.
 /**
  * How long the first queued line waits for more before a write, unless LINGER_LINES are queued or
  * the writer is closing. Each write costs a stat of the path, the write and an fstat (three trips
@@ -73,19 +28,9 @@ const LINGER_MS = 50
 const LINGER_LINES = 512
 const linger = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, LINGER_MS))
 
+// Retry a file that cannot be written after 50 ms, doubling up to 5 s while it stays broken.
 const RETRY_MIN_MS = 50
 const RETRY_MAX_MS = 5000
-// Serializing a large batch yields to the event loop after this much work, so requests keep flowing.
-const SLICE_MS = 2
-
-function checkCount (name: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new RangeError(`RecordWriter: ${name} must be an integer >= ${min}, got ${String(value)}`)
-  }
-  return value
-}
-
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 /**
  * Appends records as JSON lines to a size-rotated file through a buffer bounded in bytes.
@@ -97,69 +42,54 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  * replaced, it opens the path again (creating the directory); after each write it checks the file
  * still has a name, and writes the batch again to a new file if not. Records the file refuses
  * (disk full, permissions) are kept and retried with backoff, so the buffer, not the disk, decides
- * what is dropped; only close() gives up on them.
+ * what is dropped; only close() gives up on them. The buffer, its bounds and its accounting are
+ * LineBuffer's (line-buffer.ts); this class adds the file and the loop that writes to it.
  *
  * @example
  * const writer = new RecordWriter({ path: 'data/predictions.jsonl', max_bytes: 64 << 20, keep: 5 })
  * writer.write({ request_id, primary, shadow })
  * await writer.close()
  */
-export class RecordWriter implements RecordSink {
+export class RecordWriter extends LineBuffer implements RecordSink {
   readonly #path: string
   readonly #maxBytes: number
   readonly #keep: number
-  readonly #maxRecords: number
-  readonly #maxBufferedBytes: number
   readonly #maxWriteBytes: number
-  readonly #onResult: RecordWriterOptions['onResult']
-  readonly #onError: RecordWriterOptions['onError']
   readonly #onReopen: RecordWriterOptions['onReopen']
 
-  // Lines waiting for the next write, with their UTF-8 sizes; swapped out whole by the flush loop.
-  #lines: Line[] = []
-  #sizes: number[] = []
-  // Accepted and not yet written: queued plus in flight.
-  #pendingRecords = 0
-  #pendingBytes = 0
-  // Bytes of batches waiting for room: single records may not take that room meanwhile.
-  #reservedBytes = 0
-  #batchWaiters: BatchWaiter[] = []
-
-  #written = 0
-  #dropped = 0
-  // Records ever queued, and how many of those are settled (written or dropped): flush() waits on these.
-  #accepted = 0
-  #settled = 0
-  #flushWaiters: Array<{ target: number, resolve: () => void }> = []
   #reopenWaiters: Array<() => void> = []
-  #isClosed = false
   #closing: Promise<void> | undefined
   #draining: Promise<void> | undefined
 
   readonly #file: RecordFile
 
-  // The last attempt to open or write failed; batches wait until one succeeds.
-  #isFailing = false
   #retryDelayMs = RETRY_MIN_MS
   #retryTimer: NodeJS.Timeout | undefined
 
-  readonly #warnings: DropWarnings
-
   constructor (opts: RecordWriterOptions) {
+    // Every option is checked before super(), in this order, so the first bad one is the one named.
     if (typeof opts.path !== 'string' || opts.path === '') {
       throw new TypeError('RecordWriter: path must be a non-empty string, e.g. "data/predictions.jsonl"')
     }
-    this.#path = resolve(opts.path)
-    this.#maxBytes = checkCount('max_bytes', opts.max_bytes, 1)
-    this.#keep = checkCount('keep', opts.keep, 0)
-    this.#maxRecords = checkCount('maxBufferedRecords', opts.maxBufferedRecords ?? Number.MAX_SAFE_INTEGER, 1)
-    this.#maxBufferedBytes = checkCount('maxBufferedBytes', opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, 1)
-    this.#maxWriteBytes = checkCount('maxWriteBytes', opts.maxWriteBytes ?? DEFAULT_MAX_WRITE_BYTES, 1)
-    this.#warnings = new DropWarnings(checkCount('dropWarningIntervalMs', opts.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS, 0), opts.onDropWarning)
-    this.#onResult = opts.onResult
-    this.#onError = opts.onError
+    const path = resolve(opts.path)
+    const maxBytes = checkCount('max_bytes', opts.max_bytes, 1)
+    const keep = checkCount('keep', opts.keep, 0)
+    const maxRecords = checkCount('maxBufferedRecords', opts.maxBufferedRecords ?? Number.MAX_SAFE_INTEGER, 1)
+    const maxBufferedBytes = checkCount('maxBufferedBytes', opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES, 1)
+    const maxWriteBytes = checkCount('maxWriteBytes', opts.maxWriteBytes ?? DEFAULT_MAX_WRITE_BYTES, 1)
+    const warningIntervalMs = checkCount(
+      'dropWarningIntervalMs',
+      opts.dropWarningIntervalMs ?? DEFAULT_DROP_WARNING_INTERVAL_MS,
+      0
+    )
+    const warnings = new DropWarnings(warningIntervalMs, opts.onDropWarning)
+    super(maxRecords, maxBufferedBytes, warnings, opts.onResult, opts.onError)
+    this.#path = path
+    this.#maxBytes = maxBytes
+    this.#keep = keep
+    this.#maxWriteBytes = maxWriteBytes
     this.#onReopen = opts.onReopen
-    this.#file = new RecordFile(this.#path, this.#maxBytes, this.#keep, (reason) => this.#emitReopen(reason), (err) => this.#reportError(err))
+    this.#file = new RecordFile(this.#path, this.#maxBytes, this.#keep, (reason) => this.#emitReopen(reason), (err) => this.reportError(err))
   }
 
   /** The absolute path of the current file. */
@@ -167,216 +97,63 @@ export class RecordWriter implements RecordSink {
     return this.#path
   }
 
-  /** Queues one record as a JSON line; never blocks, never throws. Returns whether it was accepted. */
-  write (record: object): boolean {
-    if (this.#isClosed) return this.#drop('closed', 1)
-    // Serialize now: the caller may mutate or reuse the object as soon as we return.
-    const line = this.#serialize(record)
-    if (line === undefined) return this.#drop('unserializable', 1)
-    const size = sizeOf(line)
-    if (this.#pendingRecords >= this.#maxRecords || this.#pendingBytes + this.#reservedBytes + size > this.#maxBufferedBytes) {
-      return this.#drop('buffer_full', 1)
-    }
-    this.#enqueue(line, size)
-    this.#kick()
-    return true
-  }
-
-  /**
-   * Queues every record or none. Serializes in slices that yield to the event loop, then takes the
-   * batch if the buffer has room and the file is writable; otherwise waits up to `timeoutMs` for
-   * both (holding the room it needs against single records), and resolves false if they do not come.
-   * A batch larger than the whole buffer is taken once the buffer is empty.
-   */
-  async writeBatch (records: Iterable<object>, opts: WriteBatchOptions = {}): Promise<boolean> {
-    if (this.#isClosed) return false
-    const lines: Line[] = []
-    const sizes: number[] = []
-    let bytes = 0
-    let sliceStart = performance.now()
-    for (const record of records) {
-      const line = this.#serialize(record)
-      if (line === undefined) return false
-      const size = sizeOf(line)
-      lines.push(line)
-      sizes.push(size)
-      bytes += size
-      if ((lines.length & 255) === 0 && performance.now() - sliceStart > SLICE_MS) {
-        await yieldToEventLoop()
-        if (this.#isClosed) return false
-        sliceStart = performance.now()
-      }
-    }
-    if (lines.length === 0) return true
-    return this.#admit({ lines, sizes, bytes }, opts.timeoutMs ?? 0)
-  }
-
-  /** Resolves when every record accepted before the call is written (or dropped). While the file cannot be written, that waits for it. */
-  flush (): Promise<void> {
-    // Wait for a count, not for an idle loop: under steady load the loop may never go idle.
-    const target = this.#accepted
-    if (this.#settled >= target) return Promise.resolve()
-    return new Promise((resolve) => { this.#flushWaiters.push({ target, resolve }) })
-  }
-
   /**
    * Stops accepting records, writes everything buffered and closes the file. Waiting batches are
    * refused; records the file still refuses are dropped and counted. Never rejects; safe to call twice.
    */
   close (): Promise<void> {
-    this.#isClosed = true
+    this.isClosed = true
     this.#closing ??= this.#finish()
     return this.#closing
   }
 
   /** Closes the file and opens the path again, e.g. on SIGHUP after logrotate moved it. Never rejects. */
   reopen (): Promise<void> {
-    if (this.#isClosed) return Promise.resolve()
+    if (this.isClosed) return Promise.resolve()
     return new Promise((resolve) => {
       this.#reopenWaiters.push(resolve)
-      this.#retryNow()
+      this.retryNow()
     })
   }
 
-  /** Counters since creation. */
-  stats (): RecordWriterStats {
-    return {
-      written: this.#written,
-      dropped: this.#dropped,
-      buffered: this.#pendingRecords,
-      bufferedBytes: this.#pendingBytes
-    }
-  }
-
-  #serialize (record: object): Line | undefined {
-    let line: Line | undefined
-    try {
-      line = recordLine(record)
-    } catch (err) {
-      this.#reportError(err)
-      return undefined
-    }
-    if (line === undefined) {
-      this.#reportError(new TypeError(`RecordWriter: record is not serializable as JSON (${typeof record})`))
-      return undefined
-    }
-    return line
-  }
-
-  #enqueue (line: Line, size: number): void {
-    this.#lines.push(line)
-    this.#sizes.push(size)
-    this.#pendingRecords++
-    this.#pendingBytes += size
-    this.#accepted++
-  }
-
-  #canAdmit (batch: Batch): boolean {
-    if (this.#isFailing) return false
-    if (this.#pendingRecords === 0) return true
-    return this.#pendingRecords + batch.lines.length <= this.#maxRecords && this.#pendingBytes + batch.bytes <= this.#maxBufferedBytes
-  }
-
-  #admit (batch: Batch, timeoutMs: number): Promise<boolean> {
-    if (this.#isClosed) return Promise.resolve(false)
-    // Batches are taken in arrival order: a small one does not overtake a large one that waits.
-    if (this.#batchWaiters.length === 0 && this.#canAdmit(batch)) {
-      this.#enqueueBatch(batch)
-      this.#kick()
-      return Promise.resolve(true)
-    }
-    if (!(timeoutMs > 0)) return Promise.resolve(false)
-    return new Promise((resolve) => {
-      const waiter: BatchWaiter = { ...batch, resolve, timer: undefined }
-      waiter.timer = setTimeout(() => this.#giveUp(waiter), timeoutMs)
-      this.#reservedBytes += batch.bytes
-      this.#batchWaiters.push(waiter)
-      // A file that failed is retried on a backoff timer; a batch waiting on it is worth a try now.
-      if (this.#isFailing) this.#retryNow()
-    })
-  }
-
-  #enqueueBatch (batch: Batch): void {
-    // One copy of the arrays (none when the queue is empty), not one push per line: a large
-    // batch is taken in a single short step.
-    if (this.#lines.length === 0) {
-      this.#lines = batch.lines
-      this.#sizes = batch.sizes
-    } else {
-      this.#lines = this.#lines.concat(batch.lines)
-      this.#sizes = this.#sizes.concat(batch.sizes)
-    }
-    this.#pendingRecords += batch.lines.length
-    this.#pendingBytes += batch.bytes
-    this.#accepted += batch.lines.length
-  }
-
-  #giveUp (waiter: BatchWaiter): void {
-    const i = this.#batchWaiters.indexOf(waiter)
-    if (i < 0) return
-    this.#batchWaiters.splice(i, 1)
-    clearTimeout(waiter.timer)
-    this.#reservedBytes -= waiter.bytes
-    waiter.resolve(false)
-    // The batch behind it may fit where this one did not.
-    this.#admitWaiters()
-  }
-
-  #admitWaiters (): void {
-    let admitted = false
-    for (let w = this.#batchWaiters[0]; w !== undefined && this.#canAdmit(w); w = this.#batchWaiters[0]) {
-      this.#batchWaiters.shift()
-      clearTimeout(w.timer)
-      this.#reservedBytes -= w.bytes
-      this.#enqueueBatch(w)
-      w.resolve(true)
-      admitted = true
-    }
-    if (admitted) this.#kick()
-  }
-
-  #kick (): void {
+  protected override kick (): void {
     if (this.#draining !== undefined || this.#retryTimer !== undefined || !this.#hasWork()) return
     this.#draining = this.#drain()
   }
 
   #hasWork (): boolean {
-    return this.#lines.length > 0 || this.#reopenWaiters.length > 0 || (this.#isFailing && this.#batchWaiters.length > 0)
+    return this.lines.length > 0 || this.#reopenWaiters.length > 0 || (this.isFailing && this.batchWaiters.length > 0)
   }
 
   /** Cancels a pending retry's backoff and runs the loop now. */
-  #retryNow (): void {
+  protected override retryNow (): void {
     if (this.#retryTimer !== undefined) {
       clearTimeout(this.#retryTimer)
       this.#retryTimer = undefined
     }
-    this.#kick()
+    this.kick()
   }
 
   #scheduleRetry (): void {
-    if (this.#retryTimer !== undefined || this.#isClosed) return
+    if (this.#retryTimer !== undefined || this.isClosed) return
     const delay = this.#retryDelayMs
     this.#retryDelayMs = Math.min(RETRY_MAX_MS, delay * 2)
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined
-      this.#kick()
+      this.kick()
     }, delay)
     this.#retryTimer.unref()
   }
 
   async #finish (): Promise<void> {
-    for (const w of this.#batchWaiters.splice(0)) {
-      clearTimeout(w.timer)
-      this.#reservedBytes -= w.bytes
-      w.resolve(false)
-    }
+    this.refuseWaitingBatches()
     // One last attempt now rather than after a backoff; what the file still refuses is dropped.
-    this.#retryNow()
+    this.retryNow()
     await this.flush()
     await this.#draining
     for (const w of this.#reopenWaiters.splice(0)) w()
     await this.#file.close()
-    this.#warnings.stop()
+    this.warnings.stop()
   }
 
   async #drain (): Promise<void> {
@@ -389,23 +166,23 @@ export class RecordWriter implements RecordSink {
           continue
         }
         // Let the lines of the next few milliseconds join this write (see LINGER_MS).
-        if (!this.#isClosed && !this.#isFailing && this.#lines.length > 0 && this.#lines.length < LINGER_LINES) await linger()
-        if (this.#lines.length === 0) {
+        if (!this.isClosed && !this.isFailing && this.lines.length > 0 && this.lines.length < LINGER_LINES) await linger()
+        if (this.lines.length === 0) {
           // Failing with nothing queued but a batch waiting: see whether the file works again.
           if (!await this.#probe()) break
           continue
         }
-        const lines = this.#lines
-        const sizes = this.#sizes
-        this.#lines = []
-        this.#sizes = []
+        const lines = this.lines
+        const sizes = this.sizes
+        this.lines = []
+        this.sizes = []
         const done = await this.#writeLines(lines, sizes)
         if (done === lines.length) continue
         // The file refused them: keep the rest, in order, ahead of anything queued since.
-        this.#lines = lines.slice(done).concat(this.#lines)
-        this.#sizes = sizes.slice(done).concat(this.#sizes)
-        if (this.#isClosed) {
-          this.#dropQueued('io_error')
+        this.lines = lines.slice(done).concat(this.lines)
+        this.sizes = sizes.slice(done).concat(this.sizes)
+        if (this.isClosed) {
+          this.dropQueued('io_error')
           continue
         }
         this.#scheduleRetry()
@@ -413,7 +190,7 @@ export class RecordWriter implements RecordSink {
       }
     } catch (err) {
       // #writeLines accounts for every line and does not throw; this is a last resort.
-      this.#reportError(err)
+      this.reportError(err)
     } finally {
       this.#draining = undefined
     }
@@ -484,7 +261,7 @@ export class RecordWriter implements RecordSink {
           kb += sizes[k] ?? 0
           k++
         }
-        if (k > i) this.#markWritten(k - i, kb)
+        if (k > i) this.markWritten(k - i, kb)
         this.#fail(error)
         return k
       }
@@ -496,7 +273,7 @@ export class RecordWriter implements RecordSink {
         continue
       }
       isRewrite = false
-      this.#markWritten(j - i, bytes)
+      this.markWritten(j - i, bytes)
       this.#recovered()
       i = j
     }
@@ -504,61 +281,16 @@ export class RecordWriter implements RecordSink {
   }
 
   #fail (err: unknown): void {
-    this.#reportError(err)
-    this.#isFailing = true
+    this.reportError(err)
+    this.isFailing = true
     this.#file.forget()
   }
 
   #recovered (): void {
-    if (!this.#isFailing) return
-    this.#isFailing = false
+    if (!this.isFailing) return
+    this.isFailing = false
     this.#retryDelayMs = RETRY_MIN_MS
-    this.#admitWaiters()
-  }
-
-  #markWritten (records: number, bytes: number): void {
-    this.#written += records
-    this.#release(records, bytes)
-    this.#emit('written', records)
-  }
-
-  #dropQueued (reason: DropReason): void {
-    const count = this.#lines.length
-    let bytes = 0
-    for (const s of this.#sizes) bytes += s
-    this.#lines = []
-    this.#sizes = []
-    this.#release(count, bytes)
-    this.#drop(reason, count)
-  }
-
-  #release (records: number, bytes: number): void {
-    this.#pendingRecords -= records
-    this.#pendingBytes -= bytes
-    this.#settled += records
-    // Waiters are queued in target order, so only the front ones can be due.
-    for (let w = this.#flushWaiters[0]; w !== undefined && w.target <= this.#settled; w = this.#flushWaiters[0]) {
-      this.#flushWaiters.shift()
-      w.resolve()
-    }
-    if (this.#batchWaiters.length > 0) this.#admitWaiters()
-  }
-
-  #drop (reason: DropReason, count: number): false {
-    if (count === 0) return false
-    this.#dropped += count
-    this.#emit('dropped', count)
-    this.#warnings.note(reason, count)
-    return false
-  }
-
-  #emit (result: RecordResult, count: number): void {
-    if (this.#onResult === undefined || count === 0) return
-    try {
-      this.#onResult(result, count)
-    } catch {
-      // A metrics callback must not break recording.
-    }
+    this.admitWaiters()
   }
 
   #emitReopen (reason: ReopenReason): void {
@@ -566,32 +298,7 @@ export class RecordWriter implements RecordSink {
     try {
       this.#onReopen(reason)
     } catch {
-      // Same: a metrics callback must not break recording.
+      // A metrics callback must not break recording.
     }
   }
-
-  #reportError (err: unknown): void {
-    if (this.#onError === undefined) return
-    try {
-      this.#onError(err)
-    } catch {
-      // Same: the error sink must not break recording.
-    }
-  }
-}
-
-/** A serialised record, newline included: text, or bytes when it carries an answer as it came. */
-type Line = string | Buffer
-
-function sizeOf (line: Line): number {
-  return typeof line === 'string' ? Buffer.byteLength(line) : line.length
-}
-
-/** lines[i, j) as one text, or one Buffer when some of them are bytes. */
-function joinLines (lines: readonly Line[], i: number, j: number): string | Buffer {
-  let text = true
-  for (let k = i; k < j; k++) if (typeof lines[k] !== 'string') text = false
-  if (text) return i === 0 && j === lines.length ? (lines as string[]).join('') : (lines.slice(i, j) as string[]).join('')
-  if (j === i + 1) return lines[i] as Buffer
-  return Buffer.concat(lines.slice(i, j).map((l) => typeof l === 'string' ? Buffer.from(l) : l))
 }

@@ -1,235 +1,28 @@
-import { gunzipSync } from 'node:zlib'
-import { compareTensors, comparePredictions, decodeInferRequest, decodeInferResponse, decodePredictRequest, decodePredictResponse, extractPrediction, parseModelJson, type Tensor } from '../compare/index.js'
-import type { AssignmentSource, Metrics, ShadowDropReason } from '../metrics/index.js'
-import type { ModelPrice } from '../config/types.js'
+// The Observer: keeps count of open observations (shutdown waits for them), and turns each finished
+// one into comparison metrics and one prediction record. Pairing a request's outcomes is pairing.ts;
+// reading an answer's prediction, prediction.ts; the record's fields taken from the route, record-fields.ts.
+import { compareTensors, comparePredictions, parseModelJson, type Tensor } from '../compare/index.js'
+import type { AssignmentSource, Metrics } from '../metrics/index.js'
 import type { RouteRuntime, ShadowTarget } from '../proxy/runtime.js'
 import type { RecordSink as FullSink } from '../record/sink.js'
 import { isJsonLine } from '../record/raw-json.js'
-import { readAutoPrediction, type NoPrediction } from '../record/raw-prediction.js'
-import { SCHEMA_VERSION, isoTime, kRawInput, kRawPrediction, kShaped, type JudgementRecord, type PredictionRecord, type RawPrediction, type RecordTensor, type ShadowDrop, type ShadowResult } from '../record/schema.js'
-import type { Capture, CaptureBudget } from '../upstream/capture.js'
-import type { ShadowOutcome, ShadowSink } from './dispatch.js'
-import type { ShadowTrace } from '../tracing/types.js'
+import type { NoPrediction } from '../record/raw-prediction.js'
+import { SCHEMA_VERSION, isoTime, kRawInput, kRawPrediction, kShaped, type JudgementRecord, type PredictionRecord, type RawPrediction, type ShadowDrop, type ShadowResult } from '../record/schema.js'
+import type { CaptureBudget } from '../upstream/capture.js'
+import type { ShadowOutcome } from './dispatch.js'
 import { compareAnswers, readAnswer, usageOf, type RecordUsage } from '../llm/observe.js'
-import type { AssembledAnswer } from '../llm/assemble.js'
-import type { AnswerFacts } from '../llm/answer.js'
 import { Judge, type JudgeOutcome } from '../llm/judge.js'
+import { Observation, type PrimaryOutcome } from './pairing.js'
+import { RAW_OK, answerOf, isNoPrediction, predictionOf, rawPredictionOf, recordTensors, requestTensorsOf } from './prediction.js'
+import { priceOf, primaryUsage, round, sharesOf, versionOf } from './record-fields.js'
+
+export { Observation }
 
 /** What the observer needs of a record sink: prediction records never wait, so only write(). */
 export type RecordSink = Pick<FullSink, 'write' | 'flush'>
 
-interface PrimaryOutcome {
-  readonly model: string
-  readonly status: number
-  readonly latencyMs: number
-  readonly body: Buffer | undefined
-  readonly error: string | null
-  readonly capture: Capture | null
-}
-
-/**
- * Pairs what happens to one request: the primary's answer and every selected shadow's. When the
- * last of them is in (answered, failed or timed out) it compares, counts and writes one record.
- */
-export class Observation implements ShadowSink {
-  readonly #observer: Observer
-  readonly route: RouteRuntime
-  readonly ts: number
-  readonly requestId: string
-  readonly userId: string | undefined
-  readonly source: AssignmentSource
-  /** The request's body for its record (a gRPC call's one message is given later, by setInput). */
-  input: Buffer | undefined
-  inputTruncated: boolean
-  inputOmitted: 'streaming' | 'not_decodable' | undefined
-  #remaining = 1
-  #primary: PrimaryOutcome | undefined
-  readonly #shadows: ShadowOutcome[] = []
-  /** Selected shadows that were not sent, and why: the record names them so none goes missing. */
-  #skipped: ShadowDrop[] | undefined
-  /** api: openai routes: what the live reader measured of the primary's answer (its usage chunk may not reach the capture). */
-  llmFacts: AnswerFacts | null = null
-  /** Shadow spans when the request is traced: ended with the comparison. */
-  #traces: { target: ShadowTarget; span: ShadowTrace }[] | undefined
-
-  constructor(observer: Observer, route: RouteRuntime, requestId: string, userId: string | undefined, source: AssignmentSource, input: Buffer | undefined, inputTruncated: boolean) {
-    this.#observer = observer
-    this.route = route
-    this.ts = Date.now()
-    this.requestId = requestId
-    this.userId = userId
-    this.source = source
-    this.input = input
-    this.inputTruncated = inputTruncated
-  }
-
-  /** A gRPC call's request message (unframed, uncompressed), known only once it has all come. */
-  setInput(input: Buffer | undefined, truncated: boolean): void {
-    this.input = input
-    this.inputTruncated = truncated
-  }
-
-  /** A gRPC call whose request is not recorded, and why. */
-  setInputOmitted(why: 'streaming' | 'not_decodable'): void {
-    this.inputOmitted = why
-  }
-
-  /** A shadow was sent; its outcome must arrive (through shadowDone) before the record is written. */
-  expectShadow(): void {
-    this.#remaining++
-  }
-
-  /**
-   * Holds the record open while the request is being dispatched: a primary that fails at once
-   * (inside dispatch) must not close the observation before its shadows are sent. Pair with release().
-   */
-  hold(): void {
-    this.#remaining++
-  }
-
-  release(): void {
-    this.#settle()
-  }
-
-  /** A selected shadow was not sent (counted by the dispatcher); the record says why. */
-  shadowSkipped(target: ShadowTarget, reason: ShadowDropReason): void {
-    (this.#skipped ??= []).push(target.registry === null ? { model: target.model, dropped: reason } : { model: target.model, model_version: target.registry.version, dropped: reason })
-  }
-
-  /** The span of a shadow about to be sent (tracing on). */
-  traceShadow(target: ShadowTarget, span: ShadowTrace): void {
-    (this.#traces ??= []).push({ target, span })
-  }
-
-  /** @internal The span of this shadow's call, if traced. */
-  traceOf(target: ShadowTarget): ShadowTrace | undefined {
-    const traces = this.#traces
-    if (traces === undefined) return undefined
-    for (const t of traces) if (t.target === target) return t.span
-    return undefined
-  }
-
-  primaryDone(model: string, status: number, latencyMs: number, body: Buffer | undefined, error: string | null, capture: Capture | null): void {
-    if (this.#primary !== undefined) return
-    this.#primary = { model, status, latencyMs, body, error, capture }
-    this.#settle()
-  }
-
-  shadowDone(outcome: ShadowOutcome): void {
-    this.#shadows.push(outcome)
-    if (this.#traces !== undefined) this.traceOf(outcome.target)?.finished(outcome.status, outcome.error)
-    this.#settle()
-  }
-
-  #settle(): void {
-    if (--this.#remaining === 0) this.#observer.finish(this, this.#primary as PrimaryOutcome, this.#shadows, this.#skipped)
-  }
-}
-
-function predictionOf(route: RouteRuntime, status: number, body: Buffer | undefined, error: string | null): { ok: true; value: unknown } | { ok: false; reason: string; transport?: true } {
-  if (error !== null) return { ok: false, reason: error, transport: true }
-  if (status < 200 || status > 299) return { ok: false, reason: `answered HTTP ${status}` }
-  if (body === undefined) return { ok: false, reason: 'no response body captured' }
-  if (route.plan.config.grpc != null) return tensorsOf(route.plan.config.grpc.method, body)
-  const parsed = parseModelJson(body.toString('utf8'))
-  if (!parsed.ok) return parsed
-  return extractPrediction(parsed.value, route.plan.prediction)
-}
-
-const RAW_OK = { ok: true as const, value: null }
 /** Answers whose buffers cost this much together stay counted in the budget until their record is written. */
 const HOLD_MIN_BYTES = 64 * 1024
-
-/**
- * A 2xx answer's prediction by `prediction: auto`, read without parsing it (record/raw-prediction.ts):
- * its text or bytes for the record, or why it has none; undefined: parse it.
- */
-function rawPredictionOf(route: RouteRuntime, primary: PrimaryOutcome): RawPrediction | NoPrediction | undefined {
-  const body = primary.body
-  if (body === undefined || primary.error !== null || primary.status < 200 || primary.status > 299 || route.plan.prediction !== 'auto') return undefined
-  return readAutoPrediction(body)
-}
-
-/**
- * A unary gRPC answer's tensors: its one message (gunzipped if flagged compressed), decoded as a
- * TF Serving PredictResponse for /tensorflow.serving.* methods, else an OIP ModelInferResponse.
- */
-function tensorsOf(method: string, body: Buffer): { ok: true; value: Tensor[] } | { ok: false; reason: string } {
-  if (body.length < 5) return { ok: false, reason: 'the answer has no message' }
-  const n = body.readUInt32BE(1)
-  if (body.length !== 5 + n) return { ok: false, reason: 'the answer is not exactly one message (a streaming call is not compared)' }
-  try {
-    const msg = body[0] === 1 ? gunzipSync(body.subarray(5)) : body.subarray(5)
-    return { ok: true, value: method.startsWith('/tensorflow.serving.') ? decodePredictResponse(msg) : decodeInferResponse(msg) }
-  } catch (err) {
-    return { ok: false, reason: `the answer's tensors cannot be read: ${(err as Error).message}` }
-  }
-}
-
-/** A unary gRPC call's request tensors, decoded as its answer's are (OIP ModelInferRequest or TF Serving PredictRequest). */
-function requestTensorsOf(method: string, msg: Buffer): { ok: true; value: Tensor[] } | { ok: false } {
-  try {
-    return { ok: true, value: method.startsWith('/tensorflow.serving.') ? decodePredictRequest(msg) : decodeInferRequest(msg) }
-  } catch {
-    return { ok: false }
-  }
-}
-
-const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true })
-
-/** Tensors as JSON can hold them (RecordTensor): exact integers past 2^53 as strings, bytes as text. */
-function recordTensors(tensors: readonly Tensor[]): RecordTensor[] {
-  return tensors.map((t) => ({
-    name: t.name,
-    datatype: t.datatype,
-    shape: [...t.shape],
-    data: t.data.values.map((v: number | bigint | Buffer): number | string | null => {
-      if (typeof v === 'number') return Number.isFinite(v) ? v : null
-      if (typeof v === 'bigint') return v >= -9007199254740991n && v <= 9007199254740991n ? Number(v) : v.toString()
-      try {
-        return STRICT_UTF8.decode(v)
-      } catch {
-        return `base64:${v.toString('base64')}`
-      }
-    }),
-  }))
-}
-
-/** `model_version` for a record, when the model has a registered version behind it. */
-function versionOf(route: RouteRuntime, model: string): { model_version?: string | null } {
-  for (const t of route.targets) if (t.model === model) return t.registry === null ? {} : { model_version: t.registry.version }
-  return {}
-}
-
-/** The assembled answer of an OpenAI route's side, if it has one. */
-function answerOf(r: { ok: boolean }): AssembledAnswer | undefined {
-  return r.ok && 'answer' in r ? r.answer as AssembledAnswer : undefined
-}
-
-/**
- * The primary's usage: as the live reader counted it (the client's capture lacks the usage chunk
- * the router took out), else as assembled; with its first-token time when it streamed.
- */
-function primaryUsage(facts: AnswerFacts | null, answer: AssembledAnswer | undefined, price: ModelPrice | null): { usage?: RecordUsage; ttft_ms?: number } {
-  if (facts !== null && (facts.inputTokens >= 0 || facts.outputTokens >= 0)) {
-    const usage = { input_tokens: facts.inputTokens < 0 ? null : facts.inputTokens, output_tokens: facts.outputTokens < 0 ? null : facts.outputTokens, cost: facts.cost < 0 ? null : facts.cost }
-    return facts.ttftMs < 0 ? { usage } : { usage, ttft_ms: round(facts.ttftMs) }
-  }
-  return answer === undefined ? {} : { usage: usageOf(answer, price) }
-}
-
-function priceOf(route: RouteRuntime, model: string): ModelPrice | null {
-  for (const t of route.targets) if (t.model === model) return t.price
-  return null
-}
-
-function isNoPrediction(r: RawPrediction | NoPrediction): r is NoPrediction {
-  return typeof r === 'object' && !Buffer.isBuffer(r)
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000
-}
 
 /**
  * Tracks every open observation so a graceful shutdown can wait for them, and turns each
@@ -445,16 +238,4 @@ export class Observer {
     ;(comparison.agree ? c.agree : c.disagree).inc()
     if (comparison.abs_diff_max !== null) c.absDiff.observe(comparison.abs_diff_max)
   }
-}
-
-const SHARES = new WeakMap<object, Readonly<Record<string, number>>>()
-
-/** The shares in force on a route as a frozen object, built once per bound plan (the report's weight periods). */
-function sharesOf(route: RouteRuntime): Readonly<Record<string, number>> {
-  let s = SHARES.get(route.assigner)
-  if (s === undefined) {
-    s = Object.freeze(Object.fromEntries(route.assigner.models.map((m, i) => [m, route.assigner.shares[i] ?? 0])))
-    SHARES.set(route.assigner, s)
-  }
-  return s
 }

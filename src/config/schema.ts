@@ -3,7 +3,8 @@ import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollou
 import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, GrpcEndpoint, GrpcRouteConfig, ListenConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
-import { SINK_DEFAULTS, readSinkKeys } from './sink.js'
+import { readSinkKeys } from './sink.js'
+import { DEFAULTS, MAX_TIMER_MS } from './defaults.js'
 import { readMlflow, readModelRef } from './mlflow.js'
 import { readAnalysis, readMetrics } from './metrics.js'
 import { OPENAI_USER_ID_DEFAULT, readApi, readJudge, readPrice, readUpstreamModel } from './llm.js'
@@ -31,9 +32,6 @@ const HASHES: readonly HashAlgorithm[] = ['rendezvous', 'nginx']
 const OVERHEAD_MODES: readonly OverheadMode[] = ['off', 'metric', 'header']
 const USER_ID_KINDS = ['header', 'query', 'cookie', 'body', 'metadata'] as const
 
-/** Node's timers take at most 2^31 − 1 ms (about 24.8 days); a longer one fires after 1 ms. */
-const MAX_TIMER_MS = 2_147_483_647
-
 /**
  * The smallest positive weight: below it a rendezvous score −ln(u)/weight overflows to Infinity and
  * the model could win no user, or no model could.
@@ -46,25 +44,7 @@ export const RESERVED_PATHS: readonly string[] = ['/feedback']
 /** Only read when evaluation had a problem, which the problems list already reports. */
 const EVALUATION_FALLBACK = { interval_ms: 60_000, prometheus: null }
 
-export const DEFAULTS = {
-  listen: { host: '0.0.0.0', port: 8080 },
-  admin: { host: '127.0.0.1', port: 9464 },
-  max_body_bytes: 1_048_576,
-  max_mirror_body_bytes: 1_048_576,
-  max_capture_bytes: 4_194_304,
-  max_capture_total_bytes: 67_108_864,
-  max_buffered_body_bytes: 1_048_576,
-  body_timeout_ms: 10_000,
-  max_sse_event_bytes: 1_048_576,
-  recording: { sink: 'file' as const, path: './data/predictions.jsonl', max_bytes: 104_857_600, keep: 5, include_inputs: true, spool: SINK_DEFAULTS.spool },
-  max_in_flight: 256,
-  feedback: { request_memory: 100_000, request_ttl_ms: 3_600_000, max_body_bytes: 10_485_760 },
-  compare: { prediction: 'auto', tolerance: 0.001, mode: 'exact' as const },
-  shutdown_timeout_ms: 10_000,
-  timeout_ms: 10_000,
-  connections: 128,
-  user_id: 'header:x-user-id',
-} as const
+export { DEFAULTS } from './defaults.js'
 
 /**
  * Validates a parsed YAML document as a whole and returns the defaulted config, or every

@@ -1,10 +1,11 @@
 import { Checker, describe, type KeyPath, type RawProblem } from './check.js'
 import { checkDecisions, readBandit, readEvaluation, readPromoteWhen, readRollout } from './decisions.js'
-import type { AdminEndpoint, CompareConfig, Config, Endpoint, FeedbackConfig, GrpcEndpoint, GrpcRouteConfig, ListenConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
+import type { CompareConfig, Config, FeedbackConfig, GrpcRouteConfig, HashAlgorithm, ModelConfig, OverheadMode, RecordingConfig, RouteConfig, ShadowConfig, SplitEntry, TracingConfig, UserIdSource } from './types.js'
 import { compilePredictionSpec, parseJsonPointer } from '../compare/index.js'
 import { buildNginxSplit } from '../assign/index.js'
 import { readSinkKeys } from './sink.js'
 import { DEFAULTS, MAX_TIMER_MS } from './defaults.js'
+import { readAdmin, readListen } from './listen.js'
 import { readMlflow, readModelRef } from './mlflow.js'
 import { readAnalysis, readMetrics } from './metrics.js'
 import { OPENAI_USER_ID_DEFAULT, readApi, readJudge, readPrice, readUpstreamModel } from './llm.js'
@@ -16,15 +17,7 @@ const LIMIT_KEYS = ['max_body_bytes', 'max_mirror_body_bytes', 'max_capture_byte
 const RECORDING_KEYS = ['sink', 'path', 'max_bytes', 'keep', 'include_inputs', 'kafka', 'http', 'spool'] as const
 const SHADOW_KEYS = ['model', 'percent', 'max_in_flight', 'promote_when', 'stream'] as const
 const COMPARE_KEYS = ['prediction', 'tolerance', 'mode', 'rtol'] as const
-const ENDPOINT_KEYS = ['host', 'port'] as const
-const LISTEN_KEYS = ['host', 'port', 'grpc'] as const
-const GRPC_LISTEN_KEYS = ['host', 'port', 'tls'] as const
-const LISTEN_TLS_KEYS = ['cert_file', 'key_file', 'ca_file', 'client_auth'] as const
-const CLIENT_AUTH = ['none', 'request', 'require'] as const
 const GRPC_ROUTE_KEYS = ['method', 'model_name'] as const
-const ADMIN_KEYS = ['host', 'port', 'token_file', 'insecure', 'protect_metrics'] as const
-/** Addresses only this machine can reach: an admin listener there needs no token. */
-export const LOOPBACK_HOSTS: readonly string[] = ['127.0.0.1', '::1', 'localhost']
 const MODEL_KEYS = ['url', 'timeout_ms', 'connections', 'mlflow', 'upstream_model', 'price', 'model_name'] as const
 const ROUTE_KEYS = ['name', 'path', 'user_id', 'salt', 'hash', 'missing_user_id', 'allow_override', 'split', 'shadow', 'compare', 'record', 'metrics', 'analysis', 'control', 'rollout', 'bandit', 'overhead', 'api', 'judge', 'grpc'] as const
 const SPLIT_KEYS = ['model', 'weight'] as const
@@ -45,6 +38,7 @@ export const RESERVED_PATHS: readonly string[] = ['/feedback']
 const EVALUATION_FALLBACK = { interval_ms: 60_000, prometheus: null }
 
 export { DEFAULTS } from './defaults.js'
+export { LOOPBACK_HOSTS } from './listen.js'
 
 /**
  * Validates a parsed YAML document as a whole and returns the defaulted config, or every
@@ -152,74 +146,6 @@ function readTracing(c: Checker, value: unknown): TracingConfig | null | undefin
   const service = c.string(o.service_name, ['tracing', 'service_name'], 'modelsplit')
   if (endpoint === undefined || url === undefined || ratio === undefined || service === undefined) return undefined
   return { otlp_endpoint: endpoint, sample_ratio: ratio, service_name: service }
-}
-
-function readAdmin(c: Checker, value: unknown): AdminEndpoint | undefined {
-  const d = DEFAULTS.admin
-  if (value === undefined || value === null) return { ...d, token_file: null, insecure: false, protect_metrics: false }
-  const o = c.object(value, ['admin'], ADMIN_KEYS)
-  if (o === undefined) return undefined
-  const host = c.string(o.host, ['admin', 'host'], d.host)
-  const port = c.number(o.port, ['admin', 'port'], { min: 0, max: 65535, integer: true, fallback: d.port })
-  const tokenFile = c.string(o.token_file, ['admin', 'token_file'], undefined) ?? null
-  const insecure = c.boolean(o.insecure, ['admin', 'insecure'], false)
-  const protectMetrics = c.boolean(o.protect_metrics, ['admin', 'protect_metrics'], false)
-  if (host === undefined || port === undefined) return undefined
-  // Anyone who can reach the admin API can reload the config and steer rollouts.
-  if (!LOOPBACK_HOSTS.includes(host) && tokenFile === null && !insecure) {
-    c.add(['admin', 'host'], `"${host}" lets other machines reach the admin API (reload, rollouts): set admin.token_file to a file holding a bearer token, or admin.insecure: true to allow it without one`)
-    return undefined
-  }
-  return { host, port, token_file: tokenFile, insecure, protect_metrics: protectMetrics }
-}
-
-function readListen(c: Checker, value: unknown): ListenConfig | undefined {
-  const fallback = DEFAULTS.listen
-  if (value === undefined || value === null) return fallback
-  const o = c.object(value, ['listen'], LISTEN_KEYS)
-  if (o === undefined) return undefined
-  const http = endpoint(c, { host: o.host, port: o.port }, ['listen'], fallback)
-  const grpc = o.grpc === undefined || o.grpc === null ? null : readGrpcListen(c, o.grpc, http?.host ?? fallback.host)
-  return http === undefined || grpc === undefined ? undefined : grpc === null ? http : { ...http, grpc }
-}
-
-function readGrpcListen(c: Checker, value: unknown, host: string): GrpcEndpoint | undefined {
-  const path = ['listen', 'grpc']
-  const o = c.object(value, path, GRPC_LISTEN_KEYS)
-  if (o === undefined) return undefined
-  const at = endpoint(c, { host: o.host, port: o.port }, path, { host, port: 8081 })
-  if (o.tls === undefined || o.tls === null) return at
-  const tlsPath = [...path, 'tls']
-  const t = c.object(o.tls, tlsPath, LISTEN_TLS_KEYS, ['cert_file', 'key_file'])
-  if (t === undefined) return undefined
-  const cert = c.string(t.cert_file, [...tlsPath, 'cert_file'])
-  const key = c.string(t.key_file, [...tlsPath, 'key_file'])
-  const ca = t.ca_file === undefined || t.ca_file === null ? null : c.string(t.ca_file, [...tlsPath, 'ca_file'])
-  const problemsBefore = c.problems.length
-  const clientAuth = c.oneOf(t.client_auth, [...tlsPath, 'client_auth'], CLIENT_AUTH, 'none')
-  if (c.problems.length > problemsBefore) return undefined
-  // Client certificates are checked against ca_file alone: without it node would fall back to the
-  // public roots, so any certificate from any public CA would pass. A CA with `none` would let
-  // every client in while the file says who may: both are refused, saying what to write.
-  if (clientAuth !== 'none' && ca === null) {
-    c.add([...tlsPath, 'client_auth'], `client_auth: ${clientAuth} checks client certificates against ca_file: add ca_file (the PEM bundle of the CAs that issue your clients' certificates)`)
-    return undefined
-  }
-  if (clientAuth === 'none' && ca !== null && ca !== undefined) {
-    c.add([...tlsPath, 'ca_file'], 'ca_file is only used to check client certificates: add client_auth: require (or request), or remove ca_file')
-    return undefined
-  }
-  if (at === undefined || cert === undefined || key === undefined || ca === undefined) return undefined
-  return { ...at, tls: { cert_file: cert, key_file: key, ...(ca !== null ? { ca_file: ca } : {}), client_auth: clientAuth } }
-}
-
-function endpoint(c: Checker, value: unknown, path: KeyPath, fallback: Endpoint): Endpoint | undefined {
-  if (value === undefined || value === null) return fallback
-  const o = c.object(value, path, ENDPOINT_KEYS)
-  if (o === undefined) return undefined
-  const host = c.string(o.host, [...path, 'host'], fallback.host)
-  const port = c.number(o.port, [...path, 'port'], { min: 0, max: 65535, integer: true, fallback: fallback.port })
-  return host === undefined || port === undefined ? undefined : { host, port }
 }
 
 function readModels(c: Checker, value: unknown): Record<string, ModelConfig> | undefined {

@@ -1,6 +1,15 @@
 import { appendFile, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
+import {
+  DEFAULT_MAX_BUFFERED_BYTES,
+  LOCK_RETRY_MS,
+  RETRY_MAX_MS,
+  RETRY_MIN_MS,
+  SPILL_CHUNK_BYTES,
+  type DeliverySinkOptions,
+  type DeliveryStatus,
+} from './delivery-options.js'
+import { DropWarnings, type DropReason } from './drop-warnings.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
@@ -8,62 +17,7 @@ import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
 import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
 import type { RecordResult } from './writer.js'
 
-export interface DeliverySinkOptions {
-  readonly transport: Transport
-  /** The spool directory (one per process). */
-  readonly spoolDir: string
-  /** Bytes of records the spool may hold; past it records are dropped and counted. */
-  readonly spoolMaxBytes: number
-  /** How long the first record of a batch waits for others before the batch is sent. */
-  readonly lingerMs: number
-  /** Bytes of records in one send, at most (a single larger record goes alone). */
-  readonly maxBatchBytes: number
-  /** After close(), how long records may take to reach the sink before the rest is left in the spool. */
-  readonly closeTimeoutMs: number
-  /** Bytes of records held in memory, at most; past it write() drops. Default 64 MiB. */
-  readonly maxBufferedBytes?: number
-  /** Records waiting in memory past this many bytes go to the spool (the sink is slow). Default 4 × maxBatchBytes, at least 4 MiB. */
-  readonly spillBytes?: number
-  readonly dropWarningIntervalMs?: number
-  /** Records acknowledged by the sink (`written`) or dropped, as the file writer reports them. */
-  readonly onResult?: (result: RecordResult, count: number) => void
-  /** A send failed, or the spool could not be written: `modelsplit_sink_errors_total{reason}`. */
-  readonly onSinkError?: (reason: SinkErrorReason, err: unknown) => void
-  /** Seconds one successful send took: `modelsplit_sink_latency_seconds`. */
-  readonly onLatency?: (seconds: number) => void
-  /** Bytes waiting in the spool, after each change: `modelsplit_records_spooled_bytes`. */
-  readonly onSpooled?: (bytes: number) => void
-  readonly onDropWarning?: (warning: DropWarning) => void
-  /** Records the sink refused for good, kept in `quarantineFile`: `modelsplit_records_quarantined_total`. */
-  readonly onQuarantined?: (count: number, err: unknown) => void
-  /** Where refused records go, one JSON line each. Default `quarantine.jsonl` in the spool directory. */
-  readonly quarantineFile?: string
-  /**
-   * Spool directories of earlier processes (workers that died, or a larger --workers) this sink
-   * drains: their records move into its own spool, in order, and the emptied directory is removed.
-   * Each directory's lock keeps two processes from draining the same one.
-   */
-  readonly adopt?: () => Promise<readonly string[]>
-  /** Records moved out of an adopted directory, once it is empty. */
-  readonly onAdopted?: (dir: string, count: number) => void
-  /** Errors worth a log line that are not a failed send (a spool held by another process). */
-  readonly onError?: (err: unknown) => void
-  /** The sink stopped taking records (with the error), or takes them again: for one log line per change, not per retry. */
-  readonly onReachable?: (isReachable: boolean, err?: unknown) => void
-}
-
-/** What /readyz says about the sink. */
-export interface DeliveryStatus {
-  readonly sink: 'kafka' | 'http'
-  readonly destination: string
-  /** delivering: records go straight to the sink; spooling: they wait on disk for it; starting: the spool is not open yet. */
-  readonly state: 'starting' | 'delivering' | 'spooling'
-  /** Whether the last send (or connection attempt) worked. */
-  readonly reachable: boolean
-  readonly spooled_bytes: number
-  readonly last_error: string | null
-  readonly dropped: number
-}
+export type { DeliverySinkOptions, DeliveryStatus } from './delivery-options.js'
 
 /** A writeBatch() batch once admitted: it is acknowledged when each record is in the sink or in the spool. */
 interface Group {
@@ -82,12 +36,6 @@ interface Waiter {
   readonly resolve: (ok: boolean) => void
   timer: NodeJS.Timeout | undefined
 }
-
-const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
-const SPILL_CHUNK_BYTES = 1024 * 1024
-const RETRY_MIN_MS = 100
-const RETRY_MAX_MS = 5000
-const LOCK_RETRY_MS = 200
 
 /**
  * A record sink that sends to a remote destination (Kafka, an HTTP collector) at least once,

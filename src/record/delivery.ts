@@ -1,4 +1,4 @@
-import { appendFile, rmdir, unlink } from 'node:fs/promises'
+import { rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   DEFAULT_MAX_BUFFERED_BYTES,
@@ -9,6 +9,7 @@ import {
   type DeliverySinkOptions,
   type DeliveryStatus,
 } from './delivery-options.js'
+import { quarantine } from './delivery-quarantine.js'
 import { DropWarnings, type DropReason } from './drop-warnings.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
@@ -324,7 +325,7 @@ export class DeliverySink implements RecordSink {
         this.#batchLimit = Math.ceil(envelopes.length / 2)
       } else if (permanent) {
         // Refused alone: set aside before it leaves the spool, so what is behind it goes on.
-        const isKept = await this.#quarantine(envelopes, error)
+        const isKept = await quarantine(this.#quarantineFile, envelopes, error, this.#opts)
         if (read !== undefined) await spool.ack(read)
         this.#refused(envelopes, taken?.tags, isKept, error)
         continue
@@ -403,21 +404,6 @@ export class DeliverySink implements RecordSink {
     }
     this.#settle(ours)
     this.#reportSpooled()
-  }
-
-  /** Appends refused records to the quarantine file, one JSON line each; false when the disk refused. */
-  async #quarantine(envelopes: readonly Envelope[], err: unknown): Promise<boolean> {
-    const at = new Date().toISOString()
-    const reason = err instanceof Error ? err.message : String(err)
-    // The record stays a string: a damaged line may not be JSON, and must be kept as it was.
-    const lines = envelopes.map((e) => JSON.stringify({ quarantined_at: at, reason, id: e.id, type: e.type, key: e.key, time: e.time, record: e.value }) + '\n')
-    try {
-      await appendFile(this.#quarantineFile, lines.join(''))
-      return true
-    } catch (error) {
-      this.#opts.onError?.(error)
-      return false
-    }
   }
 
   async #adoptAll(): Promise<void> {

@@ -1,4 +1,3 @@
-import { rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   DEFAULT_MAX_BUFFERED_BYTES,
@@ -9,6 +8,7 @@ import {
   type DeliverySinkOptions,
   type DeliveryStatus,
 } from './delivery-options.js'
+import { adoptAll } from './delivery-adopt.js'
 import { quarantine } from './delivery-quarantine.js'
 import { DropWarnings, type DropReason } from './drop-warnings.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
@@ -237,7 +237,20 @@ export class DeliverySink implements RecordSink {
     this.#transport.connect().then(() => this.#reachable(), (err: unknown) => this.#failed(err))
     this.#admitWaiters()
     this.#kick()
-    this.#adopting = this.#adoptAll()
+    this.#adopting = adoptAll({
+      spool,
+      spoolMax: this.#spoolMax,
+      maxBatchBytes: this.#maxBatchBytes,
+      opts: this.#opts,
+      isStopped: () => this.#isStopped,
+      promisedBytes: () => this.#appending + this.#reserved,
+      addAppending: (bytes) => { this.#appending += bytes },
+      moved: () => {
+        this.#isSpooling = true
+        this.#reportSpooled()
+        this.#kick()
+      },
+    })
   }
 
   #kick(): void {
@@ -404,69 +417,6 @@ export class DeliverySink implements RecordSink {
     }
     this.#settle(ours)
     this.#reportSpooled()
-  }
-
-  async #adoptAll(): Promise<void> {
-    let dirs: readonly string[]
-    try {
-      dirs = (await this.#opts.adopt?.()) ?? []
-    } catch (err) {
-      this.#opts.onError?.(err)
-      return
-    }
-    for (const dir of dirs) {
-      if (this.#isStopped) return
-      await this.#adopt(dir)
-    }
-  }
-
-  /** Moves the records of an earlier process's spool directory into ours, then removes the directory. */
-  async #adopt(dir: string): Promise<void> {
-    let orphan: Spool
-    try {
-      orphan = await Spool.open(dir, { segmentBytes: 1024 * 1024 })
-    } catch (err) {
-      // A live process holds it: that one drains it.
-      if (!(err instanceof SpoolLockedError)) this.#opts.onError?.(err)
-      return
-    }
-    const own = this.#spool as Spool
-    let moved = 0
-    try {
-      while (!this.#isStopped) {
-        const read = await orphan.read(this.#maxBatchBytes, Number.POSITIVE_INFINITY)
-        if (read === undefined) break
-        let bytes = 0
-        for (const e of read.envelopes) bytes += e.bytes
-        // These were acknowledged to someone: never dropped for room, they wait until the sink makes some.
-        if (!own.isEmpty && own.bytes + this.#appending + this.#reserved + bytes > this.#spoolMax) {
-          await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
-          continue
-        }
-        this.#appending += bytes
-        try {
-          await own.append(read.envelopes)
-        } finally {
-          this.#appending -= bytes
-        }
-        // In ours before it leaves theirs: a crash in between sends it twice, never not at all.
-        await orphan.ack(read)
-        moved += read.envelopes.length
-        this.#isSpooling = true
-        this.#reportSpooled()
-        this.#kick()
-      }
-    } catch (err) {
-      this.#opts.onError?.(err)
-    }
-    const isEmpty = orphan.isEmpty
-    await orphan.close()
-    if (isEmpty) {
-      // A quarantine file (or anything else an operator put there) keeps the directory.
-      await unlink(join(dir, 'ack')).catch(() => {})
-      await rmdir(dir).catch(() => {})
-    }
-    if (moved > 0) this.#opts.onAdopted?.(dir, moved)
   }
 
   /** The spill loop: while spooling, records in memory go to the end of the spool. */

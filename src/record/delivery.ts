@@ -9,14 +9,13 @@ import {
   type DeliveryStatus,
 } from './delivery-options.js'
 import { adoptAll } from './delivery-adopt.js'
+import { DeliveryLedger } from './delivery-ledger.js'
 import { quarantine } from './delivery-quarantine.js'
-import { DropWarnings, type DropReason } from './drop-warnings.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
 import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
 import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
-import type { RecordResult } from './writer.js'
 
 export type { DeliverySinkOptions, DeliveryStatus } from './delivery-options.js'
 
@@ -62,7 +61,7 @@ export class DeliverySink implements RecordSink {
   readonly #closeTimeoutMs: number
   readonly #opts: DeliverySinkOptions
   readonly #factory = new EnvelopeFactory()
-  readonly #warnings: DropWarnings
+  readonly #ledger: DeliveryLedger
 
   // Records in memory, oldest first, each tagged with its writeBatch batch (if any).
   readonly #queue = new MemoryQueue<Group>()
@@ -86,18 +85,13 @@ export class DeliverySink implements RecordSink {
   #isReachable = false
   #lastError: string | null = null
 
-  #written = 0
-  #dropped = 0
   #accepted = 0
-  #settled = 0
-  #flushWaiters: Array<{ target: number; resolve: () => void }> = []
   #isClosed = false
   #isStopped = false
   #closing: Promise<void> | undefined
   #started: Promise<void>
   #adopting: Promise<void> = Promise.resolve()
   readonly #quarantineFile: string
-  #quarantined = 0
 
   constructor(opts: DeliverySinkOptions) {
     this.#opts = opts
@@ -109,7 +103,7 @@ export class DeliverySink implements RecordSink {
     this.#maxBuffered = opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES
     this.#spillBytes = opts.spillBytes ?? Math.max(4 * opts.maxBatchBytes, 4 * 1024 * 1024)
     this.#closeTimeoutMs = opts.closeTimeoutMs
-    this.#warnings = new DropWarnings(opts.dropWarningIntervalMs ?? 10_000, opts.onDropWarning)
+    this.#ledger = new DeliveryLedger(opts)
     this.#quarantineFile = opts.quarantineFile ?? join(opts.spoolDir, 'quarantine.jsonl')
     this.#started = this.#start()
   }
@@ -121,10 +115,10 @@ export class DeliverySink implements RecordSink {
 
   /** Queues one record; never blocks, never throws. False when it was dropped. */
   write(record: object): boolean {
-    if (this.#isClosed) return this.#drop('closed', 1)
+    if (this.#isClosed) return this.#ledger.drop('closed', 1)
     const env = this.#envelope(record)
-    if (env === undefined) return this.#drop('unserializable', 1)
-    if (this.#queue.bytes + env.bytes > this.#maxBuffered) return this.#drop('buffer_full', 1)
+    if (env === undefined) return this.#ledger.drop('unserializable', 1)
+    if (this.#queue.bytes + env.bytes > this.#maxBuffered) return this.#ledger.drop('buffer_full', 1)
     this.#queue.push(env, undefined)
     this.#accepted++
     this.#kick()
@@ -165,9 +159,7 @@ export class DeliverySink implements RecordSink {
 
   /** Resolves when every record accepted before the call is acknowledged by the sink or dropped. */
   flush(): Promise<void> {
-    const target = this.#accepted
-    if (this.#settled >= target) return Promise.resolve()
-    return new Promise((resolve) => { this.#flushWaiters.push({ target, resolve }) })
+    return this.#ledger.flush(this.#accepted)
   }
 
   /** Nothing to reopen: records are not in a file of ours. */
@@ -190,13 +182,19 @@ export class DeliverySink implements RecordSink {
       reachable: this.#isReachable,
       spooled_bytes: this.#spool?.bytes ?? 0,
       last_error: this.#lastError,
-      dropped: this.#dropped,
+      dropped: this.#ledger.dropped,
     }
   }
 
   /** `buffered`: records accepted and held in memory, in neither the sink nor the spool yet. */
   stats(): { written: number; dropped: number; quarantined: number; buffered: number; spooledBytes: number } {
-    return { written: this.#written, dropped: this.#dropped, quarantined: this.#quarantined, buffered: this.#queue.length, spooledBytes: this.#spool?.bytes ?? 0 }
+    return {
+      written: this.#ledger.written,
+      dropped: this.#ledger.dropped,
+      quarantined: this.#ledger.quarantined,
+      buffered: this.#queue.length,
+      spooledBytes: this.#spool?.bytes ?? 0,
+    }
   }
 
   #envelope(record: object): Envelope | undefined {
@@ -382,18 +380,16 @@ export class DeliverySink implements RecordSink {
     await (this.#spool as Spool).ack(read)
     let ours = 0
     for (const e of read.envelopes) if (this.#factory.owns(e.id)) ours++
-    this.#written += read.envelopes.length
-    this.#emit('written', read.envelopes.length)
-    this.#settle(ours)
+    this.#ledger.wrote(read.envelopes.length)
+    this.#ledger.settle(ours)
     this.#reportSpooled()
     this.#admitWaiters()
   }
 
   #delivered(envelopes: Envelope[], groups: Array<Group | undefined>): void {
-    this.#written += envelopes.length
-    this.#emit('written', envelopes.length)
+    this.#ledger.wrote(envelopes.length)
     this.#settleGroups(envelopes, groups, false)
-    this.#settle(envelopes.length)
+    this.#ledger.settle(envelopes.length)
     this.#admitWaiters()
   }
 
@@ -406,16 +402,11 @@ export class DeliverySink implements RecordSink {
     let ours = 0
     for (const e of envelopes) if (groups !== undefined || this.#factory.owns(e.id)) ours++
     if (isKept) {
-      this.#quarantined += envelopes.length
-      try {
-        this.#opts.onQuarantined?.(envelopes.length, err)
-      } catch {
-        // A metrics or log callback must not stop delivery.
-      }
+      this.#ledger.kept(envelopes.length, err)
     } else {
-      this.#drop('rejected', envelopes.length)
+      this.#ledger.drop('rejected', envelopes.length)
     }
-    this.#settle(ours)
+    this.#ledger.settle(ours)
     this.#reportSpooled()
   }
 
@@ -459,8 +450,8 @@ export class DeliverySink implements RecordSink {
       bytes += e.bytes
     }
     if (dropped > 0) {
-      this.#drop('spool_full', dropped)
-      this.#settle(dropped)
+      this.#ledger.drop('spool_full', dropped)
+      this.#ledger.settle(dropped)
     }
     if (keep.length === 0) return true
     this.#appending += bytes
@@ -472,9 +463,9 @@ export class DeliverySink implements RecordSink {
       this.#sinkError('spool', err)
       this.#lastError = `cannot write the spool: ${(err as Error).message}`
       if (this.#isStopped) {
-        this.#drop('io_error', keep.length)
+        this.#ledger.drop('io_error', keep.length)
         this.#settleGroups(keep, keepGroups, true)
-        this.#settle(keep.length)
+        this.#ledger.settle(keep.length)
         return false
       }
       this.#queue.untake(keep, keepGroups)
@@ -542,37 +533,11 @@ export class DeliverySink implements RecordSink {
     }
   }
 
-  #settle(count: number): void {
-    if (count === 0) return
-    this.#settled += count
-    for (let w = this.#flushWaiters[0]; w !== undefined && w.target <= this.#settled; w = this.#flushWaiters[0]) {
-      this.#flushWaiters.shift()
-      w.resolve()
-    }
-  }
-
-  #drop(reason: DropReason, count: number): false {
-    if (count === 0) return false
-    this.#dropped += count
-    this.#emit('dropped', count)
-    this.#warnings.note(reason, count)
-    return false
-  }
-
-  #emit(result: RecordResult, count: number): void {
-    if (count === 0) return
-    try {
-      this.#opts.onResult?.(result, count)
-    } catch {
-      // A metrics callback must not break recording.
-    }
-  }
-
   #reportSpooled(): void {
     try {
       this.#opts.onSpooled?.(this.#spool?.bytes ?? 0)
     } catch {
-      // Same.
+      // A metrics callback must not break recording.
     }
   }
 
@@ -608,8 +573,8 @@ export class DeliverySink implements RecordSink {
       await spool.close()
     }
     // Whatever could not be kept is settled, so no flush() waits forever.
-    this.#settle(Math.max(0, this.#accepted - this.#settled))
-    this.#warnings.stop()
+    this.#ledger.settle(Math.max(0, this.#accepted - this.#ledger.settled))
+    this.#ledger.stop()
     await Promise.race([this.#transport.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
   }
 

@@ -10,6 +10,7 @@ import {
 } from './delivery-options.js'
 import { adoptAll } from './delivery-adopt.js'
 import { DeliveryLedger } from './delivery-ledger.js'
+import { settleGroups, type Group, type Waiter } from './delivery-groups.js'
 import { quarantine } from './delivery-quarantine.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
@@ -18,24 +19,6 @@ import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
 import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
 
 export type { DeliverySinkOptions, DeliveryStatus } from './delivery-options.js'
-
-/** A writeBatch() batch once admitted: it is acknowledged when each record is in the sink or in the spool. */
-interface Group {
-  left: number
-  /** Spool bytes still held for this batch's records not yet in the sink or the spool. */
-  reserved: number
-  isRefused: boolean
-  readonly resolve: (ok: boolean) => void
-  timer: NodeJS.Timeout | undefined
-}
-
-interface Waiter {
-  readonly envelopes: Envelope[]
-  readonly bytes: number
-  readonly timeoutMs: number
-  readonly resolve: (ok: boolean) => void
-  timer: NodeJS.Timeout | undefined
-}
 
 /**
  * A record sink that sends to a remote destination (Kafka, an HTTP collector) at least once,
@@ -388,7 +371,7 @@ export class DeliverySink implements RecordSink {
 
   #delivered(envelopes: Envelope[], groups: Array<Group | undefined>): void {
     this.#ledger.wrote(envelopes.length)
-    this.#settleGroups(envelopes, groups, false)
+    this.#reserved -= settleGroups(envelopes, groups, false)
     this.#ledger.settle(envelopes.length)
     this.#admitWaiters()
   }
@@ -398,7 +381,7 @@ export class DeliverySink implements RecordSink {
    * the quarantine file and counted, or dropped and counted when that file cannot be written.
    */
   #refused(envelopes: Envelope[], groups: Array<Group | undefined> | undefined, isKept: boolean, err: unknown): void {
-    if (groups !== undefined) this.#settleGroups(envelopes, groups, !isKept)
+    if (groups !== undefined) this.#reserved -= settleGroups(envelopes, groups, !isKept)
     let ours = 0
     for (const e of envelopes) if (groups !== undefined || this.#factory.owns(e.id)) ours++
     if (isKept) {
@@ -464,7 +447,7 @@ export class DeliverySink implements RecordSink {
       this.#lastError = `cannot write the spool: ${(err as Error).message}`
       if (this.#isStopped) {
         this.#ledger.drop('io_error', keep.length)
-        this.#settleGroups(keep, keepGroups, true)
+        this.#reserved -= settleGroups(keep, keepGroups, true)
         this.#ledger.settle(keep.length)
         return false
       }
@@ -472,26 +455,9 @@ export class DeliverySink implements RecordSink {
       return false
     }
     this.#appending -= bytes
-    this.#settleGroups(keep, keepGroups, false)
+    this.#reserved -= settleGroups(keep, keepGroups, false)
     this.#reportSpooled()
     return true
-  }
-
-  /** Each record of a writeBatch batch is in the sink or the spool (or, if `isRefused`, never will be). */
-  #settleGroups(envelopes: Envelope[], groups: Array<Group | undefined>, isRefused: boolean): void {
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i]
-      if (g === undefined) continue
-      const b = (envelopes[i] as Envelope).bytes
-      g.reserved -= b
-      this.#reserved -= b
-      g.left--
-      if (isRefused) g.isRefused = true
-      if (g.left === 0) {
-        clearTimeout(g.timer)
-        g.resolve(!g.isRefused)
-      }
-    }
   }
 
   #canAdmit(w: Waiter): boolean {

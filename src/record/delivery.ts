@@ -1,22 +1,21 @@
 import { join } from 'node:path'
+import { adoptAll } from './delivery-adopt.js'
+import { settleGroups, type Group, type Waiter } from './delivery-groups.js'
+import { DeliveryHealth } from './delivery-health.js'
+import { DeliveryLedger } from './delivery-ledger.js'
 import {
   DEFAULT_MAX_BUFFERED_BYTES,
   LOCK_RETRY_MS,
-  RETRY_MAX_MS,
-  RETRY_MIN_MS,
   SPILL_CHUNK_BYTES,
   type DeliverySinkOptions,
   type DeliveryStatus,
 } from './delivery-options.js'
-import { adoptAll } from './delivery-adopt.js'
-import { DeliveryLedger } from './delivery-ledger.js'
-import { settleGroups, type Group, type Waiter } from './delivery-groups.js'
 import { quarantine } from './delivery-quarantine.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
 import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
-import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
+import { SinkError, type Transport } from './transport.js'
 
 export type { DeliverySinkOptions, DeliveryStatus } from './delivery-options.js'
 
@@ -45,6 +44,7 @@ export class DeliverySink implements RecordSink {
   readonly #opts: DeliverySinkOptions
   readonly #factory = new EnvelopeFactory()
   readonly #ledger: DeliveryLedger
+  readonly #health: DeliveryHealth
 
   // Records in memory, oldest first, each tagged with its writeBatch batch (if any).
   readonly #queue = new MemoryQueue<Group>()
@@ -61,12 +61,8 @@ export class DeliverySink implements RecordSink {
   // The batch in flight when it came from memory (close() copies it to the spool).
   #inFlight: Taken<Group> | undefined
   #timer: NodeJS.Timeout | undefined
-  #retryAt = 0
-  #retryDelay = RETRY_MIN_MS
   // After a send refused as too large, sends take at most this many records until one succeeds.
   #batchLimit = Number.POSITIVE_INFINITY
-  #isReachable = false
-  #lastError: string | null = null
 
   #accepted = 0
   #isClosed = false
@@ -87,6 +83,7 @@ export class DeliverySink implements RecordSink {
     this.#spillBytes = opts.spillBytes ?? Math.max(4 * opts.maxBatchBytes, 4 * 1024 * 1024)
     this.#closeTimeoutMs = opts.closeTimeoutMs
     this.#ledger = new DeliveryLedger(opts)
+    this.#health = new DeliveryHealth(opts)
     this.#quarantineFile = opts.quarantineFile ?? join(opts.spoolDir, 'quarantine.jsonl')
     this.#started = this.#start()
   }
@@ -162,9 +159,9 @@ export class DeliverySink implements RecordSink {
       sink: this.#transport.name,
       destination: this.#transport.destination,
       state: this.#spool === undefined ? 'starting' : this.#isSpooling ? 'spooling' : 'delivering',
-      reachable: this.#isReachable,
+      reachable: this.#health.isReachable,
       spooled_bytes: this.#spool?.bytes ?? 0,
-      last_error: this.#lastError,
+      last_error: this.#health.lastError,
       dropped: this.#ledger.dropped,
     }
   }
@@ -202,7 +199,7 @@ export class DeliverySink implements RecordSink {
         // Another sink of this process (a reload) lets go when it closes; another process may never.
         if (!(err instanceof SpoolLockedError && err.pid === process.pid) && !said) this.#opts.onError?.(err)
         said = true
-        this.#lastError = (err as Error).message
+        this.#health.noteError((err as Error).message)
         await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
       }
     }
@@ -215,7 +212,7 @@ export class DeliverySink implements RecordSink {
     this.#isSpooling = !spool.isEmpty
     this.#reportSpooled()
     // Connecting is best effort: a broker that is down now is retried by every send.
-    this.#transport.connect().then(() => this.#reachable(), (err: unknown) => this.#failed(err))
+    this.#transport.connect().then(() => this.#health.reachable(), (err: unknown) => this.#health.failed(err))
     this.#admitWaiters()
     this.#kick()
     this.#adopting = adoptAll({
@@ -261,8 +258,8 @@ export class DeliverySink implements RecordSink {
     const spool = this.#spool as Spool
     while (!this.#isStopped) {
       const now = performance.now()
-      if (this.#retryAt > now) {
-        this.#schedule(this.#retryAt)
+      if (this.#health.retryAt > now) {
+        this.#schedule(this.#health.retryAt)
         return
       }
       let read: SpoolRead | undefined
@@ -271,8 +268,8 @@ export class DeliverySink implements RecordSink {
         try {
           read = await spool.read(this.#maxBatchBytes, this.#batchLimit)
         } catch (err) {
-          this.#sinkError('spool', err)
-          this.#backoff()
+          this.#health.sinkError('spool', err)
+          this.#health.backoff()
           continue
         }
       }
@@ -304,8 +301,8 @@ export class DeliverySink implements RecordSink {
       // stays there (sent again by the next start).
       if (this.#isStopped) return
       if (error === undefined) {
-        this.#reachable()
-        this.#retryDelay = RETRY_MIN_MS
+        this.#health.reachable()
+        this.#health.resetDelay()
         this.#batchLimit = Number.POSITIVE_INFINITY
         this.#opts.onLatency?.((performance.now() - startedAt) / 1000)
         if (read !== undefined) await this.#ackSpool(read)
@@ -313,7 +310,7 @@ export class DeliverySink implements RecordSink {
         continue
       }
       const permanent = error instanceof SinkError && error.isPermanent
-      this.#failed(error)
+      this.#health.failed(error)
       if (permanent && envelopes.length > 1) {
         // Too large as a batch: try halves (from the spool, in order) until each goes or is refused alone.
         this.#batchLimit = Math.ceil(envelopes.length / 2)
@@ -324,38 +321,13 @@ export class DeliverySink implements RecordSink {
         this.#refused(envelopes, taken?.tags, isKept, error)
         continue
       } else {
-        this.#backoff()
+        this.#health.backoff()
       }
       if (taken !== undefined) {
         this.#isSpooling = true
         await this.#toSpool(taken.envelopes, taken.tags, true)
         if (this.#spilling === undefined && this.#needsSpill()) this.#kick()
       }
-    }
-  }
-
-  #backoff(): void {
-    this.#retryAt = performance.now() + this.#retryDelay
-    this.#retryDelay = Math.min(RETRY_MAX_MS, this.#retryDelay * 2)
-  }
-
-  #failed(err: unknown): void {
-    if (this.#isReachable || this.#lastError === null) this.#opts.onReachable?.(false, err)
-    this.#isReachable = false
-    this.#lastError = err instanceof Error ? err.message : String(err)
-    this.#sinkError(err instanceof SinkError ? err.reason : 'other', err)
-  }
-
-  #reachable(): void {
-    if (!this.#isReachable && this.#lastError !== null) this.#opts.onReachable?.(true)
-    this.#isReachable = true
-  }
-
-  #sinkError(reason: SinkErrorReason, err: unknown): void {
-    try {
-      this.#opts.onSinkError?.(reason, err)
-    } catch {
-      // A metrics or log callback must not stop delivery.
     }
   }
 
@@ -400,7 +372,7 @@ export class DeliverySink implements RecordSink {
       const { envelopes, tags } = this.#queue.take(SPILL_CHUNK_BYTES, Number.POSITIVE_INFINITY)
       if (!await this.#toSpool(envelopes, tags, false)) {
         // The disk refused: the records wait in memory, and the spool is tried again after a pause.
-        await new Promise((resolve) => setTimeout(resolve, this.#retryDelay).unref())
+        await new Promise((resolve) => setTimeout(resolve, this.#health.retryDelay).unref())
         if (this.#isStopped) return
       }
     }
@@ -443,8 +415,8 @@ export class DeliverySink implements RecordSink {
       else await spool.append(keep)
     } catch (err) {
       this.#appending -= bytes
-      this.#sinkError('spool', err)
-      this.#lastError = `cannot write the spool: ${(err as Error).message}`
+      this.#health.sinkError('spool', err)
+      this.#health.noteError(`cannot write the spool: ${(err as Error).message}`)
       if (this.#isStopped) {
         this.#ledger.drop('io_error', keep.length)
         this.#reserved -= settleGroups(keep, keepGroups, true)
@@ -515,8 +487,7 @@ export class DeliverySink implements RecordSink {
     // Keep sending (now without linger) until everything is out or the time is up.
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.#closeTimeoutMs).unref())
     // A retry waiting out its backoff would waste the time left: try now.
-    this.#retryAt = 0
-    this.#retryDelay = RETRY_MIN_MS
+    this.#health.retryNow()
     clearTimeout(this.#timer)
     this.#timer = undefined
     this.#kick()

@@ -1,20 +1,14 @@
 import { join } from 'node:path'
-import { adoptAll } from './delivery-adopt.js'
 import { settleGroups, type Group, type Waiter } from './delivery-groups.js'
 import { DeliveryHealth } from './delivery-health.js'
 import { DeliveryLedger } from './delivery-ledger.js'
-import {
-  DEFAULT_MAX_BUFFERED_BYTES,
-  LOCK_RETRY_MS,
-  SPILL_CHUNK_BYTES,
-  type DeliverySinkOptions,
-  type DeliveryStatus,
-} from './delivery-options.js'
+import { DEFAULT_MAX_BUFFERED_BYTES, SPILL_CHUNK_BYTES, type DeliverySinkOptions, type DeliveryStatus } from './delivery-options.js'
 import { quarantine } from './delivery-quarantine.js'
+import { adoptAll, openOwnSpool } from './delivery-spools.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
-import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
+import type { Spool, SpoolRead } from './spool.js'
 import { SinkError, type Transport } from './transport.js'
 
 export type { DeliverySinkOptions, DeliveryStatus } from './delivery-options.js'
@@ -187,22 +181,7 @@ export class DeliverySink implements RecordSink {
   }
 
   async #start(): Promise<void> {
-    let said = false
-    while (!this.#isStopped) {
-      try {
-        this.#spool = await Spool.open(this.#spoolDir, {
-          segmentBytes: Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(this.#spoolMax / 16))),
-          onCorrupt: (lines) => this.#opts.onError?.(new Error(`${lines} line(s) of the spool in ${this.#spoolDir} were cut short or corrupt; skipped`)),
-        })
-        break
-      } catch (err) {
-        // Another sink of this process (a reload) lets go when it closes; another process may never.
-        if (!(err instanceof SpoolLockedError && err.pid === process.pid) && !said) this.#opts.onError?.(err)
-        said = true
-        this.#health.noteError((err as Error).message)
-        await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
-      }
-    }
+    this.#spool = await openOwnSpool(this.#spoolDir, this.#spoolMax, this.#opts, this.#health, () => this.#isStopped)
     const spool = this.#spool
     if (spool === undefined) return
     if (this.#isStopped) {

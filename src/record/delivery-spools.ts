@@ -1,9 +1,37 @@
-// Adoption: a remote sink drains the spool directories of earlier processes (workers that died,
-// or a larger --workers) into its own spool, in order, and removes each once it is empty.
+// The spool directories a remote sink owns: its own, opened once whoever holds its lock lets go,
+// and those of earlier processes (workers that died, or a larger --workers), which it adopts:
+// drains into its own spool, in order, and removes once empty.
 import { rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LOCK_RETRY_MS, type DeliverySinkOptions } from './delivery-options.js'
+import type { DeliveryHealth } from './delivery-health.js'
 import { Spool, SpoolLockedError } from './spool.js'
+
+/** Opens the sink's own spool, waiting while another sink holds its lock; undefined if the sink stopped first. */
+export async function openOwnSpool(
+  dir: string,
+  spoolMax: number,
+  opts: Pick<DeliverySinkOptions, 'onError'>,
+  health: DeliveryHealth,
+  isStopped: () => boolean,
+): Promise<Spool | undefined> {
+  let said = false
+  while (!isStopped()) {
+    try {
+      return await Spool.open(dir, {
+        segmentBytes: Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(spoolMax / 16))),
+        onCorrupt: (lines) => opts.onError?.(new Error(`${lines} line(s) of the spool in ${dir} were cut short or corrupt; skipped`)),
+      })
+    } catch (err) {
+      // Another sink of this process (a reload) lets go when it closes; another process may never.
+      if (!(err instanceof SpoolLockedError && err.pid === process.pid) && !said) opts.onError?.(err)
+      said = true
+      health.noteError((err as Error).message)
+      await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
+    }
+  }
+  return undefined
+}
 
 /** What adopting needs of the sink that takes the records: built once, when its spool opens. */
 export interface AdoptionHost {

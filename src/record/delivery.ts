@@ -2,7 +2,12 @@ import { join } from 'node:path'
 import { settleGroups, type Group, type Waiter } from './delivery-groups.js'
 import { DeliveryHealth } from './delivery-health.js'
 import { DeliveryLedger } from './delivery-ledger.js'
-import { DEFAULT_MAX_BUFFERED_BYTES, SPILL_CHUNK_BYTES, type DeliverySinkOptions, type DeliveryStatus } from './delivery-options.js'
+import {
+  DEFAULT_MAX_BUFFERED_BYTES,
+  SPILL_CHUNK_BYTES,
+  type DeliverySinkOptions,
+  type DeliveryStatus,
+} from './delivery-options.js'
 import { quarantine } from './delivery-quarantine.js'
 import { adoptAll, openOwnSpool } from './delivery-spools.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'

@@ -1,93 +1,22 @@
-import { appendFile, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DropWarnings, type DropReason, type DropWarning } from './drop-warnings.js'
+import { settleGroups, type Group, type Waiter } from './delivery-groups.js'
+import { DeliveryHealth } from './delivery-health.js'
+import { DeliveryLedger } from './delivery-ledger.js'
+import {
+  DEFAULT_MAX_BUFFERED_BYTES,
+  SPILL_CHUNK_BYTES,
+  type DeliverySinkOptions,
+  type DeliveryStatus,
+} from './delivery-options.js'
+import { quarantine } from './delivery-quarantine.js'
+import { adoptAll, openOwnSpool } from './delivery-spools.js'
 import { EnvelopeFactory, type Envelope } from './envelope.js'
 import { MemoryQueue, type Taken } from './memory-queue.js'
 import type { RecordSink, WriteBatchOptions } from './sink.js'
-import { Spool, SpoolLockedError, type SpoolRead } from './spool.js'
-import { SinkError, type SinkErrorReason, type Transport } from './transport.js'
-import type { RecordResult } from './writer.js'
+import type { Spool, SpoolRead } from './spool.js'
+import { SinkError, type Transport } from './transport.js'
 
-export interface DeliverySinkOptions {
-  readonly transport: Transport
-  /** The spool directory (one per process). */
-  readonly spoolDir: string
-  /** Bytes of records the spool may hold; past it records are dropped and counted. */
-  readonly spoolMaxBytes: number
-  /** How long the first record of a batch waits for others before the batch is sent. */
-  readonly lingerMs: number
-  /** Bytes of records in one send, at most (a single larger record goes alone). */
-  readonly maxBatchBytes: number
-  /** After close(), how long records may take to reach the sink before the rest is left in the spool. */
-  readonly closeTimeoutMs: number
-  /** Bytes of records held in memory, at most; past it write() drops. Default 64 MiB. */
-  readonly maxBufferedBytes?: number
-  /** Records waiting in memory past this many bytes go to the spool (the sink is slow). Default 4 × maxBatchBytes, at least 4 MiB. */
-  readonly spillBytes?: number
-  readonly dropWarningIntervalMs?: number
-  /** Records acknowledged by the sink (`written`) or dropped, as the file writer reports them. */
-  readonly onResult?: (result: RecordResult, count: number) => void
-  /** A send failed, or the spool could not be written: `modelsplit_sink_errors_total{reason}`. */
-  readonly onSinkError?: (reason: SinkErrorReason, err: unknown) => void
-  /** Seconds one successful send took: `modelsplit_sink_latency_seconds`. */
-  readonly onLatency?: (seconds: number) => void
-  /** Bytes waiting in the spool, after each change: `modelsplit_records_spooled_bytes`. */
-  readonly onSpooled?: (bytes: number) => void
-  readonly onDropWarning?: (warning: DropWarning) => void
-  /** Records the sink refused for good, kept in `quarantineFile`: `modelsplit_records_quarantined_total`. */
-  readonly onQuarantined?: (count: number, err: unknown) => void
-  /** Where refused records go, one JSON line each. Default `quarantine.jsonl` in the spool directory. */
-  readonly quarantineFile?: string
-  /**
-   * Spool directories of earlier processes (workers that died, or a larger --workers) this sink
-   * drains: their records move into its own spool, in order, and the emptied directory is removed.
-   * Each directory's lock keeps two processes from draining the same one.
-   */
-  readonly adopt?: () => Promise<readonly string[]>
-  /** Records moved out of an adopted directory, once it is empty. */
-  readonly onAdopted?: (dir: string, count: number) => void
-  /** Errors worth a log line that are not a failed send (a spool held by another process). */
-  readonly onError?: (err: unknown) => void
-  /** The sink stopped taking records (with the error), or takes them again: for one log line per change, not per retry. */
-  readonly onReachable?: (isReachable: boolean, err?: unknown) => void
-}
-
-/** What /readyz says about the sink. */
-export interface DeliveryStatus {
-  readonly sink: 'kafka' | 'http'
-  readonly destination: string
-  /** delivering: records go straight to the sink; spooling: they wait on disk for it; starting: the spool is not open yet. */
-  readonly state: 'starting' | 'delivering' | 'spooling'
-  /** Whether the last send (or connection attempt) worked. */
-  readonly reachable: boolean
-  readonly spooled_bytes: number
-  readonly last_error: string | null
-  readonly dropped: number
-}
-
-/** A writeBatch() batch once admitted: it is acknowledged when each record is in the sink or in the spool. */
-interface Group {
-  left: number
-  /** Spool bytes still held for this batch's records not yet in the sink or the spool. */
-  reserved: number
-  isRefused: boolean
-  readonly resolve: (ok: boolean) => void
-  timer: NodeJS.Timeout | undefined
-}
-
-interface Waiter {
-  readonly envelopes: Envelope[]
-  readonly bytes: number
-  readonly timeoutMs: number
-  readonly resolve: (ok: boolean) => void
-  timer: NodeJS.Timeout | undefined
-}
-
-const DEFAULT_MAX_BUFFERED_BYTES = 64 * 1024 * 1024
-const SPILL_CHUNK_BYTES = 1024 * 1024
-const RETRY_MIN_MS = 100
-const RETRY_MAX_MS = 5000
-const LOCK_RETRY_MS = 200
+export type { DeliverySinkOptions, DeliveryStatus } from './delivery-options.js'
 
 /**
  * A record sink that sends to a remote destination (Kafka, an HTTP collector) at least once,
@@ -113,7 +42,8 @@ export class DeliverySink implements RecordSink {
   readonly #closeTimeoutMs: number
   readonly #opts: DeliverySinkOptions
   readonly #factory = new EnvelopeFactory()
-  readonly #warnings: DropWarnings
+  readonly #ledger: DeliveryLedger
+  readonly #health: DeliveryHealth
 
   // Records in memory, oldest first, each tagged with its writeBatch batch (if any).
   readonly #queue = new MemoryQueue<Group>()
@@ -130,25 +60,16 @@ export class DeliverySink implements RecordSink {
   // The batch in flight when it came from memory (close() copies it to the spool).
   #inFlight: Taken<Group> | undefined
   #timer: NodeJS.Timeout | undefined
-  #retryAt = 0
-  #retryDelay = RETRY_MIN_MS
   // After a send refused as too large, sends take at most this many records until one succeeds.
   #batchLimit = Number.POSITIVE_INFINITY
-  #isReachable = false
-  #lastError: string | null = null
 
-  #written = 0
-  #dropped = 0
   #accepted = 0
-  #settled = 0
-  #flushWaiters: Array<{ target: number; resolve: () => void }> = []
   #isClosed = false
   #isStopped = false
   #closing: Promise<void> | undefined
   #started: Promise<void>
   #adopting: Promise<void> = Promise.resolve()
   readonly #quarantineFile: string
-  #quarantined = 0
 
   constructor(opts: DeliverySinkOptions) {
     this.#opts = opts
@@ -160,7 +81,8 @@ export class DeliverySink implements RecordSink {
     this.#maxBuffered = opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES
     this.#spillBytes = opts.spillBytes ?? Math.max(4 * opts.maxBatchBytes, 4 * 1024 * 1024)
     this.#closeTimeoutMs = opts.closeTimeoutMs
-    this.#warnings = new DropWarnings(opts.dropWarningIntervalMs ?? 10_000, opts.onDropWarning)
+    this.#ledger = new DeliveryLedger(opts)
+    this.#health = new DeliveryHealth(opts)
     this.#quarantineFile = opts.quarantineFile ?? join(opts.spoolDir, 'quarantine.jsonl')
     this.#started = this.#start()
   }
@@ -172,10 +94,10 @@ export class DeliverySink implements RecordSink {
 
   /** Queues one record; never blocks, never throws. False when it was dropped. */
   write(record: object): boolean {
-    if (this.#isClosed) return this.#drop('closed', 1)
+    if (this.#isClosed) return this.#ledger.drop('closed', 1)
     const env = this.#envelope(record)
-    if (env === undefined) return this.#drop('unserializable', 1)
-    if (this.#queue.bytes + env.bytes > this.#maxBuffered) return this.#drop('buffer_full', 1)
+    if (env === undefined) return this.#ledger.drop('unserializable', 1)
+    if (this.#queue.bytes + env.bytes > this.#maxBuffered) return this.#ledger.drop('buffer_full', 1)
     this.#queue.push(env, undefined)
     this.#accepted++
     this.#kick()
@@ -216,9 +138,7 @@ export class DeliverySink implements RecordSink {
 
   /** Resolves when every record accepted before the call is acknowledged by the sink or dropped. */
   flush(): Promise<void> {
-    const target = this.#accepted
-    if (this.#settled >= target) return Promise.resolve()
-    return new Promise((resolve) => { this.#flushWaiters.push({ target, resolve }) })
+    return this.#ledger.flush(this.#accepted)
   }
 
   /** Nothing to reopen: records are not in a file of ours. */
@@ -238,16 +158,22 @@ export class DeliverySink implements RecordSink {
       sink: this.#transport.name,
       destination: this.#transport.destination,
       state: this.#spool === undefined ? 'starting' : this.#isSpooling ? 'spooling' : 'delivering',
-      reachable: this.#isReachable,
+      reachable: this.#health.isReachable,
       spooled_bytes: this.#spool?.bytes ?? 0,
-      last_error: this.#lastError,
-      dropped: this.#dropped,
+      last_error: this.#health.lastError,
+      dropped: this.#ledger.dropped,
     }
   }
 
   /** `buffered`: records accepted and held in memory, in neither the sink nor the spool yet. */
   stats(): { written: number; dropped: number; quarantined: number; buffered: number; spooledBytes: number } {
-    return { written: this.#written, dropped: this.#dropped, quarantined: this.#quarantined, buffered: this.#queue.length, spooledBytes: this.#spool?.bytes ?? 0 }
+    return {
+      written: this.#ledger.written,
+      dropped: this.#ledger.dropped,
+      quarantined: this.#ledger.quarantined,
+      buffered: this.#queue.length,
+      spooledBytes: this.#spool?.bytes ?? 0,
+    }
   }
 
   #envelope(record: object): Envelope | undefined {
@@ -260,22 +186,7 @@ export class DeliverySink implements RecordSink {
   }
 
   async #start(): Promise<void> {
-    let said = false
-    while (!this.#isStopped) {
-      try {
-        this.#spool = await Spool.open(this.#spoolDir, {
-          segmentBytes: Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, Math.floor(this.#spoolMax / 16))),
-          onCorrupt: (lines) => this.#opts.onError?.(new Error(`${lines} line(s) of the spool in ${this.#spoolDir} were cut short or corrupt; skipped`)),
-        })
-        break
-      } catch (err) {
-        // Another sink of this process (a reload) lets go when it closes; another process may never.
-        if (!(err instanceof SpoolLockedError && err.pid === process.pid) && !said) this.#opts.onError?.(err)
-        said = true
-        this.#lastError = (err as Error).message
-        await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
-      }
-    }
+    this.#spool = await openOwnSpool(this.#spoolDir, this.#spoolMax, this.#opts, this.#health, () => this.#isStopped)
     const spool = this.#spool
     if (spool === undefined) return
     if (this.#isStopped) {
@@ -285,10 +196,23 @@ export class DeliverySink implements RecordSink {
     this.#isSpooling = !spool.isEmpty
     this.#reportSpooled()
     // Connecting is best effort: a broker that is down now is retried by every send.
-    this.#transport.connect().then(() => this.#reachable(), (err: unknown) => this.#failed(err))
+    this.#transport.connect().then(() => this.#health.reachable(), (err: unknown) => this.#health.failed(err))
     this.#admitWaiters()
     this.#kick()
-    this.#adopting = this.#adoptAll()
+    this.#adopting = adoptAll({
+      spool,
+      spoolMax: this.#spoolMax,
+      maxBatchBytes: this.#maxBatchBytes,
+      opts: this.#opts,
+      isStopped: () => this.#isStopped,
+      promisedBytes: () => this.#appending + this.#reserved,
+      addAppending: (bytes) => { this.#appending += bytes },
+      moved: () => {
+        this.#isSpooling = true
+        this.#reportSpooled()
+        this.#kick()
+      },
+    })
   }
 
   #kick(): void {
@@ -318,8 +242,8 @@ export class DeliverySink implements RecordSink {
     const spool = this.#spool as Spool
     while (!this.#isStopped) {
       const now = performance.now()
-      if (this.#retryAt > now) {
-        this.#schedule(this.#retryAt)
+      if (this.#health.retryAt > now) {
+        this.#schedule(this.#health.retryAt)
         return
       }
       let read: SpoolRead | undefined
@@ -328,8 +252,8 @@ export class DeliverySink implements RecordSink {
         try {
           read = await spool.read(this.#maxBatchBytes, this.#batchLimit)
         } catch (err) {
-          this.#sinkError('spool', err)
-          this.#backoff()
+          this.#health.sinkError('spool', err)
+          this.#health.backoff()
           continue
         }
       }
@@ -361,8 +285,8 @@ export class DeliverySink implements RecordSink {
       // stays there (sent again by the next start).
       if (this.#isStopped) return
       if (error === undefined) {
-        this.#reachable()
-        this.#retryDelay = RETRY_MIN_MS
+        this.#health.reachable()
+        this.#health.resetDelay()
         this.#batchLimit = Number.POSITIVE_INFINITY
         this.#opts.onLatency?.((performance.now() - startedAt) / 1000)
         if (read !== undefined) await this.#ackSpool(read)
@@ -370,18 +294,18 @@ export class DeliverySink implements RecordSink {
         continue
       }
       const permanent = error instanceof SinkError && error.isPermanent
-      this.#failed(error)
+      this.#health.failed(error)
       if (permanent && envelopes.length > 1) {
         // Too large as a batch: try halves (from the spool, in order) until each goes or is refused alone.
         this.#batchLimit = Math.ceil(envelopes.length / 2)
       } else if (permanent) {
         // Refused alone: set aside before it leaves the spool, so what is behind it goes on.
-        const isKept = await this.#quarantine(envelopes, error)
+        const isKept = await quarantine(this.#quarantineFile, envelopes, error, this.#opts)
         if (read !== undefined) await spool.ack(read)
         this.#refused(envelopes, taken?.tags, isKept, error)
         continue
       } else {
-        this.#backoff()
+        this.#health.backoff()
       }
       if (taken !== undefined) {
         this.#isSpooling = true
@@ -391,47 +315,20 @@ export class DeliverySink implements RecordSink {
     }
   }
 
-  #backoff(): void {
-    this.#retryAt = performance.now() + this.#retryDelay
-    this.#retryDelay = Math.min(RETRY_MAX_MS, this.#retryDelay * 2)
-  }
-
-  #failed(err: unknown): void {
-    if (this.#isReachable || this.#lastError === null) this.#opts.onReachable?.(false, err)
-    this.#isReachable = false
-    this.#lastError = err instanceof Error ? err.message : String(err)
-    this.#sinkError(err instanceof SinkError ? err.reason : 'other', err)
-  }
-
-  #reachable(): void {
-    if (!this.#isReachable && this.#lastError !== null) this.#opts.onReachable?.(true)
-    this.#isReachable = true
-  }
-
-  #sinkError(reason: SinkErrorReason, err: unknown): void {
-    try {
-      this.#opts.onSinkError?.(reason, err)
-    } catch {
-      // A metrics or log callback must not stop delivery.
-    }
-  }
-
   async #ackSpool(read: SpoolRead): Promise<void> {
     await (this.#spool as Spool).ack(read)
     let ours = 0
     for (const e of read.envelopes) if (this.#factory.owns(e.id)) ours++
-    this.#written += read.envelopes.length
-    this.#emit('written', read.envelopes.length)
-    this.#settle(ours)
+    this.#ledger.wrote(read.envelopes.length)
+    this.#ledger.settle(ours)
     this.#reportSpooled()
     this.#admitWaiters()
   }
 
   #delivered(envelopes: Envelope[], groups: Array<Group | undefined>): void {
-    this.#written += envelopes.length
-    this.#emit('written', envelopes.length)
-    this.#settleGroups(envelopes, groups, false)
-    this.#settle(envelopes.length)
+    this.#ledger.wrote(envelopes.length)
+    this.#reserved -= settleGroups(envelopes, groups, false)
+    this.#ledger.settle(envelopes.length)
     this.#admitWaiters()
   }
 
@@ -440,99 +337,16 @@ export class DeliverySink implements RecordSink {
    * the quarantine file and counted, or dropped and counted when that file cannot be written.
    */
   #refused(envelopes: Envelope[], groups: Array<Group | undefined> | undefined, isKept: boolean, err: unknown): void {
-    if (groups !== undefined) this.#settleGroups(envelopes, groups, !isKept)
+    if (groups !== undefined) this.#reserved -= settleGroups(envelopes, groups, !isKept)
     let ours = 0
     for (const e of envelopes) if (groups !== undefined || this.#factory.owns(e.id)) ours++
     if (isKept) {
-      this.#quarantined += envelopes.length
-      try {
-        this.#opts.onQuarantined?.(envelopes.length, err)
-      } catch {
-        // A metrics or log callback must not stop delivery.
-      }
+      this.#ledger.kept(envelopes.length, err)
     } else {
-      this.#drop('rejected', envelopes.length)
+      this.#ledger.drop('rejected', envelopes.length)
     }
-    this.#settle(ours)
+    this.#ledger.settle(ours)
     this.#reportSpooled()
-  }
-
-  /** Appends refused records to the quarantine file, one JSON line each; false when the disk refused. */
-  async #quarantine(envelopes: readonly Envelope[], err: unknown): Promise<boolean> {
-    const at = new Date().toISOString()
-    const reason = err instanceof Error ? err.message : String(err)
-    // The record stays a string: a damaged line may not be JSON, and must be kept as it was.
-    const lines = envelopes.map((e) => JSON.stringify({ quarantined_at: at, reason, id: e.id, type: e.type, key: e.key, time: e.time, record: e.value }) + '\n')
-    try {
-      await appendFile(this.#quarantineFile, lines.join(''))
-      return true
-    } catch (error) {
-      this.#opts.onError?.(error)
-      return false
-    }
-  }
-
-  async #adoptAll(): Promise<void> {
-    let dirs: readonly string[]
-    try {
-      dirs = (await this.#opts.adopt?.()) ?? []
-    } catch (err) {
-      this.#opts.onError?.(err)
-      return
-    }
-    for (const dir of dirs) {
-      if (this.#isStopped) return
-      await this.#adopt(dir)
-    }
-  }
-
-  /** Moves the records of an earlier process's spool directory into ours, then removes the directory. */
-  async #adopt(dir: string): Promise<void> {
-    let orphan: Spool
-    try {
-      orphan = await Spool.open(dir, { segmentBytes: 1024 * 1024 })
-    } catch (err) {
-      // A live process holds it: that one drains it.
-      if (!(err instanceof SpoolLockedError)) this.#opts.onError?.(err)
-      return
-    }
-    const own = this.#spool as Spool
-    let moved = 0
-    try {
-      while (!this.#isStopped) {
-        const read = await orphan.read(this.#maxBatchBytes, Number.POSITIVE_INFINITY)
-        if (read === undefined) break
-        let bytes = 0
-        for (const e of read.envelopes) bytes += e.bytes
-        // These were acknowledged to someone: never dropped for room, they wait until the sink makes some.
-        if (!own.isEmpty && own.bytes + this.#appending + this.#reserved + bytes > this.#spoolMax) {
-          await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS).unref())
-          continue
-        }
-        this.#appending += bytes
-        try {
-          await own.append(read.envelopes)
-        } finally {
-          this.#appending -= bytes
-        }
-        // In ours before it leaves theirs: a crash in between sends it twice, never not at all.
-        await orphan.ack(read)
-        moved += read.envelopes.length
-        this.#isSpooling = true
-        this.#reportSpooled()
-        this.#kick()
-      }
-    } catch (err) {
-      this.#opts.onError?.(err)
-    }
-    const isEmpty = orphan.isEmpty
-    await orphan.close()
-    if (isEmpty) {
-      // A quarantine file (or anything else an operator put there) keeps the directory.
-      await unlink(join(dir, 'ack')).catch(() => {})
-      await rmdir(dir).catch(() => {})
-    }
-    if (moved > 0) this.#opts.onAdopted?.(dir, moved)
   }
 
   /** The spill loop: while spooling, records in memory go to the end of the spool. */
@@ -542,7 +356,7 @@ export class DeliverySink implements RecordSink {
       const { envelopes, tags } = this.#queue.take(SPILL_CHUNK_BYTES, Number.POSITIVE_INFINITY)
       if (!await this.#toSpool(envelopes, tags, false)) {
         // The disk refused: the records wait in memory, and the spool is tried again after a pause.
-        await new Promise((resolve) => setTimeout(resolve, this.#retryDelay).unref())
+        await new Promise((resolve) => setTimeout(resolve, this.#health.retryDelay).unref())
         if (this.#isStopped) return
       }
     }
@@ -575,8 +389,8 @@ export class DeliverySink implements RecordSink {
       bytes += e.bytes
     }
     if (dropped > 0) {
-      this.#drop('spool_full', dropped)
-      this.#settle(dropped)
+      this.#ledger.drop('spool_full', dropped)
+      this.#ledger.settle(dropped)
     }
     if (keep.length === 0) return true
     this.#appending += bytes
@@ -585,38 +399,21 @@ export class DeliverySink implements RecordSink {
       else await spool.append(keep)
     } catch (err) {
       this.#appending -= bytes
-      this.#sinkError('spool', err)
-      this.#lastError = `cannot write the spool: ${(err as Error).message}`
+      this.#health.sinkError('spool', err)
+      this.#health.noteError(`cannot write the spool: ${(err as Error).message}`)
       if (this.#isStopped) {
-        this.#drop('io_error', keep.length)
-        this.#settleGroups(keep, keepGroups, true)
-        this.#settle(keep.length)
+        this.#ledger.drop('io_error', keep.length)
+        this.#reserved -= settleGroups(keep, keepGroups, true)
+        this.#ledger.settle(keep.length)
         return false
       }
       this.#queue.untake(keep, keepGroups)
       return false
     }
     this.#appending -= bytes
-    this.#settleGroups(keep, keepGroups, false)
+    this.#reserved -= settleGroups(keep, keepGroups, false)
     this.#reportSpooled()
     return true
-  }
-
-  /** Each record of a writeBatch batch is in the sink or the spool (or, if `isRefused`, never will be). */
-  #settleGroups(envelopes: Envelope[], groups: Array<Group | undefined>, isRefused: boolean): void {
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i]
-      if (g === undefined) continue
-      const b = (envelopes[i] as Envelope).bytes
-      g.reserved -= b
-      this.#reserved -= b
-      g.left--
-      if (isRefused) g.isRefused = true
-      if (g.left === 0) {
-        clearTimeout(g.timer)
-        g.resolve(!g.isRefused)
-      }
-    }
   }
 
   #canAdmit(w: Waiter): boolean {
@@ -658,37 +455,11 @@ export class DeliverySink implements RecordSink {
     }
   }
 
-  #settle(count: number): void {
-    if (count === 0) return
-    this.#settled += count
-    for (let w = this.#flushWaiters[0]; w !== undefined && w.target <= this.#settled; w = this.#flushWaiters[0]) {
-      this.#flushWaiters.shift()
-      w.resolve()
-    }
-  }
-
-  #drop(reason: DropReason, count: number): false {
-    if (count === 0) return false
-    this.#dropped += count
-    this.#emit('dropped', count)
-    this.#warnings.note(reason, count)
-    return false
-  }
-
-  #emit(result: RecordResult, count: number): void {
-    if (count === 0) return
-    try {
-      this.#opts.onResult?.(result, count)
-    } catch {
-      // A metrics callback must not break recording.
-    }
-  }
-
   #reportSpooled(): void {
     try {
       this.#opts.onSpooled?.(this.#spool?.bytes ?? 0)
     } catch {
-      // Same.
+      // A metrics callback must not break recording.
     }
   }
 
@@ -700,8 +471,7 @@ export class DeliverySink implements RecordSink {
     // Keep sending (now without linger) until everything is out or the time is up.
     const deadline = new Promise<void>((resolve) => setTimeout(resolve, this.#closeTimeoutMs).unref())
     // A retry waiting out its backoff would waste the time left: try now.
-    this.#retryAt = 0
-    this.#retryDelay = RETRY_MIN_MS
+    this.#health.retryNow()
     clearTimeout(this.#timer)
     this.#timer = undefined
     this.#kick()
@@ -724,8 +494,8 @@ export class DeliverySink implements RecordSink {
       await spool.close()
     }
     // Whatever could not be kept is settled, so no flush() waits forever.
-    this.#settle(Math.max(0, this.#accepted - this.#settled))
-    this.#warnings.stop()
+    this.#ledger.settle(Math.max(0, this.#accepted - this.#ledger.settled))
+    this.#ledger.stop()
     await Promise.race([this.#transport.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
   }
 

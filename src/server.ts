@@ -231,8 +231,11 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     ctx: grpcCtx,
     ...(grpcTls !== undefined && grpcMaterial !== undefined ? { tls: { material: grpcMaterial, clientAuth: grpcTls.client_auth } } : {}),
   })
-  // A reload that committed puts the certificates its compile read in force for new handshakes.
-  store.on('change', (next) => { if (next.loaded.grpcTls !== undefined) grpc?.useTls(next.loaded.grpcTls) })
+  // A reload that committed puts the certificates its compile read, and client_auth, in force for new handshakes.
+  store.on('change', (next) => {
+    const tls = next.config.listen.grpc?.tls
+    if (next.loaded.grpcTls !== undefined && tls !== undefined) grpc?.useTls(next.loaded.grpcTls, tls.client_auth)
+  })
   // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
   // the provider (the old one exports what it holds and stops).
   let tracingChange = Promise.resolve()

@@ -1,7 +1,8 @@
 // Mutual TLS and certificate reload on the gRPC listener: listen.grpc.tls.ca_file and client_auth
 // in the one compile path (located problems), grpc-js clients presenting a good, no and a
 // wrong-CA certificate, and a reload (POST /admin/reload) that puts renewed files in force for new
-// connections while open ones go on, a bad renewal failing the reload and leaving the old one.
+// connections while open ones go on, a bad renewal failing the reload and leaving the old one, and
+// client_auth changed by reload (open connections the new setting refuses get GOAWAY).
 import { execFileSync, spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -276,15 +277,51 @@ describe.skipIf(!hasOpenssl)('certificate reload on the gRPC listener', () => {
     expect(await call(client(r.address, 'server-b.crt', 'client'), 'u2')).toBe(grpc.status.OK)
   })
 
-  it('a reload that would change client_auth is refused whole, located, and the listener keeps requiring certificates', async () => {
+  it('a reload from client_auth: require to none lets clients without a certificate in from then on', async () => {
+    const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
+    const r = await startRouter(at, ', ca_file: ca.crt, client_auth: require')
+    expect(await call(client(r.address, 'server-a.crt'), 'u1')).toBe(grpc.status.UNAVAILABLE)
+    const text = await readFile(r.configFile, 'utf8')
+    await writeFile(r.configFile, text.replace(', ca_file: ca.crt, client_auth: require', ''))
+    const done = await reload(r.adminUrl)
+    expect(done.status).toBe(200)
+    expect(done.body.result).toBe('success')
+    expect(done.body.notes?.join(' ')).toContain('client_auth is now none (was require)')
+    expect(await call(client(r.address, 'server-a.crt'), 'u2')).toBe(grpc.status.OK)
+    expect(await call(client(r.address, 'server-a.crt', 'client'), 'u3')).toBe(grpc.status.OK)
+  })
+
+  it('a reload from client_auth: none to require refuses new clients without a certificate and sends GOAWAY to the open ones', async () => {
+    const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
+    const r = await startRouter(at, '')
+    // Connected before the reload, without a certificate: served, then held to the new rule.
+    const open = client(r.address, 'server-a.crt')
+    expect(await call(open, 'u1')).toBe(grpc.status.OK)
+    const good = client(r.address, 'server-a.crt', 'client')
+    expect(await call(good, 'u2')).toBe(grpc.status.OK)
+    const text = await readFile(r.configFile, 'utf8')
+    await writeFile(r.configFile, text.replace('key_file: server.key', 'key_file: server.key, ca_file: ca.crt, client_auth: require'))
+    const done = await reload(r.adminUrl)
+    expect(done.status).toBe(200)
+    expect(done.body.notes?.join(' ')).toContain('client_auth is now require (was none)')
+    // The open channel's session got GOAWAY; its next call needs a new connection, refused at the handshake.
+    expect(await call(open, 'u3')).toBe(grpc.status.UNAVAILABLE)
+    expect(await call(client(r.address, 'server-a.crt'), 'u4')).toBe(grpc.status.UNAVAILABLE)
+    // A client with a certificate issued under ca_file is served, on its old connection and on a new one.
+    expect(await call(good, 'u5')).toBe(grpc.status.OK)
+    expect(await call(client(r.address, 'server-a.crt', 'client'), 'u6')).toBe(grpc.status.OK)
+    expect(await r.metric('modelsplit_grpc_anomalies_total{kind="tls_handshake"}')).toBeGreaterThanOrEqual(2)
+  })
+
+  it('a reload that would turn TLS off is refused whole, located, and the listener keeps TLS and its client_auth', async () => {
     const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
     const r = await startRouter(at, ', ca_file: ca.crt, client_auth: require')
     const text = await readFile(r.configFile, 'utf8')
-    await writeFile(r.configFile, text.replace(', ca_file: ca.crt, client_auth: require', ''))
+    await writeFile(r.configFile, text.replace(/, tls: \{[^}]*\}/, ''))
     const refused = await reload(r.adminUrl)
     expect(refused.status).toBe(422)
-    expect(refused.body.problems).toEqual([expect.objectContaining({ file: r.configFile, line: 1, path: 'listen.grpc.tls.client_auth' })])
-    expect(refused.body.problems?.[0]?.message).toContain('it still runs TLS with client_auth: require, and this file says TLS with client_auth: none')
+    expect(refused.body.problems).toEqual([expect.objectContaining({ file: r.configFile, line: 1, path: 'listen.grpc.tls' })])
+    expect(refused.body.problems?.[0]?.message).toContain('it still runs TLS, and this file says cleartext')
     expect(await call(client(r.address, 'server-a.crt'), 'u1')).toBe(grpc.status.UNAVAILABLE)
     expect(await call(client(r.address, 'server-a.crt', 'client'), 'u2')).toBe(grpc.status.OK)
   })

@@ -137,6 +137,11 @@ function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   if (a.listen.port !== b.listen.port || a.listen.host !== b.listen.host || a.listen.grpc?.port !== b.listen.grpc?.port || a.listen.grpc?.host !== b.listen.grpc?.host) {
     notes.push('listen addresses take effect on restart only')
   }
+  const authWas = a.listen.grpc?.tls?.client_auth
+  const authNow = b.listen.grpc?.tls?.client_auth
+  if (authWas !== undefined && authNow !== undefined && authWas !== authNow) {
+    notes.push(`the gRPC listener's client_auth is now ${authNow} (was ${authWas}): new connections are held to it, and open ones it would have refused are sent GOAWAY (their calls under way finish)`)
+  }
   const tls = next.loaded.grpcTls
   if (tls !== undefined && old.loaded.grpcTls !== undefined && tls.sha256 !== old.loaded.grpcTls.sha256) {
     notes.push('the gRPC listener\'s certificate, key and CA were read again: new connections get them, open ones keep theirs')
@@ -145,25 +150,25 @@ function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
 }
 
 /**
- * Whether the gRPC listener speaks TLS, and whether it asks clients for certificates, is fixed
- * when its socket is made. A file that changes either is refused whole (as the admin settings):
- * a reload that said success while clients still came in without the certificate it requires
- * would be worse than one that fails. The certificate, key and CA files are read again instead.
+ * Whether the gRPC listener speaks TLS is fixed when its socket is made. A file that turns TLS on
+ * or off is refused whole (as the admin settings): a reload that said success while clients still
+ * came in the old way would be worse than one that fails. Its certificate, key and CA files are
+ * read again instead, and client_auth moves with a reload (GrpcListener.useTls).
  */
 function grpcTlsChanges(old: Plan, next: Plan, text: string): ConfigProblem[] {
   const a = old.config.listen.grpc
   const b = next.config.listen.grpc
   if (a === undefined || b === undefined) return [] // no listener, or one added or removed: a restart (listen addresses)
-  const was = a.tls === undefined ? 'cleartext' : `TLS with client_auth: ${a.tls.client_auth}`
-  const now = b.tls === undefined ? 'cleartext' : `TLS with client_auth: ${b.tls.client_auth}`
-  if (was === now) return []
+  if ((a.tls === undefined) === (b.tls === undefined)) return []
+  const was = a.tls === undefined ? 'cleartext' : 'TLS'
+  const now = b.tls === undefined ? 'cleartext' : 'TLS'
   const { lineOf } = parseYaml(text, next.loaded.file)
-  const path = a.tls !== undefined && b.tls !== undefined ? ['listen', 'grpc', 'tls', 'client_auth'] : ['listen', 'grpc', 'tls']
+  const path = ['listen', 'grpc', 'tls']
   return [{
     file: next.loaded.file,
-    line: lineOf(path) ?? lineOf(['listen', 'grpc', 'tls']) ?? lineOf(['listen', 'grpc']),
+    line: lineOf(path) ?? lineOf(['listen', 'grpc']),
     path: path.join('.'),
-    message: `the gRPC listener's TLS mode is fixed at start: it still runs ${was}, and this file says ${now}; restart the router to change it, or put the old setting back (nothing of this file was applied)`,
+    message: `the gRPC listener's TLS is fixed at start: it still runs ${was}, and this file says ${now}; restart the router to change it, or put the old setting back (nothing of this file was applied)`,
   }]
 }
 

@@ -42,8 +42,8 @@ export class GrpcListener {
   readonly #net: NetServer | TlsServer
   readonly #scheme: 'http' | 'https'
   readonly #sessions = new Set<Http2Session>()
-  /** client_auth: request: a certificate is optional, but one that does not verify is refused. */
-  readonly #verifyOptional: boolean = false
+  /** The client_auth in force (`none` without TLS); a reload may change it (useTls). */
+  #clientAuth: ClientAuth = 'none'
   #tlsSha256 = ''
 
   constructor(deps: GrpcListenerDeps) {
@@ -70,7 +70,7 @@ export class GrpcListener {
     // client without a certificate that chains to ca_file at the handshake; `request` asks for
     // one, lets a client without any through, and refuses one whose certificate does not verify.
     const clientAuth = deps.tls.clientAuth
-    this.#verifyOptional = clientAuth === 'request'
+    this.#clientAuth = clientAuth
     this.#net = createTlsServer({
       ...contextOptions(deps.tls.material),
       ALPNProtocols: ['h2', 'http/1.1'],
@@ -83,16 +83,29 @@ export class GrpcListener {
   }
 
   /**
-   * Puts a reloaded certificate, key and CA in force for the handshakes that follow; connections
-   * already open keep the ones they were made with. Called once a reload has committed, with what
+   * Puts a reloaded certificate, key and CA, and client_auth, in force for the handshakes that
+   * follow. Open connections keep the certificate they were made with; when client_auth changes,
+   * those the new setting would have refused at their handshake (judged by what it showed: no
+   * certificate, or one that did not verify) are sent GOAWAY, so their calls under way finish and
+   * the client's next connection meets the new rule. Called once a reload has committed, with what
    * its compile read and checked. False when the listener has no TLS (a restart adds it).
    */
-  useTls(material: GrpcTlsMaterial): boolean {
+  useTls(material: GrpcTlsMaterial, clientAuth: ClientAuth): boolean {
     const net = this.#net
     if (this.#scheme !== 'https' || !('setSecureContext' in net)) return false
-    if (material.sha256 === this.#tlsSha256) return true
-    net.setSecureContext(contextOptions(material))
-    this.#tlsSha256 = material.sha256
+    if (material.sha256 !== this.#tlsSha256) {
+      net.setSecureContext(contextOptions(material))
+      this.#tlsSha256 = material.sha256
+    }
+    if (clientAuth !== this.#clientAuth) {
+      // What tls.Server reads for every connection it accepts (node:_tls_wrap's
+      // tlsConnectionListener), set from the same-named options when it was made.
+      const server = net as unknown as { requestCert: boolean; rejectUnauthorized: boolean }
+      server.requestCert = clientAuth !== 'none'
+      server.rejectUnauthorized = clientAuth === 'require'
+      this.#clientAuth = clientAuth
+      for (const s of this.#sessions) if (isRefusedBy(clientAuth, s.socket as TLSSocket)) s.close()
+    }
     return true
   }
 
@@ -137,7 +150,7 @@ export class GrpcListener {
 
   #onTlsSocket(socket: TLSSocket): void {
     socket.on('error', noop)
-    if (this.#verifyOptional && !socket.authorized && socket.getPeerX509Certificate() !== undefined) {
+    if (this.#clientAuth === 'request' && !socket.authorized && socket.getPeerX509Certificate() !== undefined) {
       // Presented, and not issued under ca_file (or expired): refused as `require` would have.
       this.#anomaly('tls_handshake')
       socket.destroy()
@@ -178,6 +191,16 @@ export class GrpcListener {
   #anomaly(kind: ListenerAnomaly): void {
     this.#deps.ctx.metrics.grpcAnomalies.labels({ kind }).inc()
   }
+}
+
+/**
+ * Whether `clientAuth` refuses a connection whose handshake showed what `socket` did: `require`
+ * one that is not authorized (no certificate, or one not issued under ca_file), `request` one that
+ * presented a certificate that did not verify; `none` refuses none.
+ */
+function isRefusedBy(clientAuth: ClientAuth, socket: TLSSocket): boolean {
+  if (clientAuth === 'none' || socket.authorized) return false
+  return clientAuth === 'require' || socket.getPeerX509Certificate() !== undefined
 }
 
 /** A call the router answers itself, trailers-only (PROTOCOL-HTTP2.md: status in the headers). */

@@ -104,7 +104,10 @@ export class GrpcListener {
       server.requestCert = clientAuth !== 'none'
       server.rejectUnauthorized = clientAuth === 'require'
       this.#clientAuth = clientAuth
-      for (const s of this.#sessions) if (isRefusedBy(clientAuth, s.socket as TLSSocket)) s.close()
+      for (const s of this.#sessions) {
+        // A session already ending has no socket to ask (and takes no new calls).
+        if (!s.destroyed && !s.closed && isRefusedBy(clientAuth, s.socket as TLSSocket)) s.close()
+      }
     }
     return true
   }

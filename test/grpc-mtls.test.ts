@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto'
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect as h2Connect } from 'node:http2'
 import { connect as tlsConnect } from 'node:tls'
 import * as grpc from '@grpc/grpc-js'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -15,7 +16,7 @@ import { compile } from '../src/plan/index.js'
 import { buildServer } from '../src/server.js'
 import { startGrpcUpstream } from './helpers/grpc.js'
 import { parseMetrics } from './helpers/router.js'
-import { INFER, infer, tlsInferConfig } from './helpers/grpc-js.js'
+import { INFER, encodeRequest, infer, tlsInferConfig } from './helpers/grpc-js.js'
 
 // grpc-js would send the IP address as the TLS server name; the certificates also name localhost.
 const NAME = { 'grpc.ssl_target_name_override': 'localhost' }
@@ -179,6 +180,49 @@ function servedFingerprint(address: string): Promise<string> {
   })
 }
 
+/**
+ * One gRPC call on a new TLS connection made by hand (no client certificate), resuming `session`
+ * if given: resolves with the call's grpc-status ('refused' if the connection was), whether the
+ * handshake resumed, and the session ticket the server sent, for the next connection.
+ */
+function callResuming(address: string, session?: Buffer, as?: string): Promise<{ status: string; resumed: boolean; ticket?: Buffer }> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))]
+  return new Promise((resolve) => {
+    let ticket: Buffer | undefined
+    let resumed = false
+    const socket = tlsConnect({
+      host,
+      port,
+      servername: 'localhost',
+      ca: file('server-a.crt'),
+      ALPNProtocols: ['h2'],
+      ...(session !== undefined ? { session } : {}),
+      ...(as !== undefined ? { key: file(`${as}.key`), cert: file(`${as}.crt`) } : {}),
+    })
+    socket.on('session', (t: Buffer) => { ticket = t })
+    socket.once('secureConnect', () => { resumed = socket.isSessionReused() })
+    const h2 = h2Connect(`https://${address}`, { createConnection: () => socket })
+    h2.on('error', () => undefined)
+    const body = encodeRequest({ model_name: 'm', id: 'u' })
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body])
+    frame.writeUInt32BE(body.length, 1)
+    const req = h2.request({ ':method': 'POST', ':path': INFER, 'content-type': 'application/grpc', te: 'trailers', 'x-user-id': 'u' })
+    let status = 'refused'
+    req.on('response', (h) => { if (h['grpc-status'] !== undefined) status = String(h['grpc-status']) })
+    req.on('trailers', (t) => { status = String(t['grpc-status']) })
+    req.on('error', () => undefined)
+    req.resume()
+    req.on('close', () => {
+      // The ticket (TLS 1.3) comes after the handshake: give it a moment before the connection ends.
+      setTimeout(() => {
+        h2.destroy()
+        resolve({ status, resumed, ...(ticket !== undefined ? { ticket } : {}) })
+      }, 50)
+    })
+    req.end(frame)
+  })
+}
+
 const fingerprint = (name: string): string => new X509Certificate(file(name)).fingerprint256
 
 describe.skipIf(!hasOpenssl)('client certificates on the gRPC listener', () => {
@@ -311,6 +355,50 @@ describe.skipIf(!hasOpenssl)('certificate reload on the gRPC listener', () => {
     expect(await call(good, 'u5')).toBe(grpc.status.OK)
     expect(await call(client(r.address, 'server-a.crt', 'client'), 'u6')).toBe(grpc.status.OK)
     expect(await r.metric('modelsplit_grpc_anomalies_total{kind="tls_handshake"}')).toBeGreaterThanOrEqual(2)
+  })
+
+  it('a reload from client_auth: request to require refuses a client without a certificate that resumes a TLS session from before it', async () => {
+    const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
+    const r = await startRouter(at, ', ca_file: ca.crt, client_auth: request')
+    // Under request a client without a certificate is served, and is given a session ticket.
+    const first = await callResuming(r.address)
+    expect(first.status).toBe('0')
+    expect(first.ticket).toBeDefined()
+    // A connection that resumed that session stays open across the reload: Node calls it
+    // authorized (a TLS 1.3 resumption shows no certificate, so nothing failed to verify).
+    const held = h2Connect(`https://${r.address}`, {
+      createConnection: () => tlsConnect({
+        host: '127.0.0.1',
+        port: Number(r.address.split(':')[1]),
+        servername: 'localhost',
+        ca: file('server-a.crt'),
+        ALPNProtocols: ['h2'],
+        session: first.ticket,
+      }),
+    })
+    held.on('error', () => undefined)
+    cleanups.push(() => { held.destroy() })
+    const goaway = new Promise<boolean>((resolve) => {
+      held.once('goaway', () => resolve(true))
+      held.once('close', () => resolve(true))
+    })
+    await new Promise<void>((resolve) => held.once('remoteSettings', () => resolve()))
+    expect((held.socket as unknown as { isSessionReused(): boolean }).isSessionReused()).toBe(true)
+    const text = await readFile(r.configFile, 'utf8')
+    await writeFile(r.configFile, text.replace('client_auth: request', 'client_auth: require'))
+    expect((await reload(r.adminUrl)).body.result).toBe('success')
+    // The open one has no certificate: GOAWAY, as for any other such connection.
+    expect(await Promise.race([goaway, new Promise((resolve) => setTimeout(() => resolve(false), 2_000))])).toBe(true)
+    // A new connection resuming the ticket from before the reload is not let past the new rule.
+    const refusedBefore = await r.metric('modelsplit_grpc_anomalies_total{kind="tls_handshake"}') ?? 0
+    const again = await callResuming(r.address, first.ticket)
+    expect(again.status).toBe('refused')
+    expect(await r.metric('modelsplit_grpc_anomalies_total{kind="tls_handshake"}')).toBeGreaterThan(refusedBefore)
+    expect(await r.metric('modelsplit_grpc_calls_total{route="infer",model="a",grpc_status="OK"}')).toBe(1)
+    // A client with a good certificate still resumes its own session under require.
+    const good = await callResuming(r.address, undefined, 'client')
+    const resumed = await callResuming(r.address, good.ticket)
+    expect([good.status, resumed.status, resumed.resumed]).toEqual(['0', '0', true])
   })
 
   it('a reload that would turn TLS off is refused whole, located, and the listener keeps TLS and its client_auth', async () => {

@@ -153,8 +153,10 @@ export class GrpcListener {
 
   #onTlsSocket(socket: TLSSocket): void {
     socket.on('error', noop)
-    if (this.#clientAuth === 'request' && !socket.authorized && socket.getPeerX509Certificate() !== undefined) {
-      // Presented, and not issued under ca_file (or expired): refused as `require` would have.
+    if (isRefusedBy(this.#clientAuth, socket)) {
+      // `request`: presented, and not issued under ca_file (or expired): refused as `require` would
+      // have. `require`: OpenSSL refused the rest, but not a TLS 1.3 resumption of a session
+      // without a certificate (a ticket from before a reload tightened client_auth).
       this.#anomaly('tls_handshake')
       socket.destroy()
       return
@@ -198,12 +200,14 @@ export class GrpcListener {
 
 /**
  * Whether `clientAuth` refuses a connection whose handshake showed what `socket` did: `require`
- * one that is not authorized (no certificate, or one not issued under ca_file), `request` one that
- * presented a certificate that did not verify; `none` refuses none.
+ * one without a certificate or with one not issued under ca_file, `request` one that presented a
+ * certificate that did not verify; `none` refuses none. Node calls a TLS 1.3 resumption without a
+ * certificate authorized (its VerifyPeerCertificate has nothing to check), so that is not asked alone.
  */
 function isRefusedBy(clientAuth: ClientAuth, socket: TLSSocket): boolean {
-  if (clientAuth === 'none' || socket.authorized) return false
-  return clientAuth === 'require' || socket.getPeerX509Certificate() !== undefined
+  if (clientAuth === 'none') return false
+  const presented = socket.getPeerX509Certificate() !== undefined
+  return clientAuth === 'require' ? !presented || !socket.authorized : presented && !socket.authorized
 }
 
 /** A call the router answers itself, trailers-only (PROTOCOL-HTTP2.md: status in the headers). */

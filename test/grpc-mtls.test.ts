@@ -401,6 +401,32 @@ describe.skipIf(!hasOpenssl)('certificate reload on the gRPC listener', () => {
     expect([good.status, resumed.status, resumed.resumed]).toEqual(['0', '0', true])
   })
 
+  it('a reload that changes ca_file (with client_auth, or alone) sends GOAWAY to open connections whose certificate the new CA did not issue', async () => {
+    const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
+    const r = await startRouter(at, ', ca_file: ca.crt, client_auth: require')
+    const good = client(r.address, 'server-a.crt', 'client')
+    expect(await call(good, 'u1')).toBe(grpc.status.OK)
+    // The clients' CA is replaced by another one and client_auth loosened to request in one reload.
+    await copyFile(join(dir, 'other-ca.crt'), join(at, 'ca.crt'))
+    const text = await readFile(r.configFile, 'utf8')
+    await writeFile(r.configFile, text.replace('client_auth: require', 'client_auth: request'))
+    const done = await reload(r.adminUrl)
+    expect(done.body.result).toBe('success')
+    expect(done.body.notes?.join(' ')).toContain('whose client certificate no CA of the new ca_file issued are sent GOAWAY')
+    // Its certificate would now be refused at the handshake: GOAWAY, and its next connection is refused.
+    expect(await call(good, 'u2')).toBe(grpc.status.UNAVAILABLE)
+    expect(await call(client(r.address, 'server-a.crt', 'stranger'), 'u3')).toBe(grpc.status.OK)
+    expect(await call(client(r.address, 'server-a.crt'), 'u4')).toBe(grpc.status.OK)
+
+    // The CA alone, client_auth unchanged: the same holds for the connection issued under the old one.
+    const stranger = client(r.address, 'server-a.crt', 'stranger')
+    expect(await call(stranger, 'u5')).toBe(grpc.status.OK)
+    await copyFile(join(dir, 'clients-ca.crt'), join(at, 'ca.crt'))
+    expect((await reload(r.adminUrl)).body.result).toBe('success')
+    expect(await call(stranger, 'u6')).toBe(grpc.status.UNAVAILABLE)
+    expect(await call(client(r.address, 'server-a.crt', 'client'), 'u7')).toBe(grpc.status.OK)
+  })
+
   it('a reload that would turn TLS off is refused whole, located, and the listener keeps TLS and its client_auth', async () => {
     const at = await filesDir({ 'server.crt': 'server-a.crt', 'server.key': 'server-a.key', 'ca.crt': 'clients-ca.crt' })
     const r = await startRouter(at, ', ca_file: ca.crt, client_auth: require')

@@ -144,7 +144,11 @@ function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   }
   const tls = next.loaded.grpcTls
   if (tls !== undefined && old.loaded.grpcTls !== undefined && tls.sha256 !== old.loaded.grpcTls.sha256) {
-    notes.push('the gRPC listener\'s certificate, key and CA were read again: new connections get them, open ones keep theirs')
+    const caWas = old.loaded.grpcTls.ca
+    const caChanged = tls.ca === undefined || caWas === undefined ? tls.ca !== caWas : !tls.ca.equals(caWas)
+    notes.push(caChanged
+      ? 'the gRPC listener\'s certificate, key and CA were read again: new connections get them, and open ones whose client certificate no CA of the new ca_file issued are sent GOAWAY (their calls under way finish)'
+      : 'the gRPC listener\'s certificate, key and CA were read again: new connections get them, open ones keep theirs')
   }
   return notes.length > 0 ? { notes } : {}
 }

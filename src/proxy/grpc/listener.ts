@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls'
 import { createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
@@ -45,6 +46,8 @@ export class GrpcListener {
   /** The client_auth in force (`none` without TLS); a reload may change it (useTls). */
   #clientAuth: ClientAuth = 'none'
   #tlsSha256 = ''
+  /** ca_file's bytes in force, to tell a reload that changed the clients' CAs from one that did not. */
+  #ca: Buffer | undefined
 
   constructor(deps: GrpcListenerDeps) {
     this.#deps = deps
@@ -80,23 +83,29 @@ export class GrpcListener {
     this.#net.on('tlsClientError', () => this.#anomaly('tls_handshake'))
     this.#scheme = 'https'
     this.#tlsSha256 = deps.tls.material.sha256
+    this.#ca = deps.tls.material.ca
   }
 
   /**
    * Puts a reloaded certificate, key and CA, and client_auth, in force for the handshakes that
-   * follow. Open connections keep the certificate they were made with; when client_auth changes,
-   * those the new setting would have refused at their handshake (judged by what it showed: no
-   * certificate, or one that did not verify) are sent GOAWAY, so their calls under way finish and
-   * the client's next connection meets the new rule. Called once a reload has committed, with what
-   * its compile read and checked. False when the listener has no TLS (a restart adds it).
+   * follow. Open connections keep the certificate they were made with; when client_auth or the
+   * clients' CA changes, those the new setting would have refused at their handshake (no
+   * certificate, one that did not verify, or one no CA of the new ca_file issued) are sent GOAWAY,
+   * so their calls under way finish and the client's next connection meets the new rule. Called
+   * once a reload has committed, with what its compile read and checked. False when the listener
+   * has no TLS (a restart adds it).
    */
   useTls(material: GrpcTlsMaterial, clientAuth: ClientAuth): boolean {
     const net = this.#net
     if (this.#scheme !== 'https' || !('setSecureContext' in net)) return false
+    const was = this.#ca
+    const caChanged = material.ca === undefined || was === undefined ? material.ca !== was : !material.ca.equals(was)
     if (material.sha256 !== this.#tlsSha256) {
       net.setSecureContext(contextOptions(material))
       this.#tlsSha256 = material.sha256
+      this.#ca = material.ca
     }
+    if (clientAuth === this.#clientAuth && !caChanged) return true
     if (clientAuth !== this.#clientAuth) {
       // What tls.Server reads for every connection it accepts (node:_tls_wrap's
       // tlsConnectionListener), set from the same-named options when it was made.
@@ -104,10 +113,15 @@ export class GrpcListener {
       server.requestCert = clientAuth !== 'none'
       server.rejectUnauthorized = clientAuth === 'require'
       this.#clientAuth = clientAuth
-      for (const s of this.#sessions) {
-        // A session already ending has no socket to ask (and takes no new calls).
-        if (!s.destroyed && !s.closed && isRefusedBy(clientAuth, s.socket as TLSSocket)) s.close()
-      }
+    }
+    // A connection's `authorized` was decided against the CA of its handshake: with a new one its
+    // certificate is checked again against the new ca_file.
+    const cas = caChanged && material.ca !== undefined ? certificatesOf(material.ca) : undefined
+    for (const s of this.#sessions) {
+      // A session already ending has no socket to ask (and takes no new calls).
+      if (s.destroyed || s.closed) continue
+      const socket = s.socket as TLSSocket
+      if (isRefusedBy(clientAuth, socket) || (cas !== undefined && !isIssuedUnder(socket, cas))) s.close()
     }
     return true
   }
@@ -208,6 +222,31 @@ function isRefusedBy(clientAuth: ClientAuth, socket: TLSSocket): boolean {
   if (clientAuth === 'none') return false
   const presented = socket.getPeerX509Certificate() !== undefined
   return clientAuth === 'require' ? !presented || !socket.authorized : presented && !socket.authorized
+}
+
+/**
+ * Whether the certificate a connection's peer presented, or one of the chain it showed, is one of
+ * `cas` or was issued (names and signature) by one; true when it presented none (that is for
+ * client_auth to judge).
+ */
+function isIssuedUnder(socket: TLSSocket, cas: readonly X509Certificate[]): boolean {
+  const chain: X509Certificate[] = []
+  let c = socket.getPeerCertificate(true)
+  for (; c?.raw !== undefined && chain.length < 10; c = c.issuerCertificate) {
+    const x = new X509Certificate(c.raw)
+    if (chain.some((y) => y.fingerprint256 === x.fingerprint256)) break // a self-signed root is its own issuer
+    chain.push(x)
+  }
+  if (chain.length === 0) return true
+  const issues = (ca: X509Certificate, x: X509Certificate): boolean =>
+    ca.fingerprint256 === x.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey))
+  return chain.some((x) => cas.some((ca) => issues(ca, x)))
+}
+
+/** The certificates of a PEM bundle the compile has checked. */
+function certificatesOf(pem: Buffer): X509Certificate[] {
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []
+  return blocks.map((b) => new X509Certificate(b))
 }
 
 /** A call the router answers itself, trailers-only (PROTOCOL-HTTP2.md: status in the headers). */

@@ -157,3 +157,10 @@ export function deepFreeze<T>(value: T): T {
   }
   return value
 }
+
+/** Whether two reads of the gRPC listener's TLS files hold the same client CAs (ca_file's bytes). */
+export function sameClientCa(a: GrpcTlsMaterial | undefined, b: GrpcTlsMaterial | undefined): boolean {
+  const x = a?.ca
+  const y = b?.ca
+  return x === undefined || y === undefined ? x === y : x.equals(y)
+}

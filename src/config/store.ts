@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { ConfigProblem } from '../errors.js'
 import { compile, type Plan } from '../plan/index.js'
-import { readConfigText } from './load.js'
+import { readConfigText, sameClientCa } from './load.js'
 import { parseYaml } from './yaml.js'
 
 export interface ReloadResult {
@@ -144,9 +144,7 @@ function notesOf(old: Plan, next: Plan): { notes?: readonly string[] } {
   }
   const tls = next.loaded.grpcTls
   if (tls !== undefined && old.loaded.grpcTls !== undefined && tls.sha256 !== old.loaded.grpcTls.sha256) {
-    const caWas = old.loaded.grpcTls.ca
-    const caChanged = tls.ca === undefined || caWas === undefined ? tls.ca !== caWas : !tls.ca.equals(caWas)
-    notes.push(caChanged
+    notes.push(!sameClientCa(old.loaded.grpcTls, tls)
       ? 'the gRPC listener\'s certificate, key and CA were read again: new connections get them, and open ones whose client certificate no CA of the new ca_file issued are sent GOAWAY (their calls under way finish)'
       : 'the gRPC listener\'s certificate, key and CA were read again: new connections get them, open ones keep theirs')
   }

@@ -5,6 +5,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import { requestIdOf } from '../listener.js'
 import { GrpcOnlyError } from '../../errors.js'
 import type { ClientAuth, GrpcTlsMaterial } from '../../config/types.js'
+import { sameClientCa } from '../../config/load.js'
 import type { Runtime } from '../runtime.js'
 import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
 import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
@@ -45,9 +46,8 @@ export class GrpcListener {
   readonly #sessions = new Set<Http2Session>()
   /** The client_auth in force (`none` without TLS); a reload may change it (useTls). */
   #clientAuth: ClientAuth = 'none'
-  #tlsSha256 = ''
-  /** ca_file's bytes in force, to tell a reload that changed the clients' CAs from one that did not. */
-  #ca: Buffer | undefined
+  /** The certificate, key and CA in force (undefined without TLS). */
+  #material: GrpcTlsMaterial | undefined
 
   constructor(deps: GrpcListenerDeps) {
     this.#deps = deps
@@ -82,8 +82,7 @@ export class GrpcListener {
     }, (socket) => this.#onTlsSocket(socket))
     this.#net.on('tlsClientError', () => this.#anomaly('tls_handshake'))
     this.#scheme = 'https'
-    this.#tlsSha256 = deps.tls.material.sha256
-    this.#ca = deps.tls.material.ca
+    this.#material = deps.tls.material
   }
 
   /**
@@ -98,12 +97,10 @@ export class GrpcListener {
   useTls(material: GrpcTlsMaterial, clientAuth: ClientAuth): boolean {
     const net = this.#net
     if (this.#scheme !== 'https' || !('setSecureContext' in net)) return false
-    const was = this.#ca
-    const caChanged = material.ca === undefined || was === undefined ? material.ca !== was : !material.ca.equals(was)
-    if (material.sha256 !== this.#tlsSha256) {
+    const caChanged = !sameClientCa(this.#material, material)
+    if (material.sha256 !== this.#material?.sha256) {
       net.setSecureContext(contextOptions(material))
-      this.#tlsSha256 = material.sha256
-      this.#ca = material.ca
+      this.#material = material
     }
     if (clientAuth === this.#clientAuth && !caChanged) return true
     if (clientAuth !== this.#clientAuth) {

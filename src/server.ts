@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { buildAdmin, type LlmCounts, type ShadowCounts } from './admin/index.js'
-import { reloadedFiles, watchFiles, type LoadedConfig, type RecordingConfig } from './config/index.js'
+import { llmCountsOf, shadowCountsOf } from './admin/counts.js'
+import { reloadedFiles, watchFiles, type LoadedConfig } from './config/index.js'
 import { ConfigStore, type ReloadResult } from './config/store.js'
 import { ConfigError, errorBody } from './errors.js'
 import { AssignmentMemory, Tally, type TallyView } from './evaluation/index.js'
@@ -19,14 +20,14 @@ import type { GrpcContext } from './proxy/grpc/call.js'
 import { H2Sessions } from './upstream/h2-sessions.js'
 import { H2Dispatcher } from './upstream/h2-dispatcher.js'
 import type { Dispatcher } from 'undici'
-import { answered, bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
-import type { RecordSink } from './record/index.js'
-import { openSink, sameSink, sinkStatus } from './record/sinks.js'
+import { bindPlan, observePlan, poolsOf, type Runtime } from './proxy/runtime.js'
+import { openSink, sinkStatus } from './record/sinks.js'
+import { SinkInForce } from './record/in-force.js'
 import { Observer, ShadowDispatcher } from './shadow/index.js'
 import { CaptureBudget } from './upstream/capture.js'
 import { Lifecycle } from './lifecycle.js'
 import { Pools } from './upstream/pools.js'
-import { sameTracing, type TracingPlan } from './tracing/types.js'
+import { TracingSwitch } from './tracing/switch.js'
 import type { ProxyContext } from './proxy/exchange.js'
 
 export type { ReloadResult } from './config/store.js'
@@ -98,21 +99,18 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   const current = (): Runtime => store.current()
   const log = (): FastifyInstance['log'] => app.log
 
-  // Records: one writer for the file in force, opened only when some route records.
-  let writer: RecordSink | undefined
-  let writerConfig: RecordingConfig | undefined
-  const useRecording = async (p: Plan): Promise<void> => {
-    const wanted = p.routes.some((route) => route.record || route.remembers) ? p.config.recording : undefined
-    if (wanted !== undefined && writerConfig !== undefined && sameSink(wanted, writerConfig)) return
-    const old = writer
-    writer = wanted === undefined ? undefined : openSink(wanted, {
+  // Records: one sink for the config in force, opened only when some route records.
+  const records = new SinkInForce()
+  const useRecording = (p: Plan): Promise<void> => records.use(
+    p.routes.some((route) => route.record || route.remembers) ? p.config.recording : undefined,
+    (wanted) => openSink(wanted, {
       filePath: opts.worker === undefined ? wanted.path : workerPath(wanted.path, opts.worker),
       spoolPath: opts.worker === undefined ? wanted.spool.path : join(wanted.spool.path, `w${opts.worker}`),
-      closeTimeoutMs: p.config.shutdown_timeout_ms, metrics, log,
-    })
-    writerConfig = wanted
-    await old?.close()
-  }
+      closeTimeoutMs: p.config.shutdown_timeout_ms,
+      metrics,
+      log,
+    }),
+  )
   await useRecording(plan)
   const publish = (r: Runtime): void => {
     metrics.setConfig(r.loaded.sha256, r.routes.map((route) => ({ name: route.name, models: route.assigner.models, shares: route.assigner.shares })))
@@ -135,6 +133,12 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   }
   const logger0: { log?: FastifyInstance['log'] } = {}
   const early: ['info' | 'warn', string][] = []
+  // The first decisions are taken while the router is built, before its logger exists: those
+  // lines wait for it.
+  const logLine = (level: 'info' | 'warn', message: string): void => {
+    if (logger0.log !== undefined) logger0.log[level](message)
+    else early.push([level, message])
+  }
   const engine = new DecisionEngine({
     runtime: () => current(),
     experiment: (route) => tally.input(route),
@@ -142,12 +146,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     fleet: (url, at) => fleetTally(url, current().routes.filter((r) => r.metrics.length > 0).map((r) => r.plan), tally, at),
     refresh: () => store.refresh(),
     record: (r) => {
-      writer?.write(r)
+      records.sink?.write(r)
       mlflow.onDecision(r)
     },
-    // The first decisions are taken while the router is built, before its logger exists: those
-    // lines wait for it.
-    log: (level, message) => { if (logger0.log !== undefined) logger0.log[level](message); else early.push([level, message]) },
+    log: logLine,
     metrics,
     now: () => Date.now(),
   }, DecisionEngine.stateFileFor(plan, opts.worker))
@@ -160,7 +162,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     decision: (route) => engine.status(route),
     refresh: () => store.refresh(),
     metrics,
-    log: (level, message) => { if (logger0.log !== undefined) logger0.log[level](message); else early.push([level, message]) },
+    log: logLine,
     now: () => Date.now(),
   }, { stateFile: MlflowLink.stateFileFor(plan.config, opts.worker), writes: opts.worker === undefined })
   await mlflow.resolve(plan.config)
@@ -194,7 +196,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       // A new file (not a refresh of the one in force): its aliases are resolved first.
       if (next !== store.base()) await mlflow.resolve(next.config)
       const bound = bindPlan(decided(next), metrics, tally, pools, grpcShadows)
-      // The new file is opened before the swap, so no record of the new config finds no writer.
+      // The new file is opened before the swap, so no record of the new config finds no sink.
       await useRecording(next)
       return bound
     },
@@ -219,7 +221,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     if (r.result === 'success') log().info({ sha256: r.sha256 }, 'config reloaded')
     else log().error({ problems: r.problems?.length }, `config reload failed, still serving sha256 ${r.sha256}:\n${new ConfigError(r.problems ?? []).message}`)
   })
-  const observer = new Observer({ metrics, sink: () => writer, budget })
+  const observer = new Observer({ metrics, sink: () => records.sink, budget })
   const shadows = new ShadowDispatcher({ budget, requests: metrics.shadowRequests })
   const ctx: ProxyContext = { metrics, observer, shadows, memory, budget, tracing: null, isShuttingDown: () => shuttingDown }
   // gRPC calls share the context (tracing read through it as it changes) and add HTTP/2 sessions.
@@ -236,20 +238,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     const tls = next.config.listen.grpc?.tls
     if (next.loaded.grpcTls !== undefined && tls !== undefined) grpc?.useTls(next.loaded.grpcTls, tls.client_auth)
   })
-  // Traces: the SDK is loaded only when `tracing` is configured; a reload that changes it swaps
-  // the provider (the old one exports what it holds and stops).
-  let tracingChange = Promise.resolve()
-  const useTracing = (wanted: TracingPlan | null): Promise<void> => {
-    tracingChange = tracingChange.then(async () => {
-      const old = ctx.tracing
-      if (sameTracing(old?.plan ?? null, wanted)) return
-      ctx.tracing = wanted === null ? null : (await import('./tracing/index.js')).startTracing(wanted)
-      await old?.shutdown()
-    }).catch((err: unknown) => { setImmediate(() => log().error({ err }, 'tracing could not be started or stopped')) })
-    return tracingChange
-  }
-  await useTracing(plan.tracing)
-  store.on('change', (next) => { void useTracing(next.plan.tracing) })
+  // Traces: the SDK is loaded only when `tracing` is configured, and swapped by reloads that change it.
+  const tracing = new TracingSwitch(ctx, (err) => log().error({ err }, 'tracing could not be started or stopped'))
+  await tracing.use(plan.tracing)
+  store.on('change', (next) => { void tracing.use(next.plan.tracing) })
 
   // Prediction requests go straight from node:http to the plan and undici; fastify handles only
   // what is not a prediction (feedback), so a prediction pays nothing for it.
@@ -286,26 +278,10 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   })
 
   const reload = (): Promise<ReloadResult> => store.reload()
-  const shadowCounts = (): ShadowCounts => current().routes.filter((r) => r.shadows.length > 0).map((r) => ({
-    route: r.name,
-    pairs: r.shadows.flatMap((s) => [...s.comparisons].map(([primary, c]) => {
-      const judged = r.plan.judge === null ? undefined : observer.judge.tally(r.name, primary, s.model) ?? { wins: 0, ties: 0, losses: 0 }
-      return { primary, shadow: s.model, agree: c.agree.value, disagree: c.disagree.value, error: c.error.value, ...(judged !== undefined ? { judged } : {}) }
-    })),
-  }))
+  const shadowCounts = (): ShadowCounts => shadowCountsOf(current(), (route, primary, shadow) => observer.judge.tally(route, primary, shadow))
+  const llmCounts = (): LlmCounts => llmCountsOf(current())
 
-  const llmCounts = (): LlmCounts => current().routes.filter((r) => r.plan.isOpenAi).map((r) => ({
-    route: r.name,
-    arms: r.arms.map((arm) => ({
-      model: arm.model,
-      requests: answered(arm.byCode).requests,
-      input_tokens: arm.llm?.inputTokens.value ?? 0,
-      output_tokens: arm.llm?.outputTokens.value ?? 0,
-      cost: arm.llm?.cost.value ?? 0,
-    })),
-  }))
-
-  await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => writer }, ...(opts.peers !== undefined ? { peers: opts.peers } : {}) })
+  await app.register(feedbackPlugin, { current, deps: { memory, tally, sink: () => records.sink }, ...(opts.peers !== undefined ? { peers: opts.peers } : {}) })
 
   const admin = buildAdmin({
     metricsText: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
@@ -318,7 +294,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     llm: llmCounts,
     configExtras: () => current().config.mlflow === null && !Object.values(current().config.models).some((m) => m.mlflow !== null) ? {} : { mlflow: mlflow.status() },
     isReady: () => listening && !shuttingDown,
-    readiness: () => ({ sink: sinkStatus(writer) ?? { sink: writerConfig === undefined ? 'none' : 'file' } }),
+    readiness: () => ({ sink: sinkStatus(records.sink) ?? { sink: records.config === undefined ? 'none' : 'file' } }),
     reload,
     rollouts: {
       list: () => engine.list(),
@@ -386,13 +362,13 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
   // started here and awaited after the records, so the two share the time left.
   let traces: Promise<void> = Promise.resolve()
   lifecycle.add('tracing', (remainingMs) => {
-    traces = tracingChange.then(() => ctx.tracing?.shutdown(remainingMs()))
+    traces = tracing.shutdown(remainingMs())
   })
   lifecycle.add('records', async () => {
     // A decision under way writes its record: it lands before the sink closes.
     await decisionsIdle
     await logged
-    await writer?.close()
+    await records.sink?.close()
     await traces
   })
   lifecycle.add('admin', () => admin.close())
@@ -418,7 +394,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
       return out
     },
     async reopenRecords() {
-      await (writer as { reopen?: () => Promise<void> } | undefined)?.reopen?.()
+      await (records.sink as { reopen?: () => Promise<void> } | undefined)?.reopen?.()
     },
     async listen(o = {}) {
       const cfg = current().config
@@ -432,7 +408,7 @@ export async function buildServer(opts: ServerOptions): Promise<Router> {
     },
     async flush() {
       await observer.idle()
-      await writer?.flush()
+      await records.sink?.flush()
     },
     close() {
       closing ??= shutdown()

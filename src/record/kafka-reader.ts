@@ -47,7 +47,10 @@ export function readKafkaRecords(opts: ReadKafkaOptions): KafkaRecordReader {
     const kafka = kafkaClient({ brokers: opts.brokers, client_id: 'modelsplit-report' })
     const admin = kafka.admin()
     await admin.connect()
-    let ranges: Map<number, { start: bigint; end: bigint }>
+    // `next`: the first offset of the partition not read yet. A consumer that kafkajs restarted after
+    // a crash, or that rejoins its group, fetches from the partition's start again (nothing is
+    // committed): what it had read is skipped, so each message is still read once.
+    let ranges: Map<number, { start: bigint; end: bigint; next: bigint }>
     try {
       const ends = await admin.fetchTopicOffsets(opts.topic)
       const starts = opts.since === undefined ? undefined : await admin.fetchTopicOffsetsByTimestamp(opts.topic, opts.since.getTime())
@@ -55,7 +58,7 @@ export function readKafkaRecords(opts: ReadKafkaOptions): KafkaRecordReader {
         const at = starts?.find((s) => s.partition === p.partition)?.offset
         // fetchTopicOffsetsByTimestamp gives -1 when nothing is that recent: nothing to read there.
         const start = at === undefined ? BigInt(p.low) : BigInt(at) < 0n ? BigInt(p.high) : BigInt(at)
-        return [p.partition, { start, end: BigInt(p.high) }]
+        return [p.partition, { start, end: BigInt(p.high), next: start }]
       }))
     } finally {
       await admin.disconnect()
@@ -83,7 +86,10 @@ export function readKafkaRecords(opts: ReadKafkaOptions): KafkaRecordReader {
     }
     const consumer = kafka.consumer({ groupId: `modelsplit-report-${randomUUID()}`, allowAutoTopicCreation: false })
     consumer.on(consumer.events.CRASH, (e) => {
-      failure = e.payload.error
+      // A retriable error (the broker went away) restarts the consumer by itself; the stall bound
+      // below still ends a read that gets nothing after it. Anything else ends the read now.
+      if (e.payload.restart) return
+      failure ??= new Error(`the consumer of topic ${opts.topic} stopped (${e.payload.error.message}) with ${total - consumed} of ${total} still to read`)
       signal()
     })
     try {
@@ -97,8 +103,9 @@ export function readKafkaRecords(opts: ReadKafkaOptions): KafkaRecordReader {
           for (const m of batch.messages) {
             const offset = BigInt(m.offset)
             resolveOffset(m.offset)
-            if (offset < range.start) continue
+            if (offset < range.next) continue
             if (offset >= range.end) break
+            range.next = offset + 1n
             consumed++
             if (offset === range.end - 1n) open.delete(batch.partition)
             const id = m.headers?.ce_id?.toString()

@@ -2,13 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PassThrough } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTimeoutError, BodyTooLargeError, OverloadedError, UpstreamTimeoutError, UserIdRequiredError } from '../errors.js'
-import { unitHash } from '../experiment/index.js'
 import { decide, newDecision, type BodyView, type Decision, type RequestView } from '../plan/index.js'
 import type { Observation } from '../shadow/index.js'
 import { Capture } from '../upstream/capture.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from '../upstream/headers.js'
 import type { RequestTrace } from '../tracing/types.js'
 import { LlmExchange } from '../llm/answer.js'
+import { countDecision } from './assignment.js'
 import { declaredLength } from './content-length.js'
 import type { ProxyContext } from './context.js'
 import { badStatusError, sendError, upstreamFailure } from './error-reply.js'
@@ -216,24 +216,13 @@ export class Exchange implements RequestView, Dispatcher.DispatchHandler {
     const d = this.decision
     decide(route.plan, this, d)
     if (this.#trace !== null) this.#trace.decided(d.target < 0 ? undefined : (route.targets[d.target] as Arm).model, d.source, d.missing)
-    if (d.unknownOverride) route.missingCounters.unknown_override.inc()
-    if (d.missing !== null) route.missingCounters[d.missing].inc()
-    if (d.target < 0) {
+    const arm = countDecision(route, d, this.ctx.memory, this.requestId)
+    if (arm === undefined) {
       const why = d.missing === 'body_not_json' ? 'the body is not JSON' : 'none of the sources had one'
       this.#fail(new UserIdRequiredError(route.name, route.plan.sourceList, why), false)
       return
     }
-    const arm = route.targets[d.target] as Arm
     this.arm = arm
-    if (d.source === 'hash') {
-      arm.assignedByHash.inc()
-      arm.assigned.count++
-      // The user's first exposure, for the sample-ratio check on users (unit user only).
-      const users = arm.users.sample
-      if (users !== null) users.see(unitHash(d.userId as string), d.target)
-    } else if (d.source === 'override') arm.assignedByOverride.inc()
-    else arm.assignedByMissing.inc()
-    if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
     this.#start = performance.now()
     // A route that only mirrors (no record, not traced) asks its shadows' gates first: a request
     // whose every mirror is refused (a dead shadow's open breaker, a full cap) then has nothing to

@@ -1,7 +1,7 @@
 import type { ClientHttp2Stream, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
-import { unitHash } from '../../experiment/index.js'
 import { decide, type BodyView, type RequestView } from '../../plan/index.js'
 import { INVALID_ARGUMENT, UNIMPLEMENTED, type FrameProblem } from '../../upstream/grpc-wire.js'
+import { countDecision } from '../assignment.js'
 import type { Arm, RouteRuntime, Runtime } from '../runtime.js'
 import { kCall, onClientClose, onClientData, onClientEnd, onUpstreamDrain, onWantTrailers, type Tagged } from './events.js'
 import { DISPATCHED, DONE, GrpcForward, type GrpcContext } from './forward.js'
@@ -134,22 +134,12 @@ export class GrpcCall extends GrpcForward implements RequestView {
       this.trace = tracing.request(route.name, 'POST', this.incoming)
       this.trace.decided(d.target < 0 ? undefined : (route.targets[d.target] as Arm).model, d.source, d.missing)
     }
-    if (d.unknownOverride) route.missingCounters.unknown_override.inc()
-    if (d.missing !== null) route.missingCounters[d.missing].inc()
-    if (d.target < 0) {
+    const arm = countDecision(route, d, this.ctx.memory, this.requestId)
+    if (arm === undefined) {
       this.ctx.metrics.requestErrors.inc({ route: route.name, code: 'MS_USER_ID_REQUIRED' })
       return this.status(INVALID_ARGUMENT, `route "${route.name}" needs a user id (${route.plan.sourceList}) and rejects calls without one`, null)
     }
-    const arm = route.targets[d.target] as Arm
     this.arm = arm
-    if (d.source === 'hash') {
-      arm.assignedByHash.inc()
-      arm.assigned.count++
-      const users = arm.users.sample
-      if (users !== null) users.see(unitHash(d.userId as string), d.target)
-    } else if (d.source === 'override') arm.assignedByOverride.inc()
-    else arm.assignedByMissing.inc()
-    if (route.plan.remembers) this.ctx.memory.remember(this.requestId, route.name, arm.model, d.userId, arm.registry?.version)
     let initial: Buffer | null = null
     if (first !== null && first.message !== null) {
       initial = firstBytesFor(first, arm)

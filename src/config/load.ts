@@ -108,12 +108,17 @@ function readListenTls(grpc: GrpcEndpoint | undefined): { material?: GrpcTlsMate
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
 
+/** The PEM certificate blocks of a bundle, in order (what checkCaBundle checks, each parsed). */
+export function pemCertificates(pem: Buffer): string[] {
+  return pem.toString('latin1').match(PEM_CERT) ?? []
+}
+
 /**
  * OpenSSL skips what it cannot parse in a CA bundle without a word, so a bundle of garbage would
  * refuse every client (with `require`) with nothing to say why: each PEM block is parsed here.
  */
 function checkCaBundle(ca: Buffer, file: string): string | undefined {
-  const blocks = ca.toString('latin1').match(PEM_CERT) ?? []
+  const blocks = pemCertificates(ca)
   if (blocks.length === 0) return `${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----): write the CA certificates that issue your clients' certificates`
   for (let i = 0; i < blocks.length; i++) {
     try {

@@ -5,7 +5,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session, ty
 import { requestIdOf } from '../listener.js'
 import { GrpcOnlyError } from '../../errors.js'
 import type { ClientAuth, GrpcTlsMaterial } from '../../config/types.js'
-import { sameClientCa } from '../../config/load.js'
+import { pemCertificates, sameClientCa } from '../../config/load.js'
 import type { Runtime } from '../runtime.js'
 import { GrpcCall, type GrpcAnomaly, type GrpcContext } from './call.js'
 import { UNAVAILABLE, UNIMPLEMENTED, encodeMessage } from '../../upstream/grpc-wire.js'
@@ -242,8 +242,7 @@ function isIssuedUnder(socket: TLSSocket, cas: readonly X509Certificate[]): bool
 
 /** The certificates of a PEM bundle the compile has checked. */
 function certificatesOf(pem: Buffer): X509Certificate[] {
-  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []
-  return blocks.map((b) => new X509Certificate(b))
+  return pemCertificates(pem).map((b) => new X509Certificate(b))
 }
 
 /** A call the router answers itself, trailers-only (PROTOCOL-HTTP2.md: status in the headers). */

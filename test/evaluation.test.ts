@@ -330,7 +330,7 @@ describe('POST /feedback: nothing accepted is lost or half-applied', () => {
     expect((await metrics(r)).get('modelsplit_outcomes_total{route="churn",model="a",metric="converted"}')).toBe(1)
   })
 
-  it('prediction p99 stays under 50 ms (or 10× an unloaded baseline) while a 10 MB batch is parsed, validated, recorded and applied', async () => {
+  it('predictions keep flowing (longest wait under 400 ms, p99 under 150 ms, or 30× / 10× an unloaded baseline) while a 10 MB batch is parsed, validated, recorded and applied', async () => {
     const r = await setup()
     const items: string[] = []
     let size = 2
@@ -378,8 +378,14 @@ describe('POST /feedback: nothing accepted is lost or half-applied', () => {
     const p99 = p99Of(latencies)
     const base = p99Of(baseline)
     expect(latencies.length).toBeGreaterThan(100)
-    // Processed in one turn, the batch held predictions for ~800 ms; in slices they keep flowing.
-    expect(p99, `p99 ${p99.toFixed(1)} ms (baseline ${base.toFixed(1)} ms), max ${latencies.at(-1)?.toFixed(1)} ms over ${latencies.length} predictions`).toBeLessThan(Math.max(50, 10 * base))
+    // Processed in one turn, the batch held every prediction in flight for ~800 ms; in slices they
+    // keep flowing. The longest wait is what that defect shows (a p99 over ~500 predictions may
+    // miss the four clients' one stalled request each); the p99 bounds the rest. Both leave room
+    // for the other test files this run shares two cores with.
+    const max = latencies.at(-1) as number
+    const seen = `p99 ${p99.toFixed(1)} ms (baseline ${base.toFixed(1)} ms), max ${max.toFixed(1)} ms over ${latencies.length} predictions`
+    expect(max, seen).toBeLessThan(Math.max(400, 30 * base))
+    expect(p99, seen).toBeLessThan(Math.max(150, 10 * base))
     await r.router.flush()
     const m = await metrics(r)
     expect((m.get('modelsplit_outcomes_total{route="churn",model="a",metric="revenue"}') ?? 0) + (m.get('modelsplit_outcomes_total{route="churn",model="b",metric="revenue"}') ?? 0)).toBe(count)
